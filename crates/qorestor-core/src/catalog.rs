@@ -1,0 +1,341 @@
+//! The catalog: storage groups, containers and stream entries, in sled.
+//!
+//! Every value is wrapped as `"QV"`, a version byte, a kind byte, a JSON body and a CRC-32 of
+//! all of that (see `docs/FORMAT.md`), so a damaged value is reported, never misread. Stream
+//! entries only ever point at recipes that are already durable: the writer syncs the recipe,
+//! then inserts the entry and flushes sled, then acknowledges.
+
+use std::path::{Path, PathBuf};
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::chunker::ChunkParams;
+use crate::compress::Compression;
+use crate::error::{DecodeError, Error, Result};
+use crate::format::*;
+
+/// The type of a container, as in QoreStor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ContainerKind {
+    /// Objects written through the API or the CLI.
+    Object,
+    /// Files of a NAS share.
+    Nas,
+    /// An OST logical storage unit.
+    Ost,
+    /// A virtual tape library.
+    Vtl,
+    /// Rapid data access (RDA) images.
+    Rda,
+}
+
+impl ContainerKind {
+    /// The type's name as used on the command line.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ContainerKind::Object => "object",
+            ContainerKind::Nas => "nas",
+            ContainerKind::Ost => "ost",
+            ContainerKind::Vtl => "vtl",
+            ContainerKind::Rda => "rda",
+        }
+    }
+}
+
+impl std::str::FromStr for ContainerKind {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        Ok(match s {
+            "object" => ContainerKind::Object,
+            "nas" => ContainerKind::Nas,
+            "ost" => ContainerKind::Ost,
+            "vtl" => ContainerKind::Vtl,
+            "rda" => ContainerKind::Rda,
+            _ => {
+                return Err(Error::invalid(
+                    "container type",
+                    s,
+                    "expected object, nas, ost, vtl or rda",
+                ))
+            }
+        })
+    }
+}
+
+/// A storage group's catalog record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupRecord {
+    /// Numeric id (names the group's directory).
+    pub id: u32,
+    /// Name, unique system-wide.
+    pub name: String,
+    /// Compression policy.
+    pub compression: Compression,
+    /// Chunking parameters.
+    pub chunking: ChunkParams,
+    /// Creation time, seconds since the Unix epoch.
+    pub created: u64,
+}
+
+/// A container's catalog record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContainerRecord {
+    /// Numeric id (prefixes its stream keys).
+    pub id: u64,
+    /// Name, unique system-wide.
+    pub name: String,
+    /// Type.
+    pub kind: ContainerKind,
+    /// Id of its storage group.
+    pub group_id: u32,
+    /// Creation time, seconds since the Unix epoch.
+    pub created: u64,
+}
+
+/// A finished stream's catalog record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StreamRecord {
+    /// Numeric id (names its recipe file).
+    pub id: u64,
+    /// Name within the container.
+    pub name: String,
+    /// Logical length in bytes.
+    pub logical_len: u64,
+    /// Number of chunks.
+    pub chunks: u64,
+    /// Chunks this stream stored that were not stored before.
+    pub new_chunks: u64,
+    /// Pack bytes this stream added.
+    pub new_stored_bytes: u64,
+    /// Time the stream was finished, seconds since the Unix epoch.
+    pub created: u64,
+}
+
+const KIND_GROUP: u8 = 1;
+const KIND_CONTAINER: u8 = 2;
+const KIND_STREAM: u8 = 3;
+
+/// Wraps a catalog value: magic, version, kind, JSON body, CRC-32.
+pub fn encode_value<T: Serialize>(kind: u8, v: &T) -> Vec<u8> {
+    let mut out = Vec::with_capacity(128);
+    out.extend_from_slice(&CATALOG_MAGIC);
+    out.push(CATALOG_VERSION);
+    out.push(kind);
+    serde_json::to_writer(&mut out, v).expect("catalog records serialize");
+    let crc = crc32(&[&out]);
+    out.extend_from_slice(&crc.to_le_bytes());
+    out
+}
+
+/// Unwraps and checks a catalog value of the expected kind.
+pub fn decode_value<T: DeserializeOwned>(kind: u8, b: &[u8]) -> Result<T, DecodeError> {
+    let what = "catalog value";
+    if b.len() < 8 {
+        return Err(DecodeError::new(what, "too short"));
+    }
+    if b[0..2] != CATALOG_MAGIC || b[2] != CATALOG_VERSION || b[3] != kind {
+        return Err(DecodeError::new(
+            what,
+            format!("bad magic, version or kind {}", b[3]),
+        ));
+    }
+    let (body, crc) = b.split_at(b.len() - 4);
+    if crc32(&[body]) != le_u32(crc, 0) {
+        return Err(DecodeError::new(what, "checksum mismatch"));
+    }
+    serde_json::from_slice(&body[4..]).map_err(|e| DecodeError::new(what, e.to_string()))
+}
+
+/// The sled catalog.
+pub struct Catalog {
+    path: PathBuf,
+    db: sled::Db,
+    groups: sled::Tree,
+    containers: sled::Tree,
+    streams: sled::Tree,
+}
+
+fn stream_key(container_id: u64, name: &str) -> Vec<u8> {
+    let mut k = container_id.to_be_bytes().to_vec();
+    k.extend_from_slice(name.as_bytes());
+    k
+}
+
+impl Catalog {
+    /// Opens (creating) the catalog database in `dir`.
+    pub fn open(dir: &Path) -> Result<Self> {
+        let db = sled::Config::new()
+            .path(dir)
+            .cache_capacity(16 << 20)
+            .segment_size(256 << 10)
+            .open()?;
+        Ok(Catalog {
+            path: dir.to_path_buf(),
+            groups: db.open_tree("groups")?,
+            containers: db.open_tree("containers")?,
+            streams: db.open_tree("streams")?,
+            db,
+        })
+    }
+
+    fn get<T: DeserializeOwned>(
+        &self,
+        tree: &sled::Tree,
+        kind: u8,
+        key: &[u8],
+    ) -> Result<Option<T>> {
+        match tree.get(key)? {
+            None => Ok(None),
+            Some(v) => decode_value(kind, &v)
+                .map(Some)
+                .map_err(|e| e.at(&self.path)),
+        }
+    }
+
+    fn all<T: DeserializeOwned>(&self, iter: sled::Iter, kind: u8) -> Result<Vec<T>> {
+        iter.values()
+            .map(|v| decode_value(kind, &v?).map_err(|e| e.at(&self.path)))
+            .collect()
+    }
+
+    /// Makes every change so far durable.
+    pub fn flush(&self) -> Result<()> {
+        self.db.flush()?;
+        Ok(())
+    }
+
+    /// A fresh unique id.
+    pub fn next_id(&self) -> Result<u64> {
+        Ok(self.db.generate_id()? + 1)
+    }
+
+    /// A storage group by name.
+    pub fn group(&self, name: &str) -> Result<Option<GroupRecord>> {
+        self.get(&self.groups, KIND_GROUP, name.as_bytes())
+    }
+
+    /// All storage groups, by name.
+    pub fn groups(&self) -> Result<Vec<GroupRecord>> {
+        self.all(self.groups.iter(), KIND_GROUP)
+    }
+
+    /// Inserts a storage group unless the name is taken; returns whether it was inserted.
+    pub fn insert_group(&self, g: &GroupRecord) -> Result<bool> {
+        let done = self
+            .groups
+            .compare_and_swap(
+                g.name.as_bytes(),
+                None::<&[u8]>,
+                Some(encode_value(KIND_GROUP, g)),
+            )?
+            .is_ok();
+        self.flush()?;
+        Ok(done)
+    }
+
+    /// Removes a storage group record.
+    pub fn remove_group(&self, name: &str) -> Result<()> {
+        self.groups.remove(name.as_bytes())?;
+        self.flush()
+    }
+
+    /// A container by name.
+    pub fn container(&self, name: &str) -> Result<Option<ContainerRecord>> {
+        self.get(&self.containers, KIND_CONTAINER, name.as_bytes())
+    }
+
+    /// All containers, by name.
+    pub fn containers(&self) -> Result<Vec<ContainerRecord>> {
+        self.all(self.containers.iter(), KIND_CONTAINER)
+    }
+
+    /// Inserts a container unless the name is taken; returns whether it was inserted.
+    pub fn insert_container(&self, c: &ContainerRecord) -> Result<bool> {
+        let done = self
+            .containers
+            .compare_and_swap(
+                c.name.as_bytes(),
+                None::<&[u8]>,
+                Some(encode_value(KIND_CONTAINER, c)),
+            )?
+            .is_ok();
+        self.flush()?;
+        Ok(done)
+    }
+
+    /// Removes a container record.
+    pub fn remove_container(&self, name: &str) -> Result<()> {
+        self.containers.remove(name.as_bytes())?;
+        self.flush()
+    }
+
+    /// A stream of a container.
+    pub fn stream(&self, container_id: u64, name: &str) -> Result<Option<StreamRecord>> {
+        self.get(&self.streams, KIND_STREAM, &stream_key(container_id, name))
+    }
+
+    /// All streams of a container, by name.
+    pub fn streams(&self, container_id: u64) -> Result<Vec<StreamRecord>> {
+        self.all(
+            self.streams.scan_prefix(container_id.to_be_bytes()),
+            KIND_STREAM,
+        )
+    }
+
+    /// Publishes a finished stream (replacing one of the same name) and makes it durable.
+    /// Returns the replaced record.
+    pub fn put_stream(&self, container_id: u64, s: &StreamRecord) -> Result<Option<StreamRecord>> {
+        let old = self.streams.insert(
+            stream_key(container_id, &s.name),
+            encode_value(KIND_STREAM, s),
+        )?;
+        self.flush()?;
+        match old {
+            None => Ok(None),
+            Some(v) => decode_value(KIND_STREAM, &v)
+                .map(Some)
+                .map_err(|e| e.at(&self.path)),
+        }
+    }
+
+    /// Removes a stream entry durably; returns it.
+    pub fn remove_stream(&self, container_id: u64, name: &str) -> Result<Option<StreamRecord>> {
+        let old = self.streams.remove(stream_key(container_id, name))?;
+        self.flush()?;
+        match old {
+            None => Ok(None),
+            Some(v) => decode_value(KIND_STREAM, &v)
+                .map(Some)
+                .map_err(|e| e.at(&self.path)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn value_wrapper_rejects_damage() {
+        let g = GroupRecord {
+            id: 1,
+            name: "g".into(),
+            compression: Compression::Fast,
+            chunking: ChunkParams::default(),
+            created: 5,
+        };
+        let b = encode_value(KIND_GROUP, &g);
+        assert_eq!(decode_value::<GroupRecord>(KIND_GROUP, &b).unwrap(), g);
+        assert!(decode_value::<GroupRecord>(KIND_CONTAINER, &b).is_err());
+        for i in 0..b.len() {
+            let mut c = b.clone();
+            c[i] ^= 1;
+            assert!(
+                decode_value::<GroupRecord>(KIND_GROUP, &c).is_err(),
+                "flip at {i}"
+            );
+        }
+    }
+}

@@ -1,0 +1,253 @@
+//! Content-defined chunking: FastCDC-style normalized chunking with a gear hash.
+//!
+//! A cut point is declared where the rolling gear hash has all bits of a mask clear. Normalized
+//! chunking uses a harder mask (one more bit) before the average size and an easier one (one bit
+//! fewer) after it, which narrows the size distribution around the average. The first `min`
+//! bytes of a chunk are skipped; a chunk never exceeds `max`. Because the hash depends only on
+//! the last 64 bytes, an insertion or deletion moves only the cut points near it: the chunks
+//! after it re-synchronise and deduplicate again (shift resistance).
+//!
+//! The gear table is derived from a fixed seed: it is part of the format in the sense that a
+//! different table cuts differently (correctness is unaffected, dedup against old data is lost).
+
+use crate::error::{Error, Result};
+use crate::format::MAX_CHUNK_LEN;
+
+const fn splitmix64(state: u64) -> (u64, u64) {
+    let s = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    let mut z = s;
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    (s, z ^ (z >> 31))
+}
+
+const fn gear_table() -> [u64; 256] {
+    let mut table = [0u64; 256];
+    let mut state = 0x716F_7265_7374_6F72; // "qorestor"
+    let mut i = 0;
+    while i < 256 {
+        let (s, v) = splitmix64(state);
+        state = s;
+        table[i] = v;
+        i += 1;
+    }
+    table
+}
+
+static GEAR: [u64; 256] = gear_table();
+
+/// Chunk size parameters of a storage group: minimum, average (a power of two) and maximum.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ChunkParams {
+    /// No chunk is shorter than this, except the last one of a stream.
+    pub min: u32,
+    /// Target average size; a power of two.
+    pub avg: u32,
+    /// No chunk is longer than this.
+    pub max: u32,
+}
+
+impl Default for ChunkParams {
+    /// 4 KiB / 16 KiB / 64 KiB: chosen by measurement on the shared dataset (`docs/CHUNKING.md`).
+    fn default() -> Self {
+        ChunkParams {
+            min: 4 << 10,
+            avg: 16 << 10,
+            max: 64 << 10,
+        }
+    }
+}
+
+impl ChunkParams {
+    /// Checks the parameters: `64 <= min < avg < max <= 4 MiB`, `avg` a power of two.
+    pub fn validate(&self) -> Result<()> {
+        let value = format!("{}/{}/{}", self.min, self.avg, self.max);
+        if !self.avg.is_power_of_two() {
+            return Err(Error::invalid(
+                "chunk sizes",
+                value,
+                "the average must be a power of two",
+            ));
+        }
+        if !(64 <= self.min
+            && self.min < self.avg
+            && self.avg < self.max
+            && self.max <= MAX_CHUNK_LEN)
+        {
+            return Err(Error::invalid(
+                "chunk sizes",
+                value,
+                format!("need 64 <= min < avg < max <= {MAX_CHUNK_LEN}"),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// A content-defined chunker for one set of parameters.
+#[derive(Debug, Clone)]
+pub struct Chunker {
+    params: ChunkParams,
+    mask_small: u64,
+    mask_large: u64,
+}
+
+fn top_bits_mask(bits: u32) -> u64 {
+    // The gear hash shifts left, so the high bits depend on the most bytes: use them.
+    if bits == 0 {
+        0
+    } else {
+        (!0u64) << (64 - bits)
+    }
+}
+
+impl Chunker {
+    /// Creates a chunker; the parameters must be valid (see [`ChunkParams::validate`]).
+    pub fn new(params: ChunkParams) -> Result<Self> {
+        params.validate()?;
+        let bits = params.avg.trailing_zeros();
+        Ok(Chunker {
+            params,
+            mask_small: top_bits_mask(bits + 1),
+            mask_large: top_bits_mask(bits.saturating_sub(1)),
+        })
+    }
+
+    /// The parameters.
+    pub fn params(&self) -> ChunkParams {
+        self.params
+    }
+
+    /// Length of the first chunk of `data`.
+    ///
+    /// When `data` is shorter than `max` and more input may follow, the result is only final if
+    /// it is less than `data.len()`; the caller keeps the tail for the next call (see
+    /// [`Chunker::cut_all`]).
+    pub fn cut(&self, data: &[u8]) -> usize {
+        let min = self.params.min as usize;
+        if data.len() <= min {
+            return data.len();
+        }
+        let end = data.len().min(self.params.max as usize);
+        let normal = end.min(self.params.avg as usize);
+        let mut hash = 0u64;
+        let mut i = min;
+        while i < normal {
+            hash = (hash << 1).wrapping_add(GEAR[data[i] as usize]);
+            if hash & self.mask_small == 0 {
+                return i + 1;
+            }
+            i += 1;
+        }
+        while i < end {
+            hash = (hash << 1).wrapping_add(GEAR[data[i] as usize]);
+            if hash & self.mask_large == 0 {
+                return i + 1;
+            }
+            i += 1;
+        }
+        end
+    }
+
+    /// Appends the end offsets of the chunks of `data` to `cuts` and returns how many bytes were
+    /// consumed. Without `eof`, a final piece that could still grow (shorter than `max` and not
+    /// ended by a cut point) is left unconsumed for the next call.
+    pub fn cut_all(&self, data: &[u8], eof: bool, cuts: &mut Vec<u32>) -> usize {
+        let mut start = 0;
+        while start < data.len() {
+            let rest = &data[start..];
+            let len = self.cut(rest);
+            let complete = len < rest.len() || len == self.params.max as usize || eof;
+            if !complete {
+                break;
+            }
+            start += len;
+            cuts.push(start as u32);
+        }
+        start
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn chunks(c: &Chunker, data: &[u8]) -> Vec<Vec<u8>> {
+        let mut cuts = Vec::new();
+        let used = c.cut_all(data, true, &mut cuts);
+        assert_eq!(used, data.len());
+        let mut prev = 0;
+        cuts.iter()
+            .map(|&e| {
+                let v = data[prev..e as usize].to_vec();
+                prev = e as usize;
+                v
+            })
+            .collect()
+    }
+
+    #[test]
+    fn rejects_bad_params() {
+        let bad = [
+            (64, 100, 1000),
+            (0, 1024, 4096),
+            (2048, 1024, 4096),
+            (512, 1024, 1024),
+            (512, 1024, 8 << 20),
+        ];
+        for (min, avg, max) in bad {
+            assert!(
+                Chunker::new(ChunkParams { min, avg, max }).is_err(),
+                "{min}/{avg}/{max}"
+            );
+        }
+    }
+
+    #[test]
+    fn sizes_stay_within_bounds_and_average_is_near_target() {
+        let c = Chunker::new(ChunkParams::default()).unwrap();
+        let mut data = vec![0u8; 8 << 20];
+        let mut x = 1u64;
+        for b in data.iter_mut() {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            *b = x as u8;
+        }
+        let cs = chunks(&c, &data);
+        for ch in &cs[..cs.len() - 1] {
+            assert!(ch.len() >= 4096 && ch.len() <= 65536, "{}", ch.len());
+        }
+        let avg = data.len() / cs.len();
+        assert!((12 << 10..24 << 10).contains(&avg), "average {avg}");
+    }
+
+    #[test]
+    fn incremental_cutting_matches_one_shot() {
+        let c = Chunker::new(ChunkParams {
+            min: 256,
+            avg: 1024,
+            max: 4096,
+        })
+        .unwrap();
+        let data: Vec<u8> = (0..200_000u32)
+            .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+            .collect();
+        let whole: Vec<u32> = {
+            let mut v = Vec::new();
+            c.cut_all(&data, true, &mut v);
+            v
+        };
+        let mut inc = Vec::new();
+        let mut base = 0usize;
+        let mut fed = 0usize;
+        while base < data.len() {
+            fed = (fed + 7777).min(data.len());
+            let mut local = Vec::new();
+            let used = c.cut_all(&data[base..fed], fed == data.len(), &mut local);
+            inc.extend(local.iter().map(|e| (base + *e as usize) as u32));
+            base += used;
+        }
+        assert_eq!(whole, inc);
+    }
+}

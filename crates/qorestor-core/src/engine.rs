@@ -1,0 +1,622 @@
+//! The engine: a data directory with its catalog, storage groups, containers and streams.
+//!
+//! Directory layout (details in `docs/FORMAT.md`):
+//! ```text
+//! DIR/QORESTOR            format marker ("qorestor data directory" + version)
+//! DIR/lock                held with an exclusive lock by the owning process; names it
+//! DIR/catalog/            sled database: groups, containers, stream entries
+//! DIR/groups/<id>/packs/  <pack id>.pack
+//! DIR/groups/<id>/recipes/<stream id>.rcp
+//! DIR/groups/<id>/fp.idx  the fingerprint index
+//! ```
+
+use std::collections::HashMap;
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+use serde::Serialize;
+
+use crate::catalog::{Catalog, ContainerKind, ContainerRecord, GroupRecord, StreamRecord};
+use crate::chunker::ChunkParams;
+use crate::compress::Compression;
+use crate::error::{Error, Result};
+use crate::format::{MAX_OBJECT_NAME_LEN, MAX_STREAM_NAME_LEN};
+use crate::group::GroupStore;
+use crate::reader::StreamReader;
+use crate::recipe::{read_recipe, recipe_path};
+use crate::stats::{Marker, Stats, StatsScope};
+use crate::writer::StreamWriter;
+
+/// Name of the storage group every new data directory starts with (as in QoreStor).
+pub const DEFAULT_GROUP: &str = "DefaultGroup";
+const MARKER: &str = "QORESTOR";
+const MARKER_TEXT: &str = "qorestor data directory\nformat 1\n";
+
+pub(crate) fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// Options of a new storage group.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct GroupOptions {
+    /// Compression policy (default `fast`).
+    pub compression: Compression,
+    /// Chunking parameters (default 4/16/64 KiB).
+    pub chunking: ChunkParams,
+}
+
+/// A storage group as reported to users.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct GroupInfo {
+    /// Name.
+    pub name: String,
+    /// Numeric id.
+    pub id: u32,
+    /// Compression policy.
+    pub compression: Compression,
+    /// Minimum chunk size.
+    pub chunk_min: u32,
+    /// Average chunk size.
+    pub chunk_avg: u32,
+    /// Maximum chunk size.
+    pub chunk_max: u32,
+    /// Containers in the group.
+    pub containers: u64,
+    /// Creation time, seconds since the Unix epoch.
+    pub created: u64,
+}
+
+/// A container as reported to users.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ContainerInfo {
+    /// Name.
+    pub name: String,
+    /// Type.
+    #[serde(rename = "type")]
+    pub kind: ContainerKind,
+    /// Its storage group's name.
+    pub storage_group: String,
+    /// Live streams.
+    pub streams: u64,
+    /// Their logical bytes.
+    pub logical_bytes: u64,
+    /// Creation time, seconds since the Unix epoch.
+    pub created: u64,
+}
+
+/// A finished stream as reported to users.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StreamInfo {
+    /// Container name.
+    pub container: String,
+    /// Stream name.
+    pub name: String,
+    /// Length in bytes.
+    pub logical_bytes: u64,
+    /// Chunks.
+    pub chunks: u64,
+    /// Chunks stored by this stream (not stored before).
+    pub new_chunks: u64,
+    /// Pack bytes this stream added.
+    pub new_stored_bytes: u64,
+    /// Finish time, seconds since the Unix epoch.
+    pub created: u64,
+}
+
+impl StreamInfo {
+    pub(crate) fn new(container: &str, r: &StreamRecord) -> Self {
+        StreamInfo {
+            container: container.to_string(),
+            name: r.name.clone(),
+            logical_bytes: r.logical_len,
+            chunks: r.chunks,
+            new_chunks: r.new_chunks,
+            new_stored_bytes: r.new_stored_bytes,
+            created: r.created,
+        }
+    }
+}
+
+/// Checks a storage group or container name: `[A-Za-z0-9._-]{1,64}`.
+pub fn check_object_name(what: &'static str, name: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && name.len() <= MAX_OBJECT_NAME_LEN
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-');
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::invalid(
+            what,
+            name,
+            "use 1 to 64 of A-Z a-z 0-9 . _ -",
+        ))
+    }
+}
+
+/// Checks a stream name: not empty, at most 1,024 bytes, no NUL.
+pub fn check_stream_name(name: &str) -> Result<()> {
+    if name.is_empty() || name.len() > MAX_STREAM_NAME_LEN || name.contains('\0') {
+        return Err(Error::invalid(
+            "stream name",
+            name,
+            "use 1 to 1024 bytes without NUL",
+        ));
+    }
+    Ok(())
+}
+
+/// The exclusive hold of a data directory by one process.
+struct DirLock {
+    _file: File,
+}
+
+impl DirLock {
+    fn acquire(dir: &Path, holder: &str) -> Result<Self> {
+        let path = dir.join("lock");
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(|e| Error::io("open", &path, e))?;
+        if file.try_lock().is_err() {
+            let mut who = String::new();
+            let _ = file.read_to_string(&mut who);
+            let who = who.trim();
+            return Err(Error::Locked {
+                path: dir.to_path_buf(),
+                holder: if who.is_empty() {
+                    "another process".into()
+                } else {
+                    who.to_string()
+                },
+            });
+        }
+        file.set_len(0).map_err(|e| Error::io("write", &path, e))?;
+        writeln!(file, "{holder} (pid {})", std::process::id())
+            .map_err(|e| Error::io("write", &path, e))?;
+        Ok(DirLock { _file: file })
+    }
+}
+
+pub(crate) struct EngineInner {
+    dir: PathBuf,
+    pub(crate) catalog: Catalog,
+    groups: Mutex<HashMap<u32, Arc<GroupStore>>>,
+    _lock: DirLock,
+}
+
+impl EngineInner {
+    fn group_store(&self, record: &GroupRecord) -> Result<Arc<GroupStore>> {
+        let mut groups = self.groups.lock();
+        if let Some(g) = groups.get(&record.id) {
+            return Ok(g.clone());
+        }
+        let g = Arc::new(GroupStore::open(
+            &self.group_dir(record.id),
+            record.clone(),
+        )?);
+        groups.insert(record.id, g.clone());
+        Ok(g)
+    }
+
+    fn group_dir(&self, id: u32) -> PathBuf {
+        self.dir.join("groups").join(format!("{id:08x}"))
+    }
+
+    /// Removes a replaced or deleted stream's recipe (its chunks become garbage for the cleaner).
+    pub(crate) fn remove_recipe(&self, group: &GroupStore, stream_id: u64) {
+        let _ = std::fs::remove_file(recipe_path(group.recipes_dir(), stream_id));
+    }
+}
+
+/// The deduplication engine over one data directory. Cheap to clone; `Send + Sync`.
+///
+/// ```
+/// use std::io::{Read, Write};
+/// use qorestor_core::{ContainerKind, Engine, DEFAULT_GROUP};
+///
+/// let dir = tempfile::tempdir().unwrap();
+/// let engine = Engine::open_or_create(dir.path()).unwrap();
+/// engine.add_container("backups", DEFAULT_GROUP, ContainerKind::Object).unwrap();
+/// let mut w = engine.create_stream("backups", "monday.tar").unwrap();
+/// w.write_all(b"nightly full").unwrap();
+/// w.finish().unwrap();
+/// let mut back = String::new();
+/// engine.open_stream("backups", "monday.tar").unwrap().read_to_string(&mut back).unwrap();
+/// assert_eq!(back, "nightly full");
+/// ```
+#[derive(Clone)]
+pub struct Engine {
+    inner: Arc<EngineInner>,
+}
+
+impl Engine {
+    /// Opens an existing data directory.
+    pub fn open(dir: &Path) -> Result<Engine> {
+        Self::open_as(dir, "another qorestor process")
+    }
+
+    /// Opens an existing data directory, naming the holder in the lock file (other processes
+    /// report it when they find the directory in use).
+    pub fn open_as(dir: &Path, holder: &str) -> Result<Engine> {
+        let marker = dir.join(MARKER);
+        let text = std::fs::read_to_string(&marker).map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => Error::invalid(
+                "data directory",
+                dir.display().to_string(),
+                "not initialised (run qorestor init)",
+            ),
+            _ => Error::io("read", &marker, e),
+        })?;
+        if text != MARKER_TEXT {
+            return Err(Error::corrupt(
+                "format marker",
+                &marker,
+                format!("unsupported content {text:?}"),
+            ));
+        }
+        let lock = DirLock::acquire(dir, holder)?;
+        let catalog = Catalog::open(&dir.join("catalog"))?;
+        Ok(Engine {
+            inner: Arc::new(EngineInner {
+                dir: dir.to_path_buf(),
+                catalog,
+                groups: Mutex::new(HashMap::new()),
+                _lock: lock,
+            }),
+        })
+    }
+
+    /// Creates a data directory (and its parents) with the default storage group.
+    pub fn create(dir: &Path) -> Result<Engine> {
+        Self::create_as(dir, "another qorestor process")
+    }
+
+    /// Like [`Engine::create`], naming the holder in the lock file.
+    pub fn create_as(dir: &Path, holder: &str) -> Result<Engine> {
+        let marker = dir.join(MARKER);
+        if marker.exists() {
+            return Err(Error::AlreadyExists {
+                what: "data directory",
+                name: dir.display().to_string(),
+            });
+        }
+        std::fs::create_dir_all(dir.join("groups"))
+            .map_err(|e| Error::io("create directory", dir, e))?;
+        let engine = {
+            crate::fsutil::write_atomic(&marker, MARKER_TEXT.as_bytes())?;
+            Self::open_as(dir, holder)?
+        };
+        engine.add_storage_group(DEFAULT_GROUP, GroupOptions::default())?;
+        Ok(engine)
+    }
+
+    /// Opens `dir`, creating it first if it was never initialised.
+    pub fn open_or_create(dir: &Path) -> Result<Engine> {
+        Self::open_or_create_as(dir, "another qorestor process")
+    }
+
+    /// Like [`Engine::open_or_create`], naming the holder in the lock file.
+    pub fn open_or_create_as(dir: &Path, holder: &str) -> Result<Engine> {
+        if dir.join(MARKER).exists() {
+            Self::open_as(dir, holder)
+        } else {
+            Self::create_as(dir, holder)
+        }
+    }
+
+    /// The data directory.
+    pub fn dir(&self) -> &Path {
+        &self.inner.dir
+    }
+
+    fn catalog(&self) -> &Catalog {
+        &self.inner.catalog
+    }
+
+    fn group_record(&self, name: &str) -> Result<GroupRecord> {
+        self.catalog()
+            .group(name)?
+            .ok_or_else(|| Error::not_found("storage group", name))
+    }
+
+    fn group_by_id(&self, id: u32) -> Result<GroupRecord> {
+        self.catalog()
+            .groups()?
+            .into_iter()
+            .find(|g| g.id == id)
+            .ok_or_else(|| {
+                Error::corrupt(
+                    "catalog",
+                    self.dir(),
+                    format!("no storage group with id {id}"),
+                )
+            })
+    }
+
+    fn container_record(&self, name: &str) -> Result<ContainerRecord> {
+        self.catalog()
+            .container(name)?
+            .ok_or_else(|| Error::not_found("container", name))
+    }
+
+    fn group_info(&self, g: &GroupRecord) -> Result<GroupInfo> {
+        let containers = self
+            .catalog()
+            .containers()?
+            .iter()
+            .filter(|c| c.group_id == g.id)
+            .count() as u64;
+        Ok(GroupInfo {
+            name: g.name.clone(),
+            id: g.id,
+            compression: g.compression,
+            chunk_min: g.chunking.min,
+            chunk_avg: g.chunking.avg,
+            chunk_max: g.chunking.max,
+            containers,
+            created: g.created,
+        })
+    }
+
+    /// Creates a storage group.
+    pub fn add_storage_group(&self, name: &str, opts: GroupOptions) -> Result<GroupInfo> {
+        check_object_name("storage group name", name)?;
+        opts.chunking.validate()?;
+        let id = u32::try_from(self.catalog().next_id()?)
+            .map_err(|_| Error::Conflict("storage group ids are exhausted".into()))?;
+        let record = GroupRecord {
+            id,
+            name: name.to_string(),
+            compression: opts.compression,
+            chunking: opts.chunking,
+            created: now_secs(),
+        };
+        if !self.catalog().insert_group(&record)? {
+            return Err(Error::AlreadyExists {
+                what: "storage group",
+                name: name.to_string(),
+            });
+        }
+        self.group_info(&record)
+    }
+
+    /// All storage groups, by name.
+    pub fn storage_groups(&self) -> Result<Vec<GroupInfo>> {
+        self.catalog()
+            .groups()?
+            .iter()
+            .map(|g| self.group_info(g))
+            .collect()
+    }
+
+    /// One storage group.
+    pub fn storage_group(&self, name: &str) -> Result<GroupInfo> {
+        self.group_info(&self.group_record(name)?)
+    }
+
+    /// Deletes an empty storage group and its data.
+    pub fn delete_storage_group(&self, name: &str) -> Result<()> {
+        let g = self.group_record(name)?;
+        let used: Vec<String> = self
+            .catalog()
+            .containers()?
+            .into_iter()
+            .filter(|c| c.group_id == g.id)
+            .map(|c| c.name)
+            .collect();
+        if !used.is_empty() {
+            return Err(Error::Conflict(format!(
+                "storage group {name:?} still has containers: {}",
+                used.join(", ")
+            )));
+        }
+        self.inner.groups.lock().remove(&g.id);
+        self.catalog().remove_group(name)?;
+        let dir = self.inner.group_dir(g.id);
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir).map_err(|e| Error::io("remove", &dir, e))?;
+        }
+        Ok(())
+    }
+
+    fn container_info(&self, c: &ContainerRecord) -> Result<ContainerInfo> {
+        let streams = self.catalog().streams(c.id)?;
+        let group = self.group_by_id(c.group_id)?;
+        Ok(ContainerInfo {
+            name: c.name.clone(),
+            kind: c.kind,
+            storage_group: group.name,
+            streams: streams.len() as u64,
+            logical_bytes: streams.iter().map(|s| s.logical_len).sum(),
+            created: c.created,
+        })
+    }
+
+    /// Creates a container in a storage group.
+    pub fn add_container(
+        &self,
+        name: &str,
+        group: &str,
+        kind: ContainerKind,
+    ) -> Result<ContainerInfo> {
+        check_object_name("container name", name)?;
+        let g = self.group_record(group)?;
+        let record = ContainerRecord {
+            id: self.catalog().next_id()?,
+            name: name.to_string(),
+            kind,
+            group_id: g.id,
+            created: now_secs(),
+        };
+        if !self.catalog().insert_container(&record)? {
+            return Err(Error::AlreadyExists {
+                what: "container",
+                name: name.to_string(),
+            });
+        }
+        self.container_info(&record)
+    }
+
+    /// All containers (of one storage group, if given), by name.
+    pub fn containers(&self, group: Option<&str>) -> Result<Vec<ContainerInfo>> {
+        let gid = group
+            .map(|g| self.group_record(g).map(|r| r.id))
+            .transpose()?;
+        self.catalog()
+            .containers()?
+            .iter()
+            .filter(|c| gid.is_none_or(|id| c.group_id == id))
+            .map(|c| self.container_info(c))
+            .collect()
+    }
+
+    /// One container.
+    pub fn container(&self, name: &str) -> Result<ContainerInfo> {
+        self.container_info(&self.container_record(name)?)
+    }
+
+    /// Deletes a container; with streams in it only when `force` is set (they are deleted).
+    pub fn delete_container(&self, name: &str, force: bool) -> Result<()> {
+        let c = self.container_record(name)?;
+        let streams = self.catalog().streams(c.id)?;
+        if !streams.is_empty() && !force {
+            return Err(Error::Conflict(format!(
+                "container {name:?} holds {} streams; delete them first or force the deletion",
+                streams.len()
+            )));
+        }
+        for s in &streams {
+            self.delete_stream(name, &s.name)?;
+        }
+        self.catalog().remove_container(name)
+    }
+
+    fn store_for(&self, c: &ContainerRecord) -> Result<Arc<GroupStore>> {
+        self.inner.group_store(&self.group_by_id(c.group_id)?)
+    }
+
+    /// Starts writing a stream; it becomes visible (replacing one of the same name) when
+    /// [`StreamWriter::finish`] returns.
+    pub fn create_stream(&self, container: &str, name: &str) -> Result<StreamWriter> {
+        check_stream_name(name)?;
+        let c = self.container_record(container)?;
+        let store = self.store_for(&c)?;
+        StreamWriter::start(self.inner.clone(), store, c, name.to_string())
+    }
+
+    fn stream_record(&self, c: &ContainerRecord, name: &str) -> Result<StreamRecord> {
+        self.catalog()
+            .stream(c.id, name)?
+            .ok_or_else(|| Error::not_found("stream", format!("{}/{name}", c.name)))
+    }
+
+    /// Opens a finished stream for reading.
+    pub fn open_stream(&self, container: &str, name: &str) -> Result<StreamReader> {
+        let c = self.container_record(container)?;
+        let s = self.stream_record(&c, name)?;
+        let store = self.store_for(&c)?;
+        let recipe = read_recipe(&recipe_path(store.recipes_dir(), s.id))?;
+        Ok(StreamReader::new(
+            store,
+            recipe,
+            format!("{container}/{name}"),
+        ))
+    }
+
+    /// The finished streams of a container, by name.
+    pub fn streams(&self, container: &str) -> Result<Vec<StreamInfo>> {
+        let c = self.container_record(container)?;
+        Ok(self
+            .catalog()
+            .streams(c.id)?
+            .iter()
+            .map(|s| StreamInfo::new(container, s))
+            .collect())
+    }
+
+    /// One finished stream.
+    pub fn stream(&self, container: &str, name: &str) -> Result<StreamInfo> {
+        let c = self.container_record(container)?;
+        Ok(StreamInfo::new(container, &self.stream_record(&c, name)?))
+    }
+
+    /// Deletes a stream (its space returns when the cleaner runs).
+    pub fn delete_stream(&self, container: &str, name: &str) -> Result<StreamInfo> {
+        let c = self.container_record(container)?;
+        let s = self
+            .catalog()
+            .remove_stream(c.id, name)?
+            .ok_or_else(|| Error::not_found("stream", format!("{container}/{name}")))?;
+        let store = self.store_for(&c)?;
+        self.inner.remove_recipe(&store, s.id);
+        Ok(StreamInfo::new(container, &s))
+    }
+
+    /// Space statistics of a scope (see [`crate::stats`]).
+    pub fn stats(&self, scope: &StatsScope) -> Result<Stats> {
+        let groups = self.catalog().groups()?;
+        let containers = self.catalog().containers()?;
+        let mut stats = Stats::default();
+        let (in_groups, in_containers): (Vec<&GroupRecord>, Vec<&ContainerRecord>) = match scope {
+            StatsScope::System => {
+                stats.scope = "system".into();
+                (groups.iter().collect(), containers.iter().collect())
+            }
+            StatsScope::StorageGroup(name) => {
+                let g = groups
+                    .iter()
+                    .find(|g| &g.name == name)
+                    .ok_or_else(|| Error::not_found("storage group", name))?;
+                stats.scope = "storage_group".into();
+                stats.name = name.clone();
+                (
+                    vec![g],
+                    containers.iter().filter(|c| c.group_id == g.id).collect(),
+                )
+            }
+            StatsScope::Container(name) => {
+                let c = containers
+                    .iter()
+                    .find(|c| &c.name == name)
+                    .ok_or_else(|| Error::not_found("container", name))?;
+                stats.scope = "container".into();
+                stats.name = name.clone();
+                (Vec::new(), vec![c])
+            }
+        };
+        stats.storage_groups = in_groups.len() as u64;
+        stats.containers = in_containers.len() as u64;
+        let mut markers: HashMap<u32, Marker> = HashMap::new();
+        for c in &in_containers {
+            let store = self.store_for(c)?;
+            let marker = markers.entry(c.group_id).or_default();
+            for s in self.catalog().streams(c.id)? {
+                let recipe = read_recipe(&recipe_path(store.recipes_dir(), s.id))?;
+                marker.mark(&mut stats, &recipe);
+            }
+        }
+        if in_groups.is_empty() {
+            stats.stored_bytes = stats.live_stored_bytes;
+        } else {
+            for g in in_groups {
+                let store = self.inner.group_store(g)?;
+                for (_, size) in store.pack_sizes()? {
+                    stats.packs += 1;
+                    stats.stored_bytes += size;
+                }
+            }
+        }
+        stats.derive();
+        Ok(stats)
+    }
+}

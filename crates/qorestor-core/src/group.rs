@@ -1,0 +1,509 @@
+//! A storage group at run time: its packs, fingerprint index, locality cache and open pack.
+//!
+//! Dedup lookup order (DESIGN.md): the open pack's own map, the locality cache (footers of
+//! recently hit or sealed packs: the next chunks of a duplicate stream are almost always in the
+//! same pack), then the index (Bloom filter first, then the mapped table), whose answer is
+//! confirmed against the named pack's footer. All of this state sits behind one mutex, taken
+//! once per batch of chunks, never per byte.
+//!
+//! Durability: records are appended to the open pack through a write buffer; a pack that
+//! reaches the target size is sealed (footer and trailer) and handed to a background thread
+//! that fsyncs it. [`GroupStore::make_durable`] flushes and fsyncs the open pack, waits for the
+//! background syncs and fsyncs the pack directory: a stream is acknowledged only after it. Any
+//! write or fsync failure poisons the group: further appends fail until the engine is reopened.
+
+use std::collections::{HashMap, VecDeque};
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use parking_lot::{Condvar, Mutex};
+
+use crate::catalog::GroupRecord;
+use crate::compress::Codec;
+use crate::error::{Error, Result};
+use crate::fingerprint::Fingerprint;
+use crate::fsutil::sync_dir;
+use crate::index::FingerprintIndex;
+use crate::pack::{self, ChunkLoc, FooterEntry, PackWriter};
+
+/// Packs are sealed once they reach this size.
+pub const PACK_TARGET_LEN: u64 = 32 << 20;
+/// Packs whose footers the locality cache keeps.
+const CACHE_PACKS: usize = 32;
+/// Open read handles kept before the handle cache is emptied.
+const MAX_OPEN_HANDLES: usize = 256;
+/// The index is checkpointed after this many sealed packs (bounds recovery work).
+const CHECKPOINT_EVERY: u32 = 64;
+
+/// Fingerprint → location for the footers of recently used packs, evicted whole packs at a time.
+struct LocalityCache {
+    map: HashMap<Fingerprint, ChunkLoc>,
+    packs: VecDeque<(u32, Vec<Fingerprint>)>,
+}
+
+impl LocalityCache {
+    fn new() -> Self {
+        LocalityCache {
+            map: HashMap::new(),
+            packs: VecDeque::new(),
+        }
+    }
+
+    fn has_pack(&self, id: u32) -> bool {
+        self.packs.iter().any(|(p, _)| *p == id)
+    }
+
+    fn insert_pack(&mut self, id: u32, entries: &[FooterEntry]) {
+        if self.packs.len() >= CACHE_PACKS {
+            if let Some((old, fps)) = self.packs.pop_front() {
+                for fp in fps {
+                    if self.map.get(&fp).is_some_and(|l| l.pack == old) {
+                        self.map.remove(&fp);
+                    }
+                }
+            }
+        }
+        let mut fps = Vec::with_capacity(entries.len());
+        for e in entries {
+            self.map.entry(e.fp).or_insert(ChunkLoc {
+                pack: id,
+                offset: e.offset,
+                stored_len: e.stored_len,
+            });
+            fps.push(e.fp);
+        }
+        self.packs.push_back((id, fps));
+    }
+}
+
+struct DedupState {
+    index: FingerprintIndex,
+    cache: LocalityCache,
+    open: Option<PackWriter>,
+    open_map: HashMap<Fingerprint, ChunkLoc>,
+    next_pack: u32,
+    sealed_since_checkpoint: u32,
+    poisoned: Option<String>,
+    candidates: Vec<u32>,
+}
+
+#[derive(Default)]
+struct SyncProgress {
+    submitted: u64,
+    done: u64,
+    error: Option<String>,
+}
+
+/// Background fsync of sealed packs.
+struct Syncer {
+    tx: Option<crossbeam_channel::Sender<(Arc<File>, PathBuf)>>,
+    progress: Arc<(Mutex<SyncProgress>, Condvar)>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Syncer {
+    fn start() -> Self {
+        let (tx, rx) = crossbeam_channel::unbounded::<(Arc<File>, PathBuf)>();
+        let progress = Arc::new((Mutex::new(SyncProgress::default()), Condvar::new()));
+        let p = progress.clone();
+        let thread = std::thread::Builder::new()
+            .name("qorestor-pack-sync".into())
+            .spawn(move || {
+                for (file, path) in rx {
+                    let r = file.sync_all();
+                    let mut g = p.0.lock();
+                    g.done += 1;
+                    if let Err(e) = r {
+                        g.error
+                            .get_or_insert(format!("fsync {}: {e}", path.display()));
+                    }
+                    p.1.notify_all();
+                }
+            })
+            .expect("spawn pack sync thread");
+        Syncer {
+            tx: Some(tx),
+            progress,
+            thread: Some(thread),
+        }
+    }
+
+    fn submit(&self, file: Arc<File>, path: PathBuf) {
+        self.progress.0.lock().submitted += 1;
+        if let Some(tx) = &self.tx {
+            let _ = tx.send((file, path));
+        }
+    }
+
+    fn submitted(&self) -> u64 {
+        self.progress.0.lock().submitted
+    }
+
+    fn wait(&self, target: u64) -> std::result::Result<(), String> {
+        let mut g = self.progress.0.lock();
+        while g.done < target && g.error.is_none() {
+            self.progress.1.wait(&mut g);
+        }
+        match &g.error {
+            Some(e) => Err(e.clone()),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for Syncer {
+    fn drop(&mut self) {
+        self.tx.take();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// The result of a dedup lookup for one chunk.
+pub type Lookup = Option<ChunkLoc>;
+
+/// A storage group's engine-side state.
+pub struct GroupStore {
+    record: GroupRecord,
+    dir: PathBuf,
+    packs_dir: PathBuf,
+    recipes_dir: PathBuf,
+    state: Mutex<DedupState>,
+    handles: Mutex<HashMap<u32, Arc<File>>>,
+    syncer: Syncer,
+}
+
+/// A chunk ready to be appended: fingerprint, raw length, codec and payload.
+pub struct NewChunk<'a> {
+    /// Fingerprint of the raw bytes.
+    pub fp: Fingerprint,
+    /// Raw length.
+    pub raw_len: u32,
+    /// Payload encoding.
+    pub codec: Codec,
+    /// Payload bytes.
+    pub payload: &'a [u8],
+}
+
+impl GroupStore {
+    /// Opens a group's directory (creating it), recovering torn packs and re-indexing packs
+    /// written since the index's last checkpoint.
+    pub fn open(dir: &Path, record: GroupRecord) -> Result<Self> {
+        let packs_dir = dir.join("packs");
+        let recipes_dir = dir.join("recipes");
+        for d in [dir, &packs_dir, &recipes_dir] {
+            std::fs::create_dir_all(d).map_err(|e| Error::io("create directory", d, e))?;
+        }
+        let mut index = FingerprintIndex::open(&dir.join("fp.idx"))?;
+        let mut ids = list_packs(&packs_dir)?;
+        ids.sort_unstable();
+        let watermark = index.watermark();
+        for &id in ids.iter().filter(|&&id| id >= watermark) {
+            let path = pack::pack_path(&packs_dir, id);
+            let len = std::fs::metadata(&path)
+                .map_err(|e| Error::io("stat", &path, e))?
+                .len();
+            if len < crate::format::PACK_HEADER_LEN as u64 {
+                // Created but never written: nothing in it was ever acknowledged.
+                std::fs::remove_file(&path).map_err(|e| Error::io("remove", &path, e))?;
+                continue;
+            }
+            for e in pack::recover(&path)? {
+                index.insert(&e.fp, id)?;
+            }
+        }
+        let next_pack = ids.last().map_or(1, |m| m + 1);
+        index.checkpoint(next_pack)?;
+        Ok(GroupStore {
+            record,
+            dir: dir.to_path_buf(),
+            packs_dir,
+            recipes_dir,
+            state: Mutex::new(DedupState {
+                index,
+                cache: LocalityCache::new(),
+                open: None,
+                open_map: HashMap::new(),
+                next_pack,
+                sealed_since_checkpoint: 0,
+                poisoned: None,
+                candidates: Vec::new(),
+            }),
+            handles: Mutex::new(HashMap::new()),
+            syncer: Syncer::start(),
+        })
+    }
+
+    /// The group's catalog record.
+    pub fn record(&self) -> &GroupRecord {
+        &self.record
+    }
+
+    /// The group's directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The directory of recipes.
+    pub fn recipes_dir(&self) -> &Path {
+        &self.recipes_dir
+    }
+
+    /// The directory of packs.
+    pub fn packs_dir(&self) -> &Path {
+        &self.packs_dir
+    }
+
+    /// Entries in the fingerprint index.
+    pub fn indexed_chunks(&self) -> u64 {
+        self.state.lock().index.len()
+    }
+
+    fn handle(&self, id: u32) -> Result<Arc<File>> {
+        let mut h = self.handles.lock();
+        if let Some(f) = h.get(&id) {
+            return Ok(f.clone());
+        }
+        if h.len() >= MAX_OPEN_HANDLES {
+            h.clear();
+        }
+        let path = pack::pack_path(&self.packs_dir, id);
+        let f = Arc::new(File::open(&path).map_err(|e| Error::io("open", &path, e))?);
+        h.insert(id, f.clone());
+        Ok(f)
+    }
+
+    fn lookup_locked(&self, st: &mut DedupState, fp: &Fingerprint) -> Lookup {
+        if let Some(l) = st.open_map.get(fp) {
+            return Some(*l);
+        }
+        if let Some(l) = st.cache.map.get(fp) {
+            return Some(*l);
+        }
+        let mut candidates = std::mem::take(&mut st.candidates);
+        st.index.lookup(fp, &mut candidates);
+        let mut found = None;
+        for &id in &candidates {
+            if st.open.as_ref().is_some_and(|o| o.id() == id) || st.cache.has_pack(id) {
+                continue;
+            }
+            // A pack that cannot be read is cached as empty: the chunk is stored again.
+            let entries = self
+                .handle(id)
+                .and_then(|f| pack::read_footer(&f, &pack::pack_path(&self.packs_dir, id)))
+                .unwrap_or_default();
+            st.cache.insert_pack(id, &entries);
+            if let Some(l) = st.cache.map.get(fp) {
+                found = Some(*l);
+                break;
+            }
+        }
+        st.candidates = candidates;
+        found
+    }
+
+    /// Looks up a batch of fingerprints under one lock.
+    pub fn lookup_batch(&self, fps: &[Fingerprint], out: &mut Vec<Lookup>) {
+        let mut st = self.state.lock();
+        out.clear();
+        for fp in fps {
+            let l = self.lookup_locked(&mut st, fp);
+            out.push(l);
+        }
+    }
+
+    /// Finds where a chunk is stored now.
+    pub fn locate(&self, fp: &Fingerprint) -> Lookup {
+        let mut st = self.state.lock();
+        self.lookup_locked(&mut st, fp)
+    }
+
+    /// Resolves a batch in stream order under one lock: known chunks (`None` in `new`) are
+    /// looked up again only if the worker found nothing, new ones are appended unless another
+    /// writer stored them meanwhile. Returns each chunk's location and whether it was appended.
+    pub fn store_batch(
+        &self,
+        chunks: &[(Lookup, Option<NewChunk<'_>>)],
+        out: &mut Vec<(ChunkLoc, bool)>,
+    ) -> Result<()> {
+        let mut st = self.state.lock();
+        out.clear();
+        for (known, new) in chunks {
+            if let Some(l) = known {
+                out.push((*l, false));
+                continue;
+            }
+            let new = new
+                .as_ref()
+                .expect("a chunk that was not found carries its payload");
+            if let Some(l) = self.lookup_locked(&mut st, &new.fp) {
+                out.push((l, false));
+                continue;
+            }
+            let loc = self.append_locked(&mut st, new)?;
+            out.push((loc, true));
+        }
+        Ok(())
+    }
+
+    fn poison(&self, st: &mut DedupState, e: &Error) -> Error {
+        st.poisoned.get_or_insert_with(|| e.to_string());
+        Error::Poisoned {
+            group: self.record.name.clone(),
+            reason: e.to_string(),
+        }
+    }
+
+    fn check_poison(&self, st: &DedupState) -> Result<()> {
+        match &st.poisoned {
+            Some(r) => Err(Error::Poisoned {
+                group: self.record.name.clone(),
+                reason: r.clone(),
+            }),
+            None => Ok(()),
+        }
+    }
+
+    fn append_locked(&self, st: &mut DedupState, c: &NewChunk<'_>) -> Result<ChunkLoc> {
+        self.check_poison(st)?;
+        let full = st
+            .open
+            .as_ref()
+            .is_some_and(|o| o.len() >= PACK_TARGET_LEN || !o.fits(c.payload.len()));
+        if full {
+            self.seal_locked(st)?;
+        }
+        if st.open.is_none() {
+            let id = st.next_pack;
+            let w = PackWriter::create(&self.packs_dir, self.record.id, id)
+                .map_err(|e| self.poison(st, &e))?;
+            st.next_pack += 1;
+            st.open = Some(w);
+        }
+        let open = st.open.as_mut().expect("opened above");
+        let id = open.id();
+        let loc = match open.append(&c.fp, c.raw_len, c.codec, c.payload) {
+            Ok(l) => l,
+            Err(e) => return Err(self.poison(st, &e)),
+        };
+        st.open_map.insert(c.fp, loc);
+        st.index.insert(&c.fp, id)?;
+        Ok(loc)
+    }
+
+    fn seal_locked(&self, st: &mut DedupState) -> Result<()> {
+        let Some(open) = st.open.take() else {
+            return Ok(());
+        };
+        let id = open.id();
+        let (file, path, entries) = match open.seal() {
+            Ok(x) => x,
+            Err(e) => return Err(self.poison(st, &e)),
+        };
+        st.open_map.clear();
+        st.cache.insert_pack(id, &entries);
+        self.syncer.submit(file, path);
+        st.sealed_since_checkpoint += 1;
+        if st.sealed_since_checkpoint >= CHECKPOINT_EVERY {
+            st.sealed_since_checkpoint = 0;
+            let watermark = st.next_pack;
+            st.index.checkpoint(watermark)?;
+        }
+        Ok(())
+    }
+
+    /// Makes every chunk appended so far durable: flush and fsync the open pack, wait for the
+    /// background syncs of sealed packs, fsync the pack directory.
+    pub fn make_durable(&self) -> Result<()> {
+        let (file, target) = {
+            let mut st = self.state.lock();
+            self.check_poison(&st)?;
+            let flushed = match st.open.as_mut() {
+                Some(o) => o.flush().map(|_| Some(o.file().clone())),
+                None => Ok(None),
+            };
+            let file = flushed.map_err(|e| self.poison(&mut st, &e))?;
+            (file, self.syncer.submitted())
+        };
+        let synced = match file {
+            Some(f) => f
+                .sync_data()
+                .map_err(|e| Error::io("fsync", &self.packs_dir, e)),
+            None => Ok(()),
+        };
+        let result = synced
+            .and_then(|_| {
+                self.syncer
+                    .wait(target)
+                    .map_err(|e| Error::io("fsync", &self.packs_dir, std::io::Error::other(e)))
+            })
+            .and_then(|_| sync_dir(&self.packs_dir));
+        if let Err(e) = result {
+            let mut st = self.state.lock();
+            return Err(self.poison(&mut st, &e));
+        }
+        Ok(())
+    }
+
+    /// Reads `len` bytes of pack `pack` at `offset` into `buf`.
+    pub fn read_at(&self, pack: u32, offset: u64, buf: &mut [u8]) -> Result<()> {
+        let f = self.handle(pack)?;
+        f.read_exact_at(buf, offset)
+            .map_err(|e| Error::io("read", pack::pack_path(&self.packs_dir, pack), e))
+    }
+
+    /// Sealed and open pack files with their sizes.
+    pub fn pack_sizes(&self) -> Result<Vec<(u32, u64)>> {
+        let mut out = Vec::new();
+        for id in list_packs(&self.packs_dir)? {
+            let p = pack::pack_path(&self.packs_dir, id);
+            if let Ok(m) = std::fs::metadata(&p) {
+                out.push((id, m.len()));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Seals the open pack, waits for syncs and checkpoints the index (on close).
+    fn close(&self) -> Result<()> {
+        let mut st = self.state.lock();
+        if st.poisoned.is_some() {
+            return Ok(());
+        }
+        self.seal_locked(&mut st)?;
+        let target = self.syncer.submitted();
+        self.syncer
+            .wait(target)
+            .map_err(|e| Error::io("fsync", &self.packs_dir, std::io::Error::other(e)))?;
+        sync_dir(&self.packs_dir)?;
+        let watermark = st.next_pack;
+        st.index.checkpoint(watermark)
+    }
+}
+
+impl Drop for GroupStore {
+    fn drop(&mut self) {
+        if let Err(e) = self.close() {
+            eprintln!(
+                "qorestor: closing storage group {:?}: {e}",
+                self.record.name
+            );
+        }
+    }
+}
+
+fn list_packs(dir: &Path) -> Result<Vec<u32>> {
+    let mut ids = Vec::new();
+    let rd = std::fs::read_dir(dir).map_err(|e| Error::io("list", dir, e))?;
+    for entry in rd {
+        let entry = entry.map_err(|e| Error::io("list", dir, e))?;
+        if let Some(id) = entry.file_name().to_str().and_then(pack::parse_pack_name) {
+            ids.push(id);
+        }
+    }
+    Ok(ids)
+}

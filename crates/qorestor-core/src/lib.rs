@@ -1,0 +1,64 @@
+//! `qorestor-core`: the deduplicating storage engine of qorestor.
+//!
+//! The main types:
+//! - [`Engine`]: one data directory: storage groups (dedup domains with a compression and
+//!   chunking policy), containers (typed namespaces: object, nas, ost, vtl, rda) and streams.
+//! - [`StreamWriter`]: writes a stream through [`std::io::Write`]; [`StreamWriter::finish`]
+//!   publishes it atomically and durably.
+//! - [`StreamReader`]: reads a stream back through [`std::io::Read`] and [`std::io::Seek`],
+//!   every chunk verified against its BLAKE3 fingerprint.
+//! - [`Stats`]: logical and stored bytes, dedup and compression ratios of a scope.
+//!
+//! Data path: content-defined chunking ([`chunker`]), BLAKE3 fingerprints, dedup lookup
+//! ([`index`] with a locality cache in [`group`]), zstd per chunk ([`compress`]), append to
+//! packs ([`pack`]), recipes ([`recipe`]), catalog in sled ([`catalog`]). The byte layout of
+//! every file is in `docs/FORMAT.md`.
+//!
+//! ```
+//! use std::io::Write;
+//! use qorestor_core::{ContainerKind, Engine, StatsScope, DEFAULT_GROUP};
+//!
+//! let dir = tempfile::tempdir().unwrap();
+//! let engine = Engine::open_or_create(dir.path()).unwrap();
+//! engine.add_container("nightly", DEFAULT_GROUP, ContainerKind::Object).unwrap();
+//! let data: Vec<u8> = (0..1_000_000u32).map(|i| (i % 251) as u8).collect();
+//! for name in ["mon", "tue"] {
+//!     let mut w = engine.create_stream("nightly", name).unwrap();
+//!     w.write_all(&data).unwrap();
+//!     w.finish().unwrap();
+//! }
+//! let stats = engine.stats(&StatsScope::Container("nightly".into())).unwrap();
+//! assert!(stats.dedup_ratio >= 2.0);
+//! ```
+
+pub mod catalog;
+pub mod chunker;
+pub mod compress;
+mod engine;
+pub mod error;
+pub mod fingerprint;
+pub mod format;
+mod fsutil;
+pub mod group;
+pub mod index;
+mod mmap;
+pub mod pack;
+mod progress;
+mod reader;
+pub mod recipe;
+pub mod stats;
+mod writer;
+
+pub use catalog::ContainerKind;
+pub use chunker::{ChunkParams, Chunker};
+pub use compress::Compression;
+pub use engine::{
+    check_object_name, check_stream_name, ContainerInfo, Engine, GroupInfo, GroupOptions,
+    StreamInfo, DEFAULT_GROUP,
+};
+pub use error::{DecodeError, Error, ErrorKind, Result};
+pub use fingerprint::Fingerprint;
+pub use progress::{NoProgress, Progress};
+pub use reader::StreamReader;
+pub use stats::{Stats, StatsScope};
+pub use writer::{StreamWriter, WriteCounters};

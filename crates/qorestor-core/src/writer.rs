@@ -1,0 +1,419 @@
+//! Writing a stream: a pipeline that keeps both cores busy.
+//!
+//! ```text
+//! caller thread            workers (one per core)               appender thread
+//! buffer 4 MiB blocks ──▶  BLAKE3 each chunk, dedup lookup  ──▶  reorder by block number,
+//! cut chunks (FastCDC)     (one lock per block), compress        append new chunks to the pack,
+//!                          chunks that were not found            write recipe entries
+//! ```
+//! Blocks travel as owned buffers (no chunk bytes are copied between stages) and return to a
+//! small pool. Channels are bounded, so memory stays at a few blocks per stage. The stream is
+//! published by [`StreamWriter::finish`]: packs durable, recipe durable, catalog entry durable,
+//! in that order; only then does `finish` return. A writer dropped without `finish` leaves no
+//! visible stream (its chunks become garbage for the cleaner).
+
+use std::collections::BTreeMap;
+use std::io::{self, Read, Write};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use crossbeam_channel::{bounded, Receiver, Sender};
+
+use crate::catalog::{ContainerRecord, StreamRecord};
+use crate::chunker::Chunker;
+use crate::compress::{compress_into, Codec};
+use crate::engine::{now_secs, EngineInner, StreamInfo};
+use crate::error::{Error, Result};
+use crate::fingerprint::Fingerprint;
+use crate::format::RECORD_HEADER_LEN;
+use crate::group::{GroupStore, Lookup, NewChunk};
+use crate::recipe::{RecipeEntry, RecipeHeader, RecipeWriter};
+
+const BLOCK_LEN: usize = 4 << 20;
+const QUEUE_DEPTH: usize = 4;
+
+/// Live counters of a stream being written (for progress displays).
+#[derive(Debug, Default)]
+pub struct WriteCounters {
+    /// Bytes accepted so far.
+    pub logical_bytes: AtomicU64,
+    /// Bytes of chunks that were processed (hashed, deduplicated, stored) so far.
+    pub processed_bytes: AtomicU64,
+    /// Raw bytes of chunks that had to be stored.
+    pub new_raw_bytes: AtomicU64,
+    /// Pack bytes added (record headers included).
+    pub new_stored_bytes: AtomicU64,
+    /// Chunks processed.
+    pub chunks: AtomicU64,
+    /// Chunks that had to be stored.
+    pub new_chunks: AtomicU64,
+}
+
+impl WriteCounters {
+    /// Processed bytes divided by stored bytes so far (dedup and compression together).
+    pub fn reduction_so_far(&self) -> f64 {
+        let p = self.processed_bytes.load(Ordering::Relaxed) as f64;
+        let s = self.new_stored_bytes.load(Ordering::Relaxed).max(1) as f64;
+        p / s
+    }
+}
+
+struct Block {
+    seq: u64,
+    data: Vec<u8>,
+    cuts: Vec<u32>,
+}
+
+struct HashedBlock {
+    block: Block,
+    fps: Vec<Fingerprint>,
+    found: Vec<Lookup>,
+    payloads: Vec<u8>,
+    /// Per chunk: codec and end offset in `payloads` (for chunks that were not found).
+    encodings: Vec<(Codec, usize)>,
+}
+
+/// A stream being written. Implements [`Write`]; call [`StreamWriter::finish`] to publish it.
+pub struct StreamWriter {
+    engine: Arc<EngineInner>,
+    group: Arc<GroupStore>,
+    container: ContainerRecord,
+    name: String,
+    stream_id: u64,
+    chunker: Chunker,
+    buf: Vec<u8>,
+    cuts: Vec<u32>,
+    seq: u64,
+    to_workers: Option<Sender<Block>>,
+    workers: Vec<JoinHandle<()>>,
+    appender: Option<JoinHandle<Result<RecipeWriter>>>,
+    pool: Receiver<Vec<u8>>,
+    counters: Arc<WriteCounters>,
+}
+
+fn worker_loop(
+    group: Arc<GroupStore>,
+    level: Option<i32>,
+    rx: Receiver<Block>,
+    tx: Sender<HashedBlock>,
+) {
+    for block in rx {
+        let mut fps = Vec::with_capacity(block.cuts.len());
+        let mut start = 0usize;
+        for &end in &block.cuts {
+            fps.push(Fingerprint::of(&block.data[start..end as usize]));
+            start = end as usize;
+        }
+        let mut found = Vec::new();
+        group.lookup_batch(&fps, &mut found);
+        let mut payloads = Vec::new();
+        let mut encodings = Vec::with_capacity(fps.len());
+        let mut start = 0usize;
+        for (i, &end) in block.cuts.iter().enumerate() {
+            let raw = &block.data[start..end as usize];
+            start = end as usize;
+            let codec = match (found[i], level) {
+                (None, Some(level)) => compress_into(raw, level, &mut payloads),
+                _ => Codec::Raw,
+            };
+            encodings.push((codec, payloads.len()));
+        }
+        let out = HashedBlock {
+            block,
+            fps,
+            found,
+            payloads,
+            encodings,
+        };
+        if tx.send(out).is_err() {
+            return;
+        }
+    }
+}
+
+fn append_block(
+    group: &GroupStore,
+    hb: &HashedBlock,
+    recipe: &mut RecipeWriter,
+    counters: &WriteCounters,
+) -> Result<()> {
+    let mut chunks = Vec::with_capacity(hb.fps.len());
+    let mut start = 0usize;
+    let mut pstart = 0usize;
+    for (i, &end) in hb.block.cuts.iter().enumerate() {
+        let raw = &hb.block.data[start..end as usize];
+        let (codec, pend) = hb.encodings[i];
+        let new = match hb.found[i] {
+            Some(_) => None,
+            None => Some(NewChunk {
+                fp: hb.fps[i],
+                raw_len: raw.len() as u32,
+                codec,
+                payload: if codec == Codec::Raw {
+                    raw
+                } else {
+                    &hb.payloads[pstart..pend]
+                },
+            }),
+        };
+        chunks.push((hb.found[i], new));
+        start = end as usize;
+        pstart = pend;
+    }
+    let mut placed = Vec::with_capacity(chunks.len());
+    group.store_batch(&chunks, &mut placed)?;
+    let mut start = 0u32;
+    for (i, (loc, appended)) in placed.iter().enumerate() {
+        let raw_len = hb.block.cuts[i] - start;
+        start = hb.block.cuts[i];
+        recipe.push(&RecipeEntry {
+            fp: hb.fps[i],
+            raw_len,
+            loc: *loc,
+        })?;
+        if *appended {
+            counters.new_chunks.fetch_add(1, Ordering::Relaxed);
+            counters
+                .new_raw_bytes
+                .fetch_add(raw_len as u64, Ordering::Relaxed);
+            counters.new_stored_bytes.fetch_add(
+                loc.stored_len as u64 + RECORD_HEADER_LEN as u64,
+                Ordering::Relaxed,
+            );
+        }
+        counters.chunks.fetch_add(1, Ordering::Relaxed);
+        counters
+            .processed_bytes
+            .fetch_add(raw_len as u64, Ordering::Relaxed);
+    }
+    Ok(())
+}
+
+fn appender_loop(
+    group: Arc<GroupStore>,
+    mut recipe: RecipeWriter,
+    rx: Receiver<HashedBlock>,
+    pool: Sender<Vec<u8>>,
+    counters: Arc<WriteCounters>,
+) -> Result<RecipeWriter> {
+    let mut next = 0u64;
+    let mut waiting = BTreeMap::new();
+    for hb in rx {
+        waiting.insert(hb.block.seq, hb);
+        while let Some(hb) = waiting.remove(&next) {
+            append_block(&group, &hb, &mut recipe, &counters)?;
+            next += 1;
+            let mut data = hb.block.data;
+            data.clear();
+            let _ = pool.try_send(data);
+        }
+    }
+    if !waiting.is_empty() {
+        return Err(Error::Conflict(
+            "stream pipeline stopped with blocks missing".into(),
+        ));
+    }
+    Ok(recipe)
+}
+
+impl StreamWriter {
+    pub(crate) fn start(
+        engine: Arc<EngineInner>,
+        group: Arc<GroupStore>,
+        container: ContainerRecord,
+        name: String,
+    ) -> Result<Self> {
+        let stream_id = engine.catalog.next_id()?;
+        let header = RecipeHeader {
+            group_id: group.record().id,
+            stream_id,
+            created: now_secs(),
+            container: container.name.clone(),
+            stream: name.clone(),
+        };
+        let recipe = RecipeWriter::create(group.recipes_dir(), &header)?;
+        let chunker = Chunker::new(group.record().chunking)?;
+        let level = group.record().compression.zstd_level();
+        let counters = Arc::new(WriteCounters::default());
+        let (to_workers, from_writer) = bounded::<Block>(QUEUE_DEPTH);
+        let (to_appender, from_workers) = bounded::<HashedBlock>(QUEUE_DEPTH);
+        let (pool_tx, pool_rx) = bounded::<Vec<u8>>(QUEUE_DEPTH * 2 + 4);
+        let nworkers = std::thread::available_parallelism()
+            .map_or(2, |n| n.get())
+            .clamp(1, 8);
+        let mut workers = Vec::with_capacity(nworkers);
+        for i in 0..nworkers {
+            let (g, rx, tx) = (group.clone(), from_writer.clone(), to_appender.clone());
+            workers.push(
+                std::thread::Builder::new()
+                    .name(format!("qorestor-hash-{i}"))
+                    .spawn(move || worker_loop(g, level, rx, tx))
+                    .map_err(|e| Error::io("spawn worker", "", e))?,
+            );
+        }
+        drop(to_appender);
+        let (g, c) = (group.clone(), counters.clone());
+        let appender = std::thread::Builder::new()
+            .name("qorestor-append".into())
+            .spawn(move || appender_loop(g, recipe, from_workers, pool_tx, c))
+            .map_err(|e| Error::io("spawn appender", "", e))?;
+        Ok(StreamWriter {
+            engine,
+            group,
+            container,
+            name,
+            stream_id,
+            chunker,
+            buf: Vec::with_capacity(BLOCK_LEN + (4 << 20)),
+            cuts: Vec::new(),
+            seq: 0,
+            to_workers: Some(to_workers),
+            workers,
+            appender: Some(appender),
+            pool: pool_rx,
+            counters,
+        })
+    }
+
+    /// Live counters for progress displays.
+    pub fn counters(&self) -> Arc<WriteCounters> {
+        self.counters.clone()
+    }
+
+    fn dispatch(&mut self, eof: bool) -> Result<()> {
+        self.cuts.clear();
+        let used = self.chunker.cut_all(&self.buf, eof, &mut self.cuts);
+        if used == 0 {
+            return Ok(());
+        }
+        let mut next = self
+            .pool
+            .try_recv()
+            .unwrap_or_else(|_| Vec::with_capacity(BLOCK_LEN + (4 << 20)));
+        next.extend_from_slice(&self.buf[used..]);
+        self.buf.truncate(used);
+        let data = std::mem::replace(&mut self.buf, next);
+        let block = Block {
+            seq: self.seq,
+            data,
+            cuts: std::mem::take(&mut self.cuts),
+        };
+        self.seq += 1;
+        let sent = self
+            .to_workers
+            .as_ref()
+            .is_some_and(|tx| tx.send(block).is_ok());
+        if !sent {
+            return Err(self
+                .stop_pipeline()
+                .err()
+                .unwrap_or_else(|| Error::Conflict("stream pipeline stopped".into())));
+        }
+        Ok(())
+    }
+
+    /// Stops the pipeline and returns the recipe (or the first error).
+    fn stop_pipeline(&mut self) -> Result<RecipeWriter> {
+        self.to_workers.take();
+        for w in self.workers.drain(..) {
+            let _ = w.join();
+        }
+        match self.appender.take() {
+            Some(a) => a
+                .join()
+                .unwrap_or_else(|_| Err(Error::Conflict("stream appender panicked".into()))),
+            None => Err(Error::Conflict("stream pipeline already stopped".into())),
+        }
+    }
+
+    /// Reads `r` to its end straight into the pipeline's buffers (1 MiB reads, no extra copy),
+    /// calling `progress` with the bytes of each read.
+    pub fn write_from(&mut self, r: &mut dyn Read, progress: &dyn crate::Progress) -> Result<u64> {
+        let mut total = 0u64;
+        loop {
+            let len = self.buf.len();
+            let want = (BLOCK_LEN.saturating_sub(len)).clamp(1 << 20, BLOCK_LEN);
+            self.buf.resize(len + want, 0);
+            let n = loop {
+                match r.read(&mut self.buf[len..]) {
+                    Ok(n) => break n,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) => {
+                        self.buf.truncate(len);
+                        return Err(Error::io("read input of", &self.name, e));
+                    }
+                }
+            };
+            self.buf.truncate(len + n);
+            if n == 0 {
+                return Ok(total);
+            }
+            total += n as u64;
+            self.counters
+                .logical_bytes
+                .fetch_add(n as u64, Ordering::Relaxed);
+            progress.inc(n as u64);
+            if self.buf.len() >= BLOCK_LEN {
+                self.dispatch(false)?;
+            }
+        }
+    }
+
+    /// Publishes the stream: the last chunks go through the pipeline, packs are made durable,
+    /// then the recipe, then the catalog entry (replacing a stream of the same name).
+    pub fn finish(mut self) -> Result<StreamInfo> {
+        self.dispatch(true)?;
+        let recipe = self.stop_pipeline()?;
+        self.group.make_durable()?;
+        let chunks = recipe.len();
+        let logical_len = recipe.logical_len();
+        recipe.finish()?;
+        let record = StreamRecord {
+            id: self.stream_id,
+            name: self.name.clone(),
+            logical_len,
+            chunks,
+            new_chunks: self.counters.new_chunks.load(Ordering::Relaxed),
+            new_stored_bytes: self.counters.new_stored_bytes.load(Ordering::Relaxed),
+            created: now_secs(),
+        };
+        let replaced = self.engine.catalog.put_stream(self.container.id, &record)?;
+        if let Some(old) = replaced {
+            self.engine.remove_recipe(&self.group, old.id);
+        }
+        Ok(StreamInfo::new(&self.container.name, &record))
+    }
+}
+
+impl Write for StreamWriter {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        let mut rest = data;
+        while !rest.is_empty() {
+            let room = BLOCK_LEN.saturating_sub(self.buf.len()).max(1);
+            let take = room.min(rest.len());
+            self.buf.extend_from_slice(&rest[..take]);
+            rest = &rest[take..];
+            self.counters
+                .logical_bytes
+                .fetch_add(take as u64, Ordering::Relaxed);
+            if self.buf.len() >= BLOCK_LEN {
+                self.dispatch(false).map_err(io::Error::other)?;
+            }
+        }
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Drop for StreamWriter {
+    fn drop(&mut self) {
+        if self.appender.is_some() {
+            // Not finished: stop the threads; the recipe writer removes its temporary file.
+            let _ = self.stop_pipeline();
+        }
+    }
+}
