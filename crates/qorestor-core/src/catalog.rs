@@ -53,13 +53,7 @@ impl std::str::FromStr for ContainerKind {
             "ost" => ContainerKind::Ost,
             "vtl" => ContainerKind::Vtl,
             "rda" => ContainerKind::Rda,
-            _ => {
-                return Err(Error::invalid(
-                    "container type",
-                    s,
-                    "expected object, nas, ost, vtl or rda",
-                ))
-            }
+            _ => return Err(Error::invalid("container type", s, "expected object, nas, ost, vtl or rda")),
         })
     }
 }
@@ -136,10 +130,7 @@ pub fn decode_value<T: DeserializeOwned>(kind: u8, b: &[u8]) -> Result<T, Decode
         return Err(DecodeError::new(what, "too short"));
     }
     if b[0..2] != CATALOG_MAGIC || b[2] != CATALOG_VERSION || b[3] != kind {
-        return Err(DecodeError::new(
-            what,
-            format!("bad magic, version or kind {}", b[3]),
-        ));
+        return Err(DecodeError::new(what, format!("bad magic, version or kind {}", b[3])));
     }
     let (body, crc) = b.split_at(b.len() - 4);
     if crc32(&[body]) != le_u32(crc, 0) {
@@ -166,11 +157,7 @@ fn stream_key(container_id: u64, name: &str) -> Vec<u8> {
 impl Catalog {
     /// Opens (creating) the catalog database in `dir`.
     pub fn open(dir: &Path) -> Result<Self> {
-        let db = sled::Config::new()
-            .path(dir)
-            .cache_capacity(16 << 20)
-            .segment_size(256 << 10)
-            .open()?;
+        let db = sled::Config::new().path(dir).cache_capacity(16 << 20).segment_size(256 << 10).open()?;
         Ok(Catalog {
             path: dir.to_path_buf(),
             groups: db.open_tree("groups")?,
@@ -180,24 +167,15 @@ impl Catalog {
         })
     }
 
-    fn get<T: DeserializeOwned>(
-        &self,
-        tree: &sled::Tree,
-        kind: u8,
-        key: &[u8],
-    ) -> Result<Option<T>> {
+    fn get<T: DeserializeOwned>(&self, tree: &sled::Tree, kind: u8, key: &[u8]) -> Result<Option<T>> {
         match tree.get(key)? {
             None => Ok(None),
-            Some(v) => decode_value(kind, &v)
-                .map(Some)
-                .map_err(|e| e.at(&self.path)),
+            Some(v) => decode_value(kind, &v).map(Some).map_err(|e| e.at(&self.path)),
         }
     }
 
     fn all<T: DeserializeOwned>(&self, iter: sled::Iter, kind: u8) -> Result<Vec<T>> {
-        iter.values()
-            .map(|v| decode_value(kind, &v?).map_err(|e| e.at(&self.path)))
-            .collect()
+        iter.values().map(|v| decode_value(kind, &v?).map_err(|e| e.at(&self.path))).collect()
     }
 
     /// Makes every change so far durable.
@@ -223,14 +201,8 @@ impl Catalog {
 
     /// Inserts a storage group unless the name is taken; returns whether it was inserted.
     pub fn insert_group(&self, g: &GroupRecord) -> Result<bool> {
-        let done = self
-            .groups
-            .compare_and_swap(
-                g.name.as_bytes(),
-                None::<&[u8]>,
-                Some(encode_value(KIND_GROUP, g)),
-            )?
-            .is_ok();
+        let done =
+            self.groups.compare_and_swap(g.name.as_bytes(), None::<&[u8]>, Some(encode_value(KIND_GROUP, g)))?.is_ok();
         self.flush()?;
         Ok(done)
     }
@@ -255,11 +227,7 @@ impl Catalog {
     pub fn insert_container(&self, c: &ContainerRecord) -> Result<bool> {
         let done = self
             .containers
-            .compare_and_swap(
-                c.name.as_bytes(),
-                None::<&[u8]>,
-                Some(encode_value(KIND_CONTAINER, c)),
-            )?
+            .compare_and_swap(c.name.as_bytes(), None::<&[u8]>, Some(encode_value(KIND_CONTAINER, c)))?
             .is_ok();
         self.flush()?;
         Ok(done)
@@ -278,25 +246,17 @@ impl Catalog {
 
     /// All streams of a container, by name.
     pub fn streams(&self, container_id: u64) -> Result<Vec<StreamRecord>> {
-        self.all(
-            self.streams.scan_prefix(container_id.to_be_bytes()),
-            KIND_STREAM,
-        )
+        self.all(self.streams.scan_prefix(container_id.to_be_bytes()), KIND_STREAM)
     }
 
     /// Publishes a finished stream (replacing one of the same name) and makes it durable.
     /// Returns the replaced record.
     pub fn put_stream(&self, container_id: u64, s: &StreamRecord) -> Result<Option<StreamRecord>> {
-        let old = self.streams.insert(
-            stream_key(container_id, &s.name),
-            encode_value(KIND_STREAM, s),
-        )?;
+        let old = self.streams.insert(stream_key(container_id, &s.name), encode_value(KIND_STREAM, s))?;
         self.flush()?;
         match old {
             None => Ok(None),
-            Some(v) => decode_value(KIND_STREAM, &v)
-                .map(Some)
-                .map_err(|e| e.at(&self.path)),
+            Some(v) => decode_value(KIND_STREAM, &v).map(Some).map_err(|e| e.at(&self.path)),
         }
     }
 
@@ -306,9 +266,7 @@ impl Catalog {
         self.flush()?;
         match old {
             None => Ok(None),
-            Some(v) => decode_value(KIND_STREAM, &v)
-                .map(Some)
-                .map_err(|e| e.at(&self.path)),
+            Some(v) => decode_value(KIND_STREAM, &v).map(Some).map_err(|e| e.at(&self.path)),
         }
     }
 }
@@ -332,10 +290,7 @@ mod tests {
         for i in 0..b.len() {
             let mut c = b.clone();
             c[i] ^= 1;
-            assert!(
-                decode_value::<GroupRecord>(KIND_GROUP, &c).is_err(),
-                "flip at {i}"
-            );
+            assert!(decode_value::<GroupRecord>(KIND_GROUP, &c).is_err(), "flip at {i}");
         }
     }
 }

@@ -50,11 +50,7 @@ pub struct ChunkParams {
 impl Default for ChunkParams {
     /// 4 KiB / 16 KiB / 64 KiB: chosen by measurement on the shared dataset (`docs/CHUNKING.md`).
     fn default() -> Self {
-        ChunkParams {
-            min: 4 << 10,
-            avg: 16 << 10,
-            max: 64 << 10,
-        }
+        ChunkParams { min: 4 << 10, avg: 16 << 10, max: 64 << 10 }
     }
 }
 
@@ -63,22 +59,10 @@ impl ChunkParams {
     pub fn validate(&self) -> Result<()> {
         let value = format!("{}/{}/{}", self.min, self.avg, self.max);
         if !self.avg.is_power_of_two() {
-            return Err(Error::invalid(
-                "chunk sizes",
-                value,
-                "the average must be a power of two",
-            ));
+            return Err(Error::invalid("chunk sizes", value, "the average must be a power of two"));
         }
-        if !(64 <= self.min
-            && self.min < self.avg
-            && self.avg < self.max
-            && self.max <= MAX_CHUNK_LEN)
-        {
-            return Err(Error::invalid(
-                "chunk sizes",
-                value,
-                format!("need 64 <= min < avg < max <= {MAX_CHUNK_LEN}"),
-            ));
+        if !(64 <= self.min && self.min < self.avg && self.avg < self.max && self.max <= MAX_CHUNK_LEN) {
+            return Err(Error::invalid("chunk sizes", value, format!("need 64 <= min < avg < max <= {MAX_CHUNK_LEN}")));
         }
         Ok(())
     }
@@ -106,11 +90,7 @@ impl Chunker {
     pub fn new(params: ChunkParams) -> Result<Self> {
         params.validate()?;
         let bits = params.avg.trailing_zeros();
-        Ok(Chunker {
-            params,
-            mask_small: top_bits_mask(bits + 1),
-            mask_large: top_bits_mask(bits.saturating_sub(1)),
-        })
+        Ok(Chunker { params, mask_small: top_bits_mask(bits + 1), mask_large: top_bits_mask(bits.saturating_sub(1)) })
     }
 
     /// The parameters.
@@ -131,20 +111,17 @@ impl Chunker {
         let end = data.len().min(self.params.max as usize);
         let normal = end.min(self.params.avg as usize);
         let mut hash = 0u64;
-        let mut i = min;
-        while i < normal {
-            hash = (hash << 1).wrapping_add(GEAR[data[i] as usize]);
+        for (i, &b) in data[min..normal].iter().enumerate() {
+            hash = (hash << 1).wrapping_add(GEAR[b as usize]);
             if hash & self.mask_small == 0 {
-                return i + 1;
+                return min + i + 1;
             }
-            i += 1;
         }
-        while i < end {
-            hash = (hash << 1).wrapping_add(GEAR[data[i] as usize]);
+        for (i, &b) in data[normal..end].iter().enumerate() {
+            hash = (hash << 1).wrapping_add(GEAR[b as usize]);
             if hash & self.mask_large == 0 {
-                return i + 1;
+                return normal + i + 1;
             }
-            i += 1;
         }
         end
     }
@@ -188,18 +165,9 @@ mod tests {
 
     #[test]
     fn rejects_bad_params() {
-        let bad = [
-            (64, 100, 1000),
-            (0, 1024, 4096),
-            (2048, 1024, 4096),
-            (512, 1024, 1024),
-            (512, 1024, 8 << 20),
-        ];
+        let bad = [(64, 100, 1000), (0, 1024, 4096), (2048, 1024, 4096), (512, 1024, 1024), (512, 1024, 8 << 20)];
         for (min, avg, max) in bad {
-            assert!(
-                Chunker::new(ChunkParams { min, avg, max }).is_err(),
-                "{min}/{avg}/{max}"
-            );
+            assert!(Chunker::new(ChunkParams { min, avg, max }).is_err(), "{min}/{avg}/{max}");
         }
     }
 
@@ -224,15 +192,8 @@ mod tests {
 
     #[test]
     fn incremental_cutting_matches_one_shot() {
-        let c = Chunker::new(ChunkParams {
-            min: 256,
-            avg: 1024,
-            max: 4096,
-        })
-        .unwrap();
-        let data: Vec<u8> = (0..200_000u32)
-            .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
-            .collect();
+        let c = Chunker::new(ChunkParams { min: 256, avg: 1024, max: 4096 }).unwrap();
+        let data: Vec<u8> = (0..200_000u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
         let whole: Vec<u32> = {
             let mut v = Vec::new();
             c.cut_all(&data, true, &mut v);

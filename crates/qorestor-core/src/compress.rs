@@ -47,11 +47,7 @@ impl std::str::FromStr for Compression {
             "none" => Ok(Compression::None),
             "fast" => Ok(Compression::Fast),
             "best" => Ok(Compression::Best),
-            _ => Err(crate::Error::invalid(
-                "compression",
-                s,
-                "expected none, fast or best",
-            )),
+            _ => Err(crate::Error::invalid("compression", s, "expected none, fast or best")),
         }
     }
 }
@@ -147,9 +143,8 @@ mod tests {
         let mut short = vec![0u8; text.len() - 1];
         assert!(!decompress_exact(&out, &mut short));
 
-        let noise: Vec<u8> = (0..4096u32)
-            .map(|i| (i.wrapping_mul(0x9E3779B9) >> 24) as u8 ^ (i as u8).rotate_left(3))
-            .collect();
+        let noise: Vec<u8> =
+            (0..4096u32).map(|i| (i.wrapping_mul(0x9E3779B9) >> 24) as u8 ^ (i as u8).rotate_left(3)).collect();
         let mut out2 = Vec::new();
         if compress_into(&noise, FAST_LEVEL, &mut out2) == Codec::Raw {
             assert!(out2.is_empty());

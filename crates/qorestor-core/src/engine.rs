@@ -36,9 +36,7 @@ const MARKER: &str = "QORESTOR";
 const MARKER_TEXT: &str = "qorestor data directory\nformat 1\n";
 
 pub(crate) fn now_secs() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
 /// Options of a new storage group.
@@ -126,28 +124,18 @@ impl StreamInfo {
 pub fn check_object_name(what: &'static str, name: &str) -> Result<()> {
     let ok = !name.is_empty()
         && name.len() <= MAX_OBJECT_NAME_LEN
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-');
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-');
     if ok {
         Ok(())
     } else {
-        Err(Error::invalid(
-            what,
-            name,
-            "use 1 to 64 of A-Z a-z 0-9 . _ -",
-        ))
+        Err(Error::invalid(what, name, "use 1 to 64 of A-Z a-z 0-9 . _ -"))
     }
 }
 
 /// Checks a stream name: not empty, at most 1,024 bytes, no NUL.
 pub fn check_stream_name(name: &str) -> Result<()> {
     if name.is_empty() || name.len() > MAX_STREAM_NAME_LEN || name.contains('\0') {
-        return Err(Error::invalid(
-            "stream name",
-            name,
-            "use 1 to 1024 bytes without NUL",
-        ));
+        return Err(Error::invalid("stream name", name, "use 1 to 1024 bytes without NUL"));
     }
     Ok(())
 }
@@ -173,16 +161,11 @@ impl DirLock {
             let who = who.trim();
             return Err(Error::Locked {
                 path: dir.to_path_buf(),
-                holder: if who.is_empty() {
-                    "another process".into()
-                } else {
-                    who.to_string()
-                },
+                holder: if who.is_empty() { "another process".into() } else { who.to_string() },
             });
         }
         file.set_len(0).map_err(|e| Error::io("write", &path, e))?;
-        writeln!(file, "{holder} (pid {})", std::process::id())
-            .map_err(|e| Error::io("write", &path, e))?;
+        writeln!(file, "{holder} (pid {})", std::process::id()).map_err(|e| Error::io("write", &path, e))?;
         Ok(DirLock { _file: file })
     }
 }
@@ -200,10 +183,7 @@ impl EngineInner {
         if let Some(g) = groups.get(&record.id) {
             return Ok(g.clone());
         }
-        let g = Arc::new(GroupStore::open(
-            &self.group_dir(record.id),
-            record.clone(),
-        )?);
+        let g = Arc::new(GroupStore::open(&self.group_dir(record.id), record.clone())?);
         groups.insert(record.id, g.clone());
         Ok(g)
     }
@@ -250,19 +230,13 @@ impl Engine {
     pub fn open_as(dir: &Path, holder: &str) -> Result<Engine> {
         let marker = dir.join(MARKER);
         let text = std::fs::read_to_string(&marker).map_err(|e| match e.kind() {
-            std::io::ErrorKind::NotFound => Error::invalid(
-                "data directory",
-                dir.display().to_string(),
-                "not initialised (run qorestor init)",
-            ),
+            std::io::ErrorKind::NotFound => {
+                Error::invalid("data directory", dir.display().to_string(), "not initialised (run qorestor init)")
+            }
             _ => Error::io("read", &marker, e),
         })?;
         if text != MARKER_TEXT {
-            return Err(Error::corrupt(
-                "format marker",
-                &marker,
-                format!("unsupported content {text:?}"),
-            ));
+            return Err(Error::corrupt("format marker", &marker, format!("unsupported content {text:?}")));
         }
         let lock = DirLock::acquire(dir, holder)?;
         let catalog = Catalog::open(&dir.join("catalog"))?;
@@ -285,13 +259,9 @@ impl Engine {
     pub fn create_as(dir: &Path, holder: &str) -> Result<Engine> {
         let marker = dir.join(MARKER);
         if marker.exists() {
-            return Err(Error::AlreadyExists {
-                what: "data directory",
-                name: dir.display().to_string(),
-            });
+            return Err(Error::AlreadyExists { what: "data directory", name: dir.display().to_string() });
         }
-        std::fs::create_dir_all(dir.join("groups"))
-            .map_err(|e| Error::io("create directory", dir, e))?;
+        std::fs::create_dir_all(dir.join("groups")).map_err(|e| Error::io("create directory", dir, e))?;
         let engine = {
             crate::fsutil::write_atomic(&marker, MARKER_TEXT.as_bytes())?;
             Self::open_as(dir, holder)?
@@ -324,9 +294,7 @@ impl Engine {
     }
 
     fn group_record(&self, name: &str) -> Result<GroupRecord> {
-        self.catalog()
-            .group(name)?
-            .ok_or_else(|| Error::not_found("storage group", name))
+        self.catalog().group(name)?.ok_or_else(|| Error::not_found("storage group", name))
     }
 
     fn group_by_id(&self, id: u32) -> Result<GroupRecord> {
@@ -334,28 +302,15 @@ impl Engine {
             .groups()?
             .into_iter()
             .find(|g| g.id == id)
-            .ok_or_else(|| {
-                Error::corrupt(
-                    "catalog",
-                    self.dir(),
-                    format!("no storage group with id {id}"),
-                )
-            })
+            .ok_or_else(|| Error::corrupt("catalog", self.dir(), format!("no storage group with id {id}")))
     }
 
     fn container_record(&self, name: &str) -> Result<ContainerRecord> {
-        self.catalog()
-            .container(name)?
-            .ok_or_else(|| Error::not_found("container", name))
+        self.catalog().container(name)?.ok_or_else(|| Error::not_found("container", name))
     }
 
     fn group_info(&self, g: &GroupRecord) -> Result<GroupInfo> {
-        let containers = self
-            .catalog()
-            .containers()?
-            .iter()
-            .filter(|c| c.group_id == g.id)
-            .count() as u64;
+        let containers = self.catalog().containers()?.iter().filter(|c| c.group_id == g.id).count() as u64;
         Ok(GroupInfo {
             name: g.name.clone(),
             id: g.id,
@@ -382,21 +337,14 @@ impl Engine {
             created: now_secs(),
         };
         if !self.catalog().insert_group(&record)? {
-            return Err(Error::AlreadyExists {
-                what: "storage group",
-                name: name.to_string(),
-            });
+            return Err(Error::AlreadyExists { what: "storage group", name: name.to_string() });
         }
         self.group_info(&record)
     }
 
     /// All storage groups, by name.
     pub fn storage_groups(&self) -> Result<Vec<GroupInfo>> {
-        self.catalog()
-            .groups()?
-            .iter()
-            .map(|g| self.group_info(g))
-            .collect()
+        self.catalog().groups()?.iter().map(|g| self.group_info(g)).collect()
     }
 
     /// One storage group.
@@ -407,18 +355,10 @@ impl Engine {
     /// Deletes an empty storage group and its data.
     pub fn delete_storage_group(&self, name: &str) -> Result<()> {
         let g = self.group_record(name)?;
-        let used: Vec<String> = self
-            .catalog()
-            .containers()?
-            .into_iter()
-            .filter(|c| c.group_id == g.id)
-            .map(|c| c.name)
-            .collect();
+        let used: Vec<String> =
+            self.catalog().containers()?.into_iter().filter(|c| c.group_id == g.id).map(|c| c.name).collect();
         if !used.is_empty() {
-            return Err(Error::Conflict(format!(
-                "storage group {name:?} still has containers: {}",
-                used.join(", ")
-            )));
+            return Err(Error::Conflict(format!("storage group {name:?} still has containers: {}", used.join(", "))));
         }
         self.inner.groups.lock().remove(&g.id);
         self.catalog().remove_group(name)?;
@@ -443,12 +383,7 @@ impl Engine {
     }
 
     /// Creates a container in a storage group.
-    pub fn add_container(
-        &self,
-        name: &str,
-        group: &str,
-        kind: ContainerKind,
-    ) -> Result<ContainerInfo> {
+    pub fn add_container(&self, name: &str, group: &str, kind: ContainerKind) -> Result<ContainerInfo> {
         check_object_name("container name", name)?;
         let g = self.group_record(group)?;
         let record = ContainerRecord {
@@ -459,19 +394,14 @@ impl Engine {
             created: now_secs(),
         };
         if !self.catalog().insert_container(&record)? {
-            return Err(Error::AlreadyExists {
-                what: "container",
-                name: name.to_string(),
-            });
+            return Err(Error::AlreadyExists { what: "container", name: name.to_string() });
         }
         self.container_info(&record)
     }
 
     /// All containers (of one storage group, if given), by name.
     pub fn containers(&self, group: Option<&str>) -> Result<Vec<ContainerInfo>> {
-        let gid = group
-            .map(|g| self.group_record(g).map(|r| r.id))
-            .transpose()?;
+        let gid = group.map(|g| self.group_record(g).map(|r| r.id)).transpose()?;
         self.catalog()
             .containers()?
             .iter()
@@ -515,9 +445,7 @@ impl Engine {
     }
 
     fn stream_record(&self, c: &ContainerRecord, name: &str) -> Result<StreamRecord> {
-        self.catalog()
-            .stream(c.id, name)?
-            .ok_or_else(|| Error::not_found("stream", format!("{}/{name}", c.name)))
+        self.catalog().stream(c.id, name)?.ok_or_else(|| Error::not_found("stream", format!("{}/{name}", c.name)))
     }
 
     /// Opens a finished stream for reading.
@@ -526,22 +454,13 @@ impl Engine {
         let s = self.stream_record(&c, name)?;
         let store = self.store_for(&c)?;
         let recipe = read_recipe(&recipe_path(store.recipes_dir(), s.id))?;
-        Ok(StreamReader::new(
-            store,
-            recipe,
-            format!("{container}/{name}"),
-        ))
+        Ok(StreamReader::new(store, recipe, format!("{container}/{name}")))
     }
 
     /// The finished streams of a container, by name.
     pub fn streams(&self, container: &str) -> Result<Vec<StreamInfo>> {
         let c = self.container_record(container)?;
-        Ok(self
-            .catalog()
-            .streams(c.id)?
-            .iter()
-            .map(|s| StreamInfo::new(container, s))
-            .collect())
+        Ok(self.catalog().streams(c.id)?.iter().map(|s| StreamInfo::new(container, s)).collect())
     }
 
     /// One finished stream.
@@ -573,22 +492,15 @@ impl Engine {
                 (groups.iter().collect(), containers.iter().collect())
             }
             StatsScope::StorageGroup(name) => {
-                let g = groups
-                    .iter()
-                    .find(|g| &g.name == name)
-                    .ok_or_else(|| Error::not_found("storage group", name))?;
+                let g =
+                    groups.iter().find(|g| &g.name == name).ok_or_else(|| Error::not_found("storage group", name))?;
                 stats.scope = "storage_group".into();
                 stats.name = name.clone();
-                (
-                    vec![g],
-                    containers.iter().filter(|c| c.group_id == g.id).collect(),
-                )
+                (vec![g], containers.iter().filter(|c| c.group_id == g.id).collect())
             }
             StatsScope::Container(name) => {
-                let c = containers
-                    .iter()
-                    .find(|c| &c.name == name)
-                    .ok_or_else(|| Error::not_found("container", name))?;
+                let c =
+                    containers.iter().find(|c| &c.name == name).ok_or_else(|| Error::not_found("container", name))?;
                 stats.scope = "container".into();
                 stats.name = name.clone();
                 (Vec::new(), vec![c])

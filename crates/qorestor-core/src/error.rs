@@ -127,42 +127,19 @@ impl Error {
     }
 
     pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        Error::Io {
-            op,
-            path: path.into(),
-            source,
-        }
+        Error::Io { op, path: path.into(), source }
     }
 
-    pub(crate) fn corrupt(
-        what: &'static str,
-        path: impl Into<PathBuf>,
-        detail: impl Into<String>,
-    ) -> Self {
-        Error::Corrupt {
-            what,
-            path: path.into(),
-            detail: detail.into(),
-        }
+    pub(crate) fn corrupt(what: &'static str, path: impl Into<PathBuf>, detail: impl Into<String>) -> Self {
+        Error::Corrupt { what, path: path.into(), detail: detail.into() }
     }
 
-    pub(crate) fn invalid(
-        what: &'static str,
-        value: impl Into<String>,
-        reason: impl Into<String>,
-    ) -> Self {
-        Error::InvalidInput {
-            what,
-            value: value.into(),
-            reason: reason.into(),
-        }
+    pub(crate) fn invalid(what: &'static str, value: impl Into<String>, reason: impl Into<String>) -> Self {
+        Error::InvalidInput { what, value: value.into(), reason: reason.into() }
     }
 
     pub(crate) fn not_found(what: &'static str, name: impl Into<String>) -> Self {
-        Error::NotFound {
-            what,
-            name: name.into(),
-        }
+        Error::NotFound { what, name: name.into() }
     }
 }
 
@@ -180,10 +157,7 @@ pub struct DecodeError {
 
 impl DecodeError {
     pub(crate) fn new(what: &'static str, detail: impl Into<String>) -> Self {
-        DecodeError {
-            what,
-            detail: detail.into(),
-        }
+        DecodeError { what, detail: detail.into() }
     }
 
     /// Attaches the file the bytes came from.

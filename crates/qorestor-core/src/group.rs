@@ -46,10 +46,7 @@ struct LocalityCache {
 
 impl LocalityCache {
     fn new() -> Self {
-        LocalityCache {
-            map: HashMap::new(),
-            packs: VecDeque::new(),
-        }
+        LocalityCache { map: HashMap::new(), packs: VecDeque::new() }
     }
 
     fn has_pack(&self, id: u32) -> bool {
@@ -68,11 +65,7 @@ impl LocalityCache {
         }
         let mut fps = Vec::with_capacity(entries.len());
         for e in entries {
-            self.map.entry(e.fp).or_insert(ChunkLoc {
-                pack: id,
-                offset: e.offset,
-                stored_len: e.stored_len,
-            });
+            self.map.entry(e.fp).or_insert(ChunkLoc { pack: id, offset: e.offset, stored_len: e.stored_len });
             fps.push(e.fp);
         }
         self.packs.push_back((id, fps));
@@ -117,18 +110,13 @@ impl Syncer {
                     let mut g = p.0.lock();
                     g.done += 1;
                     if let Err(e) = r {
-                        g.error
-                            .get_or_insert(format!("fsync {}: {e}", path.display()));
+                        g.error.get_or_insert(format!("fsync {}: {e}", path.display()));
                     }
                     p.1.notify_all();
                 }
             })
             .expect("spawn pack sync thread");
-        Syncer {
-            tx: Some(tx),
-            progress,
-            thread: Some(thread),
-        }
+        Syncer { tx: Some(tx), progress, thread: Some(thread) }
     }
 
     fn submit(&self, file: Arc<File>, path: PathBuf) {
@@ -201,21 +189,25 @@ impl GroupStore {
         let mut index = FingerprintIndex::open(&dir.join("fp.idx"))?;
         let mut ids = list_packs(&packs_dir)?;
         ids.sort_unstable();
+        // Packs from the watermark on may be missing from the index; any pack without a valid
+        // trailer was being written at a crash and gets its torn tail dropped and sealed.
         let watermark = index.watermark();
-        for &id in ids.iter().filter(|&&id| id >= watermark) {
+        for &id in &ids {
             let path = pack::pack_path(&packs_dir, id);
-            let len = std::fs::metadata(&path)
-                .map_err(|e| Error::io("stat", &path, e))?
-                .len();
+            let len = std::fs::metadata(&path).map_err(|e| Error::io("stat", &path, e))?.len();
             if len < crate::format::PACK_HEADER_LEN as u64 {
                 // Created but never written: nothing in it was ever acknowledged.
                 std::fs::remove_file(&path).map_err(|e| Error::io("remove", &path, e))?;
+                continue;
+            }
+            if id < watermark && pack::is_sealed(&path)? {
                 continue;
             }
             for e in pack::recover(&path)? {
                 index.insert(&e.fp, id)?;
             }
         }
+        ids.retain(|&id| pack::pack_path(&packs_dir, id).exists());
         let next_pack = ids.last().map_or(1, |m| m + 1);
         index.checkpoint(next_pack)?;
         Ok(GroupStore {
@@ -337,9 +329,7 @@ impl GroupStore {
                 out.push((*l, false));
                 continue;
             }
-            let new = new
-                .as_ref()
-                .expect("a chunk that was not found carries its payload");
+            let new = new.as_ref().expect("a chunk that was not found carries its payload");
             if let Some(l) = self.lookup_locked(&mut st, &new.fp) {
                 out.push((l, false));
                 continue;
@@ -352,35 +342,25 @@ impl GroupStore {
 
     fn poison(&self, st: &mut DedupState, e: &Error) -> Error {
         st.poisoned.get_or_insert_with(|| e.to_string());
-        Error::Poisoned {
-            group: self.record.name.clone(),
-            reason: e.to_string(),
-        }
+        Error::Poisoned { group: self.record.name.clone(), reason: e.to_string() }
     }
 
     fn check_poison(&self, st: &DedupState) -> Result<()> {
         match &st.poisoned {
-            Some(r) => Err(Error::Poisoned {
-                group: self.record.name.clone(),
-                reason: r.clone(),
-            }),
+            Some(r) => Err(Error::Poisoned { group: self.record.name.clone(), reason: r.clone() }),
             None => Ok(()),
         }
     }
 
     fn append_locked(&self, st: &mut DedupState, c: &NewChunk<'_>) -> Result<ChunkLoc> {
         self.check_poison(st)?;
-        let full = st
-            .open
-            .as_ref()
-            .is_some_and(|o| o.len() >= PACK_TARGET_LEN || !o.fits(c.payload.len()));
+        let full = st.open.as_ref().is_some_and(|o| o.len() >= PACK_TARGET_LEN || !o.fits(c.payload.len()));
         if full {
             self.seal_locked(st)?;
         }
         if st.open.is_none() {
             let id = st.next_pack;
-            let w = PackWriter::create(&self.packs_dir, self.record.id, id)
-                .map_err(|e| self.poison(st, &e))?;
+            let w = PackWriter::create(&self.packs_dir, self.record.id, id).map_err(|e| self.poison(st, &e))?;
             st.next_pack += 1;
             st.open = Some(w);
         }
@@ -430,16 +410,12 @@ impl GroupStore {
             (file, self.syncer.submitted())
         };
         let synced = match file {
-            Some(f) => f
-                .sync_data()
-                .map_err(|e| Error::io("fsync", &self.packs_dir, e)),
+            Some(f) => f.sync_data().map_err(|e| Error::io("fsync", &self.packs_dir, e)),
             None => Ok(()),
         };
         let result = synced
             .and_then(|_| {
-                self.syncer
-                    .wait(target)
-                    .map_err(|e| Error::io("fsync", &self.packs_dir, std::io::Error::other(e)))
+                self.syncer.wait(target).map_err(|e| Error::io("fsync", &self.packs_dir, std::io::Error::other(e)))
             })
             .and_then(|_| sync_dir(&self.packs_dir));
         if let Err(e) = result {
@@ -452,8 +428,7 @@ impl GroupStore {
     /// Reads `len` bytes of pack `pack` at `offset` into `buf`.
     pub fn read_at(&self, pack: u32, offset: u64, buf: &mut [u8]) -> Result<()> {
         let f = self.handle(pack)?;
-        f.read_exact_at(buf, offset)
-            .map_err(|e| Error::io("read", pack::pack_path(&self.packs_dir, pack), e))
+        f.read_exact_at(buf, offset).map_err(|e| Error::io("read", pack::pack_path(&self.packs_dir, pack), e))
     }
 
     /// Sealed and open pack files with their sizes.
@@ -476,9 +451,7 @@ impl GroupStore {
         }
         self.seal_locked(&mut st)?;
         let target = self.syncer.submitted();
-        self.syncer
-            .wait(target)
-            .map_err(|e| Error::io("fsync", &self.packs_dir, std::io::Error::other(e)))?;
+        self.syncer.wait(target).map_err(|e| Error::io("fsync", &self.packs_dir, std::io::Error::other(e)))?;
         sync_dir(&self.packs_dir)?;
         let watermark = st.next_pack;
         st.index.checkpoint(watermark)
@@ -488,10 +461,7 @@ impl GroupStore {
 impl Drop for GroupStore {
     fn drop(&mut self) {
         if let Err(e) = self.close() {
-            eprintln!(
-                "qorestor: closing storage group {:?}: {e}",
-                self.record.name
-            );
+            eprintln!("qorestor: closing storage group {:?}: {e}", self.record.name);
         }
     }
 }

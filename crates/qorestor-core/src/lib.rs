@@ -53,8 +53,7 @@ pub use catalog::ContainerKind;
 pub use chunker::{ChunkParams, Chunker};
 pub use compress::Compression;
 pub use engine::{
-    check_object_name, check_stream_name, ContainerInfo, Engine, GroupInfo, GroupOptions,
-    StreamInfo, DEFAULT_GROUP,
+    check_object_name, check_stream_name, ContainerInfo, Engine, GroupInfo, GroupOptions, StreamInfo, DEFAULT_GROUP,
 };
 pub use error::{DecodeError, Error, ErrorKind, Result};
 pub use fingerprint::Fingerprint;

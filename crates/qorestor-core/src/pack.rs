@@ -81,19 +81,13 @@ pub fn encode_pack_header(group_id: u32, pack_id: u32) -> [u8; PACK_HEADER_LEN] 
 pub fn decode_pack_header(b: &[u8]) -> Result<(u32, u32), DecodeError> {
     let what = "pack header";
     if b.len() < PACK_HEADER_LEN {
-        return Err(DecodeError::new(
-            what,
-            format!("{} bytes, need {PACK_HEADER_LEN}", b.len()),
-        ));
+        return Err(DecodeError::new(what, format!("{} bytes, need {PACK_HEADER_LEN}", b.len())));
     }
     if b[0..8] != PACK_MAGIC {
         return Err(DecodeError::new(what, "bad magic"));
     }
     if le_u16(b, 8) != PACK_VERSION {
-        return Err(DecodeError::new(
-            what,
-            format!("unsupported version {}", le_u16(b, 8)),
-        ));
+        return Err(DecodeError::new(what, format!("unsupported version {}", le_u16(b, 8))));
     }
     if crc32(&[&b[..28]]) != le_u32(b, 28) {
         return Err(DecodeError::new(what, "checksum mismatch"));
@@ -102,12 +96,7 @@ pub fn decode_pack_header(b: &[u8]) -> Result<(u32, u32), DecodeError> {
 }
 
 /// Encodes a chunk record header; `payload` is needed for the checksum.
-pub fn encode_record_header(
-    fp: &Fingerprint,
-    raw_len: u32,
-    codec: Codec,
-    payload: &[u8],
-) -> [u8; RECORD_HEADER_LEN] {
+pub fn encode_record_header(fp: &Fingerprint, raw_len: u32, codec: Codec, payload: &[u8]) -> [u8; RECORD_HEADER_LEN] {
     let mut h = [0u8; RECORD_HEADER_LEN];
     h[0..2].copy_from_slice(&RECORD_MAGIC);
     h[2] = RECORD_VERSION;
@@ -125,47 +114,26 @@ pub fn encode_record_header(
 pub fn decode_record_header(b: &[u8]) -> Result<RecordHeader, DecodeError> {
     let what = "chunk record";
     if b.len() < RECORD_HEADER_LEN {
-        return Err(DecodeError::new(
-            what,
-            format!("{} header bytes, need {RECORD_HEADER_LEN}", b.len()),
-        ));
+        return Err(DecodeError::new(what, format!("{} header bytes, need {RECORD_HEADER_LEN}", b.len())));
     }
     if b[0..2] != RECORD_MAGIC {
         return Err(DecodeError::new(what, "bad magic"));
     }
     if b[2] != RECORD_VERSION {
-        return Err(DecodeError::new(
-            what,
-            format!("unsupported version {}", b[2]),
-        ));
+        return Err(DecodeError::new(what, format!("unsupported version {}", b[2])));
     }
-    let codec = Codec::from_u8(b[3])
-        .ok_or_else(|| DecodeError::new(what, format!("unknown codec {}", b[3])))?;
+    let codec = Codec::from_u8(b[3]).ok_or_else(|| DecodeError::new(what, format!("unknown codec {}", b[3])))?;
     let raw_len = le_u32(b, 4);
     let stored_len = le_u32(b, 8);
     check_lengths(what, codec, raw_len, stored_len)?;
     let mut fp = [0u8; 32];
     fp.copy_from_slice(&b[12..44]);
-    Ok(RecordHeader {
-        codec,
-        raw_len,
-        stored_len,
-        fp: Fingerprint(fp),
-        crc: le_u32(b, 44),
-    })
+    Ok(RecordHeader { codec, raw_len, stored_len, fp: Fingerprint(fp), crc: le_u32(b, 44) })
 }
 
-fn check_lengths(
-    what: &'static str,
-    codec: Codec,
-    raw_len: u32,
-    stored_len: u32,
-) -> Result<(), DecodeError> {
+fn check_lengths(what: &'static str, codec: Codec, raw_len: u32, stored_len: u32) -> Result<(), DecodeError> {
     if raw_len == 0 || raw_len > MAX_CHUNK_LEN {
-        return Err(DecodeError::new(
-            what,
-            format!("raw length {raw_len} outside 1..={MAX_CHUNK_LEN}"),
-        ));
+        return Err(DecodeError::new(what, format!("raw length {raw_len} outside 1..={MAX_CHUNK_LEN}")));
     }
     let ok = match codec {
         Codec::Raw => stored_len == raw_len,
@@ -181,19 +149,11 @@ fn check_lengths(
 }
 
 /// Checks the record CRC over the header bytes and the payload.
-pub fn check_record_payload(
-    header_bytes: &[u8],
-    header: &RecordHeader,
-    payload: &[u8],
-) -> Result<(), DecodeError> {
+pub fn check_record_payload(header_bytes: &[u8], header: &RecordHeader, payload: &[u8]) -> Result<(), DecodeError> {
     if payload.len() != header.stored_len as usize {
         return Err(DecodeError::new(
             "chunk record",
-            format!(
-                "payload is {} bytes, header says {}",
-                payload.len(),
-                header.stored_len
-            ),
+            format!("payload is {} bytes, header says {}", payload.len(), header.stored_len),
         ));
     }
     if crc32(&[&header_bytes[..44], payload]) != header.crc {
@@ -204,30 +164,14 @@ pub fn check_record_payload(
 
 /// Decodes one whole record (header and payload) into `out` (exactly the raw length), checking
 /// the CRC, the codec and that the raw bytes hash to `expected`.
-pub fn decode_chunk(
-    record: &[u8],
-    expected: &Fingerprint,
-    out: &mut Vec<u8>,
-) -> Result<(), DecodeError> {
+pub fn decode_chunk(record: &[u8], expected: &Fingerprint, out: &mut Vec<u8>) -> Result<(), DecodeError> {
     let h = decode_record_header(record)?;
     if h.fp != *expected {
-        return Err(DecodeError::new(
-            "chunk record",
-            format!("holds {:?}, expected {:?}", h.fp, expected),
-        ));
+        return Err(DecodeError::new("chunk record", format!("holds {:?}, expected {:?}", h.fp, expected)));
     }
-    let payload = record
-        .get(RECORD_HEADER_LEN..RECORD_HEADER_LEN + h.stored_len as usize)
-        .ok_or_else(|| {
-            DecodeError::new(
-                "chunk record",
-                format!(
-                    "truncated: {} bytes for payload {}",
-                    record.len(),
-                    h.stored_len
-                ),
-            )
-        })?;
+    let payload = record.get(RECORD_HEADER_LEN..RECORD_HEADER_LEN + h.stored_len as usize).ok_or_else(|| {
+        DecodeError::new("chunk record", format!("truncated: {} bytes for payload {}", record.len(), h.stored_len))
+    })?;
     check_record_payload(record, &h, payload)?;
     let start = out.len();
     match h.codec {
@@ -236,19 +180,13 @@ pub fn decode_chunk(
             out.resize(start + h.raw_len as usize, 0);
             if !crate::compress::decompress_exact(payload, &mut out[start..]) {
                 out.truncate(start);
-                return Err(DecodeError::new(
-                    "chunk record",
-                    "zstd payload does not decode to the raw length",
-                ));
+                return Err(DecodeError::new("chunk record", "zstd payload does not decode to the raw length"));
             }
         }
     }
     if Fingerprint::of(&out[start..]) != *expected {
         out.truncate(start);
-        return Err(DecodeError::new(
-            "chunk record",
-            format!("content does not hash to {expected:?}"),
-        ));
+        return Err(DecodeError::new("chunk record", format!("content does not hash to {expected:?}")));
     }
     Ok(())
 }
@@ -283,10 +221,7 @@ pub fn encode_footer(entries: &[FooterEntry], footer_offset: u64) -> Vec<u8> {
 pub fn decode_trailer(t: &[u8], file_len: u64) -> Result<(u64, u32), DecodeError> {
     let what = "pack trailer";
     if t.len() != TRAILER_LEN {
-        return Err(DecodeError::new(
-            what,
-            format!("{} bytes, need {TRAILER_LEN}", t.len()),
-        ));
+        return Err(DecodeError::new(what, format!("{} bytes, need {TRAILER_LEN}", t.len())));
     }
     if t[16..24] != TRAILER_MAGIC {
         return Err(DecodeError::new(what, "bad magic (pack not sealed)"));
@@ -323,8 +258,7 @@ pub fn decode_footer(bytes: &[u8], footer_offset: u64) -> Result<Vec<FooterEntry
     }
     let mut entries = Vec::with_capacity(count as usize);
     for e in body.chunks_exact(FOOTER_ENTRY_LEN) {
-        let codec = Codec::from_u8(e[44])
-            .ok_or_else(|| DecodeError::new(what, format!("unknown codec {}", e[44])))?;
+        let codec = Codec::from_u8(e[44]).ok_or_else(|| DecodeError::new(what, format!("unknown codec {}", e[44])))?;
         let mut fp = [0u8; 32];
         fp.copy_from_slice(&e[0..32]);
         let entry = FooterEntry {
@@ -337,10 +271,7 @@ pub fn decode_footer(bytes: &[u8], footer_offset: u64) -> Result<Vec<FooterEntry
         check_lengths(what, codec, entry.raw_len, entry.stored_len)?;
         let end = entry.offset as u64 + RECORD_HEADER_LEN as u64 + entry.stored_len as u64;
         if (entry.offset as usize) < PACK_HEADER_LEN || end > footer_offset {
-            return Err(DecodeError::new(
-                what,
-                format!("entry at offset {} runs past the footer", entry.offset),
-            ));
+            return Err(DecodeError::new(what, format!("entry at offset {} runs past the footer", entry.offset)));
         }
         entries.push(entry);
     }
@@ -363,24 +294,15 @@ pub fn parse_pack_name(name: &str) -> Option<u32> {
 
 /// Reads and decodes the footer of a sealed pack.
 pub fn read_footer(file: &File, path: &Path) -> Result<Vec<FooterEntry>> {
-    let len = file
-        .metadata()
-        .map_err(|e| Error::io("stat", path, e))?
-        .len();
+    let len = file.metadata().map_err(|e| Error::io("stat", path, e))?.len();
     if len < (PACK_HEADER_LEN + TRAILER_LEN) as u64 {
-        return Err(Error::corrupt(
-            "pack",
-            path,
-            format!("{len} bytes is too short for a sealed pack"),
-        ));
+        return Err(Error::corrupt("pack", path, format!("{len} bytes is too short for a sealed pack")));
     }
     let mut t = [0u8; TRAILER_LEN];
-    file.read_exact_at(&mut t, len - TRAILER_LEN as u64)
-        .map_err(|e| Error::io("read", path, e))?;
+    file.read_exact_at(&mut t, len - TRAILER_LEN as u64).map_err(|e| Error::io("read", path, e))?;
     let (offset, _) = decode_trailer(&t, len).map_err(|e| e.at(path))?;
     let mut bytes = vec![0u8; (len - offset) as usize];
-    file.read_exact_at(&mut bytes, offset)
-        .map_err(|e| Error::io("read", path, e))?;
+    file.read_exact_at(&mut bytes, offset).map_err(|e| Error::io("read", path, e))?;
     decode_footer(&bytes, offset).map_err(|e| e.at(path))
 }
 
@@ -390,8 +312,7 @@ pub fn scan_records(path: &Path) -> Result<(Vec<FooterEntry>, u64)> {
     let file = File::open(path).map_err(|e| Error::io("open", path, e))?;
     let mut r = BufReader::with_capacity(1 << 20, file);
     let mut head = [0u8; PACK_HEADER_LEN];
-    r.read_exact(&mut head)
-        .map_err(|e| Error::io("read", path, e))?;
+    r.read_exact(&mut head).map_err(|e| Error::io("read", path, e))?;
     decode_pack_header(&head).map_err(|e| e.at(path))?;
     let mut entries = Vec::new();
     let mut pos = PACK_HEADER_LEN as u64;
@@ -423,23 +344,29 @@ pub fn scan_records(path: &Path) -> Result<(Vec<FooterEntry>, u64)> {
     Ok((entries, pos))
 }
 
+/// Whether a pack file ends in a valid trailer (reads only the last 24 bytes).
+pub fn is_sealed(path: &Path) -> Result<bool> {
+    let file = File::open(path).map_err(|e| Error::io("open", path, e))?;
+    let len = file.metadata().map_err(|e| Error::io("stat", path, e))?.len();
+    if len < (PACK_HEADER_LEN + TRAILER_LEN) as u64 {
+        return Ok(false);
+    }
+    let mut t = [0u8; TRAILER_LEN];
+    file.read_exact_at(&mut t, len - TRAILER_LEN as u64).map_err(|e| Error::io("read", path, e))?;
+    Ok(decode_trailer(&t, len).is_ok())
+}
+
 /// Opens a pack and returns its footer; an unsealed pack (torn tail after a crash) is repaired
 /// first: valid records are kept, the rest truncated, and a footer written and synced.
 pub fn recover(path: &Path) -> Result<Vec<FooterEntry>> {
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(path)
-        .map_err(|e| Error::io("open", path, e))?;
+    let file = OpenOptions::new().read(true).write(true).open(path).map_err(|e| Error::io("open", path, e))?;
     if let Ok(entries) = read_footer(&file, path) {
         return Ok(entries);
     }
     let (entries, end) = scan_records(path)?;
-    file.set_len(end)
-        .map_err(|e| Error::io("truncate", path, e))?;
+    file.set_len(end).map_err(|e| Error::io("truncate", path, e))?;
     let footer = encode_footer(&entries, end);
-    file.write_all_at(&footer, end)
-        .map_err(|e| Error::io("write", path, e))?;
+    file.write_all_at(&footer, end).map_err(|e| Error::io("write", path, e))?;
     file.sync_all().map_err(|e| Error::io("fsync", path, e))?;
     Ok(entries)
 }
@@ -468,14 +395,7 @@ impl PackWriter {
             .map_err(|e| Error::io("create", &path, e))?;
         let mut pending = Vec::with_capacity(FLUSH_AT + (1 << 20));
         pending.extend_from_slice(&encode_pack_header(group_id, id));
-        Ok(PackWriter {
-            id,
-            path,
-            file: Arc::new(file),
-            pending,
-            len: PACK_HEADER_LEN as u64,
-            entries: Vec::new(),
-        })
+        Ok(PackWriter { id, path, file: Arc::new(file), pending, len: PACK_HEADER_LEN as u64, entries: Vec::new() })
     }
 
     /// The pack id.
@@ -513,43 +433,25 @@ impl PackWriter {
     }
 
     /// Appends one record; the bytes may stay buffered until [`PackWriter::flush`].
-    pub fn append(
-        &mut self,
-        fp: &Fingerprint,
-        raw_len: u32,
-        codec: Codec,
-        payload: &[u8],
-    ) -> Result<ChunkLoc> {
+    pub fn append(&mut self, fp: &Fingerprint, raw_len: u32, codec: Codec, payload: &[u8]) -> Result<ChunkLoc> {
         let offset = self.len as u32;
         let header = encode_record_header(fp, raw_len, codec, payload);
         self.pending.extend_from_slice(&header);
         self.pending.extend_from_slice(payload);
         self.len += (RECORD_HEADER_LEN + payload.len()) as u64;
         let stored_len = payload.len() as u32;
-        self.entries.push(FooterEntry {
-            fp: *fp,
-            offset,
-            stored_len,
-            raw_len,
-            codec,
-        });
+        self.entries.push(FooterEntry { fp: *fp, offset, stored_len, raw_len, codec });
         if self.pending.len() >= FLUSH_AT {
             self.flush()?;
         }
-        Ok(ChunkLoc {
-            pack: self.id,
-            offset,
-            stored_len,
-        })
+        Ok(ChunkLoc { pack: self.id, offset, stored_len })
     }
 
     /// Writes buffered bytes to the file (not synced).
     pub fn flush(&mut self) -> Result<()> {
         if !self.pending.is_empty() {
             let at = self.len - self.pending.len() as u64;
-            self.file
-                .write_all_at(&self.pending, at)
-                .map_err(|e| Error::io("write", &self.path, e))?;
+            self.file.write_all_at(&self.pending, at).map_err(|e| Error::io("write", &self.path, e))?;
             self.pending.clear();
         }
         Ok(())
@@ -559,9 +461,7 @@ impl PackWriter {
     pub fn seal(mut self) -> Result<(Arc<File>, PathBuf, Vec<FooterEntry>)> {
         self.flush()?;
         let footer = encode_footer(&self.entries, self.len);
-        self.file
-            .write_all_at(&footer, self.len)
-            .map_err(|e| Error::io("write", &self.path, e))?;
+        self.file.write_all_at(&footer, self.len).map_err(|e| Error::io("write", &self.path, e))?;
         Ok((self.file, self.path, self.entries))
     }
 }

@@ -30,6 +30,9 @@ struct Shared {
     /// `offsets[i]` is the logical offset of entry `i`; one extra element holds the length.
     offsets: Vec<u64>,
     name: String,
+    /// Decoded segments the reader is done with, for the workers to reuse (no page faults on
+    /// fresh allocations).
+    spare: (crossbeam_channel::Sender<Vec<u8>>, Receiver<Vec<u8>>),
 }
 
 impl Shared {
@@ -66,11 +69,7 @@ impl Shared {
             while j < entries.len() {
                 let l = entries[j].loc;
                 let (ls, le) = (l.offset as u64, l.offset as u64 + l.record_len());
-                if l.pack != first.pack
-                    || ls < start
-                    || ls > end + MAX_GAP
-                    || le.max(end) - start > MAX_READ
-                {
+                if l.pack != first.pack || ls < start || ls > end + MAX_GAP || le.max(end) - start > MAX_READ {
                     break;
                 }
                 end = end.max(le);
@@ -93,18 +92,14 @@ impl Shared {
     /// Decodes a chunk that is not (or no longer intact) where the recipe says.
     fn decode_moved(&self, e: &RecipeEntry, out: &mut Vec<u8>) -> Result<()> {
         let damaged = |detail: String| Error::corrupt("stream", &self.name, detail);
-        let loc: ChunkLoc = self
-            .group
-            .locate(&e.fp)
-            .filter(|l| *l != e.loc)
-            .ok_or_else(|| {
-                damaged(format!(
-                    "chunk {} (pack {} offset {}) is missing or damaged",
-                    e.fp.to_hex(),
-                    e.loc.pack,
-                    e.loc.offset
-                ))
-            })?;
+        let loc: ChunkLoc = self.group.locate(&e.fp).filter(|l| *l != e.loc).ok_or_else(|| {
+            damaged(format!(
+                "chunk {} (pack {} offset {}) is missing or damaged",
+                e.fp.to_hex(),
+                e.loc.pack,
+                e.loc.offset
+            ))
+        })?;
         let mut rec = vec![0u8; loc.record_len() as usize];
         self.group.read_at(loc.pack, loc.offset as u64, &mut rec)?;
         decode_chunk(&rec, &e.fp, out).map_err(|d| damaged(format!("chunk {}: {d}", e.fp.to_hex())))
@@ -120,9 +115,7 @@ struct Pipeline {
 
 impl Pipeline {
     fn start(shared: &Arc<Shared>, base: u64) -> Pipeline {
-        let n = std::thread::available_parallelism()
-            .map_or(2, |n| n.get())
-            .clamp(1, 8) as u64;
+        let n = std::thread::available_parallelism().map_or(2, |n| n.get()).clamp(1, 8) as u64;
         let nsegs = (shared.len().saturating_sub(base)).div_ceil(SEGMENT_LEN);
         let mut receivers = Vec::new();
         let mut threads = Vec::new();
@@ -134,10 +127,9 @@ impl Pipeline {
                 .spawn(move || {
                     let mut seg = w;
                     while seg < nsegs {
-                        let mut out = Vec::with_capacity(SEGMENT_LEN as usize + (4 << 20));
-                        let r = sh
-                            .decode_segment(sh.segment(base, seg), &mut out)
-                            .map(|_| out);
+                        let mut out = sh.spare.1.try_recv().unwrap_or_default();
+                        out.clear();
+                        let r = sh.decode_segment(sh.segment(base, seg), &mut out).map(|_| out);
                         let failed = r.is_err();
                         if tx.send(r).is_err() || failed {
                             return;
@@ -149,12 +141,7 @@ impl Pipeline {
             receivers.push(rx);
             threads.push(t);
         }
-        Pipeline {
-            base,
-            next_seg: 0,
-            receivers,
-            threads,
-        }
+        Pipeline { base, next_seg: 0, receivers, threads }
     }
 
     fn next(&mut self, shared: &Shared) -> Option<Result<(u64, Vec<u8>)>> {
@@ -168,10 +155,7 @@ impl Pipeline {
         let start = shared.offsets[range.start];
         Some(match rx.recv() {
             Ok(r) => r.map(|d| (start, d)),
-            Err(_) => Err(Error::Conflict(format!(
-                "reader of {} stopped",
-                shared.name
-            ))),
+            Err(_) => Err(Error::Conflict(format!("reader of {} stopped", shared.name))),
         })
     }
 }
@@ -204,12 +188,7 @@ impl StreamReader {
         }
         offsets.push(at);
         StreamReader {
-            shared: Arc::new(Shared {
-                group,
-                entries: recipe.entries,
-                offsets,
-                name,
-            }),
+            shared: Arc::new(Shared { group, entries: recipe.entries, offsets, name, spare: bounded(8) }),
             pos: 0,
             current: None,
             pipeline: None,
@@ -245,7 +224,9 @@ impl StreamReader {
             match p.next(&self.shared) {
                 Some(Ok((start, d))) => {
                     let hit = self.pos >= start && self.pos < start + d.len() as u64;
-                    self.current = Some((start, d));
+                    if let Some((_, old)) = self.current.replace((start, d)) {
+                        let _ = self.shared.spare.0.try_send(old);
+                    }
                     if hit {
                         return Ok(true);
                     }
@@ -268,8 +249,7 @@ impl StreamReader {
         while self.fill()? {
             let (start, d) = self.current.as_ref().expect("filled");
             let from = (self.pos - start) as usize;
-            w.write_all(&d[from..])
-                .map_err(|e| Error::io("write output of", &self.shared.name, e))?;
+            w.write_all(&d[from..]).map_err(|e| Error::io("write output of", &self.shared.name, e))?;
             let n = (d.len() - from) as u64;
             self.pos += n;
             total += n;
@@ -300,21 +280,15 @@ impl Seek for StreamReader {
             SeekFrom::End(d) => self.len().checked_add_signed(d),
             SeekFrom::Current(d) => self.pos.checked_add_signed(d),
         };
-        let target = target.ok_or_else(|| {
-            io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "seek before the start of the stream",
-            )
-        })?;
-        let in_current = self
-            .current
-            .as_ref()
-            .is_some_and(|(s, d)| target >= *s && target < s + d.len() as u64);
+        let target =
+            target.ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "seek before the start of the stream"))?;
+        let in_current = self.current.as_ref().is_some_and(|(s, d)| target >= *s && target < s + d.len() as u64);
         if !in_current {
             // Keep the prefetch only when seeking forward within what it will produce next.
-            let ahead = self.current.as_ref().is_some_and(|(s, d)| {
-                target >= s + d.len() as u64 && target < s + d.len() as u64 + SEGMENT_LEN
-            });
+            let ahead = self
+                .current
+                .as_ref()
+                .is_some_and(|(s, d)| target >= s + d.len() as u64 && target < s + d.len() as u64 + SEGMENT_LEN);
             if !ahead {
                 self.pipeline = None;
             }

@@ -112,27 +112,18 @@ fn utf8(what: &'static str, b: &[u8]) -> Result<String, DecodeError> {
 pub fn decode_recipe(b: &[u8]) -> Result<Recipe, DecodeError> {
     let what = "recipe";
     if b.len() < RECIPE_HEADER_LEN + RECIPE_TRAILER_LEN {
-        return Err(DecodeError::new(
-            what,
-            format!("{} bytes is too short", b.len()),
-        ));
+        return Err(DecodeError::new(what, format!("{} bytes is too short", b.len())));
     }
     if b[0..8] != RECIPE_MAGIC {
         return Err(DecodeError::new(what, "bad magic"));
     }
     if le_u16(b, 8) != RECIPE_VERSION {
-        return Err(DecodeError::new(
-            what,
-            format!("unsupported version {}", le_u16(b, 8)),
-        ));
+        return Err(DecodeError::new(what, format!("unsupported version {}", le_u16(b, 8))));
     }
     let clen = le_u16(b, 32) as usize;
     let slen = le_u16(b, 34) as usize;
     if clen > MAX_OBJECT_NAME_LEN || slen > MAX_STREAM_NAME_LEN {
-        return Err(DecodeError::new(
-            what,
-            format!("name lengths {clen}/{slen} exceed the limits"),
-        ));
+        return Err(DecodeError::new(what, format!("name lengths {clen}/{slen} exceed the limits")));
     }
     let names_end = RECIPE_HEADER_LEN + clen + slen;
     if b.len() < names_end + RECIPE_TRAILER_LEN {
@@ -143,19 +134,13 @@ pub fn decode_recipe(b: &[u8]) -> Result<Recipe, DecodeError> {
     }
     let (body, t) = b.split_at(b.len() - RECIPE_TRAILER_LEN);
     if t[24..32] != RECIPE_TRAILER_MAGIC || t[20..24] != [0; 4] {
-        return Err(DecodeError::new(
-            what,
-            "bad trailer magic (incomplete recipe)",
-        ));
+        return Err(DecodeError::new(what, "bad trailer magic (incomplete recipe)"));
     }
     let count = le_u64(t, 0);
     let logical = le_u64(t, 8);
     let entry_bytes = body.len() - names_end;
-    if entry_bytes % RECIPE_ENTRY_LEN != 0 || (entry_bytes / RECIPE_ENTRY_LEN) as u64 != count {
-        return Err(DecodeError::new(
-            what,
-            format!("{entry_bytes} entry bytes do not hold {count} entries"),
-        ));
+    if !entry_bytes.is_multiple_of(RECIPE_ENTRY_LEN) || (entry_bytes / RECIPE_ENTRY_LEN) as u64 != count {
+        return Err(DecodeError::new(what, format!("{entry_bytes} entry bytes do not hold {count} entries")));
     }
     let mut h = crc32fast::Hasher::new();
     h.update(body);
@@ -176,10 +161,7 @@ pub fn decode_recipe(b: &[u8]) -> Result<Recipe, DecodeError> {
         let raw_len = le_u32(e, 32);
         let stored_len = le_u32(e, 44);
         if raw_len == 0 || raw_len > MAX_CHUNK_LEN || stored_len > raw_len {
-            return Err(DecodeError::new(
-                what,
-                format!("entry lengths {raw_len}/{stored_len} out of range"),
-            ));
+            return Err(DecodeError::new(what, format!("entry lengths {raw_len}/{stored_len} out of range")));
         }
         let mut fp = [0u8; 32];
         fp.copy_from_slice(&e[0..32]);
@@ -187,24 +169,13 @@ pub fn decode_recipe(b: &[u8]) -> Result<Recipe, DecodeError> {
         entries.push(RecipeEntry {
             fp: Fingerprint(fp),
             raw_len,
-            loc: ChunkLoc {
-                pack: le_u32(e, 36),
-                offset: le_u32(e, 40),
-                stored_len,
-            },
+            loc: ChunkLoc { pack: le_u32(e, 36), offset: le_u32(e, 40), stored_len },
         });
     }
     if sum != logical {
-        return Err(DecodeError::new(
-            what,
-            format!("entries add up to {sum} bytes, trailer says {logical}"),
-        ));
+        return Err(DecodeError::new(what, format!("entries add up to {sum} bytes, trailer says {logical}")));
     }
-    Ok(Recipe {
-        header,
-        entries,
-        logical_len: logical,
-    })
+    Ok(Recipe { header, entries, logical_len: logical })
 }
 
 /// Reads and decodes a recipe file.
@@ -250,8 +221,7 @@ impl RecipeWriter {
     fn put(&mut self, b: &[u8]) -> Result<()> {
         self.crc.update(b);
         let out = self.out.as_mut().expect("open until finish");
-        out.write_all(b)
-            .map_err(|e| Error::io("write", &self.tmp, e))
+        out.write_all(b).map_err(|e| Error::io("write", &self.tmp, e))
     }
 
     /// Appends one entry.
@@ -280,13 +250,9 @@ impl RecipeWriter {
     pub fn finish(mut self) -> Result<PathBuf> {
         let t = trailer(self.count, self.logical, self.crc.clone().finalize());
         let mut out = self.out.take().expect("open until finish");
-        out.write_all(&t)
-            .map_err(|e| Error::io("write", &self.tmp, e))?;
-        let file = out
-            .into_inner()
-            .map_err(|e| Error::io("write", &self.tmp, e.into_error()))?;
-        file.sync_all()
-            .map_err(|e| Error::io("fsync", &self.tmp, e))?;
+        out.write_all(&t).map_err(|e| Error::io("write", &self.tmp, e))?;
+        let file = out.into_inner().map_err(|e| Error::io("write", &self.tmp, e.into_error()))?;
+        file.sync_all().map_err(|e| Error::io("fsync", &self.tmp, e))?;
         std::fs::rename(&self.tmp, &self.dest).map_err(|e| Error::io("rename", &self.tmp, e))?;
         crate::fsutil::sync_dir(self.dest.parent().expect("recipe in a directory"))?;
         Ok(self.dest.clone())
@@ -310,11 +276,7 @@ mod tests {
             .map(|i| RecipeEntry {
                 fp: Fingerprint::of(&i.to_le_bytes()),
                 raw_len: 1000 + i,
-                loc: ChunkLoc {
-                    pack: 1,
-                    offset: 32 + i * 100,
-                    stored_len: 50,
-                },
+                loc: ChunkLoc { pack: 1, offset: 32 + i * 100, stored_len: 50 },
             })
             .collect();
         Recipe {

@@ -59,9 +59,26 @@ impl WriteCounters {
     }
 }
 
+/// Capacity of a block buffer: a full block plus the tail carried over from the previous one
+/// (less than one maximum-size chunk).
+const BUFFER_LEN: usize = BLOCK_LEN + crate::format::MAX_CHUNK_LEN as usize;
+
+/// Reusable buffers of one block: input bytes (always `BUFFER_LEN` long, so they are zeroed
+/// once, when allocated) and compressed payloads.
+struct Buffers {
+    data: Vec<u8>,
+    payloads: Vec<u8>,
+}
+
+impl Buffers {
+    fn new() -> Self {
+        Buffers { data: vec![0; BUFFER_LEN], payloads: Vec::with_capacity(BLOCK_LEN) }
+    }
+}
+
 struct Block {
     seq: u64,
-    data: Vec<u8>,
+    bufs: Buffers,
     cuts: Vec<u32>,
 }
 
@@ -69,8 +86,7 @@ struct HashedBlock {
     block: Block,
     fps: Vec<Fingerprint>,
     found: Vec<Lookup>,
-    payloads: Vec<u8>,
-    /// Per chunk: codec and end offset in `payloads` (for chunks that were not found).
+    /// Per chunk: codec and end offset in `block.bufs.payloads` (for chunks not found).
     encodings: Vec<(Codec, usize)>,
 }
 
@@ -82,50 +98,42 @@ pub struct StreamWriter {
     name: String,
     stream_id: u64,
     chunker: Chunker,
-    buf: Vec<u8>,
+    bufs: Buffers,
+    /// Bytes of `bufs.data` filled with input.
+    filled: usize,
     cuts: Vec<u32>,
     seq: u64,
     to_workers: Option<Sender<Block>>,
     workers: Vec<JoinHandle<()>>,
     appender: Option<JoinHandle<Result<RecipeWriter>>>,
-    pool: Receiver<Vec<u8>>,
+    pool: Receiver<Buffers>,
     counters: Arc<WriteCounters>,
 }
 
-fn worker_loop(
-    group: Arc<GroupStore>,
-    level: Option<i32>,
-    rx: Receiver<Block>,
-    tx: Sender<HashedBlock>,
-) {
-    for block in rx {
+fn worker_loop(group: Arc<GroupStore>, level: Option<i32>, rx: Receiver<Block>, tx: Sender<HashedBlock>) {
+    for mut block in rx {
         let mut fps = Vec::with_capacity(block.cuts.len());
         let mut start = 0usize;
         for &end in &block.cuts {
-            fps.push(Fingerprint::of(&block.data[start..end as usize]));
+            fps.push(Fingerprint::of(&block.bufs.data[start..end as usize]));
             start = end as usize;
         }
         let mut found = Vec::new();
         group.lookup_batch(&fps, &mut found);
-        let mut payloads = Vec::new();
+        let Buffers { data, payloads } = &mut block.bufs;
+        payloads.clear();
         let mut encodings = Vec::with_capacity(fps.len());
         let mut start = 0usize;
         for (i, &end) in block.cuts.iter().enumerate() {
-            let raw = &block.data[start..end as usize];
+            let raw = &data[start..end as usize];
             start = end as usize;
             let codec = match (found[i], level) {
-                (None, Some(level)) => compress_into(raw, level, &mut payloads),
+                (None, Some(level)) => compress_into(raw, level, payloads),
                 _ => Codec::Raw,
             };
             encodings.push((codec, payloads.len()));
         }
-        let out = HashedBlock {
-            block,
-            fps,
-            found,
-            payloads,
-            encodings,
-        };
+        let out = HashedBlock { block, fps, found, encodings };
         if tx.send(out).is_err() {
             return;
         }
@@ -142,7 +150,7 @@ fn append_block(
     let mut start = 0usize;
     let mut pstart = 0usize;
     for (i, &end) in hb.block.cuts.iter().enumerate() {
-        let raw = &hb.block.data[start..end as usize];
+        let raw = &hb.block.bufs.data[start..end as usize];
         let (codec, pend) = hb.encodings[i];
         let new = match hb.found[i] {
             Some(_) => None,
@@ -150,11 +158,7 @@ fn append_block(
                 fp: hb.fps[i],
                 raw_len: raw.len() as u32,
                 codec,
-                payload: if codec == Codec::Raw {
-                    raw
-                } else {
-                    &hb.payloads[pstart..pend]
-                },
+                payload: if codec == Codec::Raw { raw } else { &hb.block.bufs.payloads[pstart..pend] },
             }),
         };
         chunks.push((hb.found[i], new));
@@ -167,25 +171,14 @@ fn append_block(
     for (i, (loc, appended)) in placed.iter().enumerate() {
         let raw_len = hb.block.cuts[i] - start;
         start = hb.block.cuts[i];
-        recipe.push(&RecipeEntry {
-            fp: hb.fps[i],
-            raw_len,
-            loc: *loc,
-        })?;
+        recipe.push(&RecipeEntry { fp: hb.fps[i], raw_len, loc: *loc })?;
         if *appended {
             counters.new_chunks.fetch_add(1, Ordering::Relaxed);
-            counters
-                .new_raw_bytes
-                .fetch_add(raw_len as u64, Ordering::Relaxed);
-            counters.new_stored_bytes.fetch_add(
-                loc.stored_len as u64 + RECORD_HEADER_LEN as u64,
-                Ordering::Relaxed,
-            );
+            counters.new_raw_bytes.fetch_add(raw_len as u64, Ordering::Relaxed);
+            counters.new_stored_bytes.fetch_add(loc.stored_len as u64 + RECORD_HEADER_LEN as u64, Ordering::Relaxed);
         }
         counters.chunks.fetch_add(1, Ordering::Relaxed);
-        counters
-            .processed_bytes
-            .fetch_add(raw_len as u64, Ordering::Relaxed);
+        counters.processed_bytes.fetch_add(raw_len as u64, Ordering::Relaxed);
     }
     Ok(())
 }
@@ -194,7 +187,7 @@ fn appender_loop(
     group: Arc<GroupStore>,
     mut recipe: RecipeWriter,
     rx: Receiver<HashedBlock>,
-    pool: Sender<Vec<u8>>,
+    pool: Sender<Buffers>,
     counters: Arc<WriteCounters>,
 ) -> Result<RecipeWriter> {
     let mut next = 0u64;
@@ -204,15 +197,11 @@ fn appender_loop(
         while let Some(hb) = waiting.remove(&next) {
             append_block(&group, &hb, &mut recipe, &counters)?;
             next += 1;
-            let mut data = hb.block.data;
-            data.clear();
-            let _ = pool.try_send(data);
+            let _ = pool.try_send(hb.block.bufs);
         }
     }
     if !waiting.is_empty() {
-        return Err(Error::Conflict(
-            "stream pipeline stopped with blocks missing".into(),
-        ));
+        return Err(Error::Conflict("stream pipeline stopped with blocks missing".into()));
     }
     Ok(recipe)
 }
@@ -238,10 +227,8 @@ impl StreamWriter {
         let counters = Arc::new(WriteCounters::default());
         let (to_workers, from_writer) = bounded::<Block>(QUEUE_DEPTH);
         let (to_appender, from_workers) = bounded::<HashedBlock>(QUEUE_DEPTH);
-        let (pool_tx, pool_rx) = bounded::<Vec<u8>>(QUEUE_DEPTH * 2 + 4);
-        let nworkers = std::thread::available_parallelism()
-            .map_or(2, |n| n.get())
-            .clamp(1, 8);
+        let (pool_tx, pool_rx) = bounded::<Buffers>(QUEUE_DEPTH * 2 + 4);
+        let nworkers = std::thread::available_parallelism().map_or(2, |n| n.get()).clamp(1, 8);
         let mut workers = Vec::with_capacity(nworkers);
         for i in 0..nworkers {
             let (g, rx, tx) = (group.clone(), from_writer.clone(), to_appender.clone());
@@ -265,7 +252,8 @@ impl StreamWriter {
             name,
             stream_id,
             chunker,
-            buf: Vec::with_capacity(BLOCK_LEN + (4 << 20)),
+            bufs: Buffers::new(),
+            filled: 0,
             cuts: Vec::new(),
             seq: 0,
             to_workers: Some(to_workers),
@@ -283,27 +271,21 @@ impl StreamWriter {
 
     fn dispatch(&mut self, eof: bool) -> Result<()> {
         self.cuts.clear();
-        let used = self.chunker.cut_all(&self.buf, eof, &mut self.cuts);
+        let used = self.chunker.cut_all(&self.bufs.data[..self.filled], eof, &mut self.cuts);
         if used == 0 {
             return Ok(());
         }
-        let mut next = self
-            .pool
-            .try_recv()
-            .unwrap_or_else(|_| Vec::with_capacity(BLOCK_LEN + (4 << 20)));
-        next.extend_from_slice(&self.buf[used..]);
-        self.buf.truncate(used);
-        let data = std::mem::replace(&mut self.buf, next);
+        let mut next = self.pool.try_recv().unwrap_or_else(|_| Buffers::new());
+        let tail = self.filled - used;
+        next.data[..tail].copy_from_slice(&self.bufs.data[used..self.filled]);
+        self.filled = tail;
         let block = Block {
             seq: self.seq,
-            data,
+            bufs: std::mem::replace(&mut self.bufs, next),
             cuts: std::mem::take(&mut self.cuts),
         };
         self.seq += 1;
-        let sent = self
-            .to_workers
-            .as_ref()
-            .is_some_and(|tx| tx.send(block).is_ok());
+        let sent = self.to_workers.as_ref().is_some_and(|tx| tx.send(block).is_ok());
         if !sent {
             return Err(self
                 .stop_pipeline()
@@ -320,9 +302,7 @@ impl StreamWriter {
             let _ = w.join();
         }
         match self.appender.take() {
-            Some(a) => a
-                .join()
-                .unwrap_or_else(|_| Err(Error::Conflict("stream appender panicked".into()))),
+            Some(a) => a.join().unwrap_or_else(|_| Err(Error::Conflict("stream appender panicked".into()))),
             None => Err(Error::Conflict("stream pipeline already stopped".into())),
         }
     }
@@ -332,29 +312,24 @@ impl StreamWriter {
     pub fn write_from(&mut self, r: &mut dyn Read, progress: &dyn crate::Progress) -> Result<u64> {
         let mut total = 0u64;
         loop {
-            let len = self.buf.len();
-            let want = (BLOCK_LEN.saturating_sub(len)).clamp(1 << 20, BLOCK_LEN);
-            self.buf.resize(len + want, 0);
+            // Read up to the block length, at least 1 MiB (the buffer has room for more: the
+            // carried tail is shorter than a maximum chunk).
+            let end = BLOCK_LEN.max(self.filled + (1 << 20));
             let n = loop {
-                match r.read(&mut self.buf[len..]) {
+                match r.read(&mut self.bufs.data[self.filled..end]) {
                     Ok(n) => break n,
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                    Err(e) => {
-                        self.buf.truncate(len);
-                        return Err(Error::io("read input of", &self.name, e));
-                    }
+                    Err(e) => return Err(Error::io("read input of", &self.name, e)),
                 }
             };
-            self.buf.truncate(len + n);
+            self.filled += n;
             if n == 0 {
                 return Ok(total);
             }
             total += n as u64;
-            self.counters
-                .logical_bytes
-                .fetch_add(n as u64, Ordering::Relaxed);
+            self.counters.logical_bytes.fetch_add(n as u64, Ordering::Relaxed);
             progress.inc(n as u64);
-            if self.buf.len() >= BLOCK_LEN {
+            if self.filled >= BLOCK_LEN {
                 self.dispatch(false)?;
             }
         }
@@ -390,14 +365,13 @@ impl Write for StreamWriter {
     fn write(&mut self, data: &[u8]) -> io::Result<usize> {
         let mut rest = data;
         while !rest.is_empty() {
-            let room = BLOCK_LEN.saturating_sub(self.buf.len()).max(1);
+            let room = BLOCK_LEN.saturating_sub(self.filled).max(1);
             let take = room.min(rest.len());
-            self.buf.extend_from_slice(&rest[..take]);
+            self.bufs.data[self.filled..self.filled + take].copy_from_slice(&rest[..take]);
+            self.filled += take;
             rest = &rest[take..];
-            self.counters
-                .logical_bytes
-                .fetch_add(take as u64, Ordering::Relaxed);
-            if self.buf.len() >= BLOCK_LEN {
+            self.counters.logical_bytes.fetch_add(take as u64, Ordering::Relaxed);
+            if self.filled >= BLOCK_LEN {
                 self.dispatch(false).map_err(io::Error::other)?;
             }
         }

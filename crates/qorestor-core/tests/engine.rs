@@ -1,0 +1,382 @@
+//! Engine integration tests: round trips, shift resistance, seeking, catalog operations,
+//! statistics, torn pack tails, and a writer killed with SIGKILL.
+
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::Path;
+
+use proptest::prelude::*;
+use qorestor_core::{
+    ChunkParams, Chunker, Compression, ContainerKind, Engine, ErrorKind, GroupOptions, NoProgress, StatsScope,
+    DEFAULT_GROUP,
+};
+
+/// Deterministic pseudo-random bytes (xorshift64*), with every fourth 4 KiB block made
+/// compressible text so both codecs are exercised.
+fn data(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut out = Vec::with_capacity(len);
+    while out.len() < len {
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        let v = x.wrapping_mul(0x2545_F491_4F6C_DD1D);
+        if (out.len() / 4096) % 4 == 3 {
+            out.extend_from_slice(format!("line {} of a log file\n", v % 1000).as_bytes());
+        } else {
+            out.extend_from_slice(&v.to_le_bytes());
+        }
+    }
+    out.truncate(len);
+    out
+}
+
+const SMALL: ChunkParams = ChunkParams { min: 256, avg: 1024, max: 4096 };
+
+fn engine_with_small_chunks(dir: &Path) -> Engine {
+    let e = Engine::create(dir).unwrap();
+    e.add_storage_group("small", GroupOptions { compression: Compression::Fast, chunking: SMALL }).unwrap();
+    e.add_container("c", "small", ContainerKind::Object).unwrap();
+    e
+}
+
+fn put(e: &Engine, container: &str, name: &str, bytes: &[u8], call: usize) {
+    let mut w = e.create_stream(container, name).unwrap();
+    for piece in bytes.chunks(call.max(1)) {
+        w.write_all(piece).unwrap();
+    }
+    let info = w.finish().unwrap();
+    assert_eq!(info.logical_bytes, bytes.len() as u64);
+}
+
+fn get(e: &Engine, container: &str, name: &str) -> Vec<u8> {
+    let mut out = Vec::new();
+    e.open_stream(container, name).unwrap().read_to_end(&mut out).unwrap();
+    out
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+    #[test]
+    fn put_then_get_is_bit_exact(seed in any::<u64>(), len in 0usize..600_000, call in 1usize..200_000, repeat in 0usize..3) {
+        let dir = tempfile::tempdir().unwrap();
+        let e = engine_with_small_chunks(dir.path());
+        let mut bytes = data(seed, len);
+        for _ in 0..repeat {
+            let copy = bytes[..bytes.len() / 2].to_vec();
+            bytes.extend_from_slice(&copy);
+        }
+        put(&e, "c", "s", &bytes, call);
+        prop_assert!(get(&e, "c", "s") == bytes);
+        // Through the bulk path as well.
+        let mut w = e.create_stream("c", "bulk").unwrap();
+        w.write_from(&mut &bytes[..], &NoProgress).unwrap();
+        w.finish().unwrap();
+        let mut out = Vec::new();
+        e.open_stream("c", "bulk").unwrap().copy_to(&mut out, &NoProgress).unwrap();
+        prop_assert!(out == bytes);
+    }
+
+    #[test]
+    fn seek_then_read_returns_the_right_bytes(seed in any::<u64>(), positions in prop::collection::vec((0u64..1_000_000, 1usize..70_000), 1..12)) {
+        let bytes = data(seed, 900_000);
+        let dir = tempfile::tempdir().unwrap();
+        let e = engine_with_small_chunks(dir.path());
+        put(&e, "c", "s", &bytes, 1 << 20);
+        let mut r = e.open_stream("c", "s").unwrap();
+        for (pos, n) in positions {
+            let at = r.seek(SeekFrom::Start(pos)).unwrap();
+            prop_assert_eq!(at, pos);
+            let mut buf = vec![0u8; n];
+            let mut got = 0;
+            while got < n {
+                let k = r.read(&mut buf[got..]).unwrap();
+                if k == 0 { break; }
+                got += k;
+            }
+            let start = (pos as usize).min(bytes.len());
+            let end = (start + n).min(bytes.len());
+            prop_assert_eq!(&buf[..got], &bytes[start..end]);
+        }
+        let end = r.seek(SeekFrom::End(-10)).unwrap();
+        prop_assert_eq!(end, bytes.len() as u64 - 10);
+        let mut tail = Vec::new();
+        r.read_to_end(&mut tail).unwrap();
+        prop_assert_eq!(&tail[..], &bytes[bytes.len() - 10..]);
+        prop_assert!(r.seek(SeekFrom::Current(-(bytes.len() as i64) - 1)).is_err());
+    }
+
+    #[test]
+    fn an_edit_changes_only_nearby_chunks(seed in any::<u64>(), at in 0usize..20_000, insert in 1usize..100, delete in any::<bool>()) {
+        let c = Chunker::new(SMALL).unwrap();
+        let original = data(seed, 300_000);
+        let mut edited = original.clone();
+        if delete {
+            edited.drain(at..at + insert);
+        } else {
+            let extra = data(seed ^ 1, insert);
+            edited.splice(at..at, extra);
+        }
+        let pieces = |d: &[u8]| {
+            let mut cuts = Vec::new();
+            c.cut_all(d, true, &mut cuts);
+            let mut prev = 0usize;
+            cuts.iter().map(|&e| { let p = d[prev..e as usize].to_vec(); prev = e as usize; p }).collect::<Vec<_>>()
+        };
+        let before: std::collections::HashSet<Vec<u8>> = pieces(&original).into_iter().collect();
+        let after = pieces(&edited);
+        let changed = after.iter().filter(|p| !before.contains(*p)).count();
+        prop_assert!(changed <= 8, "{} of {} chunks changed", changed, after.len());
+        // Every chunk that starts more than four maximum chunk lengths past the edit is shared.
+        let resync = at + insert + 4 * SMALL.max as usize;
+        let mut start = 0usize;
+        for p in &after {
+            if start >= resync {
+                prop_assert!(before.contains(p), "chunk at {} (edit at {}) not shared", start, at);
+            }
+            start += p.len();
+        }
+    }
+}
+
+#[test]
+fn catalog_operations_and_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = Engine::open_or_create(dir.path()).unwrap();
+    assert_eq!(e.storage_groups().unwrap()[0].name, DEFAULT_GROUP);
+    assert_eq!(
+        e.add_storage_group(DEFAULT_GROUP, GroupOptions::default()).unwrap_err().kind(),
+        ErrorKind::AlreadyExists
+    );
+    let bad = e.add_storage_group("no spaces", GroupOptions::default()).unwrap_err();
+    assert_eq!(bad.kind(), ErrorKind::InvalidInput);
+    assert!(bad.to_string().contains("no spaces"));
+    e.add_container("vtl1", DEFAULT_GROUP, ContainerKind::Vtl).unwrap();
+    assert_eq!(e.add_container("x", "nope", ContainerKind::Nas).unwrap_err().kind(), ErrorKind::NotFound);
+    assert_eq!(
+        e.add_container("vtl1", DEFAULT_GROUP, ContainerKind::Ost).unwrap_err().kind(),
+        ErrorKind::AlreadyExists
+    );
+    put(&e, "vtl1", "tape/file1", b"hello", 2);
+    put(&e, "vtl1", "tape/file1", b"hello again", 3); // replaces
+    assert_eq!(get(&e, "vtl1", "tape/file1"), b"hello again");
+    assert_eq!(e.streams("vtl1").unwrap().len(), 1);
+    assert_eq!(e.delete_container("vtl1", false).unwrap_err().kind(), ErrorKind::Conflict);
+    assert_eq!(e.delete_storage_group(DEFAULT_GROUP).unwrap_err().kind(), ErrorKind::Conflict);
+    let err = e.open_stream("vtl1", "missing").err().unwrap();
+    assert_eq!(err.kind(), ErrorKind::NotFound);
+    assert!(err.to_string().contains("vtl1/missing"));
+    e.delete_stream("vtl1", "tape/file1").unwrap();
+    assert!(e.streams("vtl1").unwrap().is_empty());
+    e.delete_container("vtl1", false).unwrap();
+    e.delete_storage_group(DEFAULT_GROUP).unwrap();
+    assert!(e.storage_groups().unwrap().is_empty());
+    assert_eq!(e.create_stream("vtl1", "s").err().unwrap().kind(), ErrorKind::NotFound);
+}
+
+#[test]
+fn a_second_process_is_locked_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let _e = Engine::create_as(dir.path(), "qorestor serve").unwrap();
+    // flock locks belong to the open file description, so a second open in this process
+    // conflicts just like another process would.
+    let err = Engine::open(dir.path()).err().unwrap();
+    assert_eq!(err.kind(), ErrorKind::Locked);
+    assert!(err.to_string().contains("qorestor serve (pid"), "{err}");
+}
+
+#[test]
+fn stats_count_dedup_and_compression() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = engine_with_small_chunks(dir.path());
+    e.add_container("d", "small", ContainerKind::Object).unwrap();
+    let bytes = data(7, 400_000);
+    put(&e, "c", "a", &bytes, 10_000);
+    put(&e, "c", "b", &bytes, 70_000);
+    put(&e, "d", "a", &bytes[..200_000], 70_000);
+    let c = e.stats(&StatsScope::Container("c".into())).unwrap();
+    assert_eq!(c.logical_bytes, 800_000);
+    assert_eq!(c.unique_bytes, 400_000);
+    assert!((c.dedup_ratio - 2.0).abs() < 0.01, "{c:?}");
+    assert!(c.compression_ratio > 1.0);
+    let g = e.stats(&StatsScope::StorageGroup("small".into())).unwrap();
+    assert_eq!(g.logical_bytes, 1_000_000);
+    // d's stream ends early, so only its last chunk can differ from c's chunks.
+    assert!(g.unique_chunks <= c.unique_chunks + 1, "{g:?}");
+    assert!(g.stored_bytes >= g.live_stored_bytes);
+    let s = e.stats(&StatsScope::System).unwrap();
+    assert_eq!(s.logical_bytes, 1_000_000);
+    assert!(s.savings_percent > 50.0);
+    e.delete_stream("c", "a").unwrap();
+    e.delete_stream("c", "b").unwrap();
+    let after = e.stats(&StatsScope::StorageGroup("small".into())).unwrap();
+    assert_eq!(after.logical_bytes, 200_000);
+    assert!(after.live_stored_bytes < g.live_stored_bytes);
+    assert_eq!(after.stored_bytes, g.stored_bytes, "space returns only when the cleaner runs");
+}
+
+#[test]
+fn reopen_keeps_dedup_and_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let bytes = data(3, 1_500_000);
+    {
+        let e = engine_with_small_chunks(dir.path());
+        put(&e, "c", "first", &bytes, 1 << 16);
+    }
+    let e = Engine::open(dir.path()).unwrap();
+    let mut w = e.create_stream("c", "second").unwrap();
+    w.write_all(&bytes).unwrap();
+    let info = w.finish().unwrap();
+    assert_eq!(info.new_chunks, 0, "the index survived the reopen");
+    assert_eq!(get(&e, "c", "first"), bytes);
+    assert_eq!(get(&e, "c", "second"), bytes);
+}
+
+#[test]
+fn a_torn_pack_tail_is_dropped_on_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let bytes = data(11, 700_000);
+    {
+        let e = engine_with_small_chunks(dir.path());
+        put(&e, "c", "kept", &bytes, 1 << 16);
+    }
+    // Unseal the pack (cut off footer and trailer) and leave half a record at its end, as a
+    // crash in the middle of an append would.
+    let pack = walk(dir.path()).into_iter().find(|p| p.extension().is_some_and(|x| x == "pack")).unwrap();
+    let file_bytes = std::fs::read(&pack).unwrap();
+    let t = &file_bytes[file_bytes.len() - 24..];
+    let footer_at = u64::from_le_bytes(t[0..8].try_into().unwrap()) as usize;
+    let mut torn = file_bytes[..footer_at].to_vec();
+    let stored_len = u32::from_le_bytes(file_bytes[32 + 8..32 + 12].try_into().unwrap()) as usize;
+    torn.extend_from_slice(&file_bytes[32..32 + 48 + stored_len / 2]);
+    std::fs::write(&pack, &torn).unwrap();
+    let e = Engine::open(dir.path()).unwrap();
+    assert_eq!(get(&e, "c", "kept"), bytes);
+    let repaired = std::fs::read(&pack).unwrap();
+    assert!(repaired == file_bytes, "recovery re-seals the pack exactly as it was");
+}
+
+#[test]
+fn damaged_chunks_are_reported_not_returned() {
+    let dir = tempfile::tempdir().unwrap();
+    let bytes = data(5, 300_000);
+    {
+        let e = engine_with_small_chunks(dir.path());
+        put(&e, "c", "s", &bytes, 1 << 16);
+    }
+    let pack = walk(dir.path()).into_iter().find(|p| p.extension().is_some_and(|x| x == "pack")).unwrap();
+    let mut b = std::fs::read(&pack).unwrap();
+    b[32 + 48 + 10] ^= 0x40; // inside the first record's payload
+    std::fs::write(&pack, &b).unwrap();
+    let e = Engine::open(dir.path()).unwrap();
+    let mut out = Vec::new();
+    let err = e.open_stream("c", "s").unwrap().read_to_end(&mut out).unwrap_err();
+    assert!(err.to_string().contains("c/s"), "{err}");
+}
+
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
+
+/// Content of stream `i` in the kill test: a shared base with a per-stream edit, so streams
+/// deduplicate against each other like nightly backups.
+fn kill_stream(i: u64) -> Vec<u8> {
+    let mut d = data(99, 1_200_000 + (i as usize % 5) * 100_000);
+    let at = (i as usize * 7919) % 900_000;
+    d.splice(at..at, data(i + 1000, 40_000));
+    d
+}
+
+/// The child half of the kill test: writes streams until killed, printing each acknowledged
+/// one. Runs only when re-executed by `killed_writers_never_lose_acknowledged_streams`.
+#[test]
+#[ignore = "child process of killed_writers_never_lose_acknowledged_streams"]
+fn kill_child_writer() {
+    let Ok(dir) = std::env::var("QORESTOR_KILL_CHILD_DIR") else { return };
+    let start: u64 = std::env::var("QORESTOR_KILL_CHILD_START").unwrap().parse().unwrap();
+    let e = Engine::open_or_create(Path::new(&dir)).unwrap();
+    if e.container("c").is_err() {
+        e.add_container("c", DEFAULT_GROUP, ContainerKind::Object).unwrap();
+    }
+    let mut stdout = std::io::stdout();
+    for i in start.. {
+        let mut w = e.create_stream("c", &format!("s{i}")).unwrap();
+        for piece in kill_stream(i).chunks(64 << 10) {
+            w.write_all(piece).unwrap();
+        }
+        w.finish().unwrap();
+        writeln!(stdout, "acked {i}").unwrap();
+        stdout.flush().unwrap();
+    }
+}
+
+#[test]
+fn killed_writers_never_lose_acknowledged_streams() {
+    let rounds: u64 = std::env::var("QORESTOR_KILL_ROUNDS").ok().and_then(|s| s.parse().ok()).unwrap_or(12);
+    let dir = tempfile::tempdir().unwrap();
+    let exe = std::env::current_exe().unwrap();
+    let mut acked: Vec<u64> = Vec::new();
+    // Streams in flight at a kill that turned out to be published: they must stay.
+    let mut published_unacked: Vec<u64> = Vec::new();
+    let mut next = 0u64;
+    let mut rng = 0x1234_5678u64;
+    for round in 0..rounds {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        let mut child = std::process::Command::new(&exe)
+            .args(["--exact", "kill_child_writer", "--ignored", "--nocapture", "--test-threads=1"])
+            .env("QORESTOR_KILL_CHILD_DIR", dir.path())
+            .env("QORESTOR_KILL_CHILD_START", next.to_string())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(50 + rng % 400));
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+        let mut out = String::new();
+        child.stdout.take().unwrap().read_to_string(&mut out).unwrap();
+        for line in out.lines() {
+            // The test harness may print "test kill_child_writer ... " on the same line.
+            if let Some((_, i)) = line.split_once("acked ") {
+                acked.push(i.trim().parse().unwrap());
+            }
+        }
+        // The stream in flight at the kill may or may not have been published; anything
+        // published must be intact. Names are never reused, so skip past it.
+        let in_flight = acked.last().map_or(next, |l| (l + 1).max(next));
+        let e = Engine::open(dir.path()).unwrap_or_else(|err| panic!("round {round}: reopen failed: {err}"));
+        if e.container("c").is_ok() {
+            let names: Vec<String> = e.streams("c").unwrap().into_iter().map(|s| s.name).collect();
+            for &i in acked.iter().chain(&published_unacked) {
+                assert!(names.contains(&format!("s{i}")), "round {round}: published s{i} is missing");
+            }
+            for n in &names {
+                let i: u64 = n[1..].parse().unwrap();
+                let known = acked.contains(&i) || published_unacked.contains(&i);
+                assert!(
+                    known || i == in_flight,
+                    "round {round}: {n} visible but never acknowledged (acked {acked:?}, in flight s{in_flight})"
+                );
+                if !known {
+                    published_unacked.push(i);
+                }
+                assert!(get(&e, "c", n) == kill_stream(i), "round {round}: {n} differs");
+            }
+        } else {
+            assert!(acked.is_empty());
+        }
+        next = in_flight + 1;
+    }
+    assert!(!acked.is_empty(), "no stream was acknowledged in {rounds} rounds: lengthen the kill delay");
+}
