@@ -1,1 +1,194 @@
-fn main() {}
+//! `qorestor`: the command-line tool of the qorestor deduplicating backup storage server.
+//!
+//! The contract for command names, flags, JSON fields and exit codes is `CLI.md` (shared with
+//! scripts and other teams). This binary is a thin layer over [`qorestor_core`]:
+//! - `main.rs`: the clap definitions of the global flags and the command list, and dispatch;
+//! - [`context`]: the data directory and output mode every command gets, usage errors;
+//! - [`values`]: value parsers (SIZE, `CONTAINER/STREAM`);
+//! - [`output`]: human (tables, sizes, ratios) and JSON rendering;
+//! - [`progress`]: an indicatif implementation of [`qorestor_core::Progress`];
+//! - one module per command group: [`init`], [`group`], [`container`], [`stream`], [`stats`].
+//!
+//! Exit codes: 0 on success, 1 when an operation failed, 2 for bad usage.
+
+mod container;
+mod context;
+mod group;
+mod init;
+mod output;
+mod progress;
+mod stats;
+mod stream;
+mod values;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::context::{Ctx, UsageError};
+
+/// The data directory used when neither `--data` nor `QORESTOR_DATA` is given.
+pub const DEFAULT_DATA_DIR: &str = "/var/lib/qorestor";
+
+/// Exit code of a failed operation.
+const EXIT_FAILED: u8 = 1;
+/// Exit code of bad usage (clap's own code for parse errors).
+const EXIT_USAGE: u8 = 2;
+
+/// Text after the top-level help.
+const AFTER_HELP: &str = "\
+Examples:
+  qorestor init
+  qorestor container add nightly --type object
+  tar cf - /home | qorestor put nightly/home-monday.tar
+  qorestor get nightly/home-monday.tar restored.tar
+  qorestor --json stats --container nightly
+
+Exit codes: 0 success, 1 the operation failed, 2 bad usage.
+With --json every command prints exactly one JSON document on stdout (lists are JSON arrays).";
+
+/// Command-line arguments of `qorestor`.
+#[derive(Debug, Parser)]
+#[command(
+    name = "qorestor",
+    version,
+    about = "qorestor: deduplicating backup storage",
+    long_about = "qorestor: deduplicating backup storage.\n\n\
+        A data directory holds storage groups (dedup domains with a compression and chunking \
+        policy), containers (typed namespaces in a storage group) and streams (named byte \
+        streams in a container, addressed CONTAINER/STREAM). Any command on a data directory \
+        that was never initialised initialises it first.",
+    after_help = AFTER_HELP,
+    subcommand_required = true,
+    arg_required_else_help = true
+)]
+pub struct Cli {
+    /// The data directory.
+    #[arg(
+        long,
+        global = true,
+        value_name = "DIR",
+        env = "QORESTOR_DATA",
+        default_value = DEFAULT_DATA_DIR
+    )]
+    pub data: PathBuf,
+
+    /// Print results as one JSON document on stdout.
+    #[arg(long, global = true)]
+    pub json: bool,
+
+    /// The command to run.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The commands. Each variant's arguments live in the module that runs it.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Initialise the data directory (idempotent; creates parent directories).
+    #[command(long_about = init::LONG_ABOUT)]
+    Init,
+    /// Manage storage groups (dedup domains).
+    #[command(subcommand, name = "storage-group")]
+    StorageGroup(group::GroupCommand),
+    /// Manage containers.
+    #[command(subcommand)]
+    Container(container::ContainerCommand),
+    /// Store a stream from a file or stdin.
+    #[command(long_about = stream::PUT_ABOUT)]
+    Put(stream::PutArgs),
+    /// Read a stream back to a file or stdout.
+    #[command(long_about = stream::GET_ABOUT)]
+    Get(stream::GetArgs),
+    /// List the streams of a container.
+    #[command(long_about = stream::LS_ABOUT)]
+    Ls(stream::LsArgs),
+    /// Delete a stream.
+    #[command(long_about = stream::RM_ABOUT)]
+    Rm(stream::RmArgs),
+    /// Show space statistics (system-wide, or of a storage group or container).
+    #[command(long_about = stats::LONG_ABOUT)]
+    Stats(stats::StatsArgs),
+}
+
+/// Runs one parsed command line.
+fn run(cli: Cli) -> anyhow::Result<()> {
+    let ctx = Ctx::new(cli.data, cli.json);
+    match cli.command {
+        Command::Init => init::run(&ctx),
+        Command::StorageGroup(cmd) => group::run(&ctx, cmd),
+        Command::Container(cmd) => container::run(&ctx, cmd),
+        Command::Put(args) => stream::put(&ctx, args),
+        Command::Get(args) => stream::get(&ctx, args),
+        Command::Ls(args) => stream::ls(&ctx, args),
+        Command::Rm(args) => stream::rm(&ctx, args),
+        Command::Stats(args) => stats::run(&ctx, args),
+    }
+}
+
+/// Turns a clap error into one line: its message and details, without the usage block.
+fn one_line(err: &clap::Error) -> String {
+    let text = err.to_string();
+    let mut parts = Vec::new();
+    for line in text.lines().map(str::trim) {
+        if line.is_empty() || line.starts_with("Usage:") || line.starts_with("For more information") {
+            continue;
+        }
+        parts.push(line.strip_prefix("error: ").unwrap_or(line));
+    }
+    format!("{} (see --help)", parts.join(" "))
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) if !e.use_stderr() || e.exit_code() != i32::from(EXIT_USAGE) => e.exit(),
+        Err(e) => {
+            use clap::error::ErrorKind;
+            if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
+                e.exit();
+            }
+            eprintln!("qorestor: {}", one_line(&e));
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("qorestor: {e:#}");
+            if e.downcast_ref::<UsageError>().is_some() {
+                ExitCode::from(EXIT_USAGE)
+            } else {
+                ExitCode::from(EXIT_FAILED)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn clap_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn global_flags_go_before_or_after_the_command() {
+        let a = Cli::try_parse_from(["qorestor", "--json", "--data", "/d", "stats"]).unwrap();
+        let b = Cli::try_parse_from(["qorestor", "stats", "--json", "--data", "/d"]).unwrap();
+        assert!(a.json && b.json);
+        assert_eq!(a.data, b.data);
+    }
+
+    #[test]
+    fn usage_errors_render_as_one_line() {
+        let e = Cli::try_parse_from(["qorestor", "container", "add", "c", "--type", "tape"]).unwrap_err();
+        let line = one_line(&e);
+        assert!(!line.contains('\n'), "{line}");
+        assert!(line.contains("tape"), "{line}");
+    }
+}

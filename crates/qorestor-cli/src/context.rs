@@ -1,0 +1,58 @@
+//! What every command gets: the data directory and the output mode; usage errors.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use anyhow::Result;
+use qorestor_core::Engine;
+use serde::Serialize;
+
+use crate::output;
+
+/// The global options of one invocation.
+#[derive(Debug, Clone)]
+pub struct Ctx {
+    /// The data directory.
+    pub data: PathBuf,
+    /// Whether results are printed as JSON.
+    pub json: bool,
+}
+
+impl Ctx {
+    /// Builds the context from the global flags.
+    pub fn new(data: PathBuf, json: bool) -> Self {
+        Ctx { data, json }
+    }
+
+    /// The data directory.
+    pub fn data(&self) -> &Path {
+        &self.data
+    }
+
+    /// Opens the data directory (initialising it first if it never was), holding it as
+    /// `holder` (other processes name the holder when they find the directory in use).
+    pub fn open(&self, holder: &str) -> Result<Engine> {
+        Ok(Engine::open_or_create_as(&self.data, holder)?)
+    }
+
+    /// Prints a result: `value` as JSON with `--json`, else the human rendering `human` writes.
+    pub fn emit<T: Serialize + ?Sized>(&self, value: &T, human: impl FnOnce() -> String) -> Result<()> {
+        if self.json {
+            output::print_json(value)
+        } else {
+            output::print_text(&human())
+        }
+    }
+}
+
+/// A usage error found after argument parsing (exit code 2, like clap's own errors).
+#[derive(Debug)]
+pub struct UsageError(pub String);
+
+impl fmt::Display for UsageError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for UsageError {}

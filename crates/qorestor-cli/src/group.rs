@@ -1,0 +1,219 @@
+//! `qorestor storage-group add|list|show|delete`.
+
+use anyhow::Result;
+use clap::{Args, Subcommand, ValueEnum};
+use qorestor_core::{ChunkParams, Compression, GroupInfo, GroupOptions};
+use serde::Serialize;
+
+use crate::context::{Ctx, UsageError};
+use crate::output::{self, Align, Table};
+use crate::values::{parse_object_name, parse_size_u32};
+
+/// `storage-group` subcommands.
+#[derive(Debug, Subcommand)]
+#[command(
+    about = "Manage storage groups (dedup domains)",
+    long_about = "Manage storage groups.\n\n\
+        A storage group is a dedup domain: streams of all its containers share chunks. It has a \
+        compression policy and chunk size parameters, fixed when it is created. Every data \
+        directory starts with the group DefaultGroup.",
+    after_help = "Examples:\n  \
+        qorestor storage-group add archive --compression best\n  \
+        qorestor storage-group list\n  \
+        qorestor --json storage-group show archive\n  \
+        qorestor storage-group delete archive"
+)]
+pub enum GroupCommand {
+    /// Create a storage group.
+    #[command(long_about = ADD_ABOUT)]
+    Add(AddArgs),
+    /// List storage groups.
+    #[command(long_about = "List storage groups.\n\nJSON: an array of storage group objects \
+                      (name, id, compression, chunk_min, chunk_avg, chunk_max, containers, \
+                      created), by name.")]
+    List,
+    /// Show one storage group.
+    #[command(long_about = "Show one storage group.\n\nJSON: the storage group object (name, id, \
+                      compression, chunk_min, chunk_avg, chunk_max, containers, created).\n\n\
+                      Example:\n  qorestor storage-group show DefaultGroup")]
+    Show {
+        /// The storage group's name.
+        name: String,
+    },
+    /// Delete an empty storage group and its data.
+    #[command(long_about = "Delete a storage group and its data. It must hold no containers.\n\n\
+                      JSON: {\"storage_group\": NAME, \"deleted\": true}\n\n\
+                      Example:\n  qorestor storage-group delete archive")]
+    Delete {
+        /// The storage group's name.
+        name: String,
+    },
+}
+
+/// Long help of `storage-group add`.
+const ADD_ABOUT: &str = "\
+Create a storage group.
+
+Compression: none, fast (zstd level 3, the default) or best (zstd level 12: smaller, slower to
+write, as fast to read). Chunk sizes (SIZE: an integer with an optional unit KB/MB/GB/TB or
+KiB/MiB/GiB/TiB) default to 4KiB / 16KiB / 64KiB; the average must be a power of two and
+64 <= min < avg < max <= 4MiB. Neither can be changed later.
+
+JSON: the new storage group object.
+
+Examples:
+  qorestor storage-group add archive --compression best
+  qorestor storage-group add vm-images --chunk-min 8KiB --chunk-avg 32KiB --chunk-max 128KiB";
+
+/// Compression policy on the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CompressionArg {
+    /// Store chunks raw.
+    None,
+    /// zstd at a fast level.
+    Fast,
+    /// zstd at a high level.
+    Best,
+}
+
+impl From<CompressionArg> for Compression {
+    fn from(c: CompressionArg) -> Self {
+        match c {
+            CompressionArg::None => Compression::None,
+            CompressionArg::Fast => Compression::Fast,
+            CompressionArg::Best => Compression::Best,
+        }
+    }
+}
+
+/// Arguments of `storage-group add`.
+#[derive(Debug, Args)]
+pub struct AddArgs {
+    /// The new group's name: 1 to 64 of A-Z a-z 0-9 . _ -
+    #[arg(value_parser = parse_object_name)]
+    pub name: String,
+    /// Compression policy.
+    #[arg(long, value_enum, default_value = "fast")]
+    pub compression: CompressionArg,
+    /// Minimum chunk size [default: 4KiB].
+    #[arg(long, value_name = "SIZE", value_parser = parse_size_u32)]
+    pub chunk_min: Option<u32>,
+    /// Average chunk size, a power of two [default: 16KiB].
+    #[arg(long, value_name = "SIZE", value_parser = parse_size_u32)]
+    pub chunk_avg: Option<u32>,
+    /// Maximum chunk size [default: 64KiB].
+    #[arg(long, value_name = "SIZE", value_parser = parse_size_u32)]
+    pub chunk_max: Option<u32>,
+}
+
+impl AddArgs {
+    /// The group options asked for; invalid chunk sizes are a usage error.
+    fn options(&self) -> Result<GroupOptions> {
+        let d = ChunkParams::default();
+        let chunking = ChunkParams {
+            min: self.chunk_min.unwrap_or(d.min),
+            avg: self.chunk_avg.unwrap_or(d.avg),
+            max: self.chunk_max.unwrap_or(d.max),
+        };
+        chunking.validate().map_err(|e| UsageError(e.to_string()))?;
+        Ok(GroupOptions { compression: self.compression.into(), chunking })
+    }
+}
+
+/// The JSON result of a deletion.
+#[derive(Debug, Serialize)]
+struct Deleted<'a> {
+    storage_group: &'a str,
+    deleted: bool,
+}
+
+/// Runs a `storage-group` subcommand.
+pub fn run(ctx: &Ctx, cmd: GroupCommand) -> Result<()> {
+    match cmd {
+        GroupCommand::Add(args) => {
+            let opts = args.options()?;
+            let engine = ctx.open("qorestor storage-group add")?;
+            let info = engine.add_storage_group(&args.name, opts)?;
+            ctx.emit(&info, || format!("created storage group {}\n{}", info.name, details(&info)))
+        }
+        GroupCommand::List => {
+            let engine = ctx.open("qorestor storage-group list")?;
+            let groups = engine.storage_groups()?;
+            ctx.emit(&groups, || table(&groups))
+        }
+        GroupCommand::Show { name } => {
+            let engine = ctx.open("qorestor storage-group show")?;
+            let info = engine.storage_group(&name)?;
+            ctx.emit(&info, || details(&info))
+        }
+        GroupCommand::Delete { name } => {
+            let engine = ctx.open("qorestor storage-group delete")?;
+            engine.delete_storage_group(&name)?;
+            let report = Deleted { storage_group: &name, deleted: true };
+            ctx.emit(&report, || format!("deleted storage group {name}"))
+        }
+    }
+}
+
+/// A chunk size in binary units when exact (`16KiB`), else in bytes.
+fn chunk_size(n: u32) -> String {
+    match n {
+        n if n >= 1 << 20 && n % (1 << 20) == 0 => format!("{}MiB", n >> 20),
+        n if n >= 1 << 10 && n % (1 << 10) == 0 => format!("{}KiB", n >> 10),
+        n => n.to_string(),
+    }
+}
+
+/// The human rendering of one storage group.
+fn details(g: &GroupInfo) -> String {
+    output::fields(&[
+        ("Name", g.name.clone()),
+        ("Id", g.id.to_string()),
+        ("Compression", g.compression.as_str().to_string()),
+        (
+            "Chunk sizes",
+            format!(
+                "min {} / avg {} / max {}",
+                chunk_size(g.chunk_min),
+                chunk_size(g.chunk_avg),
+                chunk_size(g.chunk_max)
+            ),
+        ),
+        ("Containers", g.containers.to_string()),
+        ("Created", format!("{} UTC", output::time(g.created))),
+    ])
+}
+
+/// The human rendering of a storage group list.
+fn table(groups: &[GroupInfo]) -> String {
+    let mut t = Table::new(&[
+        ("NAME", Align::Left),
+        ("COMPRESSION", Align::Left),
+        ("CHUNK MIN/AVG/MAX", Align::Left),
+        ("CONTAINERS", Align::Right),
+        ("CREATED (UTC)", Align::Left),
+    ]);
+    for g in groups {
+        t.row(vec![
+            g.name.clone(),
+            g.compression.as_str().to_string(),
+            format!("{}/{}/{}", chunk_size(g.chunk_min), chunk_size(g.chunk_avg), chunk_size(g.chunk_max)),
+            g.containers.to_string(),
+            output::time(g.created),
+        ]);
+    }
+    t.render()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunk_sizes_render_in_binary_units() {
+        assert_eq!(chunk_size(4096), "4KiB");
+        assert_eq!(chunk_size(4 << 20), "4MiB");
+        assert_eq!(chunk_size(1000), "1000");
+        assert_eq!(chunk_size(1536), "1536");
+    }
+}

@@ -1,0 +1,47 @@
+//! `qorestor init`.
+
+use anyhow::Result;
+use qorestor_core::{Engine, ErrorKind};
+use serde::Serialize;
+
+use crate::context::Ctx;
+
+/// Long help of `init`.
+pub const LONG_ABOUT: &str = "\
+Initialise the data directory: create it (and its parents) with the default storage group.
+
+Idempotent: on a directory that is already initialised it only checks that it can be opened.
+Other commands initialise a new directory by themselves; init makes it explicit.
+
+JSON: {\"data_dir\": DIR, \"created\": true|false}
+
+Example:
+  qorestor --data /srv/qorestor init";
+
+/// The result of `init`.
+#[derive(Debug, Serialize)]
+struct InitReport {
+    data_dir: String,
+    created: bool,
+}
+
+/// Runs `init`.
+pub fn run(ctx: &Ctx) -> Result<()> {
+    const HOLDER: &str = "qorestor init";
+    let created = match Engine::create_as(ctx.data(), HOLDER) {
+        Ok(_) => true,
+        Err(e) if e.kind() == ErrorKind::AlreadyExists => {
+            Engine::open_as(ctx.data(), HOLDER)?;
+            false
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let report = InitReport { data_dir: ctx.data().display().to_string(), created };
+    ctx.emit(&report, || {
+        if created {
+            format!("initialised data directory {}", report.data_dir)
+        } else {
+            format!("data directory {} is already initialised", report.data_dir)
+        }
+    })
+}

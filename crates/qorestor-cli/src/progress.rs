@@ -1,0 +1,77 @@
+//! Progress bars on stderr: an indicatif implementation of [`qorestor_core::Progress`].
+//!
+//! Bars are shown only when stderr is a terminal and the output is not JSON; otherwise the
+//! commands pass [`NoProgress`] and nothing is drawn.
+
+use std::io::IsTerminal;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
+use qorestor_core::{NoProgress, Progress, WriteCounters};
+
+/// Whether progress bars may be drawn: stderr is a terminal and `--json` was not given.
+pub fn enabled(json: bool) -> bool {
+    !json && std::io::stderr().is_terminal()
+}
+
+/// A byte-transfer progress bar on stderr.
+#[derive(Debug)]
+pub struct Bar {
+    bar: ProgressBar,
+}
+
+impl Progress for Bar {
+    fn set_length(&self, len: u64) {
+        self.bar.set_length(len);
+    }
+
+    fn inc(&self, n: u64) {
+        self.bar.inc(n);
+    }
+
+    fn finish(&self) {
+        self.bar.finish_and_clear();
+    }
+}
+
+/// Writes the live dedup and compression reduction of a stream being written.
+fn reduction_key(
+    counters: Arc<WriteCounters>,
+) -> impl Fn(&ProgressState, &mut dyn std::fmt::Write) + Send + Sync + Clone + 'static {
+    move |_state, w| {
+        let processed = counters.processed_bytes.load(Ordering::Relaxed);
+        let stored = counters.new_stored_bytes.load(Ordering::Relaxed);
+        let _ = match (processed, stored) {
+            (0, _) => write!(w, "reduction -"),
+            (_, 0) => write!(w, "all duplicate"),
+            _ => write!(w, "reduction {:.1}x", counters.reduction_so_far()),
+        };
+    }
+}
+
+/// A progress display for a transfer of `len` bytes (when known); with `counters`, the
+/// reduction of the stream being written is shown too. Draws nothing unless `show`.
+pub fn transfer(show: bool, len: Option<u64>, counters: Option<Arc<WriteCounters>>) -> Box<dyn Progress> {
+    if !show {
+        return Box::new(NoProgress);
+    }
+    let extra = if counters.is_some() { " {reduction}" } else { "" };
+    let template = if len.is_some() {
+        format!(
+            "{{spinner}} [{{wide_bar}}] {{decimal_bytes}}/{{decimal_total_bytes}} \
+             {{decimal_bytes_per_sec}}{extra} eta {{eta}}"
+        )
+    } else {
+        format!("{{spinner}} {{elapsed}} {{decimal_bytes}} {{decimal_bytes_per_sec}}{extra}")
+    };
+    let mut style =
+        ProgressStyle::with_template(&template).unwrap_or_else(|_| ProgressStyle::default_bar()).progress_chars("=> ");
+    if let Some(c) = counters {
+        style = style.with_key("reduction", reduction_key(c));
+    }
+    let bar = ProgressBar::with_draw_target(len, ProgressDrawTarget::stderr()).with_style(style);
+    bar.enable_steady_tick(Duration::from_millis(200));
+    Box::new(Bar { bar })
+}

@@ -1,0 +1,76 @@
+//! `qorestor stats`.
+
+use anyhow::Result;
+use clap::Args;
+use qorestor_core::{Stats, StatsScope};
+
+use crate::context::Ctx;
+use crate::output;
+
+/// Long help of `stats`.
+pub const LONG_ABOUT: &str = "\
+Show space statistics: system-wide, or of one storage group (--storage-group) or one container
+(--container).
+
+logical: bytes of live streams; stored: bytes of pack files on disk, dead chunks not yet
+reclaimed included (for a container: its live stored bytes); live stored: pack bytes of the
+chunks live streams reference; dedup ratio = logical / unique chunk bytes; compression ratio =
+unique chunk bytes / live stored; savings = 100 x (1 - live stored / logical).
+
+JSON: one flat object with scope, name, logical_bytes, stored_bytes, live_stored_bytes,
+unique_chunks, unique_bytes, dedup_ratio, compression_ratio, reduction_ratio, savings_percent,
+streams, containers, storage_groups, packs.
+
+Examples:
+  qorestor stats
+  qorestor --json stats --container nightly";
+
+/// Arguments of `stats`.
+#[derive(Debug, Args)]
+pub struct StatsArgs {
+    /// Report on one container.
+    #[arg(long, value_name = "C", conflicts_with = "storage_group")]
+    pub container: Option<String>,
+    /// Report on one storage group.
+    #[arg(long, value_name = "SG")]
+    pub storage_group: Option<String>,
+}
+
+/// Runs `stats`.
+pub fn run(ctx: &Ctx, args: StatsArgs) -> Result<()> {
+    let scope = match (args.container, args.storage_group) {
+        (Some(c), _) => StatsScope::Container(c),
+        (None, Some(g)) => StatsScope::StorageGroup(g),
+        (None, None) => StatsScope::System,
+    };
+    let engine = ctx.open("qorestor stats")?;
+    let stats = engine.stats(&scope)?;
+    ctx.emit(&stats, || render(&stats))
+}
+
+/// The human rendering of statistics.
+fn render(s: &Stats) -> String {
+    let scope = match s.scope.as_str() {
+        "storage_group" => format!("storage group {}", s.name),
+        "container" => format!("container {}", s.name),
+        other => other.to_string(),
+    };
+    let mut items = vec![
+        ("Scope", scope),
+        ("Logical", output::bytes(s.logical_bytes)),
+        ("Stored", output::bytes(s.stored_bytes)),
+        ("Live stored", output::bytes(s.live_stored_bytes)),
+        ("Unique chunks", format!("{} ({})", s.unique_chunks, output::bytes(s.unique_bytes))),
+        ("Dedup ratio", output::ratio(s.dedup_ratio)),
+        ("Compression ratio", output::ratio(s.compression_ratio)),
+        ("Reduction ratio", output::ratio(s.reduction_ratio)),
+        ("Savings", format!("{:.1}%", s.savings_percent)),
+        ("Streams", s.streams.to_string()),
+    ];
+    if s.scope != "container" {
+        items.push(("Containers", s.containers.to_string()));
+        items.push(("Storage groups", s.storage_groups.to_string()));
+        items.push(("Packs", s.packs.to_string()));
+    }
+    output::fields(&items)
+}

@@ -1,0 +1,477 @@
+//! End-to-end tests of the `qorestor` binary: each test runs the real executable as a process
+//! against its own temporary data directory.
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// A temporary data directory (not yet initialised) and a scratch directory.
+struct Env {
+    _tmp: tempfile::TempDir,
+    data: PathBuf,
+    scratch: PathBuf,
+}
+
+impl Env {
+    fn new() -> Env {
+        let tmp = tempfile::tempdir().unwrap();
+        let data = tmp.path().join("nested").join("data");
+        let scratch = tmp.path().join("scratch");
+        fs::create_dir(&scratch).unwrap();
+        Env { _tmp: tmp, data, scratch }
+    }
+
+    /// `qorestor --data DIR` with a clean environment.
+    fn cmd(&self) -> Command {
+        let mut c = bare();
+        c.arg("--data").arg(&self.data);
+        c
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        run(self.cmd().args(args))
+    }
+
+    /// Runs and requires success; returns stdout.
+    fn ok(&self, args: &[&str]) -> Vec<u8> {
+        let out = self.run(args);
+        assert_success(&out, &args);
+        out.stdout
+    }
+
+    /// Runs with `--json` after the command and parses stdout as exactly one JSON document.
+    fn json(&self, args: &[&str]) -> Value {
+        let mut all = args.to_vec();
+        all.push("--json");
+        parse_json(&self.ok(&all))
+    }
+
+    /// Runs, requires exit code `code`, returns stderr (checked to be one `qorestor:` line).
+    fn fail(&self, args: &[&str], code: i32) -> String {
+        let out = self.run(args);
+        assert_eq!(
+            out.status.code(),
+            Some(code),
+            "{args:?}: stdout {} stderr {}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let err = String::from_utf8(out.stderr).unwrap();
+        assert!(err.starts_with("qorestor: "), "{args:?}: {err}");
+        assert_eq!(err.trim_end().lines().count(), 1, "{args:?}: {err}");
+        assert!(out.stdout.is_empty(), "{args:?} printed to stdout");
+        err
+    }
+
+    fn file(&self, name: &str) -> PathBuf {
+        self.scratch.join(name)
+    }
+}
+
+fn bare() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_qorestor"));
+    c.env_remove("QORESTOR_DATA");
+    c
+}
+
+fn run(cmd: &mut Command) -> Output {
+    cmd.stdin(Stdio::null()).output().unwrap()
+}
+
+fn assert_success(out: &Output, what: &dyn std::fmt::Debug) {
+    assert!(out.status.success(), "{what:?} failed ({:?}): {}", out.status, String::from_utf8_lossy(&out.stderr));
+}
+
+fn parse_json(bytes: &[u8]) -> Value {
+    // from_slice rejects anything but whitespace after the one document.
+    serde_json::from_slice(bytes)
+        .unwrap_or_else(|e| panic!("not one JSON document ({e}): {}", String::from_utf8_lossy(bytes)))
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// Pseudo-random bytes (xorshift64*), reproducible from `seed`.
+fn random(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        out.extend_from_slice(&x.wrapping_mul(0x2545_F491_4F6C_DD1D).to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+/// A few MB: pseudo-random data, then one block repeated, then a text-like tail.
+fn sample() -> Vec<u8> {
+    let mut data = random(3 << 20, 7);
+    let block = random(256 << 10, 11);
+    for _ in 0..4 {
+        data.extend_from_slice(&block);
+    }
+    for i in 0..20_000 {
+        data.extend_from_slice(format!("line {i} of a log file\n").as_bytes());
+    }
+    data
+}
+
+fn names(list: &Value, key: &str) -> Vec<String> {
+    list.as_array()
+        .unwrap_or_else(|| panic!("not an array: {list}"))
+        .iter()
+        .map(|v| v[key].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn init_is_idempotent_and_creates_parents() {
+    let env = Env::new();
+    let first = env.json(&["init"]);
+    assert_eq!(first["created"], true);
+    assert_eq!(first["data_dir"], s(&env.data));
+    let second = env.json(&["init"]);
+    assert_eq!(second["created"], false);
+    let human = String::from_utf8(env.ok(&["init"])).unwrap();
+    assert!(human.contains(s(&env.data)), "{human}");
+}
+
+#[test]
+fn any_command_initialises_a_new_directory() {
+    let env = Env::new();
+    let groups = env.json(&["storage-group", "list"]);
+    assert_eq!(names(&groups, "name"), ["DefaultGroup"]);
+    assert_eq!(env.json(&["init"])["created"], false);
+}
+
+#[test]
+fn storage_groups() {
+    let env = Env::new();
+    let g = env.json(&[
+        "storage-group",
+        "add",
+        "raw",
+        "--compression",
+        "none",
+        "--chunk-min",
+        "2KiB",
+        "--chunk-avg",
+        "8KiB",
+        "--chunk-max",
+        "32KiB",
+    ]);
+    assert_eq!(g["name"], "raw");
+    assert_eq!(g["compression"], "none");
+    assert_eq!(g["chunk_avg"], 8192);
+    let shown = env.json(&["storage-group", "show", "raw"]);
+    assert_eq!(shown["compression"], "none");
+    assert_eq!(shown["chunk_min"], 2048);
+    assert_eq!(shown["chunk_max"], 32768);
+    let list = env.json(&["storage-group", "list"]);
+    assert_eq!(names(&list, "name"), ["DefaultGroup", "raw"]);
+    let human = String::from_utf8(env.ok(&["storage-group", "list"])).unwrap();
+    assert!(human.starts_with("NAME"), "{human}");
+    assert!(human.contains("raw") && human.contains("none"), "{human}");
+
+    let err = env.fail(&["storage-group", "add", "raw"], 1);
+    assert!(err.contains("\"raw\" already exists"), "{err}");
+    // Chunk sizes are checked before anything is created; a bad SIZE is bad usage.
+    let err = env.fail(&["storage-group", "add", "odd", "--chunk-avg", "3000"], 2);
+    assert!(err.contains("3000"), "{err}");
+    let err = env.fail(&["storage-group", "add", "odd", "--chunk-avg", "16 parsecs"], 2);
+    assert!(err.contains("16 parsecs"), "{err}");
+    let err = env.fail(&["storage-group", "add", "bad/name"], 2);
+    assert!(err.contains("bad/name"), "{err}");
+    env.fail(&["storage-group", "add", "x", "--compression", "max"], 2);
+
+    env.json(&["container", "add", "inraw", "--storage-group", "raw", "--type", "nas"]);
+    let err = env.fail(&["storage-group", "delete", "raw"], 1);
+    assert!(err.contains("raw") && err.contains("inraw"), "{err}");
+    env.json(&["container", "delete", "inraw"]);
+    let d = env.json(&["storage-group", "delete", "raw"]);
+    assert_eq!(d["deleted"], true);
+    let err = env.fail(&["storage-group", "show", "raw"], 1);
+    assert!(err.contains("\"raw\" does not exist"), "{err}");
+}
+
+#[test]
+fn containers() {
+    let env = Env::new();
+    env.json(&["storage-group", "add", "sg2"]);
+    let c = env.json(&["container", "add", "nightly", "--type", "object"]);
+    assert_eq!(c["name"], "nightly");
+    assert_eq!(c["type"], "object");
+    assert_eq!(c["storage_group"], "DefaultGroup");
+    env.json(&["container", "add", "vault", "--storage-group", "sg2", "--type", "rda"]);
+
+    assert_eq!(names(&env.json(&["container", "list"]), "name"), ["nightly", "vault"]);
+    assert_eq!(names(&env.json(&["container", "list", "--storage-group", "sg2"]), "name"), ["vault"]);
+    let shown = env.json(&["container", "show", "vault"]);
+    assert_eq!(shown["type"], "rda");
+    assert_eq!(shown["storage_group"], "sg2");
+    assert_eq!(shown["streams"], 0);
+
+    let err = env.fail(&["container", "add", "nightly", "--type", "nas"], 1);
+    assert!(err.contains("nightly"), "{err}");
+    let err = env.fail(&["container", "add", "x", "--storage-group", "nosuch", "--type", "nas"], 1);
+    assert!(err.contains("nosuch"), "{err}");
+
+    // A container with a stream is refused without --force.
+    let input = env.file("small");
+    fs::write(&input, b"some bytes").unwrap();
+    env.ok(&["put", "vault/a", s(&input)]);
+    let err = env.fail(&["container", "delete", "vault"], 1);
+    assert!(err.contains("vault"), "{err}");
+    assert_eq!(env.json(&["container", "show", "vault"])["streams"], 1);
+    let d = env.json(&["container", "delete", "vault", "--force"]);
+    assert_eq!(d["container"], "vault");
+    assert_eq!(d["streams_deleted"], 1);
+    assert_eq!(names(&env.json(&["container", "list"]), "name"), ["nightly"]);
+    let err = env.fail(&["container", "show", "vault"], 1);
+    assert!(err.contains("vault"), "{err}");
+}
+
+#[test]
+fn put_get_ls_stats_rm() {
+    let env = Env::new();
+    env.ok(&["container", "add", "c", "--type", "object"]);
+    let data = sample();
+    let input = env.file("input.bin");
+    fs::write(&input, &data).unwrap();
+
+    // From a file, and from stdin under a name containing slashes.
+    let first = env.json(&["put", "c/first", s(&input)]);
+    assert_eq!(first["container"], "c");
+    assert_eq!(first["name"], "first");
+    assert_eq!(first["logical_bytes"], data.len() as u64);
+    assert!(first["seconds"].is_number() && first["mb_per_s"].is_number());
+    let mut child = env
+        .cmd()
+        .args(["--json", "put", "c/dir/second.bin"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(&data).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_success(&out, &"put from stdin");
+    let second = parse_json(&out.stdout);
+    assert_eq!(second["name"], "dir/second.bin");
+    assert_eq!(second["new_chunks"], 0);
+
+    let stats = env.json(&["stats"]);
+    for key in [
+        "logical_bytes",
+        "stored_bytes",
+        "live_stored_bytes",
+        "unique_chunks",
+        "dedup_ratio",
+        "compression_ratio",
+        "savings_percent",
+    ] {
+        assert!(stats[key].is_number(), "{key} missing: {stats}");
+    }
+    assert_eq!(stats["logical_bytes"], 2 * data.len() as u64);
+    assert!(stats["dedup_ratio"].as_f64().unwrap() >= 1.9, "{stats}");
+    let sp = stats["savings_percent"].as_f64().unwrap();
+    assert!((45.0..=100.0).contains(&sp), "{stats}");
+    let cs = env.json(&["stats", "--container", "c"]);
+    assert!(cs["dedup_ratio"].as_f64().unwrap() >= 1.9, "{cs}");
+    let gs = env.json(&["stats", "--storage-group", "DefaultGroup"]);
+    assert_eq!(gs["logical_bytes"], 2 * data.len() as u64);
+    let human = String::from_utf8(env.ok(&["stats"])).unwrap();
+    assert!(human.contains("Dedup ratio") && human.contains('x'), "{human}");
+    env.fail(&["stats", "--container", "nosuch"], 1);
+    env.fail(&["stats", "--container", "c", "--storage-group", "DefaultGroup"], 2);
+
+    // ls
+    let ls = env.json(&["ls", "c"]);
+    assert_eq!(names(&ls, "name"), ["dir/second.bin", "first"]);
+    assert_eq!(ls[0]["logical_bytes"], data.len() as u64);
+    let human = String::from_utf8(env.ok(&["ls", "c"])).unwrap();
+    assert!(human.contains("dir/second.bin"), "{human}");
+
+    // get to a new file, over an existing file, and to stdout: bit-exact.
+    let back = env.file("back.bin");
+    let g = env.json(&["get", "c/dir/second.bin", s(&back)]);
+    assert_eq!(g["bytes"], data.len() as u64);
+    assert_eq!(g["container"], "c");
+    assert_eq!(g["name"], "dir/second.bin");
+    assert!(fs::read(&back).unwrap() == data);
+    fs::write(&back, b"old and short").unwrap();
+    env.ok(&["get", "c/first", s(&back)]);
+    assert!(fs::read(&back).unwrap() == data);
+    let stdout = env.ok(&["get", "c/first"]);
+    assert!(stdout == data);
+    let stdout = env.ok(&["get", "c/first", "-"]);
+    assert!(stdout == data);
+    // With --json and the data on stdout, the report goes to stderr.
+    let out = env.run(&["get", "c/first", "--json"]);
+    assert_success(&out, &"get --json to stdout");
+    assert!(out.stdout == data);
+    assert_eq!(parse_json(&out.stderr)["bytes"], data.len() as u64);
+    // No temporary files are left behind.
+    let mut left: Vec<_> =
+        fs::read_dir(&env.scratch).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    left.sort();
+    assert_eq!(left, ["back.bin", "input.bin"]);
+
+    // rm, then the stream is gone.
+    let rm = env.json(&["rm", "c/dir/second.bin"]);
+    assert_eq!(rm["deleted"], true);
+    let err = env.fail(&["get", "c/dir/second.bin", s(&env.file("gone"))], 1);
+    assert!(err.contains("c/dir/second.bin"), "{err}");
+    assert!(!env.file("gone").exists());
+    let err = env.fail(&["rm", "c/dir/second.bin"], 1);
+    assert!(err.contains("c/dir/second.bin"), "{err}");
+    assert_eq!(names(&env.json(&["ls", "c"]), "name"), ["first"]);
+    let stats = env.json(&["stats"]);
+    assert_eq!(stats["logical_bytes"], data.len() as u64);
+}
+
+#[test]
+fn put_errors() {
+    let env = Env::new();
+    env.ok(&["container", "add", "c", "--type", "object"]);
+    let missing = env.file("missing");
+    let err = env.fail(&["put", "c/s", s(&missing)], 1);
+    assert!(err.contains(s(&missing)), "{err}");
+    let input = env.file("in");
+    fs::write(&input, b"x").unwrap();
+    let err = env.fail(&["put", "nosuch/s", s(&input)], 1);
+    assert!(err.contains("nosuch"), "{err}");
+    let err = env.fail(&["ls", "nosuch"], 1);
+    assert!(err.contains("nosuch"), "{err}");
+}
+
+#[test]
+fn empty_stream_round_trips() {
+    let env = Env::new();
+    env.ok(&["container", "add", "c", "--type", "object"]);
+    let empty = env.file("empty");
+    fs::write(&empty, b"").unwrap();
+    assert_eq!(env.json(&["put", "c/empty", s(&empty)])["logical_bytes"], 0);
+    assert!(env.ok(&["get", "c/empty"]).is_empty());
+}
+
+#[test]
+fn bad_usage_exits_2() {
+    let env = Env::new();
+    let err = env.fail(&["container", "add", "c", "--type", "tape"], 2);
+    assert!(err.contains("tape"), "{err}");
+    env.fail(&["container", "add", "c"], 2);
+    env.fail(&["container", "add", "--type", "nas"], 2);
+    env.fail(&["put"], 2);
+    env.fail(&["no-such-command"], 2);
+    for addr in ["nocontainer", "/stream", "container/"] {
+        let err = env.fail(&["put", addr, "-"], 2);
+        assert!(err.contains(addr), "{err}");
+        let err = env.fail(&["get", addr], 2);
+        assert!(err.contains(addr), "{err}");
+        env.fail(&["rm", addr], 2);
+    }
+    // Nothing was initialised by a command that never ran.
+    assert!(!env.data.exists());
+}
+
+#[test]
+fn json_flag_before_or_after_the_command() {
+    let env = Env::new();
+    let before =
+        run(bare().arg("--json").arg("--data").arg(&env.data).args(["container", "add", "c", "--type", "ost"]));
+    assert_success(&before, &"--json before");
+    assert_eq!(parse_json(&before.stdout)["type"], "ost");
+    let after = run(bare().args(["container", "show", "c", "--json", "--data"]).arg(&env.data));
+    assert_success(&after, &"--json after");
+    assert_eq!(parse_json(&after.stdout)["name"], "c");
+    let mid = run(bare().args(["container", "--json", "list", "--data"]).arg(&env.data));
+    assert_success(&mid, &"--json in between");
+    assert_eq!(names(&parse_json(&mid.stdout), "name"), ["c"]);
+}
+
+#[test]
+fn data_directory_from_the_environment() {
+    let env = Env::new();
+    let out = run(bare().env("QORESTOR_DATA", &env.data).args(["--json", "container", "add", "c", "--type", "nas"]));
+    assert_success(&out, &"with QORESTOR_DATA");
+    let shown = env.json(&["container", "show", "c"]);
+    assert_eq!(shown["type"], "nas");
+    // --data wins over the environment.
+    let other = env.scratch.join("other");
+    let out =
+        run(bare().env("QORESTOR_DATA", &env.data).arg("--data").arg(&other).args(["--json", "container", "list"]));
+    assert_success(&out, &"--data over QORESTOR_DATA");
+    assert_eq!(parse_json(&out.stdout), Value::Array(vec![]));
+}
+
+#[test]
+fn help_names_the_default_directory_and_covers_every_command() {
+    let out = run(bare().arg("--help"));
+    assert_success(&out, &"--help");
+    let help = String::from_utf8(out.stdout).unwrap();
+    assert!(help.contains("/var/lib/qorestor"), "{help}");
+    assert!(help.contains("QORESTOR_DATA"), "{help}");
+    for cmd in [
+        &["init"][..],
+        &["storage-group"],
+        &["storage-group", "add"],
+        &["storage-group", "list"],
+        &["storage-group", "show"],
+        &["storage-group", "delete"],
+        &["container"],
+        &["container", "add"],
+        &["container", "list"],
+        &["container", "show"],
+        &["container", "delete"],
+        &["put"],
+        &["get"],
+        &["ls"],
+        &["rm"],
+        &["stats"],
+    ] {
+        let out = run(bare().args(cmd).arg("--help"));
+        assert_success(&out, &cmd);
+        let help = String::from_utf8(out.stdout).unwrap();
+        assert!(help.contains("Usage: qorestor"), "{cmd:?}: {help}");
+    }
+}
+
+#[test]
+fn a_second_process_finds_the_directory_in_use() {
+    let env = Env::new();
+    env.ok(&["container", "add", "c", "--type", "object"]);
+    let mut child = env
+        .cmd()
+        .args(["put", "c/s", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(&[7u8; 1000]).unwrap();
+    // The lock file names its holder once the put has opened the directory.
+    let holder = format!("qorestor put (pid {})", child.id());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !fs::read_to_string(env.data.join("lock")).is_ok_and(|t| t.contains(&holder)) {
+        assert!(Instant::now() < deadline, "put never took the lock");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let err = env.fail(&["ls", "c"], 1);
+    let want = format!("data directory {} is in use by {holder}", env.data.display());
+    assert!(err.contains(&want), "{err}");
+    drop(stdin);
+    let out = child.wait_with_output().unwrap();
+    assert_success(&out, &"the put holding the lock");
+    let ls = env.json(&["ls", "c"]);
+    assert_eq!(ls[0]["name"], "s");
+    assert_eq!(ls[0]["logical_bytes"], 1000);
+}
