@@ -7,10 +7,12 @@
 //! - [`values`]: value parsers (SIZE, `CONTAINER/STREAM`);
 //! - [`output`]: human (tables, sizes, ratios) and JSON rendering;
 //! - [`progress`]: an indicatif implementation of [`qorestor_core::Progress`];
-//! - one module per command group: [`init`], [`group`], [`container`], [`stream`], [`stats`].
+//! - one module per command group: [`init`], [`group`], [`container`], [`stream`], [`stats`],
+//!   [`bench`].
 //!
 //! Exit codes: 0 on success, 1 when an operation failed, 2 for bad usage.
 
+mod bench;
 mod container;
 mod context;
 mod group;
@@ -110,6 +112,8 @@ pub enum Command {
     /// Show space statistics (system-wide, or of a storage group or container).
     #[command(long_about = stats::LONG_ABOUT)]
     Stats(stats::StatsArgs),
+    /// Benchmark ingest and restore on the shared backup dataset.
+    Bench(bench::BenchArgs),
 }
 
 /// Runs one parsed command line.
@@ -124,6 +128,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Ls(args) => stream::ls(&ctx, args),
         Command::Rm(args) => stream::rm(&ctx, args),
         Command::Stats(args) => stats::run(&ctx, args),
+        Command::Bench(args) => bench::run(&ctx, &args),
     }
 }
 

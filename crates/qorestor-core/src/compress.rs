@@ -53,7 +53,7 @@ impl std::str::FromStr for Compression {
 }
 
 /// zstd level of the `fast` policy (see `docs/CHUNKING.md` for the measurement).
-pub const FAST_LEVEL: i32 = 3;
+pub const FAST_LEVEL: i32 = 1;
 /// zstd level of the `best` policy.
 pub const BEST_LEVEL: i32 = 12;
 

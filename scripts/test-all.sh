@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# The whole test suite, as CI runs it (.ci/run). Installs what it needs first:
+# Debian packages as root (none needed yet beyond the Rust toolchain; later frontends add
+# libiscsi-bin, amanda-common...), and cargo-fuzz for the fuzz smoke runs.
+# Usage: scripts/test-all.sh            (from anywhere; as root for the apt step)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+APT_PACKAGES=(b3sum)
+missing=()
+for p in "${APT_PACKAGES[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+if [ ${#missing[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ]; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+  else
+    echo "test-all.sh: missing Debian packages ${missing[*]}; run as root to install them" >&2
+    exit 1
+  fi
+fi
+if ! cargo fuzz --version >/dev/null 2>&1; then
+  cargo install cargo-fuzz --locked --quiet
+fi
+
+step() { printf '\n== %s\n' "$*"; }
+
+step "format"
+cargo fmt --all -- --check
+step "clippy"
+cargo clippy --workspace --all-targets -- -D warnings
+step "docs"
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --quiet
+step "tests"
+cargo test --workspace
+step "fuzz smoke (each target a few seconds)"
+FUZZ_SECONDS=${FUZZ_SECONDS:-4} bash fuzz/smoke.sh
