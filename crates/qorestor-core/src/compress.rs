@@ -1,7 +1,9 @@
 //! Per-chunk compression: zstd with per-thread reusable contexts, or none.
 //!
 //! A chunk is stored raw when compression does not shrink it by at least 1/32: decompressing
-//! costs more than the few bytes it would save.
+//! costs more than the few bytes it would save. Chunks whose sampled byte entropy is near 8 bits
+//! (already compressed or encrypted data) are not even tried: zstd spends as long failing on
+//! them as it spends compressing text, and backup streams carry a lot of such data.
 
 use std::cell::RefCell;
 
@@ -79,42 +81,76 @@ impl Codec {
 }
 
 thread_local! {
-    static COMPRESSOR: RefCell<Option<(i32, zstd::bulk::Compressor<'static>, Vec<u8>)>> = const { RefCell::new(None) };
+    static COMPRESSOR: RefCell<Option<(i32, zstd::bulk::Compressor<'static>)>> = const { RefCell::new(None) };
     static DECOMPRESSOR: RefCell<Option<zstd::bulk::Decompressor<'static>>> = const { RefCell::new(None) };
+}
+
+/// Bits per byte of sampled order-0 entropy above which a chunk is stored without trying:
+/// Huffman coding could then save under 2%, less than the 1/32 a payload must save.
+const INCOMPRESSIBLE_BITS: f64 = 7.85;
+const SAMPLE_WINDOW: usize = 4096;
+
+/// Whether `raw` looks incompressible: order-0 entropy of up to two 4 KiB windows (start and
+/// middle) above [`INCOMPRESSIBLE_BITS`].
+pub fn looks_incompressible(raw: &[u8]) -> bool {
+    let mut counts = [0u32; 256];
+    let mut count = |w: &[u8]| w.iter().for_each(|&b| counts[b as usize] += 1);
+    if raw.len() <= 2 * SAMPLE_WINDOW {
+        count(raw);
+    } else {
+        let mid = raw.len() / 2;
+        count(&raw[..SAMPLE_WINDOW]);
+        count(&raw[mid..mid + SAMPLE_WINDOW]);
+    }
+    let n = raw.len().min(2 * SAMPLE_WINDOW) as f64;
+    if n < 512.0 {
+        return false;
+    }
+    let sum: f64 = counts.iter().filter(|&&c| c > 0).map(|&c| c as f64 * (c as f64).log2()).sum();
+    n.log2() - sum / n > INCOMPRESSIBLE_BITS
 }
 
 /// Compresses `raw` at `level`, appending the payload to `out` when it helps.
 ///
-/// Returns [`Codec::Zstd`] when a compressed payload was appended, [`Codec::Raw`] (and appends
-/// nothing) when the chunk should be stored raw.
+/// Returns [`Codec::Zstd`] when a compressed payload was appended, [`Codec::Raw`] (and leaves
+/// `out` as it was) when the chunk should be stored raw. The frame is written straight into
+/// `out`'s spare capacity.
 pub fn compress_into(raw: &[u8], level: i32, out: &mut Vec<u8>) -> Codec {
+    if looks_incompressible(raw) {
+        return Codec::Raw;
+    }
     COMPRESSOR.with(|cell| {
         let mut slot = cell.borrow_mut();
-        if slot.as_ref().is_none_or(|(l, _, _)| *l != level) {
+        if slot.as_ref().is_none_or(|(l, _)| *l != level) {
             match zstd::bulk::Compressor::new(level) {
-                Ok(c) => *slot = Some((level, c, Vec::new())),
+                Ok(c) => *slot = Some((level, c)),
                 Err(_) => return Codec::Raw,
             }
         }
-        let (_, ctx, scratch) = slot.as_mut().expect("set above");
-        let bound = zstd::zstd_safe::compress_bound(raw.len());
-        if scratch.len() < bound {
-            scratch.resize(bound, 0);
-        }
-        match ctx.compress_to_buffer(raw, &mut scratch[..]) {
-            Ok(n) if n < raw.len() - raw.len() / 32 => {
-                out.extend_from_slice(&scratch[..n]);
-                Codec::Zstd
+        let (_, ctx) = slot.as_mut().expect("set above");
+        let start = out.len();
+        // Anything not at least 1/32 smaller is stored raw, so the frame may not exceed that.
+        let limit = raw.len() - raw.len() / 32;
+        out.reserve(zstd::zstd_safe::compress_bound(raw.len()));
+        let mut cursor = std::io::Cursor::new(std::mem::take(out));
+        cursor.set_position(start as u64);
+        let result = ctx.compress_to_buffer(raw, &mut cursor);
+        *out = cursor.into_inner();
+        match result {
+            Ok(n) if n < limit => Codec::Zstd,
+            _ => {
+                out.truncate(start);
+                Codec::Raw
             }
-            _ => Codec::Raw,
         }
     })
 }
 
-/// Decompresses a zstd payload into `out`, which must be exactly the raw length.
+/// Decompresses a zstd payload, appending exactly `raw_len` bytes to `out`.
 ///
-/// Returns `false` when the payload is not a valid frame of exactly `out.len()` bytes.
-pub fn decompress_exact(payload: &[u8], out: &mut [u8]) -> bool {
+/// Returns `false` (and leaves `out` as it was) when the payload is not a valid frame of
+/// exactly `raw_len` bytes. The bytes are written straight into `out`'s spare capacity.
+pub fn decompress_append(payload: &[u8], raw_len: usize, out: &mut Vec<u8>) -> bool {
     DECOMPRESSOR.with(|cell| {
         let mut slot = cell.borrow_mut();
         if slot.is_none() {
@@ -124,7 +160,19 @@ pub fn decompress_exact(payload: &[u8], out: &mut [u8]) -> bool {
             }
         }
         let ctx = slot.as_mut().expect("set above");
-        matches!(ctx.decompress_to_buffer(payload, out), Ok(n) if n == out.len())
+        let start = out.len();
+        out.reserve_exact(raw_len);
+        // The cursor's capacity is the Vec's: limit the frame to `raw_len` by checking after.
+        let mut cursor = std::io::Cursor::new(std::mem::take(out));
+        cursor.set_position(start as u64);
+        let result = ctx.decompress_to_buffer(payload, &mut cursor);
+        *out = cursor.into_inner();
+        if matches!(result, Ok(n) if n == raw_len) {
+            true
+        } else {
+            out.truncate(start);
+            false
+        }
     })
 }
 
@@ -137,18 +185,35 @@ mod tests {
         let text = b"backup backup backup backup backup backup backup backup ".repeat(100);
         let mut out = Vec::new();
         assert_eq!(compress_into(&text, FAST_LEVEL, &mut out), Codec::Zstd);
-        let mut back = vec![0u8; text.len()];
-        assert!(decompress_exact(&out, &mut back));
+        let mut back = Vec::new();
+        assert!(decompress_append(&out, text.len(), &mut back));
         assert_eq!(back, text);
-        let mut short = vec![0u8; text.len() - 1];
-        assert!(!decompress_exact(&out, &mut short));
+        let mut appended = b"prefix".to_vec();
+        assert!(decompress_append(&out, text.len(), &mut appended));
+        assert_eq!(&appended[6..], &text[..]);
+        assert!(!decompress_append(&out, text.len() - 1, &mut appended));
+        assert_eq!(appended.len(), 6 + text.len(), "a failed append leaves the buffer as it was");
 
+        assert!(!looks_incompressible(&text));
+        let mut x = 7u64;
+        let random: Vec<u8> = (0..20_000)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                (x >> 32) as u8
+            })
+            .collect();
+        assert!(looks_incompressible(&random));
+        let mut none = Vec::new();
+        assert_eq!(compress_into(&random, FAST_LEVEL, &mut none), Codec::Raw);
+        assert!(none.is_empty());
         let noise: Vec<u8> =
             (0..4096u32).map(|i| (i.wrapping_mul(0x9E3779B9) >> 24) as u8 ^ (i as u8).rotate_left(3)).collect();
         let mut out2 = Vec::new();
         if compress_into(&noise, FAST_LEVEL, &mut out2) == Codec::Raw {
             assert!(out2.is_empty());
         }
-        assert!(!decompress_exact(b"not zstd", &mut back));
+        assert!(!decompress_append(b"not zstd", 8, &mut back));
     }
 }

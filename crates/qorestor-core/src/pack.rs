@@ -177,9 +177,7 @@ pub fn decode_chunk(record: &[u8], expected: &Fingerprint, out: &mut Vec<u8>) ->
     match h.codec {
         Codec::Raw => out.extend_from_slice(payload),
         Codec::Zstd => {
-            out.resize(start + h.raw_len as usize, 0);
-            if !crate::compress::decompress_exact(payload, &mut out[start..]) {
-                out.truncate(start);
+            if !crate::compress::decompress_append(payload, h.raw_len as usize, out) {
                 return Err(DecodeError::new("chunk record", "zstd payload does not decode to the raw length"));
             }
         }
