@@ -16,7 +16,7 @@ use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
 use qorestor_core::compress::Codec;
-use qorestor_core::pack::{encode_pack_header, encode_record_header, read_footer, recover};
+use qorestor_core::pack::{encode_pack_header, encode_record_header, read_footer, recover, PackState};
 use qorestor_core::Fingerprint;
 
 fn scratch() -> &'static PathBuf {
@@ -72,11 +72,17 @@ fuzz_target!(|data: &[u8]| {
     let bytes = build(mode, rest);
     let path = scratch();
     std::fs::write(path, &bytes).expect("write scratch pack");
-    if let Ok(entries) = recover(path) {
-        let sealed = std::fs::read(path).expect("read back");
-        let f = std::fs::File::open(path).expect("open");
-        assert_eq!(read_footer(&f, path).expect("recovered pack is sealed"), entries);
-        assert_eq!(recover(path).expect("second recover"), entries);
-        assert_eq!(std::fs::read(path).expect("read back"), sealed);
+    match recover(path) {
+        Ok((_, PackState::Damaged(_))) => {
+            assert_eq!(std::fs::read(path).expect("read back"), bytes, "a damaged pack is never modified");
+        }
+        Ok((entries, _)) => {
+            let sealed = std::fs::read(path).expect("read back");
+            let f = std::fs::File::open(path).expect("open");
+            assert_eq!(read_footer(&f, path).expect("recovered pack is sealed"), entries);
+            assert_eq!(recover(path).expect("second recover"), (entries, PackState::Sealed));
+            assert_eq!(std::fs::read(path).expect("read back"), sealed);
+        }
+        Err(_) => {}
     }
 });

@@ -146,6 +146,7 @@ pub struct Catalog {
     groups: sled::Tree,
     containers: sled::Tree,
     streams: sled::Tree,
+    meta: sled::Tree,
 }
 
 fn stream_key(container_id: u64, name: &str) -> Vec<u8> {
@@ -158,13 +159,40 @@ impl Catalog {
     /// Opens (creating) the catalog database in `dir`.
     pub fn open(dir: &Path) -> Result<Self> {
         let db = sled::Config::new().path(dir).cache_capacity(16 << 20).segment_size(256 << 10).open()?;
-        Ok(Catalog {
+        let catalog = Catalog {
             path: dir.to_path_buf(),
             groups: db.open_tree("groups")?,
             containers: db.open_tree("containers")?,
             streams: db.open_tree("streams")?,
+            meta: db.open_tree("meta")?,
             db,
-        })
+        };
+        catalog.raise_id_counter()?;
+        Ok(catalog)
+    }
+
+    /// Makes sure the id counter is above every id in use, so that no id is handed out twice
+    /// whatever happened to the counter.
+    fn raise_id_counter(&self) -> Result<()> {
+        let mut max = self.groups()?.iter().map(|g| g.id as u64).max().unwrap_or(0);
+        for c in self.containers()? {
+            max = max.max(c.id);
+            max = self.streams(c.id)?.iter().map(|s| s.id).fold(max, u64::max);
+        }
+        if self.current_id()? < max {
+            self.meta.insert(b"next_id", &max.to_le_bytes()[..])?;
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    fn current_id(&self) -> Result<u64> {
+        match self.meta.get(b"next_id")? {
+            None => Ok(0),
+            Some(b) => Ok(u64::from_le_bytes(<[u8; 8]>::try_from(&b[..]).map_err(|_| {
+                Error::corrupt("catalog id counter", &self.path, format!("{} bytes, expected 8", b.len()))
+            })?)),
+        }
     }
 
     fn get<T: DeserializeOwned>(&self, tree: &sled::Tree, kind: u8, key: &[u8]) -> Result<Option<T>> {
@@ -184,9 +212,17 @@ impl Catalog {
         Ok(())
     }
 
-    /// A fresh unique id.
+    /// A fresh unique id: a counter in the `meta` tree (sled's own `generate_id` skips a
+    /// million ids at every open, which would exhaust 32-bit group ids in a few thousand runs).
+    /// Durable with the record that uses it (every insert is followed by a flush).
     pub fn next_id(&self) -> Result<u64> {
-        Ok(self.db.generate_id()? + 1)
+        loop {
+            let old = self.meta.get(b"next_id")?;
+            let next = self.current_id()? + 1;
+            if self.meta.compare_and_swap(b"next_id", old, Some(&next.to_le_bytes()[..]))?.is_ok() {
+                return Ok(next);
+            }
+        }
     }
 
     /// A storage group by name.

@@ -261,7 +261,7 @@ impl Engine {
         if marker.exists() {
             return Err(Error::AlreadyExists { what: "data directory", name: dir.display().to_string() });
         }
-        std::fs::create_dir_all(dir.join("groups")).map_err(|e| Error::io("create directory", dir, e))?;
+        crate::fsutil::create_dir_durable(&dir.join("groups"))?;
         let engine = {
             crate::fsutil::write_atomic(&marker, MARKER_TEXT.as_bytes())?;
             Self::open_as(dir, holder)?

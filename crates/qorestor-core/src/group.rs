@@ -163,6 +163,9 @@ pub struct GroupStore {
     state: Mutex<DedupState>,
     handles: Mutex<HashMap<u32, Arc<File>>>,
     syncer: Syncer,
+    /// Packs found damaged when the group was opened (id, what was wrong): left untouched for
+    /// verify and repair.
+    damaged: Vec<(u32, String)>,
 }
 
 /// A chunk ready to be appended: fingerprint, raw length, codec and payload.
@@ -184,7 +187,7 @@ impl GroupStore {
         let packs_dir = dir.join("packs");
         let recipes_dir = dir.join("recipes");
         for d in [dir, &packs_dir, &recipes_dir] {
-            std::fs::create_dir_all(d).map_err(|e| Error::io("create directory", d, e))?;
+            crate::fsutil::create_dir_durable(d)?;
         }
         let mut index = FingerprintIndex::open(&dir.join("fp.idx"))?;
         let mut ids = list_packs(&packs_dir)?;
@@ -192,6 +195,7 @@ impl GroupStore {
         // Packs from the watermark on may be missing from the index; any pack without a valid
         // trailer was being written at a crash and gets its torn tail dropped and sealed.
         let watermark = index.watermark();
+        let mut damaged = Vec::new();
         for &id in &ids {
             let path = pack::pack_path(&packs_dir, id);
             let len = std::fs::metadata(&path).map_err(|e| Error::io("stat", &path, e))?.len();
@@ -203,7 +207,11 @@ impl GroupStore {
             if id < watermark && pack::is_sealed(&path)? {
                 continue;
             }
-            for e in pack::recover(&path)? {
+            let (entries, state) = pack::recover(&path)?;
+            if let pack::PackState::Damaged(why) = state {
+                damaged.push((id, why));
+            }
+            for e in entries {
                 index.insert(&e.fp, id)?;
             }
         }
@@ -227,6 +235,7 @@ impl GroupStore {
             }),
             handles: Mutex::new(HashMap::new()),
             syncer: Syncer::start(),
+            damaged,
         })
     }
 
@@ -248,6 +257,11 @@ impl GroupStore {
     /// The directory of packs.
     pub fn packs_dir(&self) -> &Path {
         &self.packs_dir
+    }
+
+    /// Packs found damaged when the group was opened, with what was wrong.
+    pub fn damaged_packs(&self) -> &[(u32, String)] {
+        &self.damaged
     }
 
     /// Entries in the fingerprint index.

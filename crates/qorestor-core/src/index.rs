@@ -25,6 +25,10 @@ use crate::format::*;
 use crate::mmap::MappedFile;
 
 const MIN_SLOTS: u64 = 1 << 14;
+/// A sanity limit on the table a header may claim (2^32 slots: a 128 GiB file, over 3 billion
+/// unique chunks), so a damaged header over a sparse file cannot make the engine allocate and
+/// scan without bound.
+const MAX_SLOTS: u64 = 1 << 32;
 const BLOOM_PROBES: u64 = 4;
 
 /// The in-RAM Bloom filter in front of the table.
@@ -100,9 +104,12 @@ pub fn decode_index_header(b: &[u8], file_len: u64) -> Result<IndexHeader, crate
     if crc32(&[&b[..32]]) != le_u32(b, 32) {
         return Err(crate::DecodeError::new(what, "checksum mismatch"));
     }
+    if b[10..12] != [0; 2] || b[36..40] != [0; 4] {
+        return Err(crate::DecodeError::new(what, "reserved bytes are not zero"));
+    }
     let h = IndexHeader { slots: le_u64(b, 12), count: le_u64(b, 20), watermark: le_u32(b, 28) };
     let expected = h.slots.checked_mul(INDEX_SLOT_LEN as u64).and_then(|n| n.checked_add(INDEX_HEADER_LEN as u64));
-    if !h.slots.is_power_of_two() || h.slots < MIN_SLOTS || expected != Some(file_len) {
+    if !h.slots.is_power_of_two() || !(MIN_SLOTS..=MAX_SLOTS).contains(&h.slots) || expected != Some(file_len) {
         return Err(crate::DecodeError::new(what, format!("{} slots do not fit a {file_len}-byte file", h.slots)));
     }
     Ok(h)

@@ -92,6 +92,9 @@ pub fn decode_pack_header(b: &[u8]) -> Result<(u32, u32), DecodeError> {
     if crc32(&[&b[..28]]) != le_u32(b, 28) {
         return Err(DecodeError::new(what, "checksum mismatch"));
     }
+    if b[10..12] != [0; 2] || b[20..28] != [0; 8] {
+        return Err(DecodeError::new(what, "reserved bytes are not zero"));
+    }
     Ok((le_u32(b, 12), le_u32(b, 16)))
 }
 
@@ -150,6 +153,12 @@ fn check_lengths(what: &'static str, codec: Codec, raw_len: u32, stored_len: u32
 
 /// Checks the record CRC over the header bytes and the payload.
 pub fn check_record_payload(header_bytes: &[u8], header: &RecordHeader, payload: &[u8]) -> Result<(), DecodeError> {
+    if header_bytes.len() < RECORD_HEADER_LEN {
+        return Err(DecodeError::new(
+            "chunk record",
+            format!("{} header bytes, need {RECORD_HEADER_LEN}", header_bytes.len()),
+        ));
+    }
     if payload.len() != header.stored_len as usize {
         return Err(DecodeError::new(
             "chunk record",
@@ -247,7 +256,10 @@ pub fn decode_footer(bytes: &[u8], footer_offset: u64) -> Result<Vec<FooterEntry
         return Err(DecodeError::new(what, "shorter than a trailer"));
     }
     let (body, t) = bytes.split_at(bytes.len() - TRAILER_LEN);
-    let (offset, count) = decode_trailer(t, footer_offset + bytes.len() as u64)?;
+    let file_len = footer_offset
+        .checked_add(bytes.len() as u64)
+        .ok_or_else(|| DecodeError::new(what, format!("footer offset {footer_offset} is impossible")))?;
+    let (offset, count) = decode_trailer(t, file_len)?;
     if offset != footer_offset || body.len() != count as usize * FOOTER_ENTRY_LEN {
         return Err(DecodeError::new(what, "trailer does not match footer size"));
     }
@@ -257,6 +269,9 @@ pub fn decode_footer(bytes: &[u8], footer_offset: u64) -> Result<Vec<FooterEntry
     let mut entries = Vec::with_capacity(count as usize);
     for e in body.chunks_exact(FOOTER_ENTRY_LEN) {
         let codec = Codec::from_u8(e[44]).ok_or_else(|| DecodeError::new(what, format!("unknown codec {}", e[44])))?;
+        if e[45..48] != [0; 3] {
+            return Err(DecodeError::new(what, "entry padding is not zero"));
+        }
         let mut fp = [0u8; 32];
         fp.copy_from_slice(&e[0..32]);
         let entry = FooterEntry {
@@ -306,11 +321,13 @@ pub fn read_footer(file: &File, path: &Path) -> Result<Vec<FooterEntry>> {
 
 /// Scans the records of a pack from the header on, stopping at the first record that is torn
 /// or invalid. Returns the valid records and the offset where they end.
+///
+/// A pack whose header is missing or invalid is reported as a corrupt-data error.
 pub fn scan_records(path: &Path) -> Result<(Vec<FooterEntry>, u64)> {
     let file = File::open(path).map_err(|e| Error::io("open", path, e))?;
     let mut r = BufReader::with_capacity(1 << 20, file);
     let mut head = [0u8; PACK_HEADER_LEN];
-    r.read_exact(&mut head).map_err(|e| Error::io("read", path, e))?;
+    r.read_exact(&mut head).map_err(|_| Error::corrupt("pack header", path, "file shorter than a pack header"))?;
     decode_pack_header(&head).map_err(|e| e.at(path))?;
     let mut entries = Vec::new();
     let mut pos = PACK_HEADER_LEN as u64;
@@ -354,19 +371,47 @@ pub fn is_sealed(path: &Path) -> Result<bool> {
     Ok(decode_trailer(&t, len).is_ok())
 }
 
-/// Opens a pack and returns its footer; an unsealed pack (torn tail after a crash) is repaired
-/// first: valid records are kept, the rest truncated, and a footer written and synced.
-pub fn recover(path: &Path) -> Result<Vec<FooterEntry>> {
+/// What [`recover`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PackState {
+    /// The pack was sealed and its footer valid.
+    Sealed,
+    /// The pack was unsealed (a crash during appends): its torn tail was truncated and it was
+    /// sealed.
+    Repaired,
+    /// The pack is damaged (bad header, or a sealed pack whose footer does not decode). It was
+    /// left as it is; the records readable from its start are returned. Verify and repair deal
+    /// with it.
+    Damaged(String),
+}
+
+/// Opens a pack and returns its records. An unsealed pack (torn tail after a crash) is repaired
+/// first: valid records are kept, the rest truncated, and a footer written and synced. A pack
+/// that ends in a trailer but whose footer or header is damaged is never modified: only its
+/// readable records are returned, with [`PackState::Damaged`].
+pub fn recover(path: &Path) -> Result<(Vec<FooterEntry>, PackState)> {
     let file = OpenOptions::new().read(true).write(true).open(path).map_err(|e| Error::io("open", path, e))?;
-    if let Ok(entries) = read_footer(&file, path) {
-        return Ok(entries);
+    let footer_error = match read_footer(&file, path) {
+        Ok(entries) => return Ok((entries, PackState::Sealed)),
+        Err(e @ Error::Io { .. }) => return Err(e),
+        Err(e) => e.to_string(),
+    };
+    let len = file.metadata().map_err(|e| Error::io("stat", path, e))?.len();
+    let mut tail = [0u8; 8];
+    let ends_in_trailer = len >= 8 && file.read_exact_at(&mut tail, len - 8).is_ok() && tail == TRAILER_MAGIC;
+    let (entries, end) = match scan_records(path) {
+        Ok(x) => x,
+        Err(e @ Error::Corrupt { .. }) => return Ok((Vec::new(), PackState::Damaged(e.to_string()))),
+        Err(e) => return Err(e),
+    };
+    if ends_in_trailer {
+        return Ok((entries, PackState::Damaged(footer_error)));
     }
-    let (entries, end) = scan_records(path)?;
     file.set_len(end).map_err(|e| Error::io("truncate", path, e))?;
     let footer = encode_footer(&entries, end);
     file.write_all_at(&footer, end).map_err(|e| Error::io("write", path, e))?;
     file.sync_all().map_err(|e| Error::io("fsync", path, e))?;
-    Ok(entries)
+    Ok((entries, PackState::Repaired))
 }
 
 /// The pack currently being appended to in a storage group.

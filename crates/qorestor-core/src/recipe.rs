@@ -132,6 +132,9 @@ pub fn decode_recipe(b: &[u8]) -> Result<Recipe, DecodeError> {
     if crc32(&[&b[..36], &b[RECIPE_HEADER_LEN..names_end]]) != le_u32(b, 36) {
         return Err(DecodeError::new(what, "header checksum mismatch"));
     }
+    if b[10..12] != [0; 2] {
+        return Err(DecodeError::new(what, "reserved header bytes are not zero"));
+    }
     let (body, t) = b.split_at(b.len() - RECIPE_TRAILER_LEN);
     if t[24..32] != RECIPE_TRAILER_MAGIC || t[20..24] != [0; 4] {
         return Err(DecodeError::new(what, "bad trailer magic (incomplete recipe)"));

@@ -609,7 +609,7 @@ fn sealed_pack_golden_and_recovery() {
     let f = std::fs::File::open(&path).unwrap();
     assert_eq!(pack::read_footer(&f, &path).unwrap(), layout.entries());
     assert_eq!(pack::scan_records(&path).unwrap(), (layout.entries(), layout.footer_offset));
-    assert_eq!(pack::recover(&path).unwrap(), layout.entries());
+    assert_eq!(pack::recover(&path).unwrap(), (layout.entries(), pack::PackState::Sealed));
     assert_eq!(std::fs::read(&path).unwrap(), b, "recover leaves a sealed pack alone");
 
     // A torn pack keeps the records that are whole and is sealed again.
@@ -627,23 +627,35 @@ fn sealed_pack_golden_and_recovery() {
             .filter(|e| e.offset as u64 + RECORD_HEADER_LEN as u64 + e.stored_len as u64 <= n)
             .collect::<Vec<_>>();
         let end = ends[whole.len()];
-        assert_eq!(pack::recover(&path).unwrap(), whole, "torn at {n}");
+        assert_eq!(pack::recover(&path).unwrap(), (whole.clone(), pack::PackState::Repaired), "torn at {n}");
         let mut expect = b[..end as usize].to_vec();
         expect.extend(encode_footer(&whole, end));
         assert_eq!(std::fs::read(&path).unwrap(), expect, "torn at {n}");
     }
-    // A damaged trailer: the pack is rescanned and sealed again, identical to the original.
+    // A damaged trailer magic looks like a torn tail: the pack is rescanned and sealed again,
+    // identical to the original.
     let mut damaged = b.clone();
     let last = damaged.len() - 1;
     damaged[last] ^= 0x40;
     std::fs::write(&path, &damaged).unwrap();
-    assert_eq!(pack::recover(&path).unwrap(), layout.entries());
+    assert_eq!(pack::recover(&path).unwrap(), (layout.entries(), pack::PackState::Repaired));
     assert_eq!(std::fs::read(&path).unwrap(), b);
-    // A damaged header: the pack cannot be scanned.
+    // A damaged footer behind an intact trailer: bit rot, not a crash. The pack is left as it
+    // is and its readable records are returned.
+    let mut damaged = b.clone();
+    damaged[layout.footer_offset as usize + 3] ^= 1;
+    std::fs::write(&path, &damaged).unwrap();
+    let (entries, state) = pack::recover(&path).unwrap();
+    assert_eq!(entries, layout.entries());
+    assert!(matches!(state, pack::PackState::Damaged(_)), "{state:?}");
+    assert_eq!(std::fs::read(&path).unwrap(), damaged, "a damaged sealed pack is never modified");
+    // A damaged header: nothing can be read, and nothing is changed.
     let mut damaged = b[..layout.footer_offset as usize].to_vec();
     damaged[3] ^= 1;
     std::fs::write(&path, &damaged).unwrap();
-    assert!(pack::recover(&path).is_err());
+    let (entries, state) = pack::recover(&path).unwrap();
+    assert!(entries.is_empty() && matches!(state, pack::PackState::Damaged(_)), "{state:?}");
+    assert_eq!(std::fs::read(&path).unwrap(), damaged);
 }
 
 // ---------------------------------------------------------------------------------------------
