@@ -8,7 +8,7 @@
 //! - [`output`]: human (tables, sizes, ratios) and JSON rendering;
 //! - [`progress`]: an indicatif implementation of [`qorestor_core::Progress`];
 //! - one module per command group: [`init`], [`group`], [`container`], [`stream`], [`stats`],
-//!   [`bench`].
+//!   [`mod@bench`].
 //!
 //! Exit codes: 0 on success, 1 when an operation failed, 2 for bad usage.
 

@@ -91,7 +91,7 @@ const INCOMPRESSIBLE_BITS: f64 = 7.85;
 const SAMPLE_WINDOW: usize = 4096;
 
 /// Whether `raw` looks incompressible: order-0 entropy of up to two 4 KiB windows (start and
-/// middle) above [`INCOMPRESSIBLE_BITS`].
+/// middle) above 7.85 bits per byte.
 pub fn looks_incompressible(raw: &[u8]) -> bool {
     let mut counts = [0u32; 256];
     let mut count = |w: &[u8]| w.iter().for_each(|&b| counts[b as usize] += 1);
