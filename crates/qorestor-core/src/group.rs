@@ -33,6 +33,8 @@ use crate::pack::{self, ChunkLoc, FooterEntry, PackWriter};
 pub const PACK_TARGET_LEN: u64 = 32 << 20;
 /// Packs whose footers the locality cache keeps.
 const CACHE_PACKS: usize = 32;
+/// Entries of the open pack copied for predictions after one probe hit.
+const OPEN_PACK_SNAPSHOT: usize = 4096;
 /// Open read handles kept before the handle cache is emptied.
 const MAX_OPEN_HANDLES: usize = 256;
 /// The index is checkpointed after this many sealed packs (bounds recovery work).
@@ -41,7 +43,7 @@ const CHECKPOINT_EVERY: u32 = 64;
 /// Fingerprint → location for the footers of recently used packs, evicted whole packs at a time.
 struct LocalityCache {
     map: HashMap<Fingerprint, ChunkLoc>,
-    packs: VecDeque<(u32, Vec<Fingerprint>)>,
+    packs: VecDeque<(u32, Arc<Vec<FooterEntry>>)>,
 }
 
 impl LocalityCache {
@@ -53,22 +55,27 @@ impl LocalityCache {
         self.packs.iter().any(|(p, _)| *p == id)
     }
 
-    fn insert_pack(&mut self, id: u32, entries: &[FooterEntry]) {
+    fn insert_pack(&mut self, id: u32, entries: Vec<FooterEntry>) {
         if self.packs.len() >= CACHE_PACKS {
-            if let Some((old, fps)) = self.packs.pop_front() {
-                for fp in fps {
-                    if self.map.get(&fp).is_some_and(|l| l.pack == old) {
-                        self.map.remove(&fp);
+            if let Some((old, entries)) = self.packs.pop_front() {
+                for e in entries.iter() {
+                    if self.map.get(&e.fp).is_some_and(|l| l.pack == old) {
+                        self.map.remove(&e.fp);
                     }
                 }
             }
         }
-        let mut fps = Vec::with_capacity(entries.len());
-        for e in entries {
+        for e in &entries {
             self.map.entry(e.fp).or_insert(ChunkLoc { pack: id, offset: e.offset, stored_len: e.stored_len });
-            fps.push(e.fp);
         }
-        self.packs.push_back((id, fps));
+        self.packs.push_back((id, Arc::new(entries)));
+    }
+
+    /// The chunks stored after `loc` in its pack, if the pack's footer is cached.
+    fn successors(&self, loc: &ChunkLoc) -> Option<Successors> {
+        let (_, entries) = self.packs.iter().find(|(p, _)| *p == loc.pack)?;
+        let at = entries.binary_search_by_key(&loc.offset, |e| e.offset).ok()?;
+        Some(Successors { pack: loc.pack, entries: entries.clone(), next: at + 1 })
     }
 }
 
@@ -148,6 +155,28 @@ impl Drop for Syncer {
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
+    }
+}
+
+/// The chunks that follow a given chunk in its pack, in the order they were stored: where a
+/// duplicate stream will most likely continue (see `writer`'s predictive chunking).
+#[derive(Debug, Clone)]
+pub struct Successors {
+    pack: u32,
+    entries: Arc<Vec<FooterEntry>>,
+    next: usize,
+}
+
+impl Successors {
+    /// The next chunk and its location, if any.
+    pub fn peek(&self) -> Option<(&FooterEntry, ChunkLoc)> {
+        let e = self.entries.get(self.next)?;
+        Some((e, ChunkLoc { pack: self.pack, offset: e.offset, stored_len: e.stored_len }))
+    }
+
+    /// Moves past the next chunk.
+    pub fn advance(&mut self) {
+        self.next += 1;
     }
 }
 
@@ -302,7 +331,7 @@ impl GroupStore {
                 .handle(id)
                 .and_then(|f| pack::read_footer(&f, &pack::pack_path(&self.packs_dir, id)))
                 .unwrap_or_default();
-            st.cache.insert_pack(id, &entries);
+            st.cache.insert_pack(id, entries);
             if let Some(l) = st.cache.map.get(fp) {
                 found = Some(*l);
                 break;
@@ -320,6 +349,25 @@ impl GroupStore {
             let l = self.lookup_locked(&mut st, fp);
             out.push(l);
         }
+    }
+
+    /// Finds where a chunk is stored and, when its pack's footer is cached, the chunks stored
+    /// after it.
+    pub fn locate_with_successors(&self, fp: &Fingerprint) -> Option<(ChunkLoc, Option<Successors>)> {
+        let mut st = self.state.lock();
+        let loc = self.lookup_locked(&mut st, fp)?;
+        let successors = match st.open.as_ref().filter(|o| o.id() == loc.pack) {
+            // The open pack grows: follow a bounded snapshot of what it holds now.
+            Some(open) => {
+                let entries = open.entries();
+                entries.binary_search_by_key(&loc.offset, |e| e.offset).ok().map(|at| {
+                    let rest = &entries[at + 1..entries.len().min(at + 1 + OPEN_PACK_SNAPSHOT)];
+                    Successors { pack: loc.pack, entries: Arc::new(rest.to_vec()), next: 0 }
+                })
+            }
+            None => st.cache.successors(&loc),
+        };
+        Some((loc, successors))
     }
 
     /// Finds where a chunk is stored now.
@@ -399,7 +447,7 @@ impl GroupStore {
             Err(e) => return Err(self.poison(st, &e)),
         };
         st.open_map.clear();
-        st.cache.insert_pack(id, &entries);
+        st.cache.insert_pack(id, entries);
         self.syncer.submit(file, path);
         st.sealed_since_checkpoint += 1;
         if st.sealed_since_checkpoint >= CHECKPOINT_EVERY {

@@ -14,7 +14,7 @@
 
 use std::collections::BTreeMap;
 use std::io::{self, Read, Write};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
@@ -27,11 +27,15 @@ use crate::engine::{now_secs, EngineInner, StreamInfo};
 use crate::error::{Error, Result};
 use crate::fingerprint::Fingerprint;
 use crate::format::RECORD_HEADER_LEN;
-use crate::group::{GroupStore, Lookup, NewChunk};
+use crate::group::{GroupStore, Lookup, NewChunk, Successors};
+use crate::pack::ChunkLoc;
 use crate::recipe::{RecipeEntry, RecipeHeader, RecipeWriter};
 
 const BLOCK_LEN: usize = 4 << 20;
 const QUEUE_DEPTH: usize = 4;
+/// Chunks are hashed in the writer thread to start predictions once the appender reports at
+/// least this percentage of duplicates in a block.
+const PROBE_DUP_PERCENT: u32 = 50;
 
 /// Live counters of a stream being written (for progress displays).
 #[derive(Debug, Default)]
@@ -48,6 +52,8 @@ pub struct WriteCounters {
     pub chunks: AtomicU64,
     /// Chunks that had to be stored.
     pub new_chunks: AtomicU64,
+    /// Chunks whose boundary came from a verified prediction instead of the chunker.
+    pub predicted_chunks: AtomicU64,
 }
 
 impl WriteCounters {
@@ -76,10 +82,22 @@ impl Buffers {
     }
 }
 
+/// What the writer thread already knows about a chunk it cut.
+#[derive(Clone, Copy)]
+enum Known {
+    /// Nothing: the worker hashes it and looks it up.
+    Nothing,
+    /// Its fingerprint (hashed while probing, not found): the worker looks it up again.
+    Hashed(Fingerprint),
+    /// Its fingerprint and where it is stored (a verified prediction or a probe hit).
+    Located(Fingerprint, ChunkLoc),
+}
+
 struct Block {
     seq: u64,
     bufs: Buffers,
     cuts: Vec<u32>,
+    known: Vec<Known>,
 }
 
 struct HashedBlock {
@@ -102,6 +120,11 @@ pub struct StreamWriter {
     /// Bytes of `bufs.data` filled with input.
     filled: usize,
     cuts: Vec<u32>,
+    known: Vec<Known>,
+    /// The chunks expected next, while the stream repeats stored data.
+    predictor: Option<Successors>,
+    /// Percentage of duplicate chunks in the last block the appender stored.
+    recent_dup_percent: Arc<AtomicU32>,
     seq: u64,
     to_workers: Option<Sender<Block>>,
     workers: Vec<JoinHandle<()>>,
@@ -111,15 +134,29 @@ pub struct StreamWriter {
 }
 
 fn worker_loop(group: Arc<GroupStore>, level: Option<i32>, rx: Receiver<Block>, tx: Sender<HashedBlock>) {
+    let (mut ask, mut answers) = (Vec::new(), Vec::new());
     for mut block in rx {
         let mut fps = Vec::with_capacity(block.cuts.len());
+        let mut found = Vec::with_capacity(block.cuts.len());
         let mut start = 0usize;
-        for &end in &block.cuts {
-            fps.push(Fingerprint::of(&block.bufs.data[start..end as usize]));
+        for (&end, known) in block.cuts.iter().zip(&block.known) {
+            let (fp, loc) = match *known {
+                Known::Nothing => (Fingerprint::of(&block.bufs.data[start..end as usize]), None),
+                Known::Hashed(fp) => (fp, None),
+                Known::Located(fp, loc) => (fp, Some(loc)),
+            };
+            fps.push(fp);
+            found.push(loc);
             start = end as usize;
         }
-        let mut found = Vec::new();
-        group.lookup_batch(&fps, &mut found);
+        // Look up, under one lock, the chunks whose location is not known yet.
+        ask.clear();
+        ask.extend(fps.iter().zip(&found).filter(|(_, l)| l.is_none()).map(|(fp, _)| *fp));
+        group.lookup_batch(&ask, &mut answers);
+        let mut answer = answers.iter();
+        for l in found.iter_mut().filter(|l| l.is_none()) {
+            *l = *answer.next().expect("one answer per question");
+        }
         let Buffers { data, payloads } = &mut block.bufs;
         payloads.clear();
         let mut encodings = Vec::with_capacity(fps.len());
@@ -189,13 +226,18 @@ fn appender_loop(
     rx: Receiver<HashedBlock>,
     pool: Sender<Buffers>,
     counters: Arc<WriteCounters>,
+    recent_dup_percent: Arc<AtomicU32>,
 ) -> Result<RecipeWriter> {
     let mut next = 0u64;
     let mut waiting = BTreeMap::new();
     for hb in rx {
         waiting.insert(hb.block.seq, hb);
         while let Some(hb) = waiting.remove(&next) {
+            let new_before = counters.new_chunks.load(Ordering::Relaxed);
             append_block(&group, &hb, &mut recipe, &counters)?;
+            let new = counters.new_chunks.load(Ordering::Relaxed) - new_before;
+            let n = hb.block.cuts.len().max(1) as u64;
+            recent_dup_percent.store((100 * (n - new.min(n)) / n) as u32, Ordering::Relaxed);
             next += 1;
             let _ = pool.try_send(hb.block.bufs);
         }
@@ -240,10 +282,11 @@ impl StreamWriter {
             );
         }
         drop(to_appender);
-        let (g, c) = (group.clone(), counters.clone());
+        let recent_dup_percent = Arc::new(AtomicU32::new(0));
+        let (g, c, d) = (group.clone(), counters.clone(), recent_dup_percent.clone());
         let appender = std::thread::Builder::new()
             .name("qorestor-append".into())
-            .spawn(move || appender_loop(g, recipe, from_workers, pool_tx, c))
+            .spawn(move || appender_loop(g, recipe, from_workers, pool_tx, c, d))
             .map_err(|e| Error::io("spawn appender", "", e))?;
         Ok(StreamWriter {
             engine,
@@ -255,6 +298,9 @@ impl StreamWriter {
             bufs: Buffers::new(),
             filled: 0,
             cuts: Vec::new(),
+            known: Vec::new(),
+            predictor: None,
+            recent_dup_percent,
             seq: 0,
             to_workers: Some(to_workers),
             workers,
@@ -269,9 +315,69 @@ impl StreamWriter {
         self.counters.clone()
     }
 
+    /// Cuts the buffered bytes into chunks and sends the complete ones to the workers.
+    ///
+    /// Predictive chunking: while the stream repeats stored data, the next chunk is most
+    /// likely the one stored after the previous chunk in its pack. The prediction is checked by
+    /// hashing exactly that span: if the BLAKE3 matches, the bytes are that chunk and the
+    /// content-defined chunker, which depends only on the bytes since the chunk start, would
+    /// have cut at the same place (except after a chunk that ended a stream early, which only
+    /// moves one boundary: data is never affected), so the gear scan is skipped. A mismatch
+    /// falls back to the chunker. Predictions start from a probe: once the appender reports a
+    /// block mostly of duplicates, chunks cut by the chunker are hashed here and looked up.
+    fn cut_block(&mut self, eof: bool) -> usize {
+        let data = &self.bufs.data[..self.filled];
+        let max = self.chunker.params().max as usize;
+        let probing = self.recent_dup_percent.load(Ordering::Relaxed) >= PROBE_DUP_PERCENT;
+        let mut pos = 0usize;
+        while pos < data.len() {
+            if let Some(pred) = self.predictor.as_mut() {
+                match pred.peek() {
+                    Some((e, loc)) if pos + e.raw_len as usize <= data.len() => {
+                        let end = pos + e.raw_len as usize;
+                        if Fingerprint::of(&data[pos..end]) == e.fp {
+                            self.cuts.push(end as u32);
+                            self.known.push(Known::Located(e.fp, loc));
+                            self.counters.predicted_chunks.fetch_add(1, Ordering::Relaxed);
+                            pred.advance();
+                            pos = end;
+                            continue;
+                        }
+                        self.predictor = None;
+                    }
+                    Some(_) if !eof => break,
+                    _ => self.predictor = None,
+                }
+            }
+            let rest = &data[pos..];
+            let len = self.chunker.cut(rest);
+            if !(len < rest.len() || len == max || eof) {
+                break;
+            }
+            let end = pos + len;
+            let known = if probing {
+                let fp = Fingerprint::of(&data[pos..end]);
+                match self.group.locate_with_successors(&fp) {
+                    Some((loc, successors)) => {
+                        self.predictor = successors;
+                        Known::Located(fp, loc)
+                    }
+                    None => Known::Hashed(fp),
+                }
+            } else {
+                Known::Nothing
+            };
+            self.cuts.push(end as u32);
+            self.known.push(known);
+            pos = end;
+        }
+        pos
+    }
+
     fn dispatch(&mut self, eof: bool) -> Result<()> {
         self.cuts.clear();
-        let used = self.chunker.cut_all(&self.bufs.data[..self.filled], eof, &mut self.cuts);
+        self.known.clear();
+        let used = self.cut_block(eof);
         if used == 0 {
             return Ok(());
         }
@@ -283,6 +389,7 @@ impl StreamWriter {
             seq: self.seq,
             bufs: std::mem::replace(&mut self.bufs, next),
             cuts: std::mem::take(&mut self.cuts),
+            known: std::mem::take(&mut self.known),
         };
         self.seq += 1;
         let sent = self.to_workers.as_ref().is_some_and(|tx| tx.send(block).is_ok());

@@ -398,3 +398,33 @@ fn ids_are_dense_across_sessions() {
     ids.dedup();
     assert_eq!(ids.len(), 6, "every group got its own id");
 }
+
+#[test]
+fn a_repeated_stream_is_cut_by_prediction_exactly_like_the_chunker() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = engine_with_small_chunks(dir.path());
+    let mut bytes = data(21, 24 << 20);
+    put(&e, "c", "first", &bytes, 1 << 20);
+    let before = e.stats(&StatsScope::StorageGroup("small".into())).unwrap();
+    let mut w = e.create_stream("c", "second").unwrap();
+    let counters = w.counters();
+    w.write_all(&bytes).unwrap();
+    let info = w.finish().unwrap();
+    let predicted = counters.predicted_chunks.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(predicted > info.chunks / 4, "{predicted} of {} chunks predicted", info.chunks);
+    assert_eq!(info.new_chunks, 0);
+    let after = e.stats(&StatsScope::StorageGroup("small".into())).unwrap();
+    assert_eq!(after.unique_chunks, before.unique_chunks, "the same cut points as the chunker");
+    assert_eq!(get(&e, "c", "second"), bytes);
+    // An edited copy: predictions fail at the edit, the chunker takes over and resynchronises.
+    bytes.splice(5_000_000..5_000_000, data(22, 3000));
+    bytes.drain(15_000_000..15_000_100);
+    put(&e, "c", "third", &bytes, 1 << 20);
+    assert_eq!(get(&e, "c", "third"), bytes);
+    let edited = e.stats(&StatsScope::StorageGroup("small".into())).unwrap();
+    assert!(
+        edited.unique_chunks - after.unique_chunks < 20,
+        "{} new chunks",
+        edited.unique_chunks - after.unique_chunks
+    );
+}
