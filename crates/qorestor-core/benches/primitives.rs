@@ -72,6 +72,12 @@ fn main() {
             payloads.push((codec, out));
         }
     });
+    let tried_raw = payloads
+        .iter()
+        .zip(&chunks)
+        .filter(|((codec, _), c)| *codec == Codec::Raw && !qorestor_core::compress::looks_incompressible(c))
+        .count();
+    println!("{tried_raw} chunks were tried and still stored raw");
     let stored: usize =
         payloads.iter().zip(&chunks).map(|((codec, p), c)| if *codec == Codec::Raw { c.len() } else { p.len() }).sum();
     println!("compressed to {:.1}% of raw", 100.0 * stored as f64 / data.len() as f64);

@@ -238,7 +238,10 @@ impl Engine {
         if text != MARKER_TEXT {
             return Err(Error::corrupt("format marker", &marker, format!("unsupported content {text:?}")));
         }
-        let lock = DirLock::acquire(dir, holder)?;
+        Self::open_locked(dir, DirLock::acquire(dir, holder)?)
+    }
+
+    fn open_locked(dir: &Path, lock: DirLock) -> Result<Engine> {
         let catalog = Catalog::open(&dir.join("catalog"))?;
         Ok(Engine {
             inner: Arc::new(EngineInner {
@@ -256,17 +259,26 @@ impl Engine {
     }
 
     /// Like [`Engine::create`], naming the holder in the lock file.
+    ///
+    /// The format marker is written last, after the catalog holds the default storage group:
+    /// a directory without it was never initialised, or its initialisation was interrupted
+    /// (nothing was stored in it yet, since every command initialises first), and creating
+    /// it again finishes the job.
     pub fn create_as(dir: &Path, holder: &str) -> Result<Engine> {
         let marker = dir.join(MARKER);
         if marker.exists() {
             return Err(Error::AlreadyExists { what: "data directory", name: dir.display().to_string() });
         }
         crate::fsutil::create_dir_durable(&dir.join("groups"))?;
-        let engine = {
-            crate::fsutil::write_atomic(&marker, MARKER_TEXT.as_bytes())?;
-            Self::open_as(dir, holder)?
-        };
-        engine.add_storage_group(DEFAULT_GROUP, GroupOptions::default())?;
+        let lock = DirLock::acquire(dir, holder)?;
+        if marker.exists() {
+            return Err(Error::AlreadyExists { what: "data directory", name: dir.display().to_string() });
+        }
+        let engine = Self::open_locked(dir, lock)?;
+        if engine.catalog().group(DEFAULT_GROUP)?.is_none() {
+            engine.add_storage_group(DEFAULT_GROUP, GroupOptions::default())?;
+        }
+        crate::fsutil::write_atomic(&marker, MARKER_TEXT.as_bytes())?;
         Ok(engine)
     }
 
@@ -278,9 +290,12 @@ impl Engine {
     /// Like [`Engine::open_or_create`], naming the holder in the lock file.
     pub fn open_or_create_as(dir: &Path, holder: &str) -> Result<Engine> {
         if dir.join(MARKER).exists() {
-            Self::open_as(dir, holder)
-        } else {
-            Self::create_as(dir, holder)
+            return Self::open_as(dir, holder);
+        }
+        match Self::create_as(dir, holder) {
+            // Another process finished creating it meanwhile.
+            Err(Error::AlreadyExists { .. }) => Self::open_as(dir, holder),
+            other => other,
         }
     }
 
