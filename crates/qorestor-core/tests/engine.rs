@@ -459,3 +459,40 @@ fn a_repeated_stream_is_cut_by_prediction_exactly_like_the_chunker() {
         edited.unique_chunks - after.unique_chunks
     );
 }
+
+#[test]
+fn concurrent_writers_and_readers_share_a_group() {
+    // Several client streams at once into one storage group (as VTL drives or OST clients
+    // will), with shared content, while another thread reads a finished stream.
+    let dir = tempfile::tempdir().unwrap();
+    let e = engine_with_small_chunks(dir.path());
+    let base = data(31, 6 << 20);
+    put(&e, "c", "base", &base, 1 << 20);
+    let streams: Vec<Vec<u8>> = (0..4u64)
+        .map(|i| {
+            let mut d = base.clone();
+            let at = (i as usize + 1) * 1_000_000;
+            d.splice(at..at, data(40 + i, 50_000));
+            d
+        })
+        .collect();
+    std::thread::scope(|s| {
+        for (i, d) in streams.iter().enumerate() {
+            let e = e.clone();
+            s.spawn(move || put(&e, "c", &format!("w{i}"), d, 100_000 + i * 7777));
+        }
+        let e2 = e.clone();
+        let base = &base;
+        s.spawn(move || {
+            for _ in 0..3 {
+                assert!(get(&e2, "c", "base") == *base);
+            }
+        });
+    });
+    for (i, d) in streams.iter().enumerate() {
+        assert!(get(&e, "c", &format!("w{i}")) == *d, "w{i}");
+    }
+    let st = e.stats(&StatsScope::Container("c".into())).unwrap();
+    // Five ~6 MB streams that are mostly the same data: close to 5x dedup.
+    assert!(st.dedup_ratio > 4.0, "{st:?}");
+}
