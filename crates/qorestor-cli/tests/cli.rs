@@ -363,6 +363,23 @@ fn empty_stream_round_trips() {
 }
 
 #[test]
+fn a_reader_that_stops_early_ends_get_quietly() {
+    // `qorestor get c/s | head -c 10`: the pipe closes while get still writes.
+    let env = Env::new();
+    env.ok(&["container", "add", "c", "--type", "object"]);
+    let src = env.file("big");
+    fs::write(&src, random(20 << 20, 5)).unwrap();
+    env.ok(&["put", "c/big", s(&src)]);
+    let mut child = env.cmd().args(["get", "c/big"]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let mut first = [0u8; 10];
+    std::io::Read::read_exact(child.stdout.as_mut().unwrap(), &mut first).unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "stderr: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(out.stderr.is_empty(), "stderr: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
 fn bad_usage_exits_2() {
     let env = Env::new();
     let err = env.fail(&["container", "add", "c", "--type", "tape"], 2);
