@@ -1,4 +1,4 @@
-//! `qorestor storage-group add|list|show|delete`.
+//! `qorestor storage-group add|update|list|show|delete`.
 
 use anyhow::Result;
 use clap::{Args, Subcommand, ValueEnum};
@@ -15,10 +15,11 @@ use crate::values::{parse_object_name, parse_size_u32};
     about = "Manage storage groups (dedup domains)",
     long_about = "Manage storage groups.\n\n\
         A storage group is a dedup domain: streams of all its containers share chunks. It has a \
-        compression policy and chunk size parameters, fixed when it is created. Every data \
-        directory starts with the group DefaultGroup.",
+        compression policy (can be changed with update) and chunk size parameters (fixed when it \
+        is created). Every data directory starts with the group DefaultGroup.",
     after_help = "Examples:\n  \
         qorestor storage-group add archive --compression best\n  \
+        qorestor storage-group update archive --compression fast\n  \
         qorestor storage-group list\n  \
         qorestor --json storage-group show archive\n  \
         qorestor storage-group delete archive"
@@ -27,6 +28,13 @@ pub enum GroupCommand {
     /// Create a storage group.
     #[command(long_about = ADD_ABOUT)]
     Add(AddArgs),
+    /// Change a storage group's compression policy.
+    #[command(long_about = "Change a storage group's compression policy. Chunks stored from then \
+                      on use it; stored chunks keep their own encoding (nothing is rewritten). \
+                      Chunk sizes cannot be changed.\n\n\
+                      JSON: the updated storage group object.\n\n\
+                      Example:\n  qorestor storage-group update archive --compression best")]
+    Update(UpdateArgs),
     /// List storage groups.
     #[command(long_about = "List storage groups.\n\nJSON: an array of storage group objects \
                       (name, id, compression, chunk_min, chunk_avg, chunk_max, containers, \
@@ -54,10 +62,11 @@ pub enum GroupCommand {
 const ADD_ABOUT: &str = "\
 Create a storage group.
 
-Compression: none, fast (zstd level 3, the default) or best (zstd level 12: smaller, slower to
-write, as fast to read). Chunk sizes (SIZE: an integer with an optional unit KB/MB/GB/TB or
-KiB/MiB/GiB/TiB) default to 4KiB / 16KiB / 64KiB; the average must be a power of two and
-64 <= min < avg < max <= 4MiB. Neither can be changed later.
+Compression: none, fast (zstd level 1, the default; chunks that look incompressible are stored
+raw without trying) or best (zstd level 12: smaller, slower to write, as fast to read); it can
+be changed later with update. Chunk sizes (SIZE: an integer with an optional unit KB/MB/GB/TB
+or KiB/MiB/GiB/TiB) default to 4KiB / 16KiB / 64KiB; the average must be a power of two and
+64 <= min < avg < max <= 4MiB. They cannot be changed later.
 
 JSON: the new storage group object.
 
@@ -120,6 +129,16 @@ impl AddArgs {
     }
 }
 
+/// Arguments of `storage-group update`.
+#[derive(Debug, Args)]
+pub struct UpdateArgs {
+    /// The storage group's name.
+    pub name: String,
+    /// New compression policy.
+    #[arg(long, value_enum)]
+    pub compression: Option<CompressionArg>,
+}
+
 /// The JSON result of a deletion.
 #[derive(Debug, Serialize)]
 struct Deleted<'a> {
@@ -135,6 +154,14 @@ pub fn run(ctx: &Ctx, cmd: GroupCommand) -> Result<()> {
             let engine = ctx.open("qorestor storage-group add")?;
             let info = engine.add_storage_group(&args.name, opts)?;
             ctx.emit(&info, || format!("created storage group {}\n{}", info.name, details(&info)))
+        }
+        GroupCommand::Update(args) => {
+            if args.compression.is_none() {
+                return Err(UsageError("storage-group update: nothing to change (give --compression)".into()).into());
+            }
+            let engine = ctx.open("qorestor storage-group update")?;
+            let info = engine.update_storage_group(&args.name, args.compression.map(Into::into))?;
+            ctx.emit(&info, || format!("updated storage group {}\n{}", info.name, details(&info)))
         }
         GroupCommand::List => {
             let engine = ctx.open("qorestor storage-group list")?;

@@ -191,6 +191,15 @@ fn storage_groups() {
     assert!(err.contains("bad/name"), "{err}");
     env.fail(&["storage-group", "add", "x", "--compression", "max"], 2);
 
+    let updated = env.json(&["storage-group", "update", "raw", "--compression", "best"]);
+    assert_eq!(updated["compression"], "best");
+    assert_eq!(env.json(&["storage-group", "show", "raw"])["compression"], "best");
+    assert_eq!(updated["chunk_avg"], 8192, "chunk sizes are unchanged");
+    let err = env.fail(&["storage-group", "update", "raw"], 2);
+    assert!(err.contains("--compression"), "{err}");
+    let err = env.fail(&["storage-group", "update", "nope", "--compression", "fast"], 1);
+    assert!(err.contains("\"nope\" does not exist"), "{err}");
+
     env.json(&["container", "add", "inraw", "--storage-group", "raw", "--type", "nas"]);
     let err = env.fail(&["storage-group", "delete", "raw"], 1);
     assert!(err.contains("raw") && err.contains("inraw"), "{err}");
@@ -440,6 +449,7 @@ fn help_names_the_default_directory_and_covers_every_command() {
         &["init"][..],
         &["storage-group"],
         &["storage-group", "add"],
+        &["storage-group", "update"],
         &["storage-group", "list"],
         &["storage-group", "show"],
         &["storage-group", "delete"],

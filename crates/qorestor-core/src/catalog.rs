@@ -243,6 +243,12 @@ impl Catalog {
         Ok(done)
     }
 
+    /// Replaces an existing storage group record (same name) durably.
+    pub fn replace_group(&self, g: &GroupRecord) -> Result<()> {
+        self.groups.insert(g.name.as_bytes(), encode_value(KIND_GROUP, g))?;
+        self.flush()
+    }
+
     /// Removes a storage group record.
     pub fn remove_group(&self, name: &str) -> Result<()> {
         self.groups.remove(name.as_bytes())?;

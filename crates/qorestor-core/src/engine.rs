@@ -357,6 +357,20 @@ impl Engine {
         self.group_info(&record)
     }
 
+    /// Changes a storage group's compression policy; chunks stored from then on use it (stored
+    /// chunks keep their own encoding, so nothing is rewritten).
+    pub fn update_storage_group(&self, name: &str, compression: Option<Compression>) -> Result<GroupInfo> {
+        let mut g = self.group_record(name)?;
+        if let Some(c) = compression {
+            g.compression = c;
+            self.catalog().replace_group(&g)?;
+            if let Some(store) = self.inner.groups.lock().get(&g.id) {
+                store.set_compression(c);
+            }
+        }
+        self.group_info(&g)
+    }
+
     /// All storage groups, by name.
     pub fn storage_groups(&self) -> Result<Vec<GroupInfo>> {
         self.catalog().groups()?.iter().map(|g| self.group_info(g)).collect()

@@ -22,7 +22,7 @@ use std::thread::JoinHandle;
 use parking_lot::{Condvar, Mutex};
 
 use crate::catalog::GroupRecord;
-use crate::compress::Codec;
+use crate::compress::{Codec, Compression};
 use crate::error::{Error, Result};
 use crate::fingerprint::Fingerprint;
 use crate::fsutil::sync_dir;
@@ -186,6 +186,8 @@ pub type Lookup = Option<ChunkLoc>;
 /// A storage group's engine-side state.
 pub struct GroupStore {
     record: GroupRecord,
+    /// The compression policy for new chunks (it can be changed while the group is open).
+    compression: Mutex<Compression>,
     dir: PathBuf,
     packs_dir: PathBuf,
     recipes_dir: PathBuf,
@@ -248,6 +250,7 @@ impl GroupStore {
         let next_pack = ids.last().map_or(1, |m| m + 1);
         index.checkpoint(next_pack)?;
         Ok(GroupStore {
+            compression: Mutex::new(record.compression),
             record,
             dir: dir.to_path_buf(),
             packs_dir,
@@ -268,9 +271,21 @@ impl GroupStore {
         })
     }
 
-    /// The group's catalog record.
+    /// The group's catalog record as it was when the group was opened (name, id and chunking
+    /// never change; see [`GroupStore::compression`] for the current policy).
     pub fn record(&self) -> &GroupRecord {
         &self.record
+    }
+
+    /// The compression policy for chunks stored from now on.
+    pub fn compression(&self) -> Compression {
+        *self.compression.lock()
+    }
+
+    /// Changes the compression policy for streams started from now on (stored chunks keep
+    /// their encoding; every chunk records its own codec).
+    pub fn set_compression(&self, c: Compression) {
+        *self.compression.lock() = c;
     }
 
     /// The group's directory.

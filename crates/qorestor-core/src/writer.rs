@@ -265,7 +265,7 @@ impl StreamWriter {
         };
         let recipe = RecipeWriter::create(group.recipes_dir(), &header)?;
         let chunker = Chunker::new(group.record().chunking)?;
-        let level = group.record().compression.zstd_level();
+        let level = group.compression().zstd_level();
         let counters = Arc::new(WriteCounters::default());
         let (to_workers, from_writer) = bounded::<Block>(QUEUE_DEPTH);
         let (to_appender, from_workers) = bounded::<HashedBlock>(QUEUE_DEPTH);

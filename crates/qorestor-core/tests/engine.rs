@@ -505,3 +505,26 @@ fn concurrent_writers_and_readers_share_a_group() {
     // Five ~6 MB streams that are mostly the same data: close to 5x dedup.
     assert!(st.dedup_ratio > 4.0, "{st:?}");
 }
+
+#[test]
+fn a_group_compression_change_applies_to_new_chunks() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = engine_with_small_chunks(dir.path());
+    let text = b"a log line that compresses well, repeated many times over\n".repeat(20_000);
+    put(&e, "c", "fast", &text, 1 << 16);
+    let fast = e.stats(&StatsScope::Container("c".into())).unwrap();
+    assert!(fast.compression_ratio > 2.0, "{fast:?}");
+    let info = e.update_storage_group("small", Some(Compression::None)).unwrap();
+    assert_eq!(info.compression, Compression::None);
+    e.add_container("d", "small", ContainerKind::Object).unwrap();
+    let other: Vec<u8> = text.iter().map(|b| b.wrapping_add(1)).collect();
+    put(&e, "d", "raw", &other, 1 << 16);
+    let raw = e.stats(&StatsScope::Container("d".into())).unwrap();
+    assert!(raw.compression_ratio < 1.0, "stored raw (record headers only add bytes): {raw:?}");
+    assert_eq!(get(&e, "c", "fast"), text);
+    assert_eq!(get(&e, "d", "raw"), other);
+    drop(e);
+    let e = Engine::open(dir.path()).unwrap();
+    assert_eq!(e.storage_group("small").unwrap().compression, Compression::None, "durable");
+    assert_eq!(e.update_storage_group("nope", None).unwrap_err().kind(), ErrorKind::NotFound);
+}
