@@ -188,7 +188,6 @@ pub struct GroupStore {
     record: GroupRecord,
     /// The compression policy for new chunks (it can be changed while the group is open).
     compression: Mutex<Compression>,
-    dir: PathBuf,
     packs_dir: PathBuf,
     recipes_dir: PathBuf,
     state: Mutex<DedupState>,
@@ -252,7 +251,6 @@ impl GroupStore {
         Ok(GroupStore {
             compression: Mutex::new(record.compression),
             record,
-            dir: dir.to_path_buf(),
             packs_dir,
             recipes_dir,
             state: Mutex::new(DedupState {
@@ -288,29 +286,14 @@ impl GroupStore {
         *self.compression.lock() = c;
     }
 
-    /// The group's directory.
-    pub fn dir(&self) -> &Path {
-        &self.dir
-    }
-
     /// The directory of recipes.
     pub fn recipes_dir(&self) -> &Path {
         &self.recipes_dir
     }
 
-    /// The directory of packs.
-    pub fn packs_dir(&self) -> &Path {
-        &self.packs_dir
-    }
-
     /// Packs found damaged when the group was opened, with what was wrong.
     pub fn damaged_packs(&self) -> &[(u32, String)] {
         &self.damaged
-    }
-
-    /// Entries in the fingerprint index.
-    pub fn indexed_chunks(&self) -> u64 {
-        self.state.lock().index.len()
     }
 
     fn handle(&self, id: u32) -> Result<Arc<File>> {

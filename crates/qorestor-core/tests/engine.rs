@@ -265,7 +265,7 @@ fn a_torn_pack_tail_is_dropped_on_open() {
     }
     // Unseal the pack (cut off footer and trailer) and leave half a record at its end, as a
     // crash in the middle of an append would.
-    let pack = walk(dir.path()).into_iter().find(|p| p.extension().is_some_and(|x| x == "pack")).unwrap();
+    let pack = only_pack(dir.path());
     let file_bytes = std::fs::read(&pack).unwrap();
     let t = &file_bytes[file_bytes.len() - 24..];
     let footer_at = u64::from_le_bytes(t[0..8].try_into().unwrap()) as usize;
@@ -287,7 +287,7 @@ fn damaged_chunks_are_reported_not_returned() {
         let e = engine_with_small_chunks(dir.path());
         put(&e, "c", "s", &bytes, 1 << 16);
     }
-    let pack = walk(dir.path()).into_iter().find(|p| p.extension().is_some_and(|x| x == "pack")).unwrap();
+    let pack = only_pack(dir.path());
     let mut b = std::fs::read(&pack).unwrap();
     b[32 + 48 + 10] ^= 0x40; // inside the first record's payload
     std::fs::write(&pack, &b).unwrap();
@@ -295,6 +295,13 @@ fn damaged_chunks_are_reported_not_returned() {
     let mut out = Vec::new();
     let err = e.open_stream("c", "s").unwrap().read_to_end(&mut out).unwrap_err();
     assert!(err.to_string().contains("c/s"), "{err}");
+}
+
+/// The one pack file of a small test data directory.
+fn only_pack(dir: &Path) -> std::path::PathBuf {
+    let packs: Vec<_> = walk(dir).into_iter().filter(|p| p.extension().is_some_and(|x| x == "pack")).collect();
+    assert_eq!(packs.len(), 1, "{packs:?}");
+    packs.into_iter().next().unwrap()
 }
 
 fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
