@@ -8,11 +8,12 @@
 //! - [`output`]: human (tables, sizes, ratios) and JSON rendering;
 //! - [`progress`]: an indicatif implementation of [`qorestor_core::Progress`];
 //! - one module per command group: [`init`], [`group`], [`container`], [`stream`], [`stats`],
-//!   [`mod@bench`].
+//!   [`cleaner`], [`mod@bench`].
 //!
 //! Exit codes: 0 on success, 1 when an operation failed, 2 for bad usage.
 
 mod bench;
+mod cleaner;
 mod container;
 mod context;
 mod group;
@@ -112,6 +113,9 @@ pub enum Command {
     /// Show space statistics (system-wide, or of a storage group or container).
     #[command(long_about = stats::LONG_ABOUT)]
     Stats(stats::StatsArgs),
+    /// Reclaim the space of deleted streams (run now, status, schedules).
+    #[command(subcommand, long_about = cleaner::LONG_ABOUT)]
+    Cleaner(cleaner::CleanerCommand),
     /// Benchmark ingest and restore on the shared backup dataset.
     Bench(bench::BenchArgs),
 }
@@ -128,6 +132,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Ls(args) => stream::ls(&ctx, args),
         Command::Rm(args) => stream::rm(&ctx, args),
         Command::Stats(args) => stats::run(&ctx, args),
+        Command::Cleaner(cmd) => cleaner::run(&ctx, cmd),
         Command::Bench(args) => bench::run(&ctx, &args),
     }
 }

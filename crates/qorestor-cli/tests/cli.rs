@@ -502,3 +502,50 @@ fn a_second_process_finds_the_directory_in_use() {
     assert_eq!(ls[0]["name"], "s");
     assert_eq!(ls[0]["logical_bytes"], 1000);
 }
+
+#[test]
+fn cleaner_run_status_and_schedules() {
+    let env = Env::new();
+    env.ok(&["container", "add", "c", "--type", "object"]);
+    let a = env.file("a.bin");
+    let b = env.file("b.bin");
+    fs::write(&a, random(3 << 20, 1)).unwrap();
+    fs::write(&b, random(3 << 20, 2)).unwrap();
+    env.ok(&["put", "c/a", s(&a)]);
+    env.ok(&["put", "c/b", s(&b)]);
+    let status = env.json(&["cleaner", "status"]);
+    assert_eq!(status["state"], "idle");
+    assert!(status["last_report"].is_null());
+    env.ok(&["rm", "c/a"]);
+    let before = env.json(&["stats"]);
+    let dry = env.json(&["cleaner", "run", "--dry-run"]);
+    assert_eq!(dry["dry_run"], true);
+    assert!(dry["bytes_reclaimed"].as_i64().unwrap() > 0, "{dry}");
+    assert_eq!(env.json(&["stats"])["stored_bytes"], before["stored_bytes"]);
+    let run = env.json(&["cleaner", "run"]);
+    assert!(run["bytes_reclaimed"].as_i64().unwrap() > 0, "{run}");
+    let after = env.json(&["stats"]);
+    assert!(after["stored_bytes"].as_u64() < before["stored_bytes"].as_u64(), "{before} vs {after}");
+    assert_eq!(after["live_stored_bytes"], before["live_stored_bytes"]);
+    let got = env.file("b.out");
+    env.ok(&["get", "c/b", s(&got)]);
+    assert!(fs::read(&got).unwrap() == random(3 << 20, 2));
+    let status = env.json(&["cleaner", "status"]);
+    assert_eq!(status["state"], "idle");
+    assert_eq!(status["last_report"]["bytes_reclaimed"], run["bytes_reclaimed"]);
+    let human = String::from_utf8(env.ok(&["cleaner", "run"])).unwrap();
+    assert!(human.contains("run complete"), "{human}");
+
+    let added = env.json(&["cleaner", "schedule", "add", "--day", "sat", "--start", "22:00", "--stop", "06:00"]);
+    assert_eq!(added["day"], "saturday");
+    let list = env.json(&["cleaner", "schedule", "list"]);
+    assert_eq!(list.as_array().unwrap().len(), 1);
+    let err = env.fail(&["cleaner", "schedule", "add", "--day", "someday", "--start", "22:00", "--stop", "06:00"], 1);
+    assert!(err.contains("someday"), "{err}");
+    let err = env.fail(&["cleaner", "schedule", "add", "--day", "mon", "--start", "25:00", "--stop", "06:00"], 1);
+    assert!(err.contains("25:00"), "{err}");
+    env.ok(&["cleaner", "schedule", "delete", &added["id"].to_string()]);
+    assert_eq!(env.json(&["cleaner", "schedule", "list"]).as_array().unwrap().len(), 0);
+    let err = env.fail(&["cleaner", "run", "--compact-below", "2"], 1);
+    assert!(err.contains('2'), "{err}");
+}

@@ -110,6 +110,8 @@ pub struct StreamRecord {
 const KIND_GROUP: u8 = 1;
 const KIND_CONTAINER: u8 = 2;
 const KIND_STREAM: u8 = 3;
+/// Kind byte of engine state kept in the `meta` tree (cleaner status, schedules).
+const KIND_META: u8 = 4;
 
 /// Wraps a catalog value: magic, version, kind, JSON body, CRC-32.
 pub fn encode_value<T: Serialize>(kind: u8, v: &T) -> Vec<u8> {
@@ -278,6 +280,17 @@ impl Catalog {
     /// Removes a container record.
     pub fn remove_container(&self, name: &str) -> Result<()> {
         self.containers.remove(name.as_bytes())?;
+        self.flush()
+    }
+
+    /// An engine state record in the `meta` tree (`key` names it, e.g. `cleaner/status`).
+    pub fn meta<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>> {
+        self.get(&self.meta, KIND_META, key.as_bytes())
+    }
+
+    /// Stores an engine state record durably.
+    pub fn put_meta<T: Serialize>(&self, key: &str, v: &T) -> Result<()> {
+        self.meta.insert(key.as_bytes(), encode_value(KIND_META, v))?;
         self.flush()
     }
 

@@ -174,11 +174,13 @@ pub(crate) struct EngineInner {
     dir: PathBuf,
     pub(crate) catalog: Catalog,
     groups: Mutex<HashMap<u32, Arc<GroupStore>>>,
+    /// Held by a cleaner or repair run (one at a time).
+    pub(crate) maintenance: Mutex<()>,
     _lock: DirLock,
 }
 
 impl EngineInner {
-    fn group_store(&self, record: &GroupRecord) -> Result<Arc<GroupStore>> {
+    pub(crate) fn group_store(&self, record: &GroupRecord) -> Result<Arc<GroupStore>> {
         let mut groups = self.groups.lock();
         if let Some(g) = groups.get(&record.id) {
             return Ok(g.clone());
@@ -194,6 +196,7 @@ impl EngineInner {
 
     /// Removes a replaced or deleted stream's recipe (its chunks become garbage for the cleaner).
     pub(crate) fn remove_recipe(&self, group: &GroupStore, stream_id: u64) {
+        let _guard = group.recipe_lock();
         let _ = std::fs::remove_file(recipe_path(group.recipes_dir(), stream_id));
     }
 }
@@ -216,7 +219,7 @@ impl EngineInner {
 /// ```
 #[derive(Clone)]
 pub struct Engine {
-    inner: Arc<EngineInner>,
+    pub(crate) inner: Arc<EngineInner>,
 }
 
 impl Engine {
@@ -248,6 +251,7 @@ impl Engine {
                 dir: dir.to_path_buf(),
                 catalog,
                 groups: Mutex::new(HashMap::new()),
+                maintenance: Mutex::new(()),
                 _lock: lock,
             }),
         })
@@ -304,15 +308,15 @@ impl Engine {
         &self.inner.dir
     }
 
-    fn catalog(&self) -> &Catalog {
+    pub(crate) fn catalog(&self) -> &Catalog {
         &self.inner.catalog
     }
 
-    fn group_record(&self, name: &str) -> Result<GroupRecord> {
+    pub(crate) fn group_record(&self, name: &str) -> Result<GroupRecord> {
         self.catalog().group(name)?.ok_or_else(|| Error::not_found("storage group", name))
     }
 
-    fn group_by_id(&self, id: u32) -> Result<GroupRecord> {
+    pub(crate) fn group_by_id(&self, id: u32) -> Result<GroupRecord> {
         self.catalog()
             .groups()?
             .into_iter()

@@ -33,6 +33,7 @@
 
 pub mod catalog;
 pub mod chunker;
+pub mod cleaner;
 pub mod compress;
 mod engine;
 pub mod error;
@@ -41,6 +42,7 @@ pub mod format;
 mod fsutil;
 pub mod group;
 pub mod index;
+mod maintenance;
 mod mmap;
 pub mod pack;
 mod progress;
@@ -51,12 +53,14 @@ mod writer;
 
 pub use catalog::ContainerKind;
 pub use chunker::{ChunkParams, Chunker};
+pub use cleaner::{CleanerOptions, CleanerReport};
 pub use compress::Compression;
 pub use engine::{
     check_object_name, check_stream_name, ContainerInfo, Engine, GroupInfo, GroupOptions, StreamInfo, DEFAULT_GROUP,
 };
 pub use error::{DecodeError, Error, ErrorKind, Result};
 pub use fingerprint::Fingerprint;
+pub use maintenance::{parse_day, parse_hhmm, CleanerSchedule, CleanerStatus};
 pub use progress::{NoProgress, Progress};
 pub use reader::StreamReader;
 pub use stats::{Stats, StatsScope};
