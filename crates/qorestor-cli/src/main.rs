@@ -8,9 +8,10 @@
 //! - [`output`]: human (tables, sizes, ratios) and JSON rendering;
 //! - [`progress`]: an indicatif implementation of [`qorestor_core::Progress`];
 //! - one module per command group: [`init`], [`group`], [`container`], [`stream`], [`stats`],
-//!   [`cleaner`], [`mod@bench`].
+//!   [`cleaner`], [`verify`], [`mod@bench`].
 //!
-//! Exit codes: 0 on success, 1 when an operation failed, 2 for bad usage.
+//! Exit codes: 0 on success, 1 when an operation failed, 2 for bad usage, 3 when `verify`
+//! found damage it did not heal.
 
 mod bench;
 mod cleaner;
@@ -23,13 +24,14 @@ mod progress;
 mod stats;
 mod stream;
 mod values;
+mod verify;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use crate::context::{Ctx, UsageError};
+use crate::context::{Ctx, DamageFound, UsageError};
 
 /// The data directory used when neither `--data` nor `QORESTOR_DATA` is given.
 pub const DEFAULT_DATA_DIR: &str = "/var/lib/qorestor";
@@ -38,6 +40,8 @@ pub const DEFAULT_DATA_DIR: &str = "/var/lib/qorestor";
 const EXIT_FAILED: u8 = 1;
 /// Exit code of bad usage (clap's own code for parse errors).
 const EXIT_USAGE: u8 = 2;
+/// Exit code of `verify` when damage remains.
+const EXIT_DAMAGE: u8 = 3;
 
 /// Text after the top-level help.
 const AFTER_HELP: &str = "\
@@ -48,7 +52,7 @@ Examples:
   qorestor get nightly/home-monday.tar restored.tar
   qorestor --json stats --container nightly
 
-Exit codes: 0 success, 1 the operation failed, 2 bad usage.
+Exit codes: 0 success, 1 the operation failed, 2 bad usage, 3 verify found damage.
 With --json every command prints exactly one JSON document on stdout (lists are JSON arrays).";
 
 /// Command-line arguments of `qorestor`.
@@ -116,6 +120,9 @@ pub enum Command {
     /// Reclaim the space of deleted streams (run now, status, schedules).
     #[command(subcommand, long_about = cleaner::LONG_ABOUT)]
     Cleaner(cleaner::CleanerCommand),
+    /// Check packs, recipes, catalog and index; --repair heals.
+    #[command(long_about = verify::LONG_ABOUT)]
+    Verify(verify::VerifyArgs),
     /// Benchmark ingest and restore on the shared backup dataset.
     Bench(bench::BenchArgs),
 }
@@ -133,6 +140,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Rm(args) => stream::rm(&ctx, args),
         Command::Stats(args) => stats::run(&ctx, args),
         Command::Cleaner(cmd) => cleaner::run(&ctx, cmd),
+        Command::Verify(args) => verify::run(&ctx, args),
         Command::Bench(args) => bench::run(&ctx, &args),
     }
 }
@@ -191,6 +199,8 @@ fn main() -> ExitCode {
             eprintln!("qorestor: {}", error_line(&e));
             if e.downcast_ref::<UsageError>().is_some() {
                 ExitCode::from(EXIT_USAGE)
+            } else if e.downcast_ref::<DamageFound>().is_some() {
+                ExitCode::from(EXIT_DAMAGE)
             } else {
                 ExitCode::from(EXIT_FAILED)
             }

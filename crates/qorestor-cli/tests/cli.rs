@@ -549,3 +549,56 @@ fn cleaner_run_status_and_schedules() {
     let err = env.fail(&["cleaner", "run", "--compact-below", "2"], 1);
     assert!(err.contains('2'), "{err}");
 }
+
+/// Every `*.pack` file under `dir`.
+fn pack_files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in fs::read_dir(&d).unwrap() {
+            let p = entry.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.extension().is_some_and(|x| x == "pack") {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn verify_names_damage_exits_3_and_repair_heals_from_a_new_copy() {
+    let env = Env::new();
+    env.ok(&["container", "add", "c", "--type", "object"]);
+    let a = env.file("a.bin");
+    fs::write(&a, random(1 << 20, 7)).unwrap();
+    env.ok(&["put", "c/a", s(&a)]);
+    let clean = env.run(&["verify"]);
+    assert_eq!(clean.status.code(), Some(0), "{}", String::from_utf8_lossy(&clean.stderr));
+    assert!(clean.stdout.is_empty());
+    // Flip a bit inside the first record's payload (pack header 32 bytes + record header 48).
+    let packs = pack_files(&env.data);
+    assert_eq!(packs.len(), 1);
+    let mut bytes = fs::read(&packs[0]).unwrap();
+    bytes[32 + 48 + 100] ^= 0x04;
+    fs::write(&packs[0], &bytes).unwrap();
+    let out = env.run(&["verify", "--scope", "data"]);
+    assert_eq!(out.status.code(), Some(3), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8(out.stdout).unwrap(), "c/a\n");
+    let out = env.run(&["--json", "verify"]);
+    assert_eq!(out.status.code(), Some(3));
+    let report = parse_json(&out.stdout);
+    assert_eq!(report["damaged_streams"], serde_json::json!(["c/a"]));
+    let out = env.run(&["verify", "--repair"]);
+    assert_eq!(out.status.code(), Some(3), "no other copy: still damaged");
+    assert_eq!(String::from_utf8(out.stdout).unwrap(), "c/a\n");
+    // The same backup again stores a fresh copy of the quarantined chunk; repair heals c/a.
+    env.ok(&["put", "c/a-again", s(&a)]);
+    let out = env.run(&["verify", "--repair"]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(env.run(&["verify"]).status.code(), Some(0));
+    let got = env.file("a.out");
+    env.ok(&["get", "c/a", s(&got)]);
+    assert!(fs::read(&got).unwrap() == random(1 << 20, 7));
+}

@@ -423,13 +423,23 @@ fn rewrite_recipe(
     if !changed {
         return Ok(false);
     }
-    let tmp = r.path.with_extension("rcp.rewrite");
-    let bytes = encode_recipe(&recipe);
-    std::fs::write(&tmp, &bytes).map_err(|e| Error::io("write", &tmp, e))?;
+    replace_recipe(store, &r.path, &recipe)
+}
+
+/// Replaces a recipe file with `recipe`: temporary file, fsync, then rename under the group's
+/// recipe lock if the recipe still exists (a stream deleted meanwhile stays deleted). The
+/// caller syncs the directory. Returns whether it was replaced.
+pub(crate) fn replace_recipe(
+    store: &GroupStore,
+    path: &std::path::Path,
+    recipe: &crate::recipe::Recipe,
+) -> Result<bool> {
+    let tmp = path.with_extension("rcp.rewrite");
+    std::fs::write(&tmp, encode_recipe(recipe)).map_err(|e| Error::io("write", &tmp, e))?;
     std::fs::File::open(&tmp).and_then(|f| f.sync_all()).map_err(|e| Error::io("fsync", &tmp, e))?;
     let _guard = store.recipe_lock();
-    if r.path.exists() {
-        std::fs::rename(&tmp, &r.path).map_err(|e| Error::io("rename", &tmp, e))?;
+    if path.exists() {
+        std::fs::rename(&tmp, path).map_err(|e| Error::io("rename", &tmp, e))?;
         Ok(true)
     } else {
         let _ = std::fs::remove_file(&tmp);

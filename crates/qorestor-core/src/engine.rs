@@ -186,6 +186,9 @@ impl EngineInner {
             return Ok(g.clone());
         }
         let g = Arc::new(GroupStore::open(&self.group_dir(record.id), record.clone())?);
+        let quarantined: Vec<crate::verify::QuarantinedChunk> =
+            self.catalog.meta(&crate::verify::quarantine_key(record.id))?.unwrap_or_default();
+        g.set_quarantine(quarantined.iter().map(|q| (q.pack, q.offset)));
         groups.insert(record.id, g.clone());
         Ok(g)
     }
@@ -505,12 +508,13 @@ impl Engine {
     /// Deletes a stream (its space returns when the cleaner runs).
     pub fn delete_stream(&self, container: &str, name: &str) -> Result<StreamInfo> {
         let c = self.container_record(container)?;
-        let s = self
-            .catalog()
-            .remove_stream(c.id, name)?
-            .ok_or_else(|| Error::not_found("stream", format!("{container}/{name}")))?;
+        let s = self.stream_record(&c, name)?;
+        // The recipe goes first: a crash in between leaves an entry without a recipe (verify
+        // names it), never a recipe that repair would bring back as a stream.
         let store = self.store_for(&c)?;
         self.inner.remove_recipe(&store, s.id);
+        crate::fsutil::sync_dir(store.recipes_dir())?;
+        self.catalog().remove_stream(c.id, name)?;
         Ok(StreamInfo::new(container, &s))
     }
 

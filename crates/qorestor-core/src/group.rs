@@ -119,6 +119,8 @@ struct DedupState {
     next_pin: u64,
     /// Packs the cleaner is reclaiming: lookups no longer answer with them.
     condemned: HashSet<u32>,
+    /// Damaged records repair could not heal (pack, offset): never a dedup target.
+    quarantine: HashSet<(u32, u32)>,
 }
 
 impl DedupState {
@@ -318,6 +320,7 @@ impl GroupStore {
                 pins: HashMap::new(),
                 next_pin: 1,
                 condemned: HashSet::new(),
+                quarantine: HashSet::new(),
             }),
             recipe_lock: Mutex::new(()),
             pack_target: pack_target_len(),
@@ -383,10 +386,13 @@ impl GroupStore {
                 continue;
             }
             // A pack that cannot be read is cached as empty: the chunk is stored again.
-            let entries = self
+            let mut entries = self
                 .handle(id)
                 .and_then(|f| pack::read_footer(&f, &pack::pack_path(&self.packs_dir, id)))
                 .unwrap_or_default();
+            if !st.quarantine.is_empty() {
+                entries.retain(|e| !st.quarantine.contains(&(id, e.offset)));
+            }
             st.cache.insert_pack(id, entries);
             if let Some(l) = st.cache.map.get(fp) {
                 found = Some(*l);
@@ -678,6 +684,44 @@ impl GroupStore {
         st.index.retain_packs(|id| !gone.contains(&id))?;
         let watermark = st.next_pack;
         st.index.checkpoint(watermark)
+    }
+
+    /// Sets the damaged records that lookups must never answer with (repair's quarantine).
+    pub fn set_quarantine(&self, locs: impl IntoIterator<Item = (u32, u32)>) {
+        let mut st = self.state.lock();
+        st.quarantine = locs.into_iter().collect();
+        let packs: HashSet<u32> = st.quarantine.iter().map(|(p, _)| *p).collect();
+        for p in packs {
+            st.cache.remove_pack(p);
+        }
+    }
+
+    /// Replaces the fingerprint index with one built from `entries` (fingerprint, pack): the
+    /// intact records of every pack, as repair found them.
+    pub fn rebuild_index(&self, entries: &[(Fingerprint, u32)]) -> Result<()> {
+        let mut st = self.state.lock();
+        st.index.retain_packs(|_| false)?;
+        for (fp, pack) in entries {
+            st.index.insert(fp, *pack)?;
+        }
+        if let Some(open) = st.open.as_ref() {
+            let id = open.id();
+            let fps: Vec<Fingerprint> = open.entries().iter().map(|e| e.fp).collect();
+            for fp in fps {
+                st.index.insert(&fp, id)?;
+            }
+        }
+        st.cache = LocalityCache::new();
+        let watermark = st.next_pack;
+        st.index.checkpoint(watermark)
+    }
+
+    /// Whether the index answers `fp` with `pack` among its candidates.
+    pub fn index_has(&self, fp: &Fingerprint, pack: u32) -> bool {
+        let st = self.state.lock();
+        let mut out = Vec::new();
+        st.index.lookup(fp, &mut out);
+        out.contains(&pack)
     }
 
     /// Held while a recipe file is replaced or removed.

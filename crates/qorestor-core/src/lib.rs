@@ -49,6 +49,7 @@ mod progress;
 mod reader;
 pub mod recipe;
 pub mod stats;
+pub mod verify;
 mod writer;
 
 pub use catalog::ContainerKind;
@@ -64,4 +65,5 @@ pub use maintenance::{parse_day, parse_hhmm, CleanerSchedule, CleanerStatus};
 pub use progress::{NoProgress, Progress};
 pub use reader::StreamReader;
 pub use stats::{Stats, StatsScope};
+pub use verify::{VerifyOptions, VerifyReport, VerifyScope};
 pub use writer::{StreamWriter, WriteCounters};

@@ -414,6 +414,22 @@ pub fn recover(path: &Path) -> Result<(Vec<FooterEntry>, PackState)> {
     Ok((entries, PackState::Repaired))
 }
 
+/// Rewrites the footer and trailer of a sealed pack whose footer is damaged but whose records
+/// are all intact: the records scanned from the header must end exactly where a footer of that
+/// many entries would start. Returns false (and changes nothing) otherwise.
+pub fn rebuild_footer(path: &Path) -> Result<bool> {
+    let (entries, end) = scan_records(path)?;
+    let len = std::fs::metadata(path).map_err(|e| Error::io("stat", path, e))?.len();
+    let expected = end + (entries.len() * FOOTER_ENTRY_LEN + TRAILER_LEN) as u64;
+    if expected != len {
+        return Ok(false);
+    }
+    let file = OpenOptions::new().write(true).open(path).map_err(|e| Error::io("open", path, e))?;
+    file.write_all_at(&encode_footer(&entries, end), end).map_err(|e| Error::io("write", path, e))?;
+    file.sync_all().map_err(|e| Error::io("fsync", path, e))?;
+    Ok(true)
+}
+
 /// The pack currently being appended to in a storage group.
 pub struct PackWriter {
     id: u32,
