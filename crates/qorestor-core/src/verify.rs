@@ -20,9 +20,10 @@
 //!    other bytes stay readable. Nothing is deleted.
 //! 3. The fingerprint index is rebuilt from the intact records of all packs.
 //! 4. A pack whose footer is damaged but whose records are all intact gets its footer rebuilt.
-//! 5. Catalog entries are corrected from their recipes; a recipe no entry names gets its entry
-//!    back when its container exists and the name is free (a deleted stream's recipe is
-//!    removed before its entry, so it is never brought back).
+//! 5. Catalog entries are corrected from their recipes; a recipe no entry names (an orphan:
+//!    its writer died between publishing the recipe and the entry, or the entry was lost) gets
+//!    its entry back when its container exists and the name is free. A deleted stream's recipe
+//!    is removed before its entry, so a deletion is never undone.
 //!
 //! Repair never deletes a chunk because an index or a cache says so: only recipes are changed,
 //! and only to point at records verified intact in this run.
@@ -123,6 +124,11 @@ pub struct VerifyReport {
     pub healed_chunks: u64,
     /// Damaged records quarantined (no intact copy).
     pub quarantined_chunks: u64,
+    /// Recipes that no catalog entry names: streams whose writer died between publishing the
+    /// recipe and the catalog entry (never acknowledged), or entries lost. Not damage.
+    pub orphan_recipes: u64,
+    /// Streams repair brought back from orphan recipes (`CONTAINER/STREAM`).
+    pub restored_streams: Vec<String>,
     /// Other findings, one sentence each.
     pub problems: Vec<String>,
     /// Findings of `problems` that repair fixed.
@@ -479,12 +485,10 @@ impl Engine {
             if listed.contains(&id) {
                 continue;
             }
-            let path = entry.path();
-            let what = format!("{}: recipe {} has no catalog entry", g.name, path.display());
-            report.problems.push(what.clone());
+            report.orphan_recipes += 1;
             if repair {
-                if let Some(restored) = self.restore_entry(g, &path)? {
-                    report.fixed.push(format!("{what}: entry for {restored} rebuilt from it"));
+                if let Some(restored) = self.restore_entry(g, &entry.path())? {
+                    report.restored_streams.push(restored);
                 }
             }
         }
