@@ -435,8 +435,8 @@ pub(crate) fn replace_recipe(
     recipe: &crate::recipe::Recipe,
 ) -> Result<bool> {
     let tmp = path.with_extension("rcp.rewrite");
-    std::fs::write(&tmp, encode_recipe(recipe)).map_err(|e| Error::io("write", &tmp, e))?;
-    std::fs::File::open(&tmp).and_then(|f| f.sync_all()).map_err(|e| Error::io("fsync", &tmp, e))?;
+    crate::faults::write_file(&tmp, &encode_recipe(recipe)).map_err(|e| Error::io("write", &tmp, e))?;
+    std::fs::File::open(&tmp).and_then(|f| crate::faults::sync_all(&f)).map_err(|e| Error::io("fsync", &tmp, e))?;
     let _guard = store.recipe_lock();
     if path.exists() {
         std::fs::rename(&tmp, path).map_err(|e| Error::io("rename", &tmp, e))?;

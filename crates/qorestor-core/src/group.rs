@@ -154,7 +154,7 @@ impl Syncer {
             .name("qorestor-pack-sync".into())
             .spawn(move || {
                 for (file, path) in rx {
-                    let r = file.sync_all();
+                    let r = crate::faults::sync_all(&file);
                     let mut g = p.0.lock();
                     g.done += 1;
                     if let Err(e) = r {
@@ -575,7 +575,7 @@ impl GroupStore {
             (file, self.syncer.submitted())
         };
         let synced = match file {
-            Some(f) => f.sync_data().map_err(|e| Error::io("fsync", &self.packs_dir, e)),
+            Some(f) => crate::faults::sync_data(&f).map_err(|e| Error::io("fsync", &self.packs_dir, e)),
             None => Ok(()),
         };
         let result = synced

@@ -37,6 +37,7 @@ pub mod cleaner;
 pub mod compress;
 mod engine;
 pub mod error;
+pub mod faults;
 pub mod fingerprint;
 pub mod format;
 mod fsutil;
