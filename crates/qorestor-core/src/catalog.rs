@@ -315,13 +315,20 @@ impl Catalog {
         }
     }
 
-    /// Removes a stream entry durably; returns it.
-    pub fn remove_stream(&self, container_id: u64, name: &str) -> Result<Option<StreamRecord>> {
-        let old = self.streams.remove(stream_key(container_id, name))?;
-        self.flush()?;
-        match old {
-            None => Ok(None),
-            Some(v) => decode_value(KIND_STREAM, &v).map(Some).map_err(|e| e.at(&self.path)),
+    /// Removes a stream entry durably if it is still the stream with id `id` (not one that
+    /// replaced it meanwhile). Returns whether it was removed.
+    pub fn remove_stream_id(&self, container_id: u64, name: &str, id: u64) -> Result<bool> {
+        let key = stream_key(container_id, name);
+        loop {
+            let Some(current) = self.streams.get(&key)? else { return Ok(false) };
+            let record: StreamRecord = decode_value(KIND_STREAM, &current).map_err(|e| e.at(&self.path))?;
+            if record.id != id {
+                return Ok(false);
+            }
+            if self.streams.compare_and_swap(&key, Some(current), None::<&[u8]>)?.is_ok() {
+                self.flush()?;
+                return Ok(true);
+            }
         }
     }
 }

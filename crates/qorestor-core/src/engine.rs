@@ -204,6 +204,42 @@ impl EngineInner {
     }
 }
 
+/// Completes stream deletions a crash interrupted: a `<id>.rcp.deleted` recipe means the
+/// stream with that id was being deleted; its catalog entry (if still there) and the file go.
+fn finish_deletions(dir: &Path, catalog: &Catalog) -> Result<()> {
+    let groups = dir.join("groups");
+    let Ok(rd) = std::fs::read_dir(&groups) else { return Ok(()) };
+    let mut doomed: HashMap<u64, PathBuf> = HashMap::new();
+    for g in rd.flatten() {
+        let recipes = g.path().join("recipes");
+        let Ok(files) = std::fs::read_dir(&recipes) else { continue };
+        for f in files.flatten() {
+            let name = f.file_name();
+            let id = name
+                .to_str()
+                .and_then(|n| n.strip_suffix(".rcp.deleted"))
+                .and_then(|h| u64::from_str_radix(h, 16).ok());
+            if let Some(id) = id {
+                doomed.insert(id, f.path());
+            }
+        }
+    }
+    if doomed.is_empty() {
+        return Ok(());
+    }
+    for c in catalog.containers()? {
+        for s in catalog.streams(c.id)? {
+            if doomed.contains_key(&s.id) {
+                catalog.remove_stream_id(c.id, &s.name, s.id)?;
+            }
+        }
+    }
+    for path in doomed.values() {
+        std::fs::remove_file(path).map_err(|e| Error::io("remove", path, e))?;
+    }
+    Ok(())
+}
+
 /// The deduplication engine over one data directory. Cheap to clone; `Send + Sync`.
 ///
 /// ```
@@ -249,6 +285,7 @@ impl Engine {
 
     fn open_locked(dir: &Path, lock: DirLock) -> Result<Engine> {
         let catalog = Catalog::open(&dir.join("catalog"))?;
+        finish_deletions(dir, &catalog)?;
         Ok(Engine {
             inner: Arc::new(EngineInner {
                 dir: dir.to_path_buf(),
@@ -509,12 +546,23 @@ impl Engine {
     pub fn delete_stream(&self, container: &str, name: &str) -> Result<StreamInfo> {
         let c = self.container_record(container)?;
         let s = self.stream_record(&c, name)?;
-        // The recipe goes first: a crash in between leaves an entry without a recipe (verify
-        // names it), never a recipe that repair would bring back as a stream.
+        // The recipe is first renamed to `.rcp.deleted` (durably), then the entry removed, then
+        // the file: a crash in between is finished at the next open (`finish_deletions`), so a
+        // deletion is never undone and never leaves an entry without its recipe.
         let store = self.store_for(&c)?;
-        self.inner.remove_recipe(&store, s.id);
+        let path = recipe_path(store.recipes_dir(), s.id);
+        let doomed = path.with_extension("rcp.deleted");
+        {
+            let _guard = store.recipe_lock();
+            match std::fs::rename(&path, &doomed) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(Error::io("rename", &path, e)),
+            }
+        }
         crate::fsutil::sync_dir(store.recipes_dir())?;
-        self.catalog().remove_stream(c.id, name)?;
+        self.catalog().remove_stream_id(c.id, name, s.id)?;
+        let _ = std::fs::remove_file(&doomed);
         Ok(StreamInfo::new(container, &s))
     }
 
@@ -550,7 +598,12 @@ impl Engine {
             let store = self.store_for(c)?;
             let marker = markers.entry(c.group_id).or_default();
             for s in self.catalog().streams(c.id)? {
-                let recipe = read_recipe(&recipe_path(store.recipes_dir(), s.id))?;
+                let recipe = match read_recipe(&recipe_path(store.recipes_dir(), s.id)) {
+                    Ok(r) => r,
+                    // Deleted (or replaced) since the listing.
+                    Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => continue,
+                    Err(e) => return Err(e),
+                };
                 marker.mark(&mut stats, &recipe);
             }
         }

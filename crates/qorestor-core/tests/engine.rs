@@ -425,3 +425,29 @@ fn a_group_compression_change_applies_to_new_chunks() {
     assert_eq!(e.storage_group("small").unwrap().compression, Compression::None, "durable");
     assert_eq!(e.update_storage_group("nope", None).unwrap_err().kind(), ErrorKind::NotFound);
 }
+
+#[test]
+fn a_deletion_interrupted_after_the_recipe_rename_is_finished_at_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = engine_with_small_chunks(dir.path());
+    put(&e, "c", "keep", &data(1, 50_000), 4096);
+    put(&e, "c", "gone", &data(2, 50_000), 4096);
+    drop(e);
+    // The state a crash leaves between `rename(<id>.rcp, <id>.rcp.deleted)` and the removal of
+    // the catalog entry: rename the newest recipe (stream ids grow) by hand.
+    let recipes = std::fs::read_dir(dir.path().join("groups"))
+        .unwrap()
+        .flatten()
+        .map(|g| g.path().join("recipes"))
+        .find(|r| r.read_dir().is_ok_and(|mut d| d.next().is_some()))
+        .unwrap();
+    let mut files: Vec<_> = std::fs::read_dir(&recipes).unwrap().flatten().map(|f| f.path()).collect();
+    files.sort();
+    let newest = files.last().unwrap().clone();
+    std::fs::rename(&newest, newest.with_extension("rcp.deleted")).unwrap();
+    let e = Engine::open(dir.path()).unwrap();
+    let names: Vec<String> = e.streams("c").unwrap().into_iter().map(|s| s.name).collect();
+    assert_eq!(names, vec!["keep".to_string()]);
+    assert!(!newest.with_extension("rcp.deleted").exists());
+    assert!(get(&e, "c", "keep") == data(1, 50_000));
+}
