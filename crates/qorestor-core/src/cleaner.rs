@@ -67,6 +67,9 @@ use crate::pack::{check_record_payload, decode_record_header, ChunkLoc};
 use crate::progress::Progress;
 use crate::recipe::{encode_recipe, read_recipe, RecipeEntry};
 
+/// Bytes of live records read before they are stored as one batch.
+const COPY_BATCH: usize = 4 << 20;
+
 /// Default compaction threshold: packs whose live bytes are under this fraction of the file are
 /// compacted (chosen by measurement, see `docs/CLEANER.md`).
 pub const DEFAULT_COMPACT_BELOW: f64 = 0.5;
@@ -367,33 +370,46 @@ fn copy_live(
     if live.is_empty() {
         return Ok(true);
     }
-    let path = store.pack_path(id);
+    // Live records are read one by one into an arena and stored in batches of a few MiB, so
+    // memory stays small whatever the pack size.
+    let mut batch: Vec<(usize, usize, u32, crate::compress::Codec)> = Vec::new();
     buf.clear();
-    let file = std::fs::File::open(&path).map_err(|e| Error::io("open", &path, e))?;
-    use std::io::Read;
-    file.take(p.file_len).read_to_end(buf).map_err(|e| Error::io("read", &path, e))?;
-    let mut chunks = Vec::with_capacity(live.len());
-    for &i in &live {
+    for (n, &i) in live.iter().enumerate() {
         let e = &footer[i];
-        let start = e.offset as usize;
-        let Some(rec) = buf.get(start..start + RECORD_HEADER_LEN + e.stored_len as usize) else {
+        let start = buf.len();
+        let len = RECORD_HEADER_LEN + e.stored_len as usize;
+        buf.resize(start + len, 0);
+        if store.read_at(id, e.offset as u64, &mut buf[start..]).is_err() {
             return Ok(false);
-        };
+        }
+        let rec = &buf[start..];
         let Ok(h) = decode_record_header(rec) else {
             return Ok(false);
         };
-        let payload = &rec[RECORD_HEADER_LEN..];
-        if h.fp != e.fp || check_record_payload(rec, &h, payload).is_err() {
+        if h.fp != e.fp || check_record_payload(rec, &h, &rec[RECORD_HEADER_LEN..]).is_err() {
             return Ok(false);
         }
-        chunks.push(NewChunk { fp: e.fp, raw_len: h.raw_len, codec: h.codec, payload });
-    }
-    let placed = store.relocate(&chunks)?;
-    for (&i, (loc, appended)) in live.iter().zip(&placed) {
-        moved.insert((id, footer[i].offset), *loc);
-        report.chunks_copied += 1;
-        if *appended {
-            report.bytes_copied += loc.record_len();
+        batch.push((i, start + RECORD_HEADER_LEN, h.raw_len, h.codec));
+        if buf.len() >= COPY_BATCH || n + 1 == live.len() {
+            let chunks: Vec<NewChunk<'_>> = batch
+                .iter()
+                .map(|&(i, at, raw_len, codec)| NewChunk {
+                    fp: footer[i].fp,
+                    raw_len,
+                    codec,
+                    payload: &buf[at..at + footer[i].stored_len as usize],
+                })
+                .collect();
+            let placed = store.relocate(&chunks)?;
+            for (&(i, ..), (loc, appended)) in batch.iter().zip(&placed) {
+                moved.insert((id, footer[i].offset), *loc);
+                report.chunks_copied += 1;
+                if *appended {
+                    report.bytes_copied += loc.record_len();
+                }
+            }
+            batch.clear();
+            buf.clear();
         }
     }
     Ok(true)
