@@ -8,7 +8,7 @@
 //! - [`output`]: human (tables, sizes, ratios) and JSON rendering;
 //! - [`progress`]: an indicatif implementation of [`qorestor_core::Progress`];
 //! - one module per command group: [`init`], [`group`], [`container`], [`stream`], [`stats`],
-//!   [`cleaner`], [`verify`], [`mod@bench`].
+//!   [`cleaner`], [`verify`], [`recycle`], [`mod@bench`].
 //!
 //! Exit codes: 0 on success, 1 when an operation failed, 2 for bad usage, 3 when `verify`
 //! found damage it did not heal.
@@ -21,6 +21,7 @@ mod group;
 mod init;
 mod output;
 mod progress;
+mod recycle;
 mod stats;
 mod stream;
 mod values;
@@ -117,6 +118,9 @@ pub enum Command {
     /// Show space statistics (system-wide, or of a storage group or container).
     #[command(long_about = stats::LONG_ABOUT)]
     Stats(stats::StatsArgs),
+    /// List and restore deleted streams kept in a recycle bin.
+    #[command(subcommand, name = "recycle-bin")]
+    RecycleBin(recycle::RecycleCommand),
     /// Reclaim the space of deleted streams (run now, status, schedules).
     #[command(subcommand, long_about = cleaner::LONG_ABOUT)]
     Cleaner(cleaner::CleanerCommand),
@@ -140,6 +144,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Rm(args) => stream::rm(&ctx, args),
         Command::Stats(args) => stats::run(&ctx, args),
         Command::Cleaner(cmd) => cleaner::run(&ctx, cmd),
+        Command::RecycleBin(cmd) => recycle::run(&ctx, cmd),
         Command::Verify(args) => verify::run(&ctx, args),
         Command::Bench(args) => bench::run(&ctx, &args),
     }

@@ -602,3 +602,43 @@ fn verify_names_damage_exits_3_and_repair_heals_from_a_new_copy() {
     env.ok(&["get", "c/a", s(&got)]);
     assert!(fs::read(&got).unwrap() == random(1 << 20, 7));
 }
+
+#[test]
+fn quotas_and_the_recycle_bin() {
+    let env = Env::new();
+    let c = env.json(&["container", "add", "q", "--type", "object", "--quota", "3MB"]);
+    assert_eq!(c["quota_bytes"], 3_000_000);
+    let a = env.file("a.bin");
+    fs::write(&a, random(2_000_000, 1)).unwrap();
+    env.ok(&["put", "q/a", s(&a)]);
+    let err = env.fail(&["put", "q/b", s(&a)], 1);
+    assert!(err.contains("quota") && err.contains("\"q\""), "{err}");
+    assert_eq!(env.json(&["ls", "q"]).as_array().unwrap().len(), 1, "nothing of the failed put is visible");
+    env.ok(&["container", "update", "q", "--quota", "none"]);
+    env.ok(&["put", "q/b", s(&a)]);
+
+    let g = env.json(&["storage-group", "add", "small", "--quota", "1MiB"]);
+    assert_eq!(g["quota_bytes"], 1 << 20);
+    env.ok(&["container", "add", "sq", "--storage-group", "small", "--type", "object"]);
+    let err = env.fail(&["put", "sq/a", s(&a)], 1);
+    assert!(err.contains("quota") && err.contains("\"small\""), "{err}");
+    assert_eq!(env.json(&["storage-group", "update", "small", "--quota", "none"])["quota_bytes"], Value::Null);
+
+    let upd = env.json(&["container", "update", "q", "--recycle-bin", "on", "--retention", "14d"]);
+    assert_eq!((upd["recycle_bin"].clone(), upd["retention_days"].clone()), (Value::Bool(true), Value::from(14)));
+    env.ok(&["rm", "q/a"]);
+    assert_eq!(env.json(&["ls", "q"]).as_array().unwrap().len(), 1);
+    let bin = env.json(&["recycle-bin", "ls", "q"]);
+    assert_eq!(bin[0]["name"], "a");
+    assert_eq!(bin[0]["expires"].as_u64().unwrap() - bin[0]["deleted"].as_u64().unwrap(), 14 * 86_400);
+    env.ok(&["recycle-bin", "restore", "q/a"]);
+    let got = env.file("a.out");
+    env.ok(&["get", "q/a", s(&got)]);
+    assert!(fs::read(&got).unwrap() == random(2_000_000, 1));
+    let err = env.fail(&["recycle-bin", "restore", "q/a"], 1);
+    assert!(err.contains("\"a\""), "{err}");
+    env.fail(&["container", "update", "q", "--recycle-bin", "off", "--retention", "3"], 2);
+    env.fail(&["container", "update", "q", "--recycle-bin", "on", "--retention", "0"], 2);
+    env.fail(&["container", "update", "q"], 2);
+    env.fail(&["container", "add", "x", "--type", "object", "--quota", "lots"], 2);
+}

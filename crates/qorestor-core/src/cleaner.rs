@@ -121,6 +121,10 @@ pub struct CleanerReport {
     pub packs_damaged: u64,
     /// Recipes rewritten with new locations.
     pub recipes_rewritten: u64,
+    /// Recycle bin entries whose retention had passed, deleted for good before the run
+    /// (`CONTAINER/STREAM`; in the total only).
+    #[serde(default)]
+    pub recycle_bin_purged: Vec<String>,
     /// Wall time in seconds.
     pub seconds: f64,
 }

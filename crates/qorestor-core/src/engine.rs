@@ -65,6 +65,8 @@ pub struct GroupInfo {
     pub chunk_max: u32,
     /// Containers in the group.
     pub containers: u64,
+    /// Quota on the group's pack bytes, if any.
+    pub quota_bytes: Option<u64>,
     /// Creation time, seconds since the Unix epoch.
     pub created: u64,
 }
@@ -83,6 +85,14 @@ pub struct ContainerInfo {
     pub streams: u64,
     /// Their logical bytes.
     pub logical_bytes: u64,
+    /// Quota on the logical bytes of its live streams, if any.
+    pub quota_bytes: Option<u64>,
+    /// Whether deleted streams go to the recycle bin.
+    pub recycle_bin: bool,
+    /// How long the recycle bin keeps a deleted stream, in days (when it is on).
+    pub retention_days: Option<u64>,
+    /// Streams in the recycle bin.
+    pub recycled_streams: u64,
     /// Creation time, seconds since the Unix epoch.
     pub created: u64,
 }
@@ -233,6 +243,11 @@ fn finish_deletions(dir: &Path, catalog: &Catalog) -> Result<()> {
                 catalog.remove_stream_id(c.id, &s.name, s.id)?;
             }
         }
+        for r in catalog.recycled(c.id)? {
+            if doomed.contains_key(&r.stream.id) {
+                catalog.remove_recycled_id(c.id, &r.stream.name, r.stream.id)?;
+            }
+        }
     }
     for path in doomed.values() {
         std::fs::remove_file(path).map_err(|e| Error::io("remove", path, e))?;
@@ -364,7 +379,7 @@ impl Engine {
             .ok_or_else(|| Error::corrupt("catalog", self.dir(), format!("no storage group with id {id}")))
     }
 
-    fn container_record(&self, name: &str) -> Result<ContainerRecord> {
+    pub(crate) fn container_record(&self, name: &str) -> Result<ContainerRecord> {
         self.catalog().container(name)?.ok_or_else(|| Error::not_found("container", name))
     }
 
@@ -378,6 +393,7 @@ impl Engine {
             chunk_avg: g.chunking.avg,
             chunk_max: g.chunking.max,
             containers,
+            quota_bytes: g.quota,
             created: g.created,
         })
     }
@@ -394,6 +410,7 @@ impl Engine {
             compression: opts.compression,
             chunking: opts.chunking,
             created: now_secs(),
+            quota: None,
         };
         if !self.catalog().insert_group(&record)? {
             return Err(Error::AlreadyExists { what: "storage group", name: name.to_string() });
@@ -451,6 +468,10 @@ impl Engine {
             storage_group: group.name,
             streams: streams.len() as u64,
             logical_bytes: streams.iter().map(|s| s.logical_len).sum(),
+            quota_bytes: c.quota,
+            recycle_bin: c.recycle_retention.is_some(),
+            retention_days: c.recycle_retention.map(|s| s / 86_400),
+            recycled_streams: self.catalog().recycled(c.id)?.len() as u64,
             created: c.created,
         })
     }
@@ -465,6 +486,8 @@ impl Engine {
             kind,
             group_id: g.id,
             created: now_secs(),
+            quota: None,
+            recycle_retention: None,
         };
         if !self.catalog().insert_container(&record)? {
             return Err(Error::AlreadyExists { what: "container", name: name.to_string() });
@@ -498,13 +521,19 @@ impl Engine {
                 streams.len()
             )));
         }
+        // Deleted for good (a container's recycle bin goes with it).
+        let store = self.store_for(&c)?;
         for s in &streams {
-            self.delete_stream(name, &s.name)?;
+            self.delete_with_recipe(&store, s.id, || self.catalog().remove_stream_id(c.id, &s.name, s.id).map(|_| ()))?;
+        }
+        for r in self.catalog().recycled(c.id)? {
+            let (n, id) = (&r.stream.name, r.stream.id);
+            self.delete_with_recipe(&store, id, || self.catalog().remove_recycled_id(c.id, n, id).map(|_| ()))?;
         }
         self.catalog().remove_container(name)
     }
 
-    fn store_for(&self, c: &ContainerRecord) -> Result<Arc<GroupStore>> {
+    pub(crate) fn store_for(&self, c: &ContainerRecord) -> Result<Arc<GroupStore>> {
         self.inner.group_store(&self.group_by_id(c.group_id)?)
     }
 
@@ -546,11 +575,26 @@ impl Engine {
     pub fn delete_stream(&self, container: &str, name: &str) -> Result<StreamInfo> {
         let c = self.container_record(container)?;
         let s = self.stream_record(&c, name)?;
-        // The recipe is first renamed to `.rcp.deleted` (durably), then the entry removed, then
-        // the file: a crash in between is finished at the next open (`finish_deletions`), so a
-        // deletion is never undone and never leaves an entry without its recipe.
+        if let Some(retention) = c.recycle_retention {
+            self.recycle_stream(&c, &s, retention)?;
+            return Ok(StreamInfo::new(container, &s));
+        }
         let store = self.store_for(&c)?;
-        let path = recipe_path(store.recipes_dir(), s.id);
+        self.delete_with_recipe(&store, s.id, || self.catalog().remove_stream_id(c.id, name, s.id).map(|_| ()))?;
+        Ok(StreamInfo::new(container, &s))
+    }
+
+    /// Deletes stream `id` for good: its recipe is first renamed to `.rcp.deleted` (durably),
+    /// then `remove_entry` removes its catalog entry, then the file goes. A crash in between is
+    /// finished at the next open (`finish_deletions`), so a deletion is never undone and never
+    /// leaves an entry without its recipe.
+    pub(crate) fn delete_with_recipe(
+        &self,
+        store: &GroupStore,
+        id: u64,
+        remove_entry: impl FnOnce() -> Result<()>,
+    ) -> Result<()> {
+        let path = recipe_path(store.recipes_dir(), id);
         let doomed = path.with_extension("rcp.deleted");
         {
             let _guard = store.recipe_lock();
@@ -561,9 +605,9 @@ impl Engine {
             }
         }
         crate::fsutil::sync_dir(store.recipes_dir())?;
-        self.catalog().remove_stream_id(c.id, name, s.id)?;
+        remove_entry()?;
         let _ = std::fs::remove_file(&doomed);
-        Ok(StreamInfo::new(container, &s))
+        Ok(())
     }
 
     /// Space statistics of a scope (see [`crate::stats`]).

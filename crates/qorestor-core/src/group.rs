@@ -121,6 +121,8 @@ struct DedupState {
     condemned: HashSet<u32>,
     /// Damaged records repair could not heal (pack, offset): never a dedup target.
     quarantine: HashSet<(u32, u32)>,
+    /// Bytes of the sealed pack files (the open pack's length is added for the quota).
+    sealed_bytes: u64,
 }
 
 impl DedupState {
@@ -239,6 +241,8 @@ pub struct GroupStore {
     damaged: Vec<(u32, String)>,
     /// Packs are sealed at this size.
     pack_target: u64,
+    /// Quota on the group's pack bytes (it can be changed while the group is open).
+    quota: Mutex<Option<u64>>,
     /// Held while a recipe file is replaced or removed, so that the cleaner never puts back
     /// the recipe of a stream deleted meanwhile.
     recipe_lock: Mutex<()>,
@@ -303,6 +307,9 @@ impl GroupStore {
         // Pack ids are never reused: the watermark is above every pack the cleaner deleted.
         let next_pack = ids.last().map_or(1, |m| m + 1).max(watermark);
         index.checkpoint(next_pack)?;
+        let quota = record.quota;
+        let sealed_bytes =
+            ids.iter().filter_map(|&id| std::fs::metadata(pack::pack_path(&packs_dir, id)).ok()).map(|m| m.len()).sum();
         Ok(GroupStore {
             compression: Mutex::new(record.compression),
             record,
@@ -321,7 +328,9 @@ impl GroupStore {
                 next_pin: 1,
                 condemned: HashSet::new(),
                 quarantine: HashSet::new(),
+                sealed_bytes,
             }),
+            quota: Mutex::new(quota),
             recipe_lock: Mutex::new(()),
             pack_target: pack_target_len(),
             handles: Mutex::new(HashMap::new()),
@@ -345,6 +354,17 @@ impl GroupStore {
     /// their encoding; every chunk records its own codec).
     pub fn set_compression(&self, c: Compression) {
         *self.compression.lock() = c;
+    }
+
+    /// Changes the quota on the group's pack bytes.
+    pub fn set_quota(&self, quota: Option<u64>) {
+        *self.quota.lock() = quota;
+    }
+
+    /// Bytes of the group's pack files, the open one included.
+    pub fn stored_bytes(&self) -> u64 {
+        let st = self.state.lock();
+        st.sealed_bytes + st.open.as_ref().map_or(0, |o| o.len())
     }
 
     /// The directory of recipes.
@@ -496,6 +516,15 @@ impl GroupStore {
                 out.push((l, false));
                 continue;
             }
+            if let Some(quota) = *self.quota.lock() {
+                let used = st.sealed_bytes
+                    + st.open.as_ref().map_or(crate::format::PACK_HEADER_LEN as u64, |o| o.len())
+                    + (crate::format::RECORD_HEADER_LEN + new.payload.len()) as u64;
+                if used > quota {
+                    let name = self.record.name.clone();
+                    return Err(Error::QuotaExceeded { what: "storage group", name, quota, used });
+                }
+            }
             let loc = self.append_locked(&mut st, new)?;
             st.pin(pin.token, loc.pack);
             out.push((loc, true));
@@ -548,6 +577,7 @@ impl GroupStore {
             Err(e) => return Err(self.poison(st, &e)),
         };
         st.open_map.clear();
+        st.sealed_bytes += std::fs::metadata(&path).map_or(0, |m| m.len());
         if !st.condemned.contains(&id) {
             st.cache.insert_pack(id, entries);
         }
@@ -662,8 +692,10 @@ impl GroupStore {
     /// Deletes packs no recipe references any more: the files are unlinked (the directory is
     /// synced), then their index entries and cached footers are dropped.
     pub fn delete_packs(&self, packs: &[u32]) -> Result<()> {
+        let mut freed = 0;
         for &p in packs {
             let path = self.pack_path(p);
+            freed += std::fs::metadata(&path).map_or(0, |m| m.len());
             match std::fs::remove_file(&path) {
                 Ok(()) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
@@ -677,12 +709,13 @@ impl GroupStore {
             handles.retain(|id, _| !gone.contains(id));
         }
         let mut st = self.state.lock();
+        st.sealed_bytes = st.sealed_bytes.saturating_sub(freed);
         for p in packs {
             st.condemned.remove(p);
             st.cache.remove_pack(*p);
         }
         st.index.retain_packs(|id| !gone.contains(&id))?;
-        let watermark = st.next_pack;
+        let watermark = Self::safe_watermark(&st);
         st.index.checkpoint(watermark)
     }
 
@@ -712,7 +745,7 @@ impl GroupStore {
             }
         }
         st.cache = LocalityCache::new();
-        let watermark = st.next_pack;
+        let watermark = Self::safe_watermark(&st);
         st.index.checkpoint(watermark)
     }
 
@@ -722,6 +755,12 @@ impl GroupStore {
         let mut out = Vec::new();
         st.index.lookup(fp, &mut out);
         out.contains(&pack)
+    }
+
+    /// The watermark a checkpoint may record now: the open pack (if any) is still growing, so
+    /// it and later packs must be indexed again after a crash.
+    fn safe_watermark(st: &DedupState) -> u32 {
+        st.open.as_ref().map_or(st.next_pack, |o| o.id())
     }
 
     /// Held while a recipe file is replaced or removed.

@@ -46,6 +46,7 @@ pub mod index;
 mod maintenance;
 mod mmap;
 pub mod pack;
+pub mod policy;
 mod progress;
 mod reader;
 pub mod recipe;
@@ -63,6 +64,7 @@ pub use engine::{
 pub use error::{DecodeError, Error, ErrorKind, Result};
 pub use fingerprint::Fingerprint;
 pub use maintenance::{parse_day, parse_hhmm, CleanerSchedule, CleanerStatus};
+pub use policy::{ContainerUpdate, RecycledInfo};
 pub use progress::{NoProgress, Progress};
 pub use reader::StreamReader;
 pub use stats::{Stats, StatsScope};

@@ -81,6 +81,13 @@ impl Engine {
                     name: format!("{}/{}", c.name, s.name),
                 });
             }
+            // Streams in the recycle bin keep their chunks until they expire.
+            for r in self.catalog().recycled(c.id)? {
+                out.push(LiveRecipe {
+                    path: recipe_path(store.recipes_dir(), r.stream.id),
+                    name: format!("{}/{} (recycle bin)", c.name, r.stream.name),
+                });
+            }
         }
         Ok(out)
     }
@@ -105,6 +112,9 @@ impl Engine {
         let started = std::time::Instant::now();
         let result = (|| -> Result<CleanerReport> {
             let mut total = CleanerReport { dry_run: opts.dry_run, ..Default::default() };
+            if !opts.dry_run {
+                total.recycle_bin_purged = self.purge_recycle_bin(now_secs())?;
+            }
             for g in self.catalog().groups()? {
                 let store = self.inner.group_store(&g)?;
                 let r = clean_group(&store, &|| self.live_recipes(&g), opts, progress)?;

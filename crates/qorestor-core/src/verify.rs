@@ -116,6 +116,8 @@ pub struct VerifyReport {
     pub recipes_checked: u64,
     /// Streams that name damaged or missing data, `CONTAINER/STREAM` (before any repair).
     pub damaged_streams: Vec<String>,
+    /// What is wrong with the damaged references (the first 100): stream, chunk, location, why.
+    pub damaged_references: Vec<String>,
     /// Damaged streams that repair made whole again.
     pub healed_streams: Vec<String>,
     /// Streams still damaged at the end (losing data), `CONTAINER/STREAM`.
@@ -233,16 +235,18 @@ fn check_packs(
     Ok(packs)
 }
 
-/// A live stream of the group: its catalog entry and container.
+/// A stream of the group with a recipe: live, or in its container's recycle bin.
 struct LiveStream {
     container_id: u64,
     container: String,
     record: StreamRecord,
+    in_bin: bool,
 }
 
 impl LiveStream {
     fn name(&self) -> String {
-        format!("{}/{}", self.container, self.record.name)
+        let bin = if self.in_bin { " (recycle bin)" } else { "" };
+        format!("{}/{}{bin}", self.container, self.record.name)
     }
 }
 
@@ -251,7 +255,10 @@ impl Engine {
         let mut out = Vec::new();
         for c in self.catalog().containers()?.into_iter().filter(|c| c.group_id == g.id) {
             for record in self.catalog().streams(c.id)? {
-                out.push(LiveStream { container_id: c.id, container: c.name.clone(), record });
+                out.push(LiveStream { container_id: c.id, container: c.name.clone(), record, in_bin: false });
+            }
+            for r in self.catalog().recycled(c.id)? {
+                out.push(LiveStream { container_id: c.id, container: c.name.clone(), record: r.stream, in_bin: true });
             }
         }
         Ok(out)
@@ -341,7 +348,7 @@ impl Engine {
                         recipe.header.container,
                         recipe.header.stream
                     ));
-                    if opts.repair && names_match {
+                    if opts.repair && names_match && !s.in_bin {
                         let mut fixed = s.record.clone();
                         fixed.logical_len = len;
                         fixed.chunks = chunks;
@@ -351,12 +358,27 @@ impl Engine {
                 }
             }
             for e in &recipe.entries {
-                let ok = match packs.get(&e.loc.pack) {
-                    Some(p) => p.intact(e.loc.offset, &e.fp),
+                let why = match packs.get(&e.loc.pack) {
+                    Some(p) if p.intact(e.loc.offset, &e.fp) => None,
+                    Some(p) => Some(match p.entry(e.loc.offset) {
+                        None => "no record starts there",
+                        Some(r) if r.fp != e.fp => "the record there holds another chunk",
+                        Some(_) => "the record is damaged",
+                    }),
                     // The open pack is checked once sealed; a missing pack is damage.
-                    None => Some(e.loc.pack) == open,
+                    None if Some(e.loc.pack) == open => None,
+                    None => Some("the pack is missing"),
                 };
-                if !ok {
+                if let Some(why) = why {
+                    if report.damaged_references.len() < 100 {
+                        report.damaged_references.push(format!(
+                            "{}: chunk {} at pack {} offset {}: {why}",
+                            s.name(),
+                            e.fp.to_hex(),
+                            e.loc.pack,
+                            e.loc.offset
+                        ));
+                    }
                     damaged_refs.entry((e.loc.pack, e.loc.offset)).or_insert((e.fp, Vec::new())).1.push(i);
                 }
             }

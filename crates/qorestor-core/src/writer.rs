@@ -133,6 +133,8 @@ pub struct StreamWriter {
     counters: Arc<WriteCounters>,
     /// Keeps the packs this stream references safe from the cleaner until it is published.
     pin: Arc<WriterPin>,
+    /// The container's quota and the logical bytes of its other live streams at the start.
+    container_quota: Option<(u64, u64)>,
 }
 
 fn worker_loop(
@@ -265,6 +267,19 @@ impl StreamWriter {
         container: ContainerRecord,
         name: String,
     ) -> Result<Self> {
+        let container_quota = match container.quota {
+            Some(q) => {
+                let others: u64 = engine
+                    .catalog
+                    .streams(container.id)?
+                    .iter()
+                    .filter(|s| s.name != name)
+                    .map(|s| s.logical_len)
+                    .sum();
+                Some((q, others))
+            }
+            None => None,
+        };
         let stream_id = engine.catalog.next_id()?;
         let header = RecipeHeader {
             group_id: group.record().id,
@@ -319,7 +334,20 @@ impl StreamWriter {
             pool: pool_rx,
             counters,
             pin,
+            container_quota,
         })
+    }
+
+    /// Fails once the container would exceed its quota with the bytes accepted so far.
+    fn check_quota(&self) -> Result<()> {
+        if let Some((quota, others)) = self.container_quota {
+            let used = others + self.counters.logical_bytes.load(Ordering::Relaxed);
+            if used > quota {
+                let name = self.container.name.clone();
+                return Err(Error::QuotaExceeded { what: "container", name, quota, used });
+            }
+        }
+        Ok(())
     }
 
     /// Live counters for progress displays.
@@ -447,6 +475,7 @@ impl StreamWriter {
             }
             total += n as u64;
             self.counters.logical_bytes.fetch_add(n as u64, Ordering::Relaxed);
+            self.check_quota()?;
             progress.inc(n as u64);
             if self.filled >= BLOCK_LEN {
                 self.dispatch(false)?;
@@ -492,6 +521,7 @@ impl Write for StreamWriter {
             self.filled += take;
             rest = &rest[take..];
             self.counters.logical_bytes.fetch_add(take as u64, Ordering::Relaxed);
+            self.check_quota().map_err(io::Error::other)?;
             if self.filled >= BLOCK_LEN {
                 self.dispatch(false).map_err(io::Error::other)?;
             }

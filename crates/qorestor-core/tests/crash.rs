@@ -176,7 +176,12 @@ fn sigkill_at_random_points_loses_nothing_acknowledged() {
                 }
             }
             let r = e.verify(&VerifyOptions { scope: VerifyScope::All, repair: false }, &NoProgress).unwrap();
-            assert!(!r.damage_remains(), "round {round}: verify found damage: {r:?}");
+            if r.damage_remains() {
+                // Keep the evidence for a post-mortem.
+                let keep = std::env::temp_dir().join(format!("qorestor-crash-failure-{}", std::process::id()));
+                let _ = std::process::Command::new("cp").arg("-a").arg(dir.path()).arg(&keep).status();
+                panic!("round {round}: verify found damage (data directory copied to {}): {r:?}", keep.display());
+            }
             // A deletion in flight at the kill either happened (finished at open) or did not
             // start; no later child deletes that stream again.
             if let Some(j) = in_flight_delete.filter(|j| !names.contains(j)) {

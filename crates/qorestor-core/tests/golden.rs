@@ -65,13 +65,24 @@ fn group_record() -> GroupRecord {
         compression: Compression::Fast,
         chunking: ChunkParams { min: 256, avg: 1024, max: 4096 },
         created: CREATED,
+        quota: None,
     }
 }
 
 const GROUP_JSON: &str = r#"{"id":3,"name":"golden-sg","compression":"fast","chunking":{"min":256,"avg":1024,"max":4096},"created":1700000000}"#;
 
 fn container_record() -> ContainerRecord {
-    ContainerRecord { id: 4, name: CONTAINER.into(), kind: ContainerKind::Vtl, group_id: 3, created: CREATED }
+    // Format-1 records written before quotas and the recycle bin existed: the new optional
+    // fields are absent from the JSON, so these bytes stay valid.
+    ContainerRecord {
+        id: 4,
+        name: CONTAINER.into(),
+        kind: ContainerKind::Vtl,
+        group_id: 3,
+        created: CREATED,
+        quota: None,
+        recycle_retention: None,
+    }
 }
 
 const CONTAINER_JSON: &str = r#"{"id":4,"name":"golden","kind":"vtl","group_id":3,"created":1700000000}"#;
