@@ -239,6 +239,9 @@ pub struct GroupStore {
     /// Packs found damaged when the group was opened (id, what was wrong): left untouched for
     /// verify and repair.
     damaged: Vec<(u32, String)>,
+    /// Records listed by a footer but unreadable when the group was opened (pack, offset):
+    /// quarantined in memory from the start.
+    unreadable: Vec<(u32, u32)>,
     /// Packs are sealed at this size.
     pack_target: u64,
     /// Quota on the group's pack bytes (it can be changed while the group is open).
@@ -284,6 +287,7 @@ impl GroupStore {
         // trailer was being written at a crash and gets its torn tail dropped and sealed.
         let watermark = index.watermark();
         let mut damaged = Vec::new();
+        let mut unreadable = Vec::new();
         for &id in &ids {
             let path = pack::pack_path(&packs_dir, id);
             let len = std::fs::metadata(&path).map_err(|e| Error::io("stat", &path, e))?.len();
@@ -298,6 +302,13 @@ impl GroupStore {
             let (entries, state) = pack::recover(&path)?;
             if let pack::PackState::Damaged(why) = state {
                 damaged.push((id, why));
+                // Records the footer lists but that did not survive are never a dedup target.
+                if let Ok(footer) = File::open(&path)
+                    .map_err(|e| Error::io("open", &path, e))
+                    .and_then(|f| pack::read_footer(&f, &path))
+                {
+                    unreadable.extend(footer.iter().filter(|e| !entries.contains(e)).map(|e| (id, e.offset)));
+                }
             }
             for e in entries {
                 index.insert(&e.fp, id)?;
@@ -327,7 +338,7 @@ impl GroupStore {
                 pins: HashMap::new(),
                 next_pin: 1,
                 condemned: HashSet::new(),
-                quarantine: HashSet::new(),
+                quarantine: unreadable.iter().copied().collect(),
                 sealed_bytes,
             }),
             quota: Mutex::new(quota),
@@ -336,6 +347,7 @@ impl GroupStore {
             handles: Mutex::new(HashMap::new()),
             syncer: Syncer::start(),
             damaged,
+            unreadable,
         })
     }
 
@@ -585,6 +597,11 @@ impl GroupStore {
         st.sealed_since_checkpoint += 1;
         if st.sealed_since_checkpoint >= CHECKPOINT_EVERY {
             st.sealed_since_checkpoint = 0;
+            // Packs below the watermark are not checked again at open: they must be on disk.
+            let target = self.syncer.submitted();
+            if let Err(e) = self.syncer.wait(target) {
+                return Err(self.poison(st, &Error::io("fsync", &self.packs_dir, std::io::Error::other(e))));
+            }
             let watermark = st.next_pack;
             st.index.checkpoint(watermark)?;
         }
@@ -722,7 +739,7 @@ impl GroupStore {
     /// Sets the damaged records that lookups must never answer with (repair's quarantine).
     pub fn set_quarantine(&self, locs: impl IntoIterator<Item = (u32, u32)>) {
         let mut st = self.state.lock();
-        st.quarantine = locs.into_iter().collect();
+        st.quarantine = locs.into_iter().chain(self.unreadable.iter().copied()).collect();
         let packs: HashSet<u32> = st.quarantine.iter().map(|(p, _)| *p).collect();
         for p in packs {
             st.cache.remove_pack(p);
