@@ -537,7 +537,7 @@ impl GroupStore {
                     return Err(Error::QuotaExceeded { what: "storage group", name, quota, used });
                 }
             }
-            let loc = self.append_locked(&mut st, new)?;
+            let loc = self.append_locked(&mut st, new, true)?;
             st.pin(pin.token, loc.pack);
             out.push((loc, true));
         }
@@ -556,7 +556,10 @@ impl GroupStore {
         }
     }
 
-    fn append_locked(&self, st: &mut DedupState, c: &NewChunk<'_>) -> Result<ChunkLoc> {
+    /// Appends a chunk to the open pack and indexes it, unless `index` is false (a copy the
+    /// cleaner makes: its old index slot is pointed at the copy once the copy is durable, see
+    /// [`GroupStore::repoint`], so the table does not grow during compaction).
+    fn append_locked(&self, st: &mut DedupState, c: &NewChunk<'_>, index: bool) -> Result<ChunkLoc> {
         self.check_poison(st)?;
         let full = st.open.as_ref().is_some_and(|o| o.len() >= self.pack_target || !o.fits(c.payload.len()));
         if full {
@@ -575,7 +578,9 @@ impl GroupStore {
             Err(e) => return Err(self.poison(st, &e)),
         };
         st.open_map.insert(c.fp, loc);
-        st.index.insert(&c.fp, id)?;
+        if index {
+            st.index.insert(&c.fp, id)?;
+        }
         Ok(loc)
     }
 
@@ -690,20 +695,30 @@ impl GroupStore {
         }
     }
 
-    /// Stores chunks the cleaner or repair moves: each one reuses a copy stored outside the
-    /// condemned packs if there is one, else is appended. Returns the new locations and
-    /// whether each was appended.
+    /// Stores chunks the cleaner moves: each one reuses a copy stored outside the condemned
+    /// packs if there is one, else is appended (not indexed yet: see [`GroupStore::repoint`]).
+    /// Returns the new locations and whether each was appended.
     pub fn relocate(&self, chunks: &[NewChunk<'_>]) -> Result<Vec<(ChunkLoc, bool)>> {
         let mut st = self.state.lock();
         let mut out = Vec::with_capacity(chunks.len());
         for c in chunks {
             let placed = match self.lookup_locked(&mut st, &c.fp) {
                 Some(l) => (l, false),
-                None => (self.append_locked(&mut st, c)?, true),
+                None => (self.append_locked(&mut st, c, false)?, true),
             };
             out.push(placed);
         }
         Ok(out)
+    }
+
+    /// Points the index slots of moved chunks at their new packs, `(fingerprint, old pack, new
+    /// pack)` each, once the copies are durable.
+    pub fn repoint(&self, moves: &[(Fingerprint, u32, u32)]) -> Result<()> {
+        let mut st = self.state.lock();
+        for (fp, from, to) in moves {
+            st.index.repoint(fp, *from, *to)?;
+        }
+        Ok(())
     }
 
     /// Deletes packs no recipe references any more: the files are unlinked (the directory is
@@ -731,7 +746,7 @@ impl GroupStore {
             st.condemned.remove(p);
             st.cache.remove_pack(*p);
         }
-        st.index.retain_packs(|id| !gone.contains(&id))?;
+        st.index.remove_packs(|id| gone.contains(&id));
         let watermark = Self::safe_watermark(&st);
         st.index.checkpoint(watermark)
     }
@@ -768,10 +783,15 @@ impl GroupStore {
 
     /// Whether the index answers `fp` with `pack` among its candidates.
     pub fn index_has(&self, fp: &Fingerprint, pack: u32) -> bool {
+        self.index_candidates(fp).contains(&pack)
+    }
+
+    /// The packs the index names for `fp`.
+    pub fn index_candidates(&self, fp: &Fingerprint) -> Vec<u32> {
         let st = self.state.lock();
         let mut out = Vec::new();
         st.index.lookup(fp, &mut out);
-        out.contains(&pack)
+        out
     }
 
     /// The watermark a checkpoint may record now: the open pack (if any) is still growing, so

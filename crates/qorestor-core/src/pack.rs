@@ -465,7 +465,7 @@ pub struct PackWriter {
     entries: Vec<FooterEntry>,
 }
 
-const FLUSH_AT: usize = 4 << 20;
+const FLUSH_AT: usize = 1 << 20;
 
 impl PackWriter {
     /// Creates pack `id` in `dir` and writes its header.
@@ -477,7 +477,7 @@ impl PackWriter {
             .create_new(true)
             .open(&path)
             .map_err(|e| Error::io("create", &path, e))?;
-        let mut pending = Vec::with_capacity(FLUSH_AT + (1 << 20));
+        let mut pending = Vec::with_capacity(FLUSH_AT + (64 << 10));
         pending.extend_from_slice(&encode_pack_header(group_id, id));
         Ok(PackWriter { id, path, file: Arc::new(file), pending, len: PACK_HEADER_LEN as u64, entries: Vec::new() })
     }

@@ -176,7 +176,7 @@ fn sigkill_at_random_points_loses_nothing_acknowledged() {
                 }
             }
             let r = e.verify(&VerifyOptions { scope: VerifyScope::All, repair: false }, &NoProgress).unwrap();
-            if r.damage_remains() {
+            if r.damage_remains() || r.index_missing > 0 {
                 // Keep the evidence for a post-mortem.
                 let keep = std::env::temp_dir().join(format!("qorestor-crash-failure-{}", std::process::id()));
                 let _ = std::process::Command::new("cp").arg("-a").arg(dir.path()).arg(&keep).status();
