@@ -367,6 +367,7 @@ fn sweep(
         }
         store.repoint(&batch)?;
     }
+    store.copies_indexed();
     let doomed_set: HashSet<u32> = doomed.iter().copied().collect();
     for r in &recipes {
         if rewrite_recipe(store, r, &doomed_set, &moved)? {

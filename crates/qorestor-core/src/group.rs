@@ -123,6 +123,10 @@ struct DedupState {
     quarantine: HashSet<(u32, u32)>,
     /// Bytes of the sealed pack files (the open pack's length is added for the quota).
     sealed_bytes: u64,
+    /// The first pack that received cleaner copies not indexed yet (see
+    /// [`GroupStore::copies_indexed`]): checkpoints stay below it, so a crash before the
+    /// copies are indexed has them indexed again at the next open.
+    unindexed_since: Option<u32>,
 }
 
 impl DedupState {
@@ -340,6 +344,7 @@ impl GroupStore {
                 condemned: HashSet::new(),
                 quarantine: unreadable.iter().copied().collect(),
                 sealed_bytes,
+                unindexed_since: None,
             }),
             quota: Mutex::new(quota),
             recipe_lock: Mutex::new(()),
@@ -580,6 +585,8 @@ impl GroupStore {
         st.open_map.insert(c.fp, loc);
         if index {
             st.index.insert(&c.fp, id)?;
+        } else {
+            st.unindexed_since.get_or_insert(id);
         }
         Ok(loc)
     }
@@ -607,7 +614,7 @@ impl GroupStore {
             if let Err(e) = self.syncer.wait(target) {
                 return Err(self.poison(st, &Error::io("fsync", &self.packs_dir, std::io::Error::other(e))));
             }
-            let watermark = st.next_pack;
+            let watermark = Self::safe_watermark(st);
             st.index.checkpoint(watermark)?;
         }
         Ok(())
@@ -721,6 +728,11 @@ impl GroupStore {
         Ok(())
     }
 
+    /// Every cleaner copy is indexed now ([`GroupStore::repoint`] ran for all of them).
+    pub fn copies_indexed(&self) {
+        self.state.lock().unindexed_since = None;
+    }
+
     /// Deletes packs no recipe references any more: the files are unlinked (the directory is
     /// synced), then their index entries and cached footers are dropped.
     pub fn delete_packs(&self, packs: &[u32]) -> Result<()> {
@@ -796,8 +808,10 @@ impl GroupStore {
 
     /// The watermark a checkpoint may record now: the open pack (if any) is still growing, so
     /// it and later packs must be indexed again after a crash.
+    /// Packs holding cleaner copies that are not indexed yet are not covered either.
     fn safe_watermark(st: &DedupState) -> u32 {
-        st.open.as_ref().map_or(st.next_pack, |o| o.id())
+        let open = st.open.as_ref().map_or(st.next_pack, |o| o.id());
+        open.min(st.unindexed_since.unwrap_or(u32::MAX))
     }
 
     /// Held while a recipe file is replaced or removed.
@@ -833,7 +847,7 @@ impl GroupStore {
         let target = self.syncer.submitted();
         self.syncer.wait(target).map_err(|e| Error::io("fsync", &self.packs_dir, std::io::Error::other(e)))?;
         sync_dir(&self.packs_dir)?;
-        let watermark = st.next_pack;
+        let watermark = Self::safe_watermark(&st);
         st.index.checkpoint(watermark)
     }
 }

@@ -238,6 +238,20 @@ fn check_packs(
     Ok(packs)
 }
 
+/// How many of `fps` (fingerprints live recipes use, whose recipe location the index does not
+/// name) the index cannot find at all. Every fingerprint a live recipe uses must be findable,
+/// so that new backups dedup against it: the index must name a pack holding an intact copy
+/// (one entry per fingerprint is enough; garbage awaiting the cleaner need not be indexed).
+fn count_unfindable(store: &GroupStore, packs: &HashMap<u32, PackRecords>, fps: &HashSet<Fingerprint>) -> u64 {
+    let findable = |fp: &Fingerprint| {
+        store
+            .index_candidates(fp)
+            .iter()
+            .any(|c| packs.get(c).is_some_and(|p| p.entries.iter().any(|x| x.fp == *fp && !p.bad.contains(&x.offset))))
+    };
+    fps.iter().filter(|fp| !findable(fp)).count() as u64
+}
+
 /// A stream of the group with a recipe: live, or in its container's recycle bin.
 struct LiveStream {
     container_id: u64,
@@ -324,6 +338,9 @@ impl Engine {
         let mut damaged_refs: HashMap<(u32, u32), (Fingerprint, Vec<usize>)> = HashMap::new();
         let open = store.open_pack();
         let mut recipes_ok: Vec<Option<Recipe>> = Vec::with_capacity(streams.len());
+        // Fingerprints live recipes use whose recipe location is not what the index names
+        // (checked further below: usually none).
+        let mut unindexed: HashSet<Fingerprint> = HashSet::new();
         for (i, s) in streams.iter().enumerate() {
             report.recipes_checked += 1;
             let path = recipe_path(store.recipes_dir(), s.record.id);
@@ -372,6 +389,9 @@ impl Engine {
                     None if Some(e.loc.pack) == open => None,
                     None => Some("the pack is missing"),
                 };
+                if why.is_none() && opts.scope.metadata() && !store.index_has(&e.fp, e.loc.pack) {
+                    unindexed.insert(e.fp);
+                }
                 if let Some(why) = why {
                     if report.damaged_references.len() < 100 {
                         report.damaged_references.push(format!(
@@ -392,7 +412,8 @@ impl Engine {
             report.damaged_streams.push(streams[i].name());
         }
         if opts.scope.metadata() {
-            self.check_index_and_orphans(&store, g, &packs, &streams, opts.repair, report)?;
+            report.index_missing += count_unfindable(&store, &packs, &unindexed);
+            self.check_orphans(&store, g, &streams, opts.repair, report)?;
         }
         if !opts.repair {
             return Ok(());
@@ -475,30 +496,14 @@ impl Engine {
     }
 
     /// Metadata checks beyond recipes: index coverage and recipes without a catalog entry.
-    fn check_index_and_orphans(
+    fn check_orphans(
         &self,
         store: &GroupStore,
         g: &GroupRecord,
-        packs: &HashMap<u32, PackRecords>,
         streams: &[LiveStream],
         repair: bool,
         report: &mut VerifyReport,
     ) -> Result<()> {
-        // Every stored fingerprint must be findable: the index names a pack holding an intact
-        // copy of it (one entry per fingerprint; duplicates a crash left need not be listed).
-        let findable = |id: u32, e: &FooterEntry| {
-            let candidates = store.index_candidates(&e.fp);
-            candidates.contains(&id)
-                || candidates.iter().any(|c| {
-                    packs.get(c).is_some_and(|p| p.entries.iter().any(|x| x.fp == e.fp && !p.bad.contains(&x.offset)))
-                })
-        };
-        let missing = packs
-            .iter()
-            .flat_map(|(&id, p)| p.entries.iter().filter(|e| !p.bad.contains(&e.offset)).map(move |e| (id, e)))
-            .filter(|(id, e)| !findable(*id, e))
-            .count();
-        report.index_missing += missing as u64;
         let listed: HashSet<u64> = streams.iter().map(|s| s.record.id).collect();
         let rd = std::fs::read_dir(store.recipes_dir()).map_err(|e| Error::io("list", store.recipes_dir(), e))?;
         for entry in rd {
