@@ -254,6 +254,7 @@ impl StreamWriter {
         group: Arc<GroupStore>,
         container: ContainerRecord,
         name: String,
+        inherited: &[RecipeEntry],
     ) -> Result<Self> {
         let stream_id = engine.catalog.next_id()?;
         let header = RecipeHeader {
@@ -263,7 +264,11 @@ impl StreamWriter {
             container: container.name.clone(),
             stream: name.clone(),
         };
-        let recipe = RecipeWriter::create(group.recipes_dir(), &header)?;
+        let mut recipe = RecipeWriter::create(group.recipes_dir(), &header)?;
+        // A stream started from a prefix of another (see `Engine::create_stream_from_prefix`).
+        for e in inherited {
+            recipe.push(e)?;
+        }
         let chunker = Chunker::new(group.record().chunking)?;
         let level = group.compression().zstd_level();
         let counters = Arc::new(WriteCounters::default());
