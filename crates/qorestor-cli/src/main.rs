@@ -8,7 +8,7 @@
 //! - [`output`]: human (tables, sizes, ratios) and JSON rendering;
 //! - [`progress`]: an indicatif implementation of [`qorestor_core::Progress`];
 //! - one module per command group: [`init`], [`group`], [`container`], [`stream`], [`stats`],
-//!   [`mod@bench`].
+//!   [`mod@bench`], [`vtl`].
 //!
 //! Exit codes: 0 on success, 1 when an operation failed, 2 for bad usage.
 
@@ -22,6 +22,7 @@ mod progress;
 mod stats;
 mod stream;
 mod values;
+mod vtl;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -114,6 +115,9 @@ pub enum Command {
     Stats(stats::StatsArgs),
     /// Benchmark ingest and restore on the shared backup dataset.
     Bench(bench::BenchArgs),
+    /// Manage virtual tape libraries.
+    #[command(subcommand)]
+    Vtl(vtl::VtlCommand),
 }
 
 /// Runs one parsed command line.
@@ -129,6 +133,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Rm(args) => stream::rm(&ctx, args),
         Command::Stats(args) => stats::run(&ctx, args),
         Command::Bench(args) => bench::run(&ctx, &args),
+        Command::Vtl(cmd) => vtl::run(&ctx, cmd),
     }
 }
 

@@ -28,6 +28,8 @@ pub const MAX_IE_SLOTS: u16 = 240;
 pub const MIN_CAPACITY: u64 = 1 << 20;
 /// Largest cartridge capacity (LTO-9 native).
 pub const MAX_CAPACITY: u64 = 18_000_000_000_000;
+/// Smallest cartridge capacity an operator may ask for (QoreStor's smallest `--tape_size`).
+pub const MIN_OPERATOR_CAPACITY: u64 = 10_000_000_000;
 
 /// Where a cartridge is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
