@@ -713,7 +713,8 @@ fn drive_identity(rec: &LibraryRecord, serial: &str) -> Identity {
     }
 }
 
-/// Deletes the streams of cartridges that their durable maps do not name.
+/// Deletes the segment streams (`BARCODE/NNNNNNNNNN` of a cartridge of the library) that the
+/// cartridges' durable maps do not name; other streams are left alone.
 fn sweep_orphans(engine: &Engine, name: &str, rec: &LibraryRecord) -> Result<()> {
     let mut live = std::collections::HashSet::new();
     for c in &rec.cartridges {
@@ -722,7 +723,10 @@ fn sweep_orphans(engine: &Engine, name: &str, rec: &LibraryRecord) -> Result<()>
         }
     }
     for s in engine.streams(name)? {
-        if !live.contains(&s.name) {
+        let ours = s.name.split_once('/').is_some_and(|(barcode, id)| {
+            id.len() == 10 && id.bytes().all(|b| b.is_ascii_digit()) && rec.cartridge(barcode).is_ok()
+        });
+        if ours && !live.contains(&s.name) {
             engine.delete_stream(name, &s.name)?;
         }
     }

@@ -38,13 +38,18 @@ fn a_crash_loses_only_buffered_writes() {
     let mut w = l.engine().create_stream("lib", "QS0001L5/0000009999").unwrap();
     std::io::Write::write_all(&mut w, b"orphan").unwrap();
     w.finish().unwrap();
+    // And a stream that is not a segment: left alone.
+    let mut w = l.engine().create_stream("lib", "notes.txt").unwrap();
+    std::io::Write::write_all(&mut w, b"kept").unwrap();
+    w.finish().unwrap();
     l.crash_and_reopen();
     l.settle(1);
     assert_eq!(l.ok(1, &read6(false, false, 3000), &[]), a);
     l.check(1, &read6(false, false, 3000), &[], (0, 0, 1));
     l.check(1, &read6(false, false, 3000), &[], (8, 0, 5));
     let streams: Vec<String> = l.engine().streams("lib").unwrap().into_iter().map(|s| s.name).collect();
-    assert_eq!(streams.len(), 1, "{streams:?}");
+    assert_eq!(streams.len(), 2, "{streams:?}");
+    assert!(streams.contains(&"notes.txt".to_string()));
     // Writing at end of data continues the tape.
     l.ok(1, &write6(false, 10), &[7; 10]);
     l.ok(1, &rewind(), &[]);
