@@ -156,3 +156,20 @@ fn the_same_backup_on_two_tapes_is_stored_once() {
     l.ok(2, &rewind(), &[]);
     assert_eq!(l.ok(2, &read6(false, false, 256 << 10), &[]), &data[..256 << 10]);
 }
+
+#[test]
+fn tick_flushes_an_idle_drive_once_the_interval_has_passed() {
+    let mut l = Lib::small(CAP);
+    let mut rec: LibraryRecord = l.engine().container_meta("lib", "library").unwrap().unwrap();
+    rec.flush_secs = 1;
+    l.engine().put_container_meta("lib", "library", &rec).unwrap();
+    l.crash_and_reopen();
+    let mut l = l.loaded("QS0001L5");
+    l.ok(1, &write6(false, 100), &[5; 100]);
+    // Not a timing measurement: only waits until the interval has surely passed.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    l.vtl().tick().unwrap();
+    l.crash_and_reopen();
+    l.settle(1);
+    assert_eq!(l.ok(1, &read6(false, false, 100), &[]), vec![5; 100]);
+}

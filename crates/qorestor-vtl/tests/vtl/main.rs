@@ -1,11 +1,13 @@
 //! Integration tests of the VTL, without sockets: CDBs are built byte by byte and sent to
 //! [`Vtl::execute`]; data-in, status and sense are checked.
 //! - `spc`: commands every unit answers; `ssc`: tape drives; `smc`: the changer;
+//! - `decoders`: property tests and golden fixtures of the pure decoders;
 //! - `model`: a model-based property test against an in-memory reference tape;
 //! - `durability`: restarts, crashes, flush interval, dedup across tapes; `operator`: the
 //!   operator's operations and `info`.
 
 mod cdbs;
+mod decoders;
 mod durability;
 mod model;
 mod operator;

@@ -195,6 +195,10 @@ fn locate_and_read_position() {
     l.ok(1, &locate10(5), &[]);
     let lf = l.ok(1, &read_position(6), &[]);
     assert_eq!(u64::from_be_bytes(lf[16..24].try_into().unwrap()), 2);
+    // Extended form: first and last logical object locations.
+    let x = l.ok(1, &read_position(8), &[]);
+    assert_eq!(x.len(), 32);
+    assert_eq!(u64::from_be_bytes(x[16..24].try_into().unwrap()), 5);
     l.check(1, &read_position(2), &[], (5, 0x24, 0));
 }
 
