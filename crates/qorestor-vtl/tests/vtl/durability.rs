@@ -173,3 +173,56 @@ fn tick_flushes_an_idle_drive_once_the_interval_has_passed() {
     l.settle(1);
     assert_eq!(l.ok(1, &read6(false, false, 100), &[]), vec![5; 100]);
 }
+
+/// The child half of the SIGKILL test: writes a durable file and buffered blocks, says so,
+/// and waits to be killed.
+fn killed_child(dir: &std::path::Path) {
+    let engine = qorestor_core::Engine::open(dir).unwrap();
+    let vtl = qorestor_vtl::Vtl::open(&engine, "lib").unwrap();
+    while vtl.execute(1, &tur(), &[]).status != qorestor_vtl::GOOD {}
+    let ok = |cdb: &[u8], data: &[u8]| assert_eq!(vtl.execute(1, cdb, data).status, qorestor_vtl::GOOD);
+    ok(&write6(false, 5000), &bytes(1, 5000));
+    ok(&write_filemarks(1, false), &[]);
+    ok(&write6(false, 5000), &bytes(2, 5000));
+    for i in 0..40 {
+        ok(&write6(false, 256 << 10), &bytes(10 + i, 256 << 10));
+    }
+    println!("ready");
+    loop {
+        std::thread::sleep(std::time::Duration::from_secs(1));
+    }
+}
+
+#[test]
+fn a_killed_process_keeps_exactly_the_durable_part() {
+    const VAR: &str = "QORESTOR_VTL_KILL_CHILD_DIR";
+    if let Some(dir) = std::env::var_os(VAR) {
+        killed_child(std::path::Path::new(&dir));
+        return;
+    }
+    let mut l = Lib::small(CAP).loaded("QS0001L5");
+    l.vtl = None;
+    l.engine = None;
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "durability::a_killed_process_keeps_exactly_the_durable_part", "--nocapture"])
+        .env(VAR, l.dir.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let out = child.stdout.take().unwrap();
+    let ready = std::io::BufRead::lines(std::io::BufReader::new(out)).any(|line| line.unwrap().trim() == "ready");
+    assert!(ready, "the child did not get ready");
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    l.crash_and_reopen();
+    l.settle(1);
+    assert_eq!(l.ok(1, &read6(false, false, 5000), &[]), bytes(1, 5000));
+    l.check(1, &read6(false, false, 5000), &[], (0, 0, 1));
+    l.check(1, &read6(false, false, 5000), &[], (8, 0, 5));
+    // End of data is at the last durable point: writing there continues the tape.
+    l.ok(1, &write6(false, 3), b"new");
+    l.ok(1, &rewind(), &[]);
+    l.ok(1, &space6(1, 1), &[]);
+    assert_eq!(l.ok(1, &read6(false, false, 3), &[]), b"new");
+}
