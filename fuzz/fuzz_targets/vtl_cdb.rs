@@ -1,5 +1,5 @@
-//! VTL CDB and MODE SELECT parameter-list decoding: `parse_cdb` for the changer and a drive,
-//! `parse_mode_select` for both header formats. Any input gives a command or an ILLEGAL
+//! VTL CDB and parameter-list decoding: `parse_cdb` for the changer and a drive,
+//! `parse_mode_select` for both header formats, `mam::parse_write_attribute`. Any input gives a command or an ILLEGAL
 //! REQUEST sense; never a panic.
 //!
 //! Input: one mode byte (bit 0: drive or changer; bit 1: MODE SELECT(10) or (6)), then the
@@ -21,5 +21,9 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(list) = parse_mode_select(mode & 2 != 0, rest) {
         let body: usize = list.pages.iter().map(|p| p.body.len()).sum();
         assert!(body <= rest.len());
+    }
+    if let Ok(writes) = qorestor_vtl::mam::parse_write_attribute(rest) {
+        let values: usize = writes.iter().map(|w| w.value.len() + 5).sum();
+        assert!(values + 4 <= rest.len());
     }
 });

@@ -98,6 +98,10 @@ pub enum Command {
     Erase,
     /// REPORT DENSITY SUPPORT.
     ReportDensity { media: bool, alloc: u32 },
+    /// READ ATTRIBUTE (service action, first attribute identifier).
+    ReadAttribute { service_action: u8, first: u16, alloc: u32 },
+    /// WRITE ATTRIBUTE with a parameter list of `len` bytes.
+    WriteAttribute { len: u32 },
     /// READ ELEMENT STATUS.
     ReadElementStatus { voltag: bool, element_type: u8, start: u16, count: u16, dvcid: bool, alloc: u32 },
     /// MOVE MEDIUM.
@@ -128,14 +132,14 @@ pub fn supported_opcodes(kind: DeviceKind) -> &'static [(u8, Option<u16>, u16)] 
         (0xA0, None, 12),
         (0xA3, Some(0x0C), 12),
     ];
-    const DRIVE: [(u8, Option<u16>, u16); 13 + 16] = {
-        let mut all = [(0u8, None, 0u16); 29];
+    const DRIVE: [(u8, Option<u16>, u16); 13 + 18] = {
+        let mut all = [(0u8, None, 0u16); 31];
         let mut i = 0;
         while i < 13 {
             all[i] = COMMON[i];
             i += 1;
         }
-        let extra: [(u8, Option<u16>, u16); 16] = [
+        let extra: [(u8, Option<u16>, u16); 18] = [
             (0x01, None, 6),
             (0x05, None, 6),
             (0x08, None, 6),
@@ -150,11 +154,13 @@ pub fn supported_opcodes(kind: DeviceKind) -> &'static [(u8, Option<u16>, u16)] 
             (0x34, Some(0x06), 10),
             (0x34, Some(0x08), 10),
             (0x44, None, 10),
+            (0x8C, None, 16),
+            (0x8D, None, 16),
             (0x91, None, 16),
             (0x92, None, 16),
         ];
         let mut j = 0;
-        while j < 16 {
+        while j < 18 {
             all[13 + j] = extra[j];
             j += 1;
         }
@@ -379,6 +385,21 @@ pub fn parse_cdb(kind: DeviceKind, cdb: &[u8]) -> Result<Command, Sense> {
             // MEDIUM TYPE descriptors are not supported.
             reserved(cdb, 1, 0x02)?;
             Command::ReportDensity { media: cdb[1] & 0x01 != 0, alloc: be16(cdb, 7) as u32 }
+        }
+        0x8C | 0x8D => {
+            // One logical volume, one partition.
+            if cdb[5] != 0 {
+                return Err(Sense::invalid_cdb_field(5, None));
+            }
+            if cdb[7] != 0 {
+                return Err(Sense::invalid_cdb_field(7, None));
+            }
+            let len = be32(cdb, 10);
+            if op == 0x8C {
+                Command::ReadAttribute { service_action: cdb[1] & 0x1F, first: be16(cdb, 8), alloc: len }
+            } else {
+                Command::WriteAttribute { len }
+            }
         }
         // Changer commands.
         0xB8 => Command::ReadElementStatus {

@@ -389,6 +389,33 @@ impl Drive {
                 m.make_durable(ctx).map_err(engine_error)?;
                 locate(m, to)
             }
+            Command::ReadAttribute { service_action, first, alloc } => {
+                let m = self.ready()?;
+                let view = crate::mam::MamView {
+                    barcode: &m.barcode,
+                    capacity: m.capacity,
+                    used: m.map.data_bytes(),
+                    density: density_code(generation(m.capacity)),
+                    worm: m.worm,
+                    host: &m.map.attributes,
+                };
+                crate::mam::read_attribute(service_action, first, alloc, &view)
+            }
+            Command::WriteAttribute { len } => {
+                let m = self.ready()?;
+                if m.write_protected {
+                    return Err((Sense::write_protected(), Vec::new()));
+                }
+                if data_out.len() < len as usize {
+                    return Err((Sense::new(crate::sense::ILLEGAL_REQUEST, 0x1A, 0x00), Vec::new()));
+                }
+                let writes =
+                    crate::mam::parse_write_attribute(&data_out[..len as usize]).map_err(|s| (s, Vec::new()))?;
+                crate::mam::apply(&writes, &mut m.map.attributes).map_err(|s| (s, Vec::new()))?;
+                m.dirty = true;
+                m.make_durable(ctx).map_err(engine_error)?;
+                Ok(Vec::new())
+            }
             Command::ReadPosition { form, alloc } => {
                 let m = self.ready()?;
                 Ok(cut(read_position(m, form), alloc))

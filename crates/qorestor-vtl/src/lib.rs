@@ -37,6 +37,7 @@ pub mod cdb;
 pub mod drive;
 pub mod error;
 pub mod library;
+pub mod mam;
 pub mod map;
 pub mod model;
 pub mod sense;

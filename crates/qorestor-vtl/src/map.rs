@@ -11,6 +11,8 @@
 //! [`CartMap`] is the persisted form (a container metadata record per cartridge, written at
 //! durable points); [`CartMap::validate`] checks a decoded record before it is trusted.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 /// `count` blocks of `size` bytes, or `count` filemarks when `size` is 0.
@@ -40,6 +42,10 @@ pub struct CartMap {
     pub segments: Vec<Segment>,
     /// The next unused segment id.
     pub next_segment: u64,
+    /// Host-written medium auxiliary memory attributes (WRITE ATTRIBUTE): identifier to value,
+    /// hexadecimal (see [`crate::mam`]).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub attributes: BTreeMap<u16, String>,
 }
 
 /// Limits on decoded maps (far above any real tape; they bound arithmetic, not memory).
@@ -85,6 +91,11 @@ impl CartMap {
         if seg_bytes != bytes {
             return Err(format!("segments hold {seg_bytes} bytes, blocks {bytes}"));
         }
+        for (&id, hex) in &self.attributes {
+            let value = crate::mam::from_hex(hex).ok_or_else(|| format!("attribute {id:#06x} is not hexadecimal"))?;
+            crate::mam::check_host_attribute(id, &value)
+                .ok_or_else(|| format!("attribute {id:#06x} is not writable or too long"))?;
+        }
         Ok(())
     }
 }
@@ -115,12 +126,14 @@ pub struct TapeMap {
     segments: Vec<Segment>,
     seg_end: Vec<u64>,
     next_segment: u64,
+    /// Host-written attributes, as persisted.
+    pub attributes: BTreeMap<u16, String>,
 }
 
 impl TapeMap {
     /// Builds the indexes of a (validated) map.
     pub fn from_map(m: &CartMap) -> TapeMap {
-        let mut t = TapeMap { next_segment: m.next_segment, ..TapeMap::default() };
+        let mut t = TapeMap { next_segment: m.next_segment, attributes: m.attributes.clone(), ..TapeMap::default() };
         for r in &m.runs {
             t.push_run(*r);
         }
@@ -132,7 +145,12 @@ impl TapeMap {
 
     /// The persisted form.
     pub fn to_map(&self) -> CartMap {
-        CartMap { runs: self.runs.clone(), segments: self.segments.clone(), next_segment: self.next_segment }
+        CartMap {
+            runs: self.runs.clone(),
+            segments: self.segments.clone(),
+            next_segment: self.next_segment,
+            attributes: self.attributes.clone(),
+        }
     }
 
     fn push_run(&mut self, r: Run) {
@@ -354,6 +372,7 @@ mod tests {
             runs: vec![Run { size: 10, count: 2 }, Run { size: 0, count: 1 }],
             segments: vec![Segment { id: 0, len: 20 }],
             next_segment: 1,
+            attributes: BTreeMap::new(),
         };
         assert!(good.validate().is_ok());
         let mut bad = good.clone();

@@ -175,3 +175,18 @@ pub fn position_to_element(transport: u16, dest: u16) -> Vec<u8> {
     c.extend_from_slice(&[0, 0, 0, 0]);
     c
 }
+
+pub fn read_attribute(service_action: u8, first: u16, alloc: u32) -> Vec<u8> {
+    let mut c = vec![0x8C, service_action, 0, 0, 0, 0, 0, 0];
+    c.extend_from_slice(&first.to_be_bytes());
+    c.extend_from_slice(&alloc.to_be_bytes());
+    c.extend_from_slice(&[0, 0]);
+    c
+}
+
+pub fn write_attribute(len: u32) -> Vec<u8> {
+    let mut c = vec![0x8D, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+    c.extend_from_slice(&len.to_be_bytes());
+    c.extend_from_slice(&[0, 0]);
+    c
+}

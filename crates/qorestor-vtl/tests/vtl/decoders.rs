@@ -53,6 +53,7 @@ fn cart_map() -> CartMap {
         runs: vec![Run { size: 262_144, count: 4 }, Run { size: 0, count: 1 }, Run { size: 512, count: 2 }],
         segments: vec![Segment { id: 0, len: 1_048_576 }, Segment { id: 2, len: 1024 }],
         next_segment: 3,
+        attributes: [(0x0800, qorestor_vtl::mam::to_hex(b"BACKUPCO"))].into_iter().collect(),
     }
 }
 
@@ -155,7 +156,7 @@ proptest! {
         let runs: Vec<Run> = runs.into_iter().map(|(size, count)| Run { size, count }).collect();
         let bytes: u64 = runs.iter().map(|r| r.size as u64 * r.count).sum();
         let segments = if bytes > 0 { vec![Segment { id: 0, len: bytes }] } else { vec![] };
-        let m = CartMap { runs, segments, next_segment: 1 };
+        let m = CartMap { runs, segments, next_segment: 1, attributes: Default::default() };
         prop_assert!(m.validate().is_ok());
         let b = encode_value(KIND, &m);
         prop_assert_eq!(decode_value::<CartMap>(KIND, &b).unwrap(), m);

@@ -331,3 +331,77 @@ fn mode_pages_of_a_drive() {
     let big = [0, 0, 0, 8, 0, 0, 0, 0, 0, 0xFF, 0xFF, 0xFF];
     l.check(1, &mode_select6(12), &big, (5, 0x26, 0));
 }
+
+/// Parses READ ATTRIBUTE values into (id, read only, format, value).
+fn attributes(d: &[u8]) -> Vec<(u16, bool, u8, Vec<u8>)> {
+    assert_eq!(u32::from_be_bytes(d[0..4].try_into().unwrap()) as usize, d.len() - 4);
+    let mut out = Vec::new();
+    let mut at = 4;
+    while at < d.len() {
+        let len = u16::from_be_bytes([d[at + 3], d[at + 4]]) as usize;
+        out.push((
+            u16::from_be_bytes([d[at], d[at + 1]]),
+            d[at + 2] & 0x80 != 0,
+            d[at + 2] & 3,
+            d[at + 5..at + 5 + len].to_vec(),
+        ));
+        at += 5 + len;
+    }
+    out
+}
+
+fn attribute_list(entries: &[(u16, u8, &[u8])]) -> Vec<u8> {
+    let mut l = vec![0u8; 4];
+    for (id, format, value) in entries {
+        l.extend_from_slice(&id.to_be_bytes());
+        l.push(*format);
+        l.extend_from_slice(&(value.len() as u16).to_be_bytes());
+        l.extend_from_slice(value);
+    }
+    let n = (l.len() - 4) as u32;
+    l[0..4].copy_from_slice(&n.to_be_bytes());
+    l
+}
+
+#[test]
+fn medium_auxiliary_memory() {
+    let mut l = Lib::small(CAP).loaded("QS0001L5");
+    l.ok(1, &write6(false, 1 << 20), &bytes(1, 1 << 20));
+    let a = attributes(&l.ok(1, &read_attribute(0, 0, 4096), &[]));
+    let get = |a: &[(u16, bool, u8, Vec<u8>)], id: u16| a.iter().find(|x| x.0 == id).cloned();
+    let max = get(&a, 0x0001).unwrap();
+    assert_eq!((max.1, max.2), (true, 0));
+    assert_eq!(u64::from_be_bytes(max.3.try_into().unwrap()), CAP >> 20);
+    let rem = get(&a, 0x0000).unwrap();
+    assert_eq!(u64::from_be_bytes(rem.3.try_into().unwrap()), (CAP - (1 << 20)) >> 20);
+    assert!(get(&a, 0x0401).unwrap().3.starts_with(b"QS0001L5 "));
+    assert_eq!(get(&a, 0x0405).unwrap().3, vec![0x58]);
+    assert!(get(&a, 0x0800).is_none());
+    // The host writes its attributes; they read back and survive a restart.
+    let list = attribute_list(&[(0x0800, 1, b"BACKUPCO"), (0x0803, 2, b"weekly full")]);
+    l.ok(1, &write_attribute(list.len() as u32), &list);
+    l.crash_and_reopen();
+    l.settle(1);
+    let a = attributes(&l.ok(1, &read_attribute(0, 0x0800, 4096), &[]));
+    assert_eq!(a[0], (0x0800, false, 1, b"BACKUPCO".to_vec()));
+    assert_eq!(a[1], (0x0803, false, 2, b"weekly full".to_vec()));
+    assert!(a.iter().all(|x| x.0 >= 0x0800));
+    // The tape itself is durable too (WRITE ATTRIBUTE is a durable point).
+    assert_eq!(l.ok(1, &read6(false, false, 1 << 20), &[]), bytes(1, 1 << 20));
+    // Read-only or unknown attributes and wrong lengths are refused.
+    let ro = attribute_list(&[(0x0001, 0, &[0; 8])]);
+    l.check(1, &write_attribute(ro.len() as u32), &ro, (5, 0x26, 0));
+    let short = attribute_list(&[(0x0801, 1, b"x")]);
+    l.check(1, &write_attribute(short.len() as u32), &short, (5, 0x26, 0));
+    // Lists: attribute list, supported attributes, partitions.
+    let list = l.ok(1, &read_attribute(1, 0, 4096), &[]);
+    assert!(list[4..].chunks(2).any(|c| c == [0x08, 0x03]));
+    let sup = l.ok(1, &read_attribute(5, 0, 4096), &[]);
+    assert!(sup[4..].chunks(2).any(|c| c == [0x08, 0x08]));
+    assert_eq!(l.ok(1, &read_attribute(3, 0, 4096), &[]), vec![0, 2, 0, 1]);
+    l.check(1, &read_attribute(4, 0, 4096), &[], (5, 0x24, 0));
+    // Write protection covers attributes.
+    l.vtl().set_write_protect("QS0001L5", true).unwrap();
+    let list = attribute_list(&[(0x0800, 1, b"OTHERCO ")]);
+    l.check(1, &write_attribute(list.len() as u32), &list, (7, 0x27, 0));
+}
