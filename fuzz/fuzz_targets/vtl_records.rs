@@ -1,5 +1,5 @@
 //! VTL catalog records: the library record and cartridge maps as stored in the catalog
-//! (container metadata, kind 4 of the catalog framing), decoded and validated the way
+//! (container metadata, kind 6 of the catalog framing), decoded and validated the way
 //! `Vtl::open` and a drive's mount do; a map that validates is indexed and queried at a few
 //! positions.
 //!
@@ -14,7 +14,7 @@ use qorestor_core::catalog::{decode_value, encode_value};
 use qorestor_vtl::{CartMap, LibraryRecord, TapeMap};
 
 /// The kind byte of container metadata in the catalog framing.
-const KIND_CONTAINER_META: u8 = 4;
+const KIND_CONTAINER_META: u8 = 6;
 
 fn try_all(b: &[u8]) {
     if let Ok(r) = decode_value::<LibraryRecord>(KIND_CONTAINER_META, b) {

@@ -2,12 +2,12 @@
 
 use anyhow::Result;
 use clap::{Args, Subcommand, ValueEnum};
-use qorestor_core::{ContainerInfo, ContainerKind, DEFAULT_GROUP};
+use qorestor_core::{ContainerInfo, ContainerKind, ContainerUpdate, DEFAULT_GROUP};
 use serde::Serialize;
 
-use crate::context::Ctx;
+use crate::context::{Ctx, UsageError};
 use crate::output::{self, Align, Table};
-use crate::values::parse_object_name;
+use crate::values::{parse_days, parse_object_name, parse_quota, OnOff, Quota};
 
 /// `container` subcommands.
 #[derive(Debug, Subcommand)]
@@ -26,6 +26,9 @@ pub enum ContainerCommand {
     /// Create a container.
     #[command(long_about = ADD_ABOUT)]
     Add(AddArgs),
+    /// Change a container's quota or recycle bin.
+    #[command(long_about = UPDATE_ABOUT)]
+    Update(UpdateArgs),
     /// List containers.
     #[command(long_about = "List containers (of one storage group with --storage-group).\n\n\
                       JSON: an array of container objects (name, type, storage_group, streams, \
@@ -70,6 +73,23 @@ Examples:
   qorestor container add nightly --type object
   qorestor container add tapes --storage-group archive --type vtl";
 
+/// Long help of `container update`.
+const UPDATE_ABOUT: &str = "\
+Change a container's quota or recycle bin.
+
+--quota SIZE caps the logical bytes of the container's live streams: a write that would pass it
+fails (naming the container) and leaves nothing visible; --quota none removes it.
+--recycle-bin on keeps deleted streams for --retention DAYS (default 7) before the cleaner may
+reclaim them; list them with `qorestor recycle-bin ls C`, bring one back with `qorestor
+recycle-bin restore C/STREAM`. --recycle-bin off: deletions are final again (streams already
+in the bin stay until they expire).
+
+JSON: the updated container object.
+
+Examples:
+  qorestor container update nightly --quota 500GiB
+  qorestor container update nightly --recycle-bin on --retention 14d";
+
 /// Container type on the command line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum KindArg {
@@ -109,6 +129,50 @@ pub struct AddArgs {
     /// Its type.
     #[arg(long = "type", value_name = "TYPE", value_enum)]
     pub kind: KindArg,
+    /// Settings (quota, recycle bin).
+    #[command(flatten)]
+    pub settings: SettingsArgs,
+}
+
+/// Quota and recycle bin options of `container add` and `container update`.
+#[derive(Debug, Args)]
+pub struct SettingsArgs {
+    /// Quota on the logical bytes of the container's live streams (none removes it).
+    #[arg(long, value_name = "SIZE|none", value_parser = parse_quota)]
+    pub quota: Option<Quota>,
+    /// Keep deleted streams in a recycle bin (on) or delete them at once (off, the default).
+    #[arg(long, value_enum, value_name = "on|off")]
+    pub recycle_bin: Option<OnOff>,
+    /// How long the recycle bin keeps a deleted stream [default: 7d].
+    #[arg(long, value_name = "DAYS", value_parser = parse_days, requires = "recycle_bin")]
+    pub retention: Option<u64>,
+}
+
+impl SettingsArgs {
+    fn update(&self) -> Result<Option<ContainerUpdate>> {
+        let recycle = match (self.recycle_bin, self.retention) {
+            (Some(OnOff::On), days) => Some(Some(days.unwrap_or(7))),
+            (Some(OnOff::Off), None) => Some(None),
+            (Some(OnOff::Off), Some(_)) => {
+                return Err(UsageError("--retention goes with --recycle-bin on, not off".into()).into())
+            }
+            (None, _) => None,
+        };
+        if self.quota.is_none() && recycle.is_none() {
+            return Ok(None);
+        }
+        Ok(Some(ContainerUpdate { quota: self.quota.map(|q| q.0), recycle_retention_days: recycle }))
+    }
+}
+
+/// Arguments of `container update`.
+#[derive(Debug, Args)]
+pub struct UpdateArgs {
+    /// The container's name.
+    pub name: String,
+    /// What to change.
+    #[command(flatten)]
+    pub settings: SettingsArgs,
 }
 
 /// The JSON result of a deletion.
@@ -123,9 +187,23 @@ struct Deleted<'a> {
 pub fn run(ctx: &Ctx, cmd: ContainerCommand) -> Result<()> {
     match cmd {
         ContainerCommand::Add(args) => {
+            let update = args.settings.update()?;
             let engine = ctx.open("qorestor container add")?;
-            let info = engine.add_container(&args.name, &args.storage_group, args.kind.into())?;
+            let mut info = engine.add_container(&args.name, &args.storage_group, args.kind.into())?;
+            if let Some(u) = update {
+                info = engine.update_container(&args.name, &u)?;
+            }
             ctx.emit(&info, || format!("created container {}\n{}", info.name, details(&info)))
+        }
+        ContainerCommand::Update(args) => {
+            let Some(update) = args.settings.update()? else {
+                return Err(
+                    UsageError("container update: nothing to change (give --quota or --recycle-bin)".into()).into()
+                );
+            };
+            let engine = ctx.open("qorestor container update")?;
+            let info = engine.update_container(&args.name, &update)?;
+            ctx.emit(&info, || format!("updated container {}\n{}", info.name, details(&info)))
         }
         ContainerCommand::List { storage_group } => {
             let engine = ctx.open("qorestor container list")?;
@@ -158,6 +236,15 @@ fn details(c: &ContainerInfo) -> String {
         ("Storage group", c.storage_group.clone()),
         ("Streams", c.streams.to_string()),
         ("Logical size", output::bytes(c.logical_bytes)),
+        ("Quota", c.quota_bytes.map_or("none".into(), output::bytes)),
+        (
+            "Recycle bin",
+            match c.retention_days {
+                Some(d) => format!("on, {d} days ({} streams in it)", c.recycled_streams),
+                None if c.recycled_streams > 0 => format!("off ({} streams still in it)", c.recycled_streams),
+                None => "off".into(),
+            },
+        ),
         ("Created", format!("{} UTC", output::time(c.created))),
     ])
 }

@@ -56,3 +56,15 @@ impl fmt::Display for UsageError {
 }
 
 impl std::error::Error for UsageError {}
+
+/// Verify found damage it did not heal: the results are printed already (exit code 3).
+#[derive(Debug)]
+pub struct DamageFound(pub String);
+
+impl fmt::Display for DamageFound {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for DamageFound {}

@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use crate::context::{Ctx, UsageError};
 use crate::output::{self, Align, Table};
-use crate::values::{parse_object_name, parse_size_u32};
+use crate::values::{parse_object_name, parse_quota, parse_size_u32, Quota};
 
 /// `storage-group` subcommands.
 #[derive(Debug, Subcommand)]
@@ -113,6 +113,9 @@ pub struct AddArgs {
     /// Maximum chunk size [default: 64KiB].
     #[arg(long, value_name = "SIZE", value_parser = parse_size_u32)]
     pub chunk_max: Option<u32>,
+    /// Quota on the group's stored (pack) bytes; writes that would pass it fail.
+    #[arg(long, value_name = "SIZE", value_parser = parse_quota)]
+    pub quota: Option<Quota>,
 }
 
 impl AddArgs {
@@ -137,6 +140,9 @@ pub struct UpdateArgs {
     /// New compression policy.
     #[arg(long, value_enum)]
     pub compression: Option<CompressionArg>,
+    /// New quota on the group's stored (pack) bytes, or none to remove it.
+    #[arg(long, value_name = "SIZE|none", value_parser = parse_quota)]
+    pub quota: Option<Quota>,
 }
 
 /// The JSON result of a deletion.
@@ -152,15 +158,24 @@ pub fn run(ctx: &Ctx, cmd: GroupCommand) -> Result<()> {
         GroupCommand::Add(args) => {
             let opts = args.options()?;
             let engine = ctx.open("qorestor storage-group add")?;
-            let info = engine.add_storage_group(&args.name, opts)?;
+            let mut info = engine.add_storage_group(&args.name, opts)?;
+            if let Some(quota) = args.quota {
+                info = engine.set_storage_group_quota(&args.name, quota.0)?;
+            }
             ctx.emit(&info, || format!("created storage group {}\n{}", info.name, details(&info)))
         }
         GroupCommand::Update(args) => {
-            if args.compression.is_none() {
-                return Err(UsageError("storage-group update: nothing to change (give --compression)".into()).into());
+            if args.compression.is_none() && args.quota.is_none() {
+                return Err(UsageError(
+                    "storage-group update: nothing to change (give --compression or --quota)".into(),
+                )
+                .into());
             }
             let engine = ctx.open("qorestor storage-group update")?;
-            let info = engine.update_storage_group(&args.name, args.compression.map(Into::into))?;
+            let mut info = engine.update_storage_group(&args.name, args.compression.map(Into::into))?;
+            if let Some(quota) = args.quota {
+                info = engine.set_storage_group_quota(&args.name, quota.0)?;
+            }
             ctx.emit(&info, || format!("updated storage group {}\n{}", info.name, details(&info)))
         }
         GroupCommand::List => {
@@ -207,6 +222,7 @@ fn details(g: &GroupInfo) -> String {
             ),
         ),
         ("Containers", g.containers.to_string()),
+        ("Quota", g.quota_bytes.map_or("none".into(), output::bytes)),
         ("Created", format!("{} UTC", output::time(g.created))),
     ])
 }

@@ -8,20 +8,24 @@
 //! - [`output`]: human (tables, sizes, ratios) and JSON rendering;
 //! - [`progress`]: an indicatif implementation of [`qorestor_core::Progress`];
 //! - one module per command group: [`init`], [`group`], [`container`], [`stream`], [`stats`],
-//!   [`mod@bench`], [`vtl`].
+//!   [`cleaner`], [`verify`], [`recycle`], [`mod@bench`], [`vtl`].
 //!
-//! Exit codes: 0 on success, 1 when an operation failed, 2 for bad usage.
+//! Exit codes: 0 on success, 1 when an operation failed, 2 for bad usage, 3 when `verify`
+//! found damage it did not heal.
 
 mod bench;
+mod cleaner;
 mod container;
 mod context;
 mod group;
 mod init;
 mod output;
 mod progress;
+mod recycle;
 mod stats;
 mod stream;
 mod values;
+mod verify;
 mod vtl;
 
 use std::path::PathBuf;
@@ -29,7 +33,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use crate::context::{Ctx, UsageError};
+use crate::context::{Ctx, DamageFound, UsageError};
 
 /// The data directory used when neither `--data` nor `QORESTOR_DATA` is given.
 pub const DEFAULT_DATA_DIR: &str = "/var/lib/qorestor";
@@ -38,6 +42,8 @@ pub const DEFAULT_DATA_DIR: &str = "/var/lib/qorestor";
 const EXIT_FAILED: u8 = 1;
 /// Exit code of bad usage (clap's own code for parse errors).
 const EXIT_USAGE: u8 = 2;
+/// Exit code of `verify` when damage remains.
+const EXIT_DAMAGE: u8 = 3;
 
 /// Text after the top-level help.
 const AFTER_HELP: &str = "\
@@ -48,7 +54,7 @@ Examples:
   qorestor get nightly/home-monday.tar restored.tar
   qorestor --json stats --container nightly
 
-Exit codes: 0 success, 1 the operation failed, 2 bad usage.
+Exit codes: 0 success, 1 the operation failed, 2 bad usage, 3 verify found damage.
 With --json every command prints exactly one JSON document on stdout (lists are JSON arrays).";
 
 /// Command-line arguments of `qorestor`.
@@ -113,6 +119,15 @@ pub enum Command {
     /// Show space statistics (system-wide, or of a storage group or container).
     #[command(long_about = stats::LONG_ABOUT)]
     Stats(stats::StatsArgs),
+    /// List and restore deleted streams kept in a recycle bin.
+    #[command(subcommand, name = "recycle-bin")]
+    RecycleBin(recycle::RecycleCommand),
+    /// Reclaim the space of deleted streams (run now, status, schedules).
+    #[command(subcommand, long_about = cleaner::LONG_ABOUT)]
+    Cleaner(cleaner::CleanerCommand),
+    /// Check packs, recipes, catalog and index; --repair heals.
+    #[command(long_about = verify::LONG_ABOUT)]
+    Verify(verify::VerifyArgs),
     /// Benchmark ingest and restore on the shared backup dataset.
     Bench(bench::BenchArgs),
     /// Manage virtual tape libraries.
@@ -132,6 +147,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Ls(args) => stream::ls(&ctx, args),
         Command::Rm(args) => stream::rm(&ctx, args),
         Command::Stats(args) => stats::run(&ctx, args),
+        Command::Cleaner(cmd) => cleaner::run(&ctx, cmd),
+        Command::RecycleBin(cmd) => recycle::run(&ctx, cmd),
+        Command::Verify(args) => verify::run(&ctx, args),
         Command::Bench(args) => bench::run(&ctx, &args),
         Command::Vtl(cmd) => vtl::run(&ctx, cmd),
     }
@@ -191,6 +209,8 @@ fn main() -> ExitCode {
             eprintln!("qorestor: {}", error_line(&e));
             if e.downcast_ref::<UsageError>().is_some() {
                 ExitCode::from(EXIT_USAGE)
+            } else if e.downcast_ref::<DamageFound>().is_some() {
+                ExitCode::from(EXIT_DAMAGE)
             } else {
                 ExitCode::from(EXIT_FAILED)
             }

@@ -35,6 +35,40 @@ pub fn parse_size_u32(s: &str) -> Result<u32, String> {
     u32::try_from(n).map_err(|_| format!("size {s:?} is too large (at most 4GiB - 1)"))
 }
 
+/// A quota given on the command line: bytes, or none (no quota).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Quota(pub Option<u64>);
+
+/// Parses a quota: a SIZE, or `none` to remove the quota.
+pub fn parse_quota(s: &str) -> Result<Quota, String> {
+    if s.eq_ignore_ascii_case("none") {
+        return Ok(Quota(None));
+    }
+    match parse_size(s)? {
+        0 => Err(format!("quota {s:?} is zero (give a size, or none to remove the quota)")),
+        n => Ok(Quota(Some(n))),
+    }
+}
+
+/// Parses DAYS: a positive integer with an optional `d` (`7`, `7d`).
+pub fn parse_days(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let n = t.strip_suffix(['d', 'D']).unwrap_or(t);
+    match n.parse::<u64>() {
+        Ok(d) if (1..=36_500).contains(&d) => Ok(d),
+        _ => Err(format!("{s:?} is not a number of days (expected 1 to 36500, optionally followed by d)")),
+    }
+}
+
+/// `on` or `off`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum OnOff {
+    /// Turned on.
+    On,
+    /// Turned off.
+    Off,
+}
+
 /// A stream address, `CONTAINER/STREAM`: split at the first `/`; the stream name may contain
 /// more `/`.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -502,3 +502,143 @@ fn a_second_process_finds_the_directory_in_use() {
     assert_eq!(ls[0]["name"], "s");
     assert_eq!(ls[0]["logical_bytes"], 1000);
 }
+
+#[test]
+fn cleaner_run_status_and_schedules() {
+    let env = Env::new();
+    env.ok(&["container", "add", "c", "--type", "object"]);
+    let a = env.file("a.bin");
+    let b = env.file("b.bin");
+    fs::write(&a, random(3 << 20, 1)).unwrap();
+    fs::write(&b, random(3 << 20, 2)).unwrap();
+    env.ok(&["put", "c/a", s(&a)]);
+    env.ok(&["put", "c/b", s(&b)]);
+    let status = env.json(&["cleaner", "status"]);
+    assert_eq!(status["state"], "idle");
+    assert!(status["last_report"].is_null());
+    env.ok(&["rm", "c/a"]);
+    let before = env.json(&["stats"]);
+    let dry = env.json(&["cleaner", "run", "--dry-run"]);
+    assert_eq!(dry["dry_run"], true);
+    assert!(dry["bytes_reclaimed"].as_i64().unwrap() > 0, "{dry}");
+    assert_eq!(env.json(&["stats"])["stored_bytes"], before["stored_bytes"]);
+    let run = env.json(&["cleaner", "run"]);
+    assert!(run["bytes_reclaimed"].as_i64().unwrap() > 0, "{run}");
+    let after = env.json(&["stats"]);
+    assert!(after["stored_bytes"].as_u64() < before["stored_bytes"].as_u64(), "{before} vs {after}");
+    assert_eq!(after["live_stored_bytes"], before["live_stored_bytes"]);
+    let got = env.file("b.out");
+    env.ok(&["get", "c/b", s(&got)]);
+    assert!(fs::read(&got).unwrap() == random(3 << 20, 2));
+    let status = env.json(&["cleaner", "status"]);
+    assert_eq!(status["state"], "idle");
+    assert_eq!(status["last_report"]["bytes_reclaimed"], run["bytes_reclaimed"]);
+    let human = String::from_utf8(env.ok(&["cleaner", "run"])).unwrap();
+    assert!(human.contains("run complete"), "{human}");
+
+    let added = env.json(&["cleaner", "schedule", "add", "--day", "sat", "--start", "22:00", "--stop", "06:00"]);
+    assert_eq!(added["day"], "saturday");
+    let list = env.json(&["cleaner", "schedule", "list"]);
+    assert_eq!(list.as_array().unwrap().len(), 1);
+    let err = env.fail(&["cleaner", "schedule", "add", "--day", "someday", "--start", "22:00", "--stop", "06:00"], 1);
+    assert!(err.contains("someday"), "{err}");
+    let err = env.fail(&["cleaner", "schedule", "add", "--day", "mon", "--start", "25:00", "--stop", "06:00"], 1);
+    assert!(err.contains("25:00"), "{err}");
+    env.ok(&["cleaner", "schedule", "delete", &added["id"].to_string()]);
+    assert_eq!(env.json(&["cleaner", "schedule", "list"]).as_array().unwrap().len(), 0);
+    let err = env.fail(&["cleaner", "run", "--compact-below", "2"], 1);
+    assert!(err.contains('2'), "{err}");
+}
+
+/// Every `*.pack` file under `dir`.
+fn pack_files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in fs::read_dir(&d).unwrap() {
+            let p = entry.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.extension().is_some_and(|x| x == "pack") {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn verify_names_damage_exits_3_and_repair_heals_from_a_new_copy() {
+    let env = Env::new();
+    env.ok(&["container", "add", "c", "--type", "object"]);
+    let a = env.file("a.bin");
+    fs::write(&a, random(1 << 20, 7)).unwrap();
+    env.ok(&["put", "c/a", s(&a)]);
+    let clean = env.run(&["verify"]);
+    assert_eq!(clean.status.code(), Some(0), "{}", String::from_utf8_lossy(&clean.stderr));
+    assert!(clean.stdout.is_empty());
+    // Flip a bit inside the first record's payload (pack header 32 bytes + record header 48).
+    let packs = pack_files(&env.data);
+    assert_eq!(packs.len(), 1);
+    let mut bytes = fs::read(&packs[0]).unwrap();
+    bytes[32 + 48 + 100] ^= 0x04;
+    fs::write(&packs[0], &bytes).unwrap();
+    let out = env.run(&["verify", "--scope", "data"]);
+    assert_eq!(out.status.code(), Some(3), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8(out.stdout).unwrap(), "c/a\n");
+    let out = env.run(&["--json", "verify"]);
+    assert_eq!(out.status.code(), Some(3));
+    let report = parse_json(&out.stdout);
+    assert_eq!(report["damaged_streams"], serde_json::json!(["c/a"]));
+    let out = env.run(&["verify", "--repair"]);
+    assert_eq!(out.status.code(), Some(3), "no other copy: still damaged");
+    assert_eq!(String::from_utf8(out.stdout).unwrap(), "c/a\n");
+    // The same backup again stores a fresh copy of the quarantined chunk; repair heals c/a.
+    env.ok(&["put", "c/a-again", s(&a)]);
+    let out = env.run(&["verify", "--repair"]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(env.run(&["verify"]).status.code(), Some(0));
+    let got = env.file("a.out");
+    env.ok(&["get", "c/a", s(&got)]);
+    assert!(fs::read(&got).unwrap() == random(1 << 20, 7));
+}
+
+#[test]
+fn quotas_and_the_recycle_bin() {
+    let env = Env::new();
+    let c = env.json(&["container", "add", "q", "--type", "object", "--quota", "3MB"]);
+    assert_eq!(c["quota_bytes"], 3_000_000);
+    let a = env.file("a.bin");
+    fs::write(&a, random(2_000_000, 1)).unwrap();
+    env.ok(&["put", "q/a", s(&a)]);
+    let err = env.fail(&["put", "q/b", s(&a)], 1);
+    assert!(err.contains("quota") && err.contains("\"q\""), "{err}");
+    assert_eq!(env.json(&["ls", "q"]).as_array().unwrap().len(), 1, "nothing of the failed put is visible");
+    env.ok(&["container", "update", "q", "--quota", "none"]);
+    env.ok(&["put", "q/b", s(&a)]);
+
+    let g = env.json(&["storage-group", "add", "small", "--quota", "1MiB"]);
+    assert_eq!(g["quota_bytes"], 1 << 20);
+    env.ok(&["container", "add", "sq", "--storage-group", "small", "--type", "object"]);
+    let err = env.fail(&["put", "sq/a", s(&a)], 1);
+    assert!(err.contains("quota") && err.contains("\"small\""), "{err}");
+    assert_eq!(env.json(&["storage-group", "update", "small", "--quota", "none"])["quota_bytes"], Value::Null);
+
+    let upd = env.json(&["container", "update", "q", "--recycle-bin", "on", "--retention", "14d"]);
+    assert_eq!((upd["recycle_bin"].clone(), upd["retention_days"].clone()), (Value::Bool(true), Value::from(14)));
+    env.ok(&["rm", "q/a"]);
+    assert_eq!(env.json(&["ls", "q"]).as_array().unwrap().len(), 1);
+    let bin = env.json(&["recycle-bin", "ls", "q"]);
+    assert_eq!(bin[0]["name"], "a");
+    assert_eq!(bin[0]["expires"].as_u64().unwrap() - bin[0]["deleted"].as_u64().unwrap(), 14 * 86_400);
+    env.ok(&["recycle-bin", "restore", "q/a"]);
+    let got = env.file("a.out");
+    env.ok(&["get", "q/a", s(&got)]);
+    assert!(fs::read(&got).unwrap() == random(2_000_000, 1));
+    let err = env.fail(&["recycle-bin", "restore", "q/a"], 1);
+    assert!(err.contains("\"a\""), "{err}");
+    env.fail(&["container", "update", "q", "--recycle-bin", "off", "--retention", "3"], 2);
+    env.fail(&["container", "update", "q", "--recycle-bin", "on", "--retention", "0"], 2);
+    env.fail(&["container", "update", "q"], 2);
+    env.fail(&["container", "add", "x", "--type", "object", "--quota", "lots"], 2);
+}

@@ -71,6 +71,9 @@ pub struct GroupRecord {
     pub chunking: ChunkParams,
     /// Creation time, seconds since the Unix epoch.
     pub created: u64,
+    /// Quota on the bytes of its pack files, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quota: Option<u64>,
 }
 
 /// A container's catalog record.
@@ -86,6 +89,12 @@ pub struct ContainerRecord {
     pub group_id: u32,
     /// Creation time, seconds since the Unix epoch.
     pub created: u64,
+    /// Quota on the logical bytes of its live streams, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quota: Option<u64>,
+    /// Recycle bin retention in seconds when the bin is on: deleted streams are kept that long.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recycle_retention: Option<u64>,
 }
 
 /// A finished stream's catalog record.
@@ -107,9 +116,24 @@ pub struct StreamRecord {
     pub created: u64,
 }
 
+/// A stream in a container's recycle bin: its entry as it was, when it was deleted and when
+/// the cleaner may reclaim it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecycledRecord {
+    /// The stream's catalog entry (its recipe is kept).
+    pub stream: StreamRecord,
+    /// Deletion time, seconds since the Unix epoch.
+    pub deleted: u64,
+    /// From this time on the cleaner deletes it for good.
+    pub expires: u64,
+}
+
 const KIND_GROUP: u8 = 1;
 const KIND_CONTAINER: u8 = 2;
 const KIND_STREAM: u8 = 3;
+/// Kind byte of engine state kept in the `meta` tree (cleaner status, schedules).
+const KIND_META: u8 = 4;
+const KIND_RECYCLED: u8 = 5;
 
 /// Wraps a catalog value: magic, version, kind, JSON body, CRC-32.
 pub fn encode_value<T: Serialize>(kind: u8, v: &T) -> Vec<u8> {
@@ -147,6 +171,7 @@ pub struct Catalog {
     containers: sled::Tree,
     streams: sled::Tree,
     meta: sled::Tree,
+    recycle: sled::Tree,
 }
 
 fn stream_key(container_id: u64, name: &str) -> Vec<u8> {
@@ -165,6 +190,7 @@ impl Catalog {
             containers: db.open_tree("containers")?,
             streams: db.open_tree("streams")?,
             meta: db.open_tree("meta")?,
+            recycle: db.open_tree("recycle")?,
             db,
         };
         catalog.raise_id_counter()?;
@@ -178,6 +204,7 @@ impl Catalog {
         for c in self.containers()? {
             max = max.max(c.id);
             max = self.streams(c.id)?.iter().map(|s| s.id).fold(max, u64::max);
+            max = self.recycled(c.id)?.iter().map(|r| r.stream.id).fold(max, u64::max);
         }
         if self.current_id()? < max {
             self.meta.insert(b"next_id", &max.to_le_bytes()[..])?;
@@ -281,9 +308,26 @@ impl Catalog {
         Ok(done)
     }
 
+    /// Replaces a container record (same name) durably.
+    pub fn replace_container(&self, c: &ContainerRecord) -> Result<()> {
+        self.containers.insert(c.name.as_bytes(), encode_value(KIND_CONTAINER, c))?;
+        self.flush()
+    }
+
     /// Removes a container record.
     pub fn remove_container(&self, name: &str) -> Result<()> {
         self.containers.remove(name.as_bytes())?;
+        self.flush()
+    }
+
+    /// An engine state record in the `meta` tree (`key` names it, e.g. `cleaner/status`).
+    pub fn meta<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>> {
+        self.get(&self.meta, KIND_META, key.as_bytes())
+    }
+
+    /// Stores an engine state record durably.
+    pub fn put_meta<T: Serialize>(&self, key: &str, v: &T) -> Result<()> {
+        self.meta.insert(key.as_bytes(), encode_value(KIND_META, v))?;
         self.flush()
     }
 
@@ -308,13 +352,104 @@ impl Catalog {
         }
     }
 
-    /// Removes a stream entry durably; returns it.
-    pub fn remove_stream(&self, container_id: u64, name: &str) -> Result<Option<StreamRecord>> {
-        let old = self.streams.remove(stream_key(container_id, name))?;
+    /// The recycle bin of a container, by stream name.
+    pub fn recycled(&self, container_id: u64) -> Result<Vec<RecycledRecord>> {
+        self.all(self.recycle.scan_prefix(container_id.to_be_bytes()), KIND_RECYCLED)
+    }
+
+    /// Moves a live stream to the recycle bin in one transaction (only if the live entry is
+    /// still stream `r.stream.id`). Returns the bin entry of the same name it replaced, whose
+    /// recipe the caller deletes, or `Err(Conflict)` if the live entry changed meanwhile.
+    pub fn recycle_stream(&self, container_id: u64, r: &RecycledRecord) -> Result<Option<RecycledRecord>> {
+        use sled::transaction::{ConflictableTransactionError as Abort, TransactionError};
+        use sled::Transactional;
+        let key = stream_key(container_id, &r.stream.name);
+        let value = encode_value(KIND_RECYCLED, r);
+        let outcome = (&self.streams, &self.recycle).transaction(|(streams, recycle)| {
+            let current = streams.get(&key)?;
+            let same = current
+                .as_ref()
+                .and_then(|v| decode_value::<StreamRecord>(KIND_STREAM, v).ok())
+                .is_some_and(|s| s.id == r.stream.id);
+            if !same {
+                return Err(Abort::Abort(()));
+            }
+            streams.remove(key.as_slice())?;
+            Ok(recycle.insert(key.as_slice(), value.as_slice())?)
+        });
+        let old = match outcome {
+            Ok(old) => old,
+            Err(TransactionError::Abort(())) => {
+                return Err(Error::Conflict(format!("stream {:?} changed while it was being deleted", r.stream.name)))
+            }
+            Err(TransactionError::Storage(e)) => return Err(e.into()),
+        };
         self.flush()?;
-        match old {
-            None => Ok(None),
-            Some(v) => decode_value(KIND_STREAM, &v).map(Some).map_err(|e| e.at(&self.path)),
+        old.map(|v| decode_value(KIND_RECYCLED, &v).map_err(|e| e.at(&self.path))).transpose()
+    }
+
+    /// Moves a stream back from the recycle bin to the live streams in one transaction.
+    /// `Err(NotFound)` if it is not in the bin, `Err(AlreadyExists)` if a live stream has its
+    /// name.
+    pub fn restore_recycled(&self, container_id: u64, name: &str) -> Result<RecycledRecord> {
+        use sled::transaction::{ConflictableTransactionError as Abort, TransactionError};
+        use sled::Transactional;
+        let key = stream_key(container_id, name);
+        let outcome = (&self.streams, &self.recycle).transaction(|(streams, recycle)| {
+            let Some(v) = recycle.get(&key)? else { return Err(Abort::Abort(true)) };
+            if streams.get(&key)?.is_some() {
+                return Err(Abort::Abort(false));
+            }
+            let r: RecycledRecord = match decode_value(KIND_RECYCLED, &v) {
+                Ok(r) => r,
+                Err(_) => return Err(Abort::Abort(true)),
+            };
+            streams.insert(key.as_slice(), encode_value(KIND_STREAM, &r.stream))?;
+            recycle.remove(key.as_slice())?;
+            Ok(r)
+        });
+        let r = match outcome {
+            Ok(r) => r,
+            Err(TransactionError::Abort(true)) => return Err(Error::not_found("stream in the recycle bin", name)),
+            Err(TransactionError::Abort(false)) => {
+                return Err(Error::AlreadyExists { what: "live stream", name: name.to_string() })
+            }
+            Err(TransactionError::Storage(e)) => return Err(e.into()),
+        };
+        self.flush()?;
+        Ok(r)
+    }
+
+    /// Removes a recycle bin entry durably if it is still stream `id`. Returns whether it was.
+    pub fn remove_recycled_id(&self, container_id: u64, name: &str, id: u64) -> Result<bool> {
+        let key = stream_key(container_id, name);
+        loop {
+            let Some(current) = self.recycle.get(&key)? else { return Ok(false) };
+            let r: RecycledRecord = decode_value(KIND_RECYCLED, &current).map_err(|e| e.at(&self.path))?;
+            if r.stream.id != id {
+                return Ok(false);
+            }
+            if self.recycle.compare_and_swap(&key, Some(current), None::<&[u8]>)?.is_ok() {
+                self.flush()?;
+                return Ok(true);
+            }
+        }
+    }
+
+    /// Removes a stream entry durably if it is still the stream with id `id` (not one that
+    /// replaced it meanwhile). Returns whether it was removed.
+    pub fn remove_stream_id(&self, container_id: u64, name: &str, id: u64) -> Result<bool> {
+        let key = stream_key(container_id, name);
+        loop {
+            let Some(current) = self.streams.get(&key)? else { return Ok(false) };
+            let record: StreamRecord = decode_value(KIND_STREAM, &current).map_err(|e| e.at(&self.path))?;
+            if record.id != id {
+                return Ok(false);
+            }
+            if self.streams.compare_and_swap(&key, Some(current), None::<&[u8]>)?.is_ok() {
+                self.flush()?;
+                return Ok(true);
+            }
         }
     }
 }
@@ -331,6 +466,7 @@ mod tests {
             compression: Compression::Fast,
             chunking: ChunkParams::default(),
             created: 5,
+            quota: None,
         };
         let b = encode_value(KIND_GROUP, &g);
         assert_eq!(decode_value::<GroupRecord>(KIND_GROUP, &b).unwrap(), g);

@@ -68,6 +68,8 @@ pub struct GroupInfo {
     pub chunk_max: u32,
     /// Containers in the group.
     pub containers: u64,
+    /// Quota on the group's pack bytes, if any.
+    pub quota_bytes: Option<u64>,
     /// Creation time, seconds since the Unix epoch.
     pub created: u64,
 }
@@ -86,6 +88,14 @@ pub struct ContainerInfo {
     pub streams: u64,
     /// Their logical bytes.
     pub logical_bytes: u64,
+    /// Quota on the logical bytes of its live streams, if any.
+    pub quota_bytes: Option<u64>,
+    /// Whether deleted streams go to the recycle bin.
+    pub recycle_bin: bool,
+    /// How long the recycle bin keeps a deleted stream, in days (when it is on).
+    pub retention_days: Option<u64>,
+    /// Streams in the recycle bin.
+    pub recycled_streams: u64,
     /// Creation time, seconds since the Unix epoch.
     pub created: u64,
 }
@@ -177,16 +187,21 @@ pub(crate) struct EngineInner {
     dir: PathBuf,
     pub(crate) catalog: Catalog,
     groups: Mutex<HashMap<u32, Arc<GroupStore>>>,
+    /// Held by a cleaner or repair run (one at a time).
+    pub(crate) maintenance: Mutex<()>,
     _lock: DirLock,
 }
 
 impl EngineInner {
-    fn group_store(&self, record: &GroupRecord) -> Result<Arc<GroupStore>> {
+    pub(crate) fn group_store(&self, record: &GroupRecord) -> Result<Arc<GroupStore>> {
         let mut groups = self.groups.lock();
         if let Some(g) = groups.get(&record.id) {
             return Ok(g.clone());
         }
         let g = Arc::new(GroupStore::open(&self.group_dir(record.id), record.clone())?);
+        let quarantined: Vec<crate::verify::QuarantinedChunk> =
+            self.catalog.meta(&crate::verify::quarantine_key(record.id))?.unwrap_or_default();
+        g.set_quarantine(quarantined.iter().map(|q| (q.pack, q.offset)));
         groups.insert(record.id, g.clone());
         Ok(g)
     }
@@ -197,8 +212,50 @@ impl EngineInner {
 
     /// Removes a replaced or deleted stream's recipe (its chunks become garbage for the cleaner).
     pub(crate) fn remove_recipe(&self, group: &GroupStore, stream_id: u64) {
+        let _guard = group.recipe_lock();
         let _ = std::fs::remove_file(recipe_path(group.recipes_dir(), stream_id));
     }
+}
+
+/// Completes stream deletions a crash interrupted: a `<id>.rcp.deleted` recipe means the
+/// stream with that id was being deleted; its catalog entry (if still there) and the file go.
+fn finish_deletions(dir: &Path, catalog: &Catalog) -> Result<()> {
+    let groups = dir.join("groups");
+    let Ok(rd) = std::fs::read_dir(&groups) else { return Ok(()) };
+    let mut doomed: HashMap<u64, PathBuf> = HashMap::new();
+    for g in rd.flatten() {
+        let recipes = g.path().join("recipes");
+        let Ok(files) = std::fs::read_dir(&recipes) else { continue };
+        for f in files.flatten() {
+            let name = f.file_name();
+            let id = name
+                .to_str()
+                .and_then(|n| n.strip_suffix(".rcp.deleted"))
+                .and_then(|h| u64::from_str_radix(h, 16).ok());
+            if let Some(id) = id {
+                doomed.insert(id, f.path());
+            }
+        }
+    }
+    if doomed.is_empty() {
+        return Ok(());
+    }
+    for c in catalog.containers()? {
+        for s in catalog.streams(c.id)? {
+            if doomed.contains_key(&s.id) {
+                catalog.remove_stream_id(c.id, &s.name, s.id)?;
+            }
+        }
+        for r in catalog.recycled(c.id)? {
+            if doomed.contains_key(&r.stream.id) {
+                catalog.remove_recycled_id(c.id, &r.stream.name, r.stream.id)?;
+            }
+        }
+    }
+    for path in doomed.values() {
+        std::fs::remove_file(path).map_err(|e| Error::io("remove", path, e))?;
+    }
+    Ok(())
 }
 
 /// The deduplication engine over one data directory. Cheap to clone; `Send + Sync`.
@@ -219,7 +276,7 @@ impl EngineInner {
 /// ```
 #[derive(Clone)]
 pub struct Engine {
-    inner: Arc<EngineInner>,
+    pub(crate) inner: Arc<EngineInner>,
 }
 
 impl Engine {
@@ -246,11 +303,13 @@ impl Engine {
 
     fn open_locked(dir: &Path, lock: DirLock) -> Result<Engine> {
         let catalog = Catalog::open(&dir.join("catalog"))?;
+        finish_deletions(dir, &catalog)?;
         Ok(Engine {
             inner: Arc::new(EngineInner {
                 dir: dir.to_path_buf(),
                 catalog,
                 groups: Mutex::new(HashMap::new()),
+                maintenance: Mutex::new(()),
                 _lock: lock,
             }),
         })
@@ -307,15 +366,15 @@ impl Engine {
         &self.inner.dir
     }
 
-    fn catalog(&self) -> &Catalog {
+    pub(crate) fn catalog(&self) -> &Catalog {
         &self.inner.catalog
     }
 
-    fn group_record(&self, name: &str) -> Result<GroupRecord> {
+    pub(crate) fn group_record(&self, name: &str) -> Result<GroupRecord> {
         self.catalog().group(name)?.ok_or_else(|| Error::not_found("storage group", name))
     }
 
-    fn group_by_id(&self, id: u32) -> Result<GroupRecord> {
+    pub(crate) fn group_by_id(&self, id: u32) -> Result<GroupRecord> {
         self.catalog()
             .groups()?
             .into_iter()
@@ -323,7 +382,7 @@ impl Engine {
             .ok_or_else(|| Error::corrupt("catalog", self.dir(), format!("no storage group with id {id}")))
     }
 
-    fn container_record(&self, name: &str) -> Result<ContainerRecord> {
+    pub(crate) fn container_record(&self, name: &str) -> Result<ContainerRecord> {
         self.catalog().container(name)?.ok_or_else(|| Error::not_found("container", name))
     }
 
@@ -337,6 +396,7 @@ impl Engine {
             chunk_avg: g.chunking.avg,
             chunk_max: g.chunking.max,
             containers,
+            quota_bytes: g.quota,
             created: g.created,
         })
     }
@@ -353,6 +413,7 @@ impl Engine {
             compression: opts.compression,
             chunking: opts.chunking,
             created: now_secs(),
+            quota: None,
         };
         if !self.catalog().insert_group(&record)? {
             return Err(Error::AlreadyExists { what: "storage group", name: name.to_string() });
@@ -410,6 +471,10 @@ impl Engine {
             storage_group: group.name,
             streams: streams.len() as u64,
             logical_bytes: streams.iter().map(|s| s.logical_len).sum(),
+            quota_bytes: c.quota,
+            recycle_bin: c.recycle_retention.is_some(),
+            retention_days: c.recycle_retention.map(|s| s / 86_400),
+            recycled_streams: self.catalog().recycled(c.id)?.len() as u64,
             created: c.created,
         })
     }
@@ -424,6 +489,8 @@ impl Engine {
             kind,
             group_id: g.id,
             created: now_secs(),
+            quota: None,
+            recycle_retention: None,
         };
         if !self.catalog().insert_container(&record)? {
             return Err(Error::AlreadyExists { what: "container", name: name.to_string() });
@@ -457,14 +524,20 @@ impl Engine {
                 streams.len()
             )));
         }
+        // Deleted for good (a container's recycle bin goes with it).
+        let store = self.store_for(&c)?;
         for s in &streams {
-            self.delete_stream(name, &s.name)?;
+            self.delete_with_recipe(&store, s.id, || self.catalog().remove_stream_id(c.id, &s.name, s.id).map(|_| ()))?;
+        }
+        for r in self.catalog().recycled(c.id)? {
+            let (n, id) = (&r.stream.name, r.stream.id);
+            self.delete_with_recipe(&store, id, || self.catalog().remove_recycled_id(c.id, n, id).map(|_| ()))?;
         }
         self.remove_all_container_meta(&c)?;
         self.catalog().remove_container(name)
     }
 
-    fn store_for(&self, c: &ContainerRecord) -> Result<Arc<GroupStore>> {
+    pub(crate) fn store_for(&self, c: &ContainerRecord) -> Result<Arc<GroupStore>> {
         self.inner.group_store(&self.group_by_id(c.group_id)?)
     }
 
@@ -505,13 +578,40 @@ impl Engine {
     /// Deletes a stream (its space returns when the cleaner runs).
     pub fn delete_stream(&self, container: &str, name: &str) -> Result<StreamInfo> {
         let c = self.container_record(container)?;
-        let s = self
-            .catalog()
-            .remove_stream(c.id, name)?
-            .ok_or_else(|| Error::not_found("stream", format!("{container}/{name}")))?;
+        let s = self.stream_record(&c, name)?;
+        if let Some(retention) = c.recycle_retention {
+            self.recycle_stream(&c, &s, retention)?;
+            return Ok(StreamInfo::new(container, &s));
+        }
         let store = self.store_for(&c)?;
-        self.inner.remove_recipe(&store, s.id);
+        self.delete_with_recipe(&store, s.id, || self.catalog().remove_stream_id(c.id, name, s.id).map(|_| ()))?;
         Ok(StreamInfo::new(container, &s))
+    }
+
+    /// Deletes stream `id` for good: its recipe is first renamed to `.rcp.deleted` (durably),
+    /// then `remove_entry` removes its catalog entry, then the file goes. A crash in between is
+    /// finished at the next open (`finish_deletions`), so a deletion is never undone and never
+    /// leaves an entry without its recipe.
+    pub(crate) fn delete_with_recipe(
+        &self,
+        store: &GroupStore,
+        id: u64,
+        remove_entry: impl FnOnce() -> Result<()>,
+    ) -> Result<()> {
+        let path = recipe_path(store.recipes_dir(), id);
+        let doomed = path.with_extension("rcp.deleted");
+        {
+            let _guard = store.recipe_lock();
+            match std::fs::rename(&path, &doomed) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(Error::io("rename", &path, e)),
+            }
+        }
+        crate::fsutil::sync_dir(store.recipes_dir())?;
+        remove_entry()?;
+        let _ = std::fs::remove_file(&doomed);
+        Ok(())
     }
 
     /// Space statistics of a scope (see [`crate::stats`]).
@@ -546,7 +646,12 @@ impl Engine {
             let store = self.store_for(c)?;
             let marker = markers.entry(c.group_id).or_default();
             for s in self.catalog().streams(c.id)? {
-                let recipe = read_recipe(&recipe_path(store.recipes_dir(), s.id))?;
+                let recipe = match read_recipe(&recipe_path(store.recipes_dir(), s.id)) {
+                    Ok(r) => r,
+                    // Deleted (or replaced) since the listing.
+                    Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => continue,
+                    Err(e) => return Err(e),
+                };
                 marker.mark(&mut stats, &recipe);
             }
         }

@@ -33,6 +33,8 @@ pub enum ErrorKind {
     Poisoned,
     /// Another process owns the data directory.
     Locked,
+    /// A write would take a storage group or container past its quota.
+    QuotaExceeded,
 }
 
 /// The engine's error type. See the module documentation for the policy.
@@ -105,6 +107,19 @@ pub enum Error {
         /// Who holds it, as far as known.
         holder: String,
     },
+    /// A write would take a storage group or container past its quota; nothing of it is
+    /// visible.
+    #[error("{what} {name:?} is over its quota of {quota} bytes ({used} bytes would be used)")]
+    QuotaExceeded {
+        /// "storage group" or "container".
+        what: &'static str,
+        /// Its name.
+        name: String,
+        /// The quota in bytes.
+        quota: u64,
+        /// The bytes the write would have made it use.
+        used: u64,
+    },
     /// The catalog database failed.
     #[error("catalog: {0}")]
     Catalog(#[from] sled::Error),
@@ -122,6 +137,7 @@ impl Error {
             Error::Conflict(_) => ErrorKind::Conflict,
             Error::Poisoned { .. } => ErrorKind::Poisoned,
             Error::Locked { .. } => ErrorKind::Locked,
+            Error::QuotaExceeded { .. } => ErrorKind::QuotaExceeded,
             Error::Catalog(_) => ErrorKind::Io,
         }
     }

@@ -12,7 +12,7 @@
 //! background syncs and fsyncs the pack directory: a stream is acknowledged only after it. Any
 //! write or fsync failure poisons the group: further appends fail until the engine is reopened.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
@@ -29,8 +29,20 @@ use crate::fsutil::sync_dir;
 use crate::index::FingerprintIndex;
 use crate::pack::{self, ChunkLoc, FooterEntry, PackWriter};
 
-/// Packs are sealed once they reach this size.
+/// Packs are sealed once they reach this size (unless `QORESTOR_PACK_SIZE` says otherwise).
 pub const PACK_TARGET_LEN: u64 = 32 << 20;
+/// Environment variable that overrides [`PACK_TARGET_LEN`] (bytes, 64 KiB to 1 GiB); tests
+/// use small packs to exercise the cleaner.
+pub const PACK_SIZE_ENV: &str = "QORESTOR_PACK_SIZE";
+
+/// The pack size in effect: [`PACK_SIZE_ENV`] if set to a number in range, else the default.
+pub fn pack_target_len() -> u64 {
+    std::env::var(PACK_SIZE_ENV)
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+        .filter(|n| (64 << 10..=1 << 30).contains(n))
+        .unwrap_or(PACK_TARGET_LEN)
+}
 /// Packs whose footers the locality cache keeps.
 const CACHE_PACKS: usize = 32;
 /// Entries of the open pack copied for predictions after one probe hit.
@@ -71,6 +83,20 @@ impl LocalityCache {
         self.packs.push_back((id, Arc::new(entries)));
     }
 
+    /// Drops a pack's footer from the cache.
+    fn remove_pack(&mut self, id: u32) {
+        let Some(at) = self.packs.iter().position(|(p, _)| *p == id) else {
+            return;
+        };
+        if let Some((_, entries)) = self.packs.remove(at) {
+            for e in entries.iter() {
+                if self.map.get(&e.fp).is_some_and(|l| l.pack == id) {
+                    self.map.remove(&e.fp);
+                }
+            }
+        }
+    }
+
     /// The chunks stored after `loc` in its pack, if the pack's footer is cached.
     fn successors(&self, loc: &ChunkLoc) -> Option<Successors> {
         let (_, entries) = self.packs.iter().find(|(p, _)| *p == loc.pack)?;
@@ -88,6 +114,23 @@ struct DedupState {
     sealed_since_checkpoint: u32,
     poisoned: Option<String>,
     candidates: Vec<u32>,
+    /// Packs each running writer may reference (see [`WriterPin`]).
+    pins: HashMap<u64, HashSet<u32>>,
+    next_pin: u64,
+    /// Packs the cleaner is reclaiming: lookups no longer answer with them.
+    condemned: HashSet<u32>,
+    /// Damaged records repair could not heal (pack, offset): never a dedup target.
+    quarantine: HashSet<(u32, u32)>,
+    /// Bytes of the sealed pack files (the open pack's length is added for the quota).
+    sealed_bytes: u64,
+}
+
+impl DedupState {
+    fn pin(&mut self, token: u64, pack: u32) {
+        if let Some(set) = self.pins.get_mut(&token) {
+            set.insert(pack);
+        }
+    }
 }
 
 #[derive(Default)]
@@ -113,7 +156,7 @@ impl Syncer {
             .name("qorestor-pack-sync".into())
             .spawn(move || {
                 for (file, path) in rx {
-                    let r = file.sync_all();
+                    let r = crate::faults::sync_all(&file);
                     let mut g = p.0.lock();
                     g.done += 1;
                     if let Err(e) = r {
@@ -196,6 +239,21 @@ pub struct GroupStore {
     /// Packs found damaged when the group was opened (id, what was wrong): left untouched for
     /// verify and repair.
     damaged: Vec<(u32, String)>,
+    /// Packs are sealed at this size.
+    pack_target: u64,
+    /// Quota on the group's pack bytes (it can be changed while the group is open).
+    quota: Mutex<Option<u64>>,
+    /// Held while a recipe file is replaced or removed, so that the cleaner never puts back
+    /// the recipe of a stream deleted meanwhile.
+    recipe_lock: Mutex<()>,
+}
+
+/// A running writer's registration: every pack a lookup hands to the writer, and every pack it
+/// appends to, is recorded under the token until the writer's stream is in the catalog (or
+/// abandoned). The cleaner never deletes a pinned pack (see `cleaner`).
+#[derive(Debug, Clone)]
+pub struct WriterPin {
+    token: u64,
 }
 
 /// A chunk ready to be appended: fingerprint, raw length, codec and payload.
@@ -246,8 +304,12 @@ impl GroupStore {
             }
         }
         ids.retain(|&id| pack::pack_path(&packs_dir, id).exists());
-        let next_pack = ids.last().map_or(1, |m| m + 1);
+        // Pack ids are never reused: the watermark is above every pack the cleaner deleted.
+        let next_pack = ids.last().map_or(1, |m| m + 1).max(watermark);
         index.checkpoint(next_pack)?;
+        let quota = record.quota;
+        let sealed_bytes =
+            ids.iter().filter_map(|&id| std::fs::metadata(pack::pack_path(&packs_dir, id)).ok()).map(|m| m.len()).sum();
         Ok(GroupStore {
             compression: Mutex::new(record.compression),
             record,
@@ -262,7 +324,15 @@ impl GroupStore {
                 sealed_since_checkpoint: 0,
                 poisoned: None,
                 candidates: Vec::new(),
+                pins: HashMap::new(),
+                next_pin: 1,
+                condemned: HashSet::new(),
+                quarantine: HashSet::new(),
+                sealed_bytes,
             }),
+            quota: Mutex::new(quota),
+            recipe_lock: Mutex::new(()),
+            pack_target: pack_target_len(),
             handles: Mutex::new(HashMap::new()),
             syncer: Syncer::start(),
             damaged,
@@ -284,6 +354,17 @@ impl GroupStore {
     /// their encoding; every chunk records its own codec).
     pub fn set_compression(&self, c: Compression) {
         *self.compression.lock() = c;
+    }
+
+    /// Changes the quota on the group's pack bytes.
+    pub fn set_quota(&self, quota: Option<u64>) {
+        *self.quota.lock() = quota;
+    }
+
+    /// Bytes of the group's pack files, the open one included.
+    pub fn stored_bytes(&self) -> u64 {
+        let st = self.state.lock();
+        st.sealed_bytes + st.open.as_ref().map_or(0, |o| o.len())
     }
 
     /// The directory of recipes.
@@ -321,14 +402,17 @@ impl GroupStore {
         st.index.lookup(fp, &mut candidates);
         let mut found = None;
         for &id in &candidates {
-            if st.open.as_ref().is_some_and(|o| o.id() == id) || st.cache.has_pack(id) {
+            if st.open.as_ref().is_some_and(|o| o.id() == id) || st.cache.has_pack(id) || st.condemned.contains(&id) {
                 continue;
             }
             // A pack that cannot be read is cached as empty: the chunk is stored again.
-            let entries = self
+            let mut entries = self
                 .handle(id)
                 .and_then(|f| pack::read_footer(&f, &pack::pack_path(&self.packs_dir, id)))
                 .unwrap_or_default();
+            if !st.quarantine.is_empty() {
+                entries.retain(|e| !st.quarantine.contains(&(id, e.offset)));
+            }
             st.cache.insert_pack(id, entries);
             if let Some(l) = st.cache.map.get(fp) {
                 found = Some(*l);
@@ -339,21 +423,56 @@ impl GroupStore {
         found
     }
 
-    /// Looks up a batch of fingerprints under one lock.
-    pub fn lookup_batch(&self, fps: &[Fingerprint], out: &mut Vec<Lookup>) {
+    /// Registers a writer: lookups and appends made with its pin keep their packs safe from
+    /// the cleaner until [`GroupStore::unpin`].
+    pub fn pin_writer(&self) -> WriterPin {
+        let mut st = self.state.lock();
+        let token = st.next_pin;
+        st.next_pin += 1;
+        st.pins.insert(token, HashSet::new());
+        WriterPin { token }
+    }
+
+    /// Ends a writer's registration (its stream is in the catalog, or it was abandoned).
+    pub fn unpin(&self, pin: &WriterPin) {
+        self.state.lock().pins.remove(&pin.token);
+    }
+
+    /// Records that a writer holds references into these packs (chunks it inherits without a
+    /// lookup, e.g. from another stream's recipe). Returns false, pinning nothing, if one of
+    /// them is being reclaimed or is gone: the caller then reads the recipe again (the cleaner
+    /// rewrote it) and retries.
+    pub fn pin_packs(&self, pin: &WriterPin, packs: &[u32]) -> bool {
+        let mut st = self.state.lock();
+        if packs.iter().any(|p| st.condemned.contains(p) || !self.pack_path(*p).exists()) {
+            return false;
+        }
+        for &p in packs {
+            st.pin(pin.token, p);
+        }
+        true
+    }
+
+    /// Looks up a batch of fingerprints under one lock, pinning the packs found.
+    pub fn lookup_batch(&self, pin: &WriterPin, fps: &[Fingerprint], out: &mut Vec<Lookup>) {
         let mut st = self.state.lock();
         out.clear();
         for fp in fps {
             let l = self.lookup_locked(&mut st, fp);
+            if let Some(l) = l {
+                st.pin(pin.token, l.pack);
+            }
             out.push(l);
         }
     }
 
     /// Finds where a chunk is stored and, when its pack's footer is cached, the chunks stored
     /// after it.
-    pub fn locate_with_successors(&self, fp: &Fingerprint) -> Option<(ChunkLoc, Option<Successors>)> {
+    /// The pack is pinned for the writer (the successors are in the same pack).
+    pub fn locate_with_successors(&self, pin: &WriterPin, fp: &Fingerprint) -> Option<(ChunkLoc, Option<Successors>)> {
         let mut st = self.state.lock();
         let loc = self.lookup_locked(&mut st, fp)?;
+        st.pin(pin.token, loc.pack);
         let successors = match st.open.as_ref().filter(|o| o.id() == loc.pack) {
             // The open pack grows: follow a bounded snapshot of what it holds now.
             Some(open) => {
@@ -377,8 +496,10 @@ impl GroupStore {
     /// Resolves a batch in stream order under one lock: known chunks (`None` in `new`) are
     /// looked up again only if the worker found nothing, new ones are appended unless another
     /// writer stored them meanwhile. Returns each chunk's location and whether it was appended.
+    /// Every pack named in `out` is pinned for the writer.
     pub fn store_batch(
         &self,
+        pin: &WriterPin,
         chunks: &[(Lookup, Option<NewChunk<'_>>)],
         out: &mut Vec<(ChunkLoc, bool)>,
     ) -> Result<()> {
@@ -391,10 +512,21 @@ impl GroupStore {
             }
             let new = new.as_ref().expect("a chunk that was not found carries its payload");
             if let Some(l) = self.lookup_locked(&mut st, &new.fp) {
+                st.pin(pin.token, l.pack);
                 out.push((l, false));
                 continue;
             }
+            if let Some(quota) = *self.quota.lock() {
+                let used = st.sealed_bytes
+                    + st.open.as_ref().map_or(crate::format::PACK_HEADER_LEN as u64, |o| o.len())
+                    + (crate::format::RECORD_HEADER_LEN + new.payload.len()) as u64;
+                if used > quota {
+                    let name = self.record.name.clone();
+                    return Err(Error::QuotaExceeded { what: "storage group", name, quota, used });
+                }
+            }
             let loc = self.append_locked(&mut st, new)?;
+            st.pin(pin.token, loc.pack);
             out.push((loc, true));
         }
         Ok(())
@@ -414,7 +546,7 @@ impl GroupStore {
 
     fn append_locked(&self, st: &mut DedupState, c: &NewChunk<'_>) -> Result<ChunkLoc> {
         self.check_poison(st)?;
-        let full = st.open.as_ref().is_some_and(|o| o.len() >= PACK_TARGET_LEN || !o.fits(c.payload.len()));
+        let full = st.open.as_ref().is_some_and(|o| o.len() >= self.pack_target || !o.fits(c.payload.len()));
         if full {
             self.seal_locked(st)?;
         }
@@ -445,7 +577,10 @@ impl GroupStore {
             Err(e) => return Err(self.poison(st, &e)),
         };
         st.open_map.clear();
-        st.cache.insert_pack(id, entries);
+        st.sealed_bytes += std::fs::metadata(&path).map_or(0, |m| m.len());
+        if !st.condemned.contains(&id) {
+            st.cache.insert_pack(id, entries);
+        }
         self.syncer.submit(file, path);
         st.sealed_since_checkpoint += 1;
         if st.sealed_since_checkpoint >= CHECKPOINT_EVERY {
@@ -470,7 +605,7 @@ impl GroupStore {
             (file, self.syncer.submitted())
         };
         let synced = match file {
-            Some(f) => f.sync_data().map_err(|e| Error::io("fsync", &self.packs_dir, e)),
+            Some(f) => crate::faults::sync_data(&f).map_err(|e| Error::io("fsync", &self.packs_dir, e)),
             None => Ok(()),
         };
         let result = synced
@@ -483,6 +618,154 @@ impl GroupStore {
             return Err(self.poison(&mut st, &e));
         }
         Ok(())
+    }
+
+    /// Seals the open pack, if any (the cleaner reclaims sealed packs only).
+    pub fn seal_open(&self) -> Result<()> {
+        let mut st = self.state.lock();
+        self.check_poison(&st)?;
+        self.seal_locked(&mut st)
+    }
+
+    /// The id of the pack being appended to, if one is open.
+    pub fn open_pack(&self) -> Option<u32> {
+        self.state.lock().open.as_ref().map(|o| o.id())
+    }
+
+    /// Ids of the pack files in the group, ascending.
+    pub fn pack_ids(&self) -> Result<Vec<u32>> {
+        let mut ids = list_packs(&self.packs_dir)?;
+        ids.sort_unstable();
+        Ok(ids)
+    }
+
+    /// The path of pack `id`.
+    pub fn pack_path(&self, id: u32) -> PathBuf {
+        pack::pack_path(&self.packs_dir, id)
+    }
+
+    /// Reads the footer of sealed pack `id`.
+    pub fn pack_footer(&self, id: u32) -> Result<Vec<FooterEntry>> {
+        pack::read_footer(&*self.handle(id)?, &self.pack_path(id))
+    }
+
+    /// Condemns packs for reclamation: from now on lookups never answer with them. Packs that
+    /// a running writer has pinned are left alone. Returns the packs condemned.
+    pub fn condemn(&self, packs: &[u32]) -> Vec<u32> {
+        let mut st = self.state.lock();
+        let mut out = Vec::with_capacity(packs.len());
+        for &p in packs {
+            if st.pins.values().any(|set| set.contains(&p)) || st.open.as_ref().is_some_and(|o| o.id() == p) {
+                continue;
+            }
+            st.condemned.insert(p);
+            st.cache.remove_pack(p);
+            out.push(p);
+        }
+        out
+    }
+
+    /// Ends the condemnation of packs that are kept after all.
+    pub fn release(&self, packs: &[u32]) {
+        let mut st = self.state.lock();
+        for p in packs {
+            st.condemned.remove(p);
+        }
+    }
+
+    /// Stores chunks the cleaner or repair moves: each one reuses a copy stored outside the
+    /// condemned packs if there is one, else is appended. Returns the new locations and
+    /// whether each was appended.
+    pub fn relocate(&self, chunks: &[NewChunk<'_>]) -> Result<Vec<(ChunkLoc, bool)>> {
+        let mut st = self.state.lock();
+        let mut out = Vec::with_capacity(chunks.len());
+        for c in chunks {
+            let placed = match self.lookup_locked(&mut st, &c.fp) {
+                Some(l) => (l, false),
+                None => (self.append_locked(&mut st, c)?, true),
+            };
+            out.push(placed);
+        }
+        Ok(out)
+    }
+
+    /// Deletes packs no recipe references any more: the files are unlinked (the directory is
+    /// synced), then their index entries and cached footers are dropped.
+    pub fn delete_packs(&self, packs: &[u32]) -> Result<()> {
+        let mut freed = 0;
+        for &p in packs {
+            let path = self.pack_path(p);
+            freed += std::fs::metadata(&path).map_or(0, |m| m.len());
+            match std::fs::remove_file(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(Error::io("remove", &path, e)),
+            }
+        }
+        sync_dir(&self.packs_dir)?;
+        let gone: HashSet<u32> = packs.iter().copied().collect();
+        {
+            let mut handles = self.handles.lock();
+            handles.retain(|id, _| !gone.contains(id));
+        }
+        let mut st = self.state.lock();
+        st.sealed_bytes = st.sealed_bytes.saturating_sub(freed);
+        for p in packs {
+            st.condemned.remove(p);
+            st.cache.remove_pack(*p);
+        }
+        st.index.retain_packs(|id| !gone.contains(&id))?;
+        let watermark = Self::safe_watermark(&st);
+        st.index.checkpoint(watermark)
+    }
+
+    /// Sets the damaged records that lookups must never answer with (repair's quarantine).
+    pub fn set_quarantine(&self, locs: impl IntoIterator<Item = (u32, u32)>) {
+        let mut st = self.state.lock();
+        st.quarantine = locs.into_iter().collect();
+        let packs: HashSet<u32> = st.quarantine.iter().map(|(p, _)| *p).collect();
+        for p in packs {
+            st.cache.remove_pack(p);
+        }
+    }
+
+    /// Replaces the fingerprint index with one built from `entries` (fingerprint, pack): the
+    /// intact records of every pack, as repair found them.
+    pub fn rebuild_index(&self, entries: &[(Fingerprint, u32)]) -> Result<()> {
+        let mut st = self.state.lock();
+        st.index.retain_packs(|_| false)?;
+        for (fp, pack) in entries {
+            st.index.insert(fp, *pack)?;
+        }
+        if let Some(open) = st.open.as_ref() {
+            let id = open.id();
+            let fps: Vec<Fingerprint> = open.entries().iter().map(|e| e.fp).collect();
+            for fp in fps {
+                st.index.insert(&fp, id)?;
+            }
+        }
+        st.cache = LocalityCache::new();
+        let watermark = Self::safe_watermark(&st);
+        st.index.checkpoint(watermark)
+    }
+
+    /// Whether the index answers `fp` with `pack` among its candidates.
+    pub fn index_has(&self, fp: &Fingerprint, pack: u32) -> bool {
+        let st = self.state.lock();
+        let mut out = Vec::new();
+        st.index.lookup(fp, &mut out);
+        out.contains(&pack)
+    }
+
+    /// The watermark a checkpoint may record now: the open pack (if any) is still growing, so
+    /// it and later packs must be indexed again after a crash.
+    fn safe_watermark(st: &DedupState) -> u32 {
+        st.open.as_ref().map_or(st.next_pack, |o| o.id())
+    }
+
+    /// Held while a recipe file is replaced or removed.
+    pub fn recipe_lock(&self) -> parking_lot::MutexGuard<'_, ()> {
+        self.recipe_lock.lock()
     }
 
     /// Reads `len` bytes of pack `pack` at `offset` into `buf`.

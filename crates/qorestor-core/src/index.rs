@@ -306,6 +306,29 @@ impl FingerprintIndex {
         Ok(())
     }
 
+    /// Drops every entry whose pack fails `keep` (packs the cleaner deleted), rebuilding the
+    /// table and its filter at the same size; the new table replaces the old one atomically.
+    pub fn retain_packs(&mut self, keep: impl Fn(u32) -> bool) -> Result<()> {
+        let tmp = self.path.with_extension("idx.new");
+        let mut fresh = Self::create(&tmp, self.slots)?;
+        fresh.watermark = self.watermark;
+        for i in 0..self.slots {
+            let s = self.slot(i);
+            let pack = le_u32(s, INDEX_FP_PREFIX);
+            if s.iter().any(|&b| b != 0) && slot_crc(s) == le_u32(s, INDEX_FP_PREFIX + 4) && keep(pack) {
+                let mut prefix = [0u8; INDEX_FP_PREFIX];
+                prefix.copy_from_slice(&s[..INDEX_FP_PREFIX]);
+                fresh.insert_slot(&prefix, pack);
+            }
+        }
+        fresh.write_header();
+        fresh.map.flush().map_err(|e| Error::io("msync", &tmp, e))?;
+        std::fs::rename(&tmp, &self.path).map_err(|e| Error::io("rename", &tmp, e))?;
+        fresh.path = self.path.clone();
+        *self = fresh;
+        Ok(())
+    }
+
     /// Flushes the table and records that every pack below `watermark` is fully indexed.
     pub fn checkpoint(&mut self, watermark: u32) -> Result<()> {
         self.map.flush().map_err(|e| Error::io("msync", &self.path, e))?;
@@ -349,6 +372,27 @@ mod tests {
         assert_eq!(idx.watermark(), 9);
         idx.lookup(&fp(77), &mut out);
         assert_eq!(out, vec![1]); // 77 % 7 + 1
+    }
+
+    #[test]
+    fn retain_packs_drops_only_the_named_packs() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("fp.idx");
+        let mut idx = FingerprintIndex::open(&path).unwrap();
+        for i in 0..5_000u64 {
+            idx.insert(&fp(i), (i % 3 + 1) as u32).unwrap();
+        }
+        idx.retain_packs(|p| p != 2).unwrap();
+        assert_eq!(idx.len(), 5_000 - (0..5_000u64).filter(|i| i % 3 == 1).count() as u64);
+        let mut out = Vec::new();
+        for i in 0..5_000u64 {
+            idx.lookup(&fp(i), &mut out);
+            let expected = if i % 3 == 1 { vec![] } else { vec![(i % 3 + 1) as u32] };
+            assert_eq!(out, expected, "fingerprint {i}");
+        }
+        idx.checkpoint(4).unwrap();
+        drop(idx);
+        assert_eq!(FingerprintIndex::open(&path).unwrap().len(), 5_000 - 1_667);
     }
 
     #[test]

@@ -33,31 +33,40 @@
 
 pub mod catalog;
 pub mod chunker;
+pub mod cleaner;
 pub mod compress;
 mod engine;
 pub mod error;
+pub mod faults;
 pub mod fingerprint;
 pub mod format;
 mod fsutil;
 pub mod group;
 pub mod index;
+mod maintenance;
 mod mmap;
 pub mod pack;
+pub mod policy;
 mod progress;
 mod reader;
 pub mod recipe;
 pub mod stats;
+pub mod verify;
 mod writer;
 
 pub use catalog::ContainerKind;
 pub use chunker::{ChunkParams, Chunker};
+pub use cleaner::{CleanerOptions, CleanerReport};
 pub use compress::Compression;
 pub use engine::{
     check_object_name, check_stream_name, ContainerInfo, Engine, GroupInfo, GroupOptions, StreamInfo, DEFAULT_GROUP,
 };
 pub use error::{DecodeError, Error, ErrorKind, Result};
 pub use fingerprint::Fingerprint;
+pub use maintenance::{parse_day, parse_hhmm, CleanerSchedule, CleanerStatus};
+pub use policy::{ContainerUpdate, RecycledInfo};
 pub use progress::{NoProgress, Progress};
 pub use reader::StreamReader;
 pub use stats::{Stats, StatsScope};
+pub use verify::{VerifyOptions, VerifyReport, VerifyScope};
 pub use writer::{StreamWriter, WriteCounters};

@@ -409,9 +409,25 @@ pub fn recover(path: &Path) -> Result<(Vec<FooterEntry>, PackState)> {
     }
     file.set_len(end).map_err(|e| Error::io("truncate", path, e))?;
     let footer = encode_footer(&entries, end);
-    file.write_all_at(&footer, end).map_err(|e| Error::io("write", path, e))?;
-    file.sync_all().map_err(|e| Error::io("fsync", path, e))?;
+    crate::faults::write_all_at(&file, &footer, end).map_err(|e| Error::io("write", path, e))?;
+    crate::faults::sync_all(&file).map_err(|e| Error::io("fsync", path, e))?;
     Ok((entries, PackState::Repaired))
+}
+
+/// Rewrites the footer and trailer of a sealed pack whose footer is damaged but whose records
+/// are all intact: the records scanned from the header must end exactly where a footer of that
+/// many entries would start. Returns false (and changes nothing) otherwise.
+pub fn rebuild_footer(path: &Path) -> Result<bool> {
+    let (entries, end) = scan_records(path)?;
+    let len = std::fs::metadata(path).map_err(|e| Error::io("stat", path, e))?.len();
+    let expected = end + (entries.len() * FOOTER_ENTRY_LEN + TRAILER_LEN) as u64;
+    if expected != len {
+        return Ok(false);
+    }
+    let file = OpenOptions::new().write(true).open(path).map_err(|e| Error::io("open", path, e))?;
+    crate::faults::write_all_at(&file, &encode_footer(&entries, end), end).map_err(|e| Error::io("write", path, e))?;
+    crate::faults::sync_all(&file).map_err(|e| Error::io("fsync", path, e))?;
+    Ok(true)
 }
 
 /// The pack currently being appended to in a storage group.
@@ -494,7 +510,8 @@ impl PackWriter {
     pub fn flush(&mut self) -> Result<()> {
         if !self.pending.is_empty() {
             let at = self.len - self.pending.len() as u64;
-            self.file.write_all_at(&self.pending, at).map_err(|e| Error::io("write", &self.path, e))?;
+            crate::faults::write_all_at(&self.file, &self.pending, at)
+                .map_err(|e| Error::io("write", &self.path, e))?;
             self.pending.clear();
         }
         Ok(())
@@ -504,7 +521,7 @@ impl PackWriter {
     pub fn seal(mut self) -> Result<(Arc<File>, PathBuf, Vec<FooterEntry>)> {
         self.flush()?;
         let footer = encode_footer(&self.entries, self.len);
-        self.file.write_all_at(&footer, self.len).map_err(|e| Error::io("write", &self.path, e))?;
+        crate::faults::write_all_at(&self.file, &footer, self.len).map_err(|e| Error::io("write", &self.path, e))?;
         Ok((self.file, self.path, self.entries))
     }
 }

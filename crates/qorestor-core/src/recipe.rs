@@ -13,6 +13,7 @@ use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use crate::error::{DecodeError, Error, Result};
+use crate::faults::FaultyWriter;
 use crate::fingerprint::Fingerprint;
 use crate::format::*;
 use crate::pack::ChunkLoc;
@@ -196,7 +197,7 @@ pub fn recipe_path(dir: &Path, stream_id: u64) -> PathBuf {
 pub struct RecipeWriter {
     tmp: PathBuf,
     dest: PathBuf,
-    out: Option<BufWriter<File>>,
+    out: Option<BufWriter<FaultyWriter<File>>>,
     crc: crc32fast::Hasher,
     count: u64,
     logical: u64,
@@ -211,7 +212,7 @@ impl RecipeWriter {
         let mut w = RecipeWriter {
             tmp,
             dest,
-            out: Some(BufWriter::with_capacity(1 << 20, file)),
+            out: Some(BufWriter::with_capacity(1 << 20, FaultyWriter(file))),
             crc: crc32fast::Hasher::new(),
             count: 0,
             logical: 0,
@@ -254,8 +255,8 @@ impl RecipeWriter {
         let t = trailer(self.count, self.logical, self.crc.clone().finalize());
         let mut out = self.out.take().expect("open until finish");
         out.write_all(&t).map_err(|e| Error::io("write", &self.tmp, e))?;
-        let file = out.into_inner().map_err(|e| Error::io("write", &self.tmp, e.into_error()))?;
-        file.sync_all().map_err(|e| Error::io("fsync", &self.tmp, e))?;
+        let file = out.into_inner().map_err(|e| Error::io("write", &self.tmp, e.into_error()))?.0;
+        crate::faults::sync_all(&file).map_err(|e| Error::io("fsync", &self.tmp, e))?;
         std::fs::rename(&self.tmp, &self.dest).map_err(|e| Error::io("rename", &self.tmp, e))?;
         crate::fsutil::sync_dir(self.dest.parent().expect("recipe in a directory"))?;
         Ok(self.dest.clone())

@@ -27,7 +27,7 @@ use crate::engine::{now_secs, EngineInner, StreamInfo};
 use crate::error::{Error, Result};
 use crate::fingerprint::Fingerprint;
 use crate::format::RECORD_HEADER_LEN;
-use crate::group::{GroupStore, Lookup, NewChunk, Successors};
+use crate::group::{GroupStore, Lookup, NewChunk, Successors, WriterPin};
 use crate::pack::ChunkLoc;
 use crate::recipe::{RecipeEntry, RecipeHeader, RecipeWriter};
 
@@ -131,9 +131,19 @@ pub struct StreamWriter {
     appender: Option<JoinHandle<Result<RecipeWriter>>>,
     pool: Receiver<Buffers>,
     counters: Arc<WriteCounters>,
+    /// Keeps the packs this stream references safe from the cleaner until it is published.
+    pin: Arc<WriterPin>,
+    /// The container's quota and the logical bytes of its other live streams at the start.
+    container_quota: Option<(u64, u64)>,
 }
 
-fn worker_loop(group: Arc<GroupStore>, level: Option<i32>, rx: Receiver<Block>, tx: Sender<HashedBlock>) {
+fn worker_loop(
+    group: Arc<GroupStore>,
+    pin: Arc<WriterPin>,
+    level: Option<i32>,
+    rx: Receiver<Block>,
+    tx: Sender<HashedBlock>,
+) {
     let (mut ask, mut answers) = (Vec::new(), Vec::new());
     for mut block in rx {
         let mut fps = Vec::with_capacity(block.cuts.len());
@@ -152,7 +162,7 @@ fn worker_loop(group: Arc<GroupStore>, level: Option<i32>, rx: Receiver<Block>, 
         // Look up, under one lock, the chunks whose location is not known yet.
         ask.clear();
         ask.extend(fps.iter().zip(&found).filter(|(_, l)| l.is_none()).map(|(fp, _)| *fp));
-        group.lookup_batch(&ask, &mut answers);
+        group.lookup_batch(&pin, &ask, &mut answers);
         let mut answer = answers.iter();
         for l in found.iter_mut().filter(|l| l.is_none()) {
             *l = *answer.next().expect("one answer per question");
@@ -179,6 +189,7 @@ fn worker_loop(group: Arc<GroupStore>, level: Option<i32>, rx: Receiver<Block>, 
 
 fn append_block(
     group: &GroupStore,
+    pin: &WriterPin,
     hb: &HashedBlock,
     recipe: &mut RecipeWriter,
     counters: &WriteCounters,
@@ -203,7 +214,7 @@ fn append_block(
         pstart = pend;
     }
     let mut placed = Vec::with_capacity(chunks.len());
-    group.store_batch(&chunks, &mut placed)?;
+    group.store_batch(pin, &chunks, &mut placed)?;
     let mut start = 0u32;
     for (i, (loc, appended)) in placed.iter().enumerate() {
         let raw_len = hb.block.cuts[i] - start;
@@ -222,6 +233,7 @@ fn append_block(
 
 fn appender_loop(
     group: Arc<GroupStore>,
+    pin: Arc<WriterPin>,
     mut recipe: RecipeWriter,
     rx: Receiver<HashedBlock>,
     pool: Sender<Buffers>,
@@ -234,7 +246,7 @@ fn appender_loop(
         waiting.insert(hb.block.seq, hb);
         while let Some(hb) = waiting.remove(&next) {
             let new_before = counters.new_chunks.load(Ordering::Relaxed);
-            append_block(&group, &hb, &mut recipe, &counters)?;
+            append_block(&group, &pin, &hb, &mut recipe, &counters)?;
             let new = counters.new_chunks.load(Ordering::Relaxed) - new_before;
             let n = hb.block.cuts.len().max(1) as u64;
             recent_dup_percent.store((100 * (n - new.min(n)) / n) as u32, Ordering::Relaxed);
@@ -256,6 +268,19 @@ impl StreamWriter {
         name: String,
         inherited: &[RecipeEntry],
     ) -> Result<Self> {
+        let container_quota = match container.quota {
+            Some(q) => {
+                let others: u64 = engine
+                    .catalog
+                    .streams(container.id)?
+                    .iter()
+                    .filter(|s| s.name != name)
+                    .map(|s| s.logical_len)
+                    .sum();
+                Some((q, others))
+            }
+            None => None,
+        };
         let stream_id = engine.catalog.next_id()?;
         let header = RecipeHeader {
             group_id: group.record().id,
@@ -275,23 +300,24 @@ impl StreamWriter {
         let (to_workers, from_writer) = bounded::<Block>(QUEUE_DEPTH);
         let (to_appender, from_workers) = bounded::<HashedBlock>(QUEUE_DEPTH);
         let (pool_tx, pool_rx) = bounded::<Buffers>(QUEUE_DEPTH * 2 + 4);
+        let pin = Arc::new(group.pin_writer());
         let nworkers = std::thread::available_parallelism().map_or(2, |n| n.get()).clamp(1, 8);
         let mut workers = Vec::with_capacity(nworkers);
         for i in 0..nworkers {
-            let (g, rx, tx) = (group.clone(), from_writer.clone(), to_appender.clone());
+            let (g, p, rx, tx) = (group.clone(), pin.clone(), from_writer.clone(), to_appender.clone());
             workers.push(
                 std::thread::Builder::new()
                     .name(format!("qorestor-hash-{i}"))
-                    .spawn(move || worker_loop(g, level, rx, tx))
+                    .spawn(move || worker_loop(g, p, level, rx, tx))
                     .map_err(|e| Error::io("spawn worker", "", e))?,
             );
         }
         drop(to_appender);
         let recent_dup_percent = Arc::new(AtomicU32::new(0));
-        let (g, c, d) = (group.clone(), counters.clone(), recent_dup_percent.clone());
+        let (g, p, c, d) = (group.clone(), pin.clone(), counters.clone(), recent_dup_percent.clone());
         let appender = std::thread::Builder::new()
             .name("qorestor-append".into())
-            .spawn(move || appender_loop(g, recipe, from_workers, pool_tx, c, d))
+            .spawn(move || appender_loop(g, p, recipe, from_workers, pool_tx, c, d))
             .map_err(|e| Error::io("spawn appender", "", e))?;
         Ok(StreamWriter {
             engine,
@@ -312,7 +338,28 @@ impl StreamWriter {
             appender: Some(appender),
             pool: pool_rx,
             counters,
+            pin,
+            container_quota,
         })
+    }
+
+    /// Fails once the container would exceed its quota with the bytes accepted so far.
+    fn check_quota(&self) -> Result<()> {
+        if let Some((quota, others)) = self.container_quota {
+            let used = others + self.counters.logical_bytes.load(Ordering::Relaxed);
+            if used > quota {
+                let name = self.container.name.clone();
+                return Err(Error::QuotaExceeded { what: "container", name, quota, used });
+            }
+        }
+        Ok(())
+    }
+
+    /// Pins the packs of chunks this writer inherited without a lookup (a stream started from a
+    /// prefix of another, `Engine::create_stream_from_prefix`); false, pinning nothing, if one
+    /// of them is being reclaimed (see [`GroupStore::pin_packs`]).
+    pub(crate) fn pin_inherited(&self, packs: &[u32]) -> bool {
+        self.group.pin_packs(&self.pin, packs)
     }
 
     /// Live counters for progress displays.
@@ -362,7 +409,7 @@ impl StreamWriter {
             let end = pos + len;
             let known = if probing {
                 let fp = Fingerprint::of(&data[pos..end]);
-                match self.group.locate_with_successors(&fp) {
+                match self.group.locate_with_successors(&self.pin, &fp) {
                     Some((loc, successors)) => {
                         self.predictor = successors;
                         Known::Located(fp, loc)
@@ -440,6 +487,7 @@ impl StreamWriter {
             }
             total += n as u64;
             self.counters.logical_bytes.fetch_add(n as u64, Ordering::Relaxed);
+            self.check_quota()?;
             progress.inc(n as u64);
             if self.filled >= BLOCK_LEN {
                 self.dispatch(false)?;
@@ -466,6 +514,8 @@ impl StreamWriter {
             created: now_secs(),
         };
         let replaced = self.engine.catalog.put_stream(self.container.id, &record)?;
+        // Published: from here the cleaner finds this stream's chunks through its recipe.
+        self.group.unpin(&self.pin);
         if let Some(old) = replaced {
             self.engine.remove_recipe(&self.group, old.id);
         }
@@ -483,6 +533,7 @@ impl Write for StreamWriter {
             self.filled += take;
             rest = &rest[take..];
             self.counters.logical_bytes.fetch_add(take as u64, Ordering::Relaxed);
+            self.check_quota().map_err(io::Error::other)?;
             if self.filled >= BLOCK_LEN {
                 self.dispatch(false).map_err(io::Error::other)?;
             }
@@ -501,5 +552,6 @@ impl Drop for StreamWriter {
             // Not finished: stop the threads; the recipe writer removes its temporary file.
             let _ = self.stop_pipeline();
         }
+        self.group.unpin(&self.pin);
     }
 }

@@ -124,13 +124,14 @@ fn compression() -> impl Strategy<Value = Compression> {
 }
 
 fn group_record() -> impl Strategy<Value = GroupRecord> {
-    (any::<u32>(), name(20, 256), compression(), any::<(u32, u32, u32)>(), any::<u64>()).prop_map(
-        |(id, name, compression, (min, avg, max), created)| GroupRecord {
+    (any::<u32>(), name(20, 256), compression(), any::<(u32, u32, u32)>(), any::<u64>(), any::<Option<u64>>()).prop_map(
+        |(id, name, compression, (min, avg, max), created, quota)| GroupRecord {
             id,
             name,
             compression,
             chunking: ChunkParams { min, avg, max },
             created,
+            quota,
         },
     )
 }
@@ -143,8 +144,17 @@ fn container_record() -> impl Strategy<Value = ContainerRecord> {
         Just(ContainerKind::Vtl),
         Just(ContainerKind::Rda),
     ];
-    (any::<u64>(), name(20, 256), kind, any::<u32>(), any::<u64>())
-        .prop_map(|(id, name, kind, group_id, created)| ContainerRecord { id, name, kind, group_id, created })
+    (any::<u64>(), name(20, 256), kind, any::<u32>(), any::<u64>(), any::<(Option<u64>, Option<u64>)>()).prop_map(
+        |(id, name, kind, group_id, created, (quota, recycle_retention))| ContainerRecord {
+            id,
+            name,
+            kind,
+            group_id,
+            created,
+            quota,
+            recycle_retention,
+        },
+    )
 }
 
 fn stream_record() -> impl Strategy<Value = StreamRecord> {

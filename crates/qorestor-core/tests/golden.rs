@@ -26,6 +26,8 @@ use qorestor_core::pack::{
     encode_footer, encode_pack_header, encode_record_header, FooterEntry,
 };
 use qorestor_core::recipe::{decode_recipe, encode_recipe, Recipe, RecipeEntry, RecipeHeader};
+use qorestor_core::verify::QuarantinedChunk;
+use qorestor_core::CleanerSchedule;
 use qorestor_core::{ChunkParams, Chunker, Compression, ContainerKind, Engine, Fingerprint, GroupOptions, StatsScope};
 
 // ---------------------------------------------------------------------------------------------
@@ -44,6 +46,7 @@ const INDEX_WATERMARK: u32 = 43;
 const KIND_GROUP: u8 = 1;
 const KIND_CONTAINER: u8 = 2;
 const KIND_STREAM: u8 = 3;
+const KIND_META: u8 = 4;
 
 /// The chunk stored raw (codec 0).
 fn raw_chunk() -> Vec<u8> {
@@ -62,13 +65,24 @@ fn group_record() -> GroupRecord {
         compression: Compression::Fast,
         chunking: ChunkParams { min: 256, avg: 1024, max: 4096 },
         created: CREATED,
+        quota: None,
     }
 }
 
 const GROUP_JSON: &str = r#"{"id":3,"name":"golden-sg","compression":"fast","chunking":{"min":256,"avg":1024,"max":4096},"created":1700000000}"#;
 
 fn container_record() -> ContainerRecord {
-    ContainerRecord { id: 4, name: CONTAINER.into(), kind: ContainerKind::Vtl, group_id: 3, created: CREATED }
+    // Format-1 records written before quotas and the recycle bin existed: the new optional
+    // fields are absent from the JSON, so these bytes stay valid.
+    ContainerRecord {
+        id: 4,
+        name: CONTAINER.into(),
+        kind: ContainerKind::Vtl,
+        group_id: 3,
+        created: CREATED,
+        quota: None,
+        recycle_retention: None,
+    }
 }
 
 const CONTAINER_JSON: &str = r#"{"id":4,"name":"golden","kind":"vtl","group_id":3,"created":1700000000}"#;
@@ -90,6 +104,26 @@ const STREAM_JSON: &str = r#"{"id":1234605616436508552,"name":"nächtlich/mon.ta
 // ---------------------------------------------------------------------------------------------
 // Helpers.
 // ---------------------------------------------------------------------------------------------
+
+/// A quarantine list (catalog `meta` key `quarantine/<group id>`).
+fn quarantine() -> Vec<QuarantinedChunk> {
+    vec![QuarantinedChunk {
+        pack: 7,
+        offset: 4128,
+        fingerprint: "aa5f0c1e2d3b4a59687766554433221100ffeeddccbbaa998877665544332211".into(),
+        since: 1_700_000_000,
+    }]
+}
+const QUARANTINE_JSON: &str = r#"[{"pack":7,"offset":4128,"fingerprint":"aa5f0c1e2d3b4a59687766554433221100ffeeddccbbaa998877665544332211","since":1700000000}]"#;
+
+/// Cleaner schedules (catalog `meta` key `cleaner/schedules`).
+fn schedules() -> Vec<CleanerSchedule> {
+    vec![
+        CleanerSchedule { id: 1, day: "saturday".into(), start: "22:00".into(), stop: "06:00".into() },
+        CleanerSchedule { id: 2, day: "daily".into(), start: "01:00".into(), stop: "02:30".into() },
+    ]
+}
+const SCHEDULES_JSON: &str = r#"[{"id":1,"day":"saturday","start":"22:00","stop":"06:00"},{"id":2,"day":"daily","start":"01:00","stop":"02:30"}]"#;
 
 fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
@@ -405,6 +439,8 @@ fn regenerate() {
     write("catalog_group.bin", &encode_value(KIND_GROUP, &group_record()));
     write("catalog_container.bin", &encode_value(KIND_CONTAINER, &container_record()));
     write("catalog_stream.bin", &encode_value(KIND_STREAM, &stream_record()));
+    write("catalog_quarantine.bin", &encode_value(KIND_META, &quarantine()));
+    write("catalog_schedules.bin", &encode_value(KIND_META, &schedules()));
 
     // The data directory.
     let dd = dir.join(DATADIR);
@@ -800,6 +836,8 @@ fn catalog_values_golden() {
     check_catalog_fixture("catalog_group.bin", KIND_GROUP, &group_record(), GROUP_JSON);
     check_catalog_fixture("catalog_container.bin", KIND_CONTAINER, &container_record(), CONTAINER_JSON);
     check_catalog_fixture("catalog_stream.bin", KIND_STREAM, &stream_record(), STREAM_JSON);
+    check_catalog_fixture("catalog_quarantine.bin", KIND_META, &quarantine(), QUARANTINE_JSON);
+    check_catalog_fixture("catalog_schedules.bin", KIND_META, &schedules(), SCHEDULES_JSON);
     // A value of one kind does not decode as another type even when the kind byte matches.
     let b = fixture("catalog_group.bin");
     let mut as_stream = b.clone();

@@ -136,3 +136,28 @@ fn container_metadata_round_trips_and_dies_with_its_container() {
     assert!(e.container_meta_keys("lib", "").unwrap().is_empty());
     assert_eq!(e.container_meta_keys("other", "").unwrap(), vec!["cart/C"]);
 }
+
+#[test]
+fn the_cleaner_keeps_what_a_prefix_writer_inherited() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = data(5, 2 << 20);
+    {
+        let e = engine(dir.path());
+        put(&e, "src", &src);
+    }
+    // Reopened: the pack holding the source is sealed, so the cleaner may reclaim it.
+    let e = Engine::open(dir.path()).unwrap();
+    let cut = 1_500_000;
+    let mut w = e.create_stream_from_prefix("c", "dst", "src", cut as u64).unwrap();
+    e.delete_stream("c", "src").unwrap();
+    let opts = qorestor_core::CleanerOptions { dry_run: false, compact_below: 0.99 };
+    e.run_cleaner(&opts, &qorestor_core::NoProgress).unwrap();
+    w.write_all(b"tail").unwrap();
+    w.finish().unwrap();
+    let mut want = src[..cut].to_vec();
+    want.extend_from_slice(b"tail");
+    assert_eq!(read_all(&e, "dst"), want);
+    // Once finished, the new stream's own recipe keeps its chunks.
+    e.run_cleaner(&opts, &qorestor_core::NoProgress).unwrap();
+    assert_eq!(read_all(&e, "dst"), want);
+}

@@ -15,9 +15,9 @@ use super::Engine;
 use crate::catalog::{decode_value, encode_value, ContainerRecord};
 use crate::error::{Error, Result};
 
-/// Kind byte of container metadata values in the catalog framing (after groups 1, containers
-/// 2 and streams 3).
-pub const KIND_CONTAINER_META: u8 = 4;
+/// Kind byte of container metadata values in the catalog framing (groups 1, containers 2,
+/// streams 3, engine state 4, recycled streams 5).
+pub const KIND_CONTAINER_META: u8 = 6;
 /// Longest metadata key, in bytes.
 pub const MAX_META_KEY_LEN: usize = 256;
 const TREE: &str = "container_meta";

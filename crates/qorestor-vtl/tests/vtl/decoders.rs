@@ -11,7 +11,7 @@ use qorestor_vtl::{parse_cdb, parse_mode_select, CartMap, DeviceKind, LibraryRec
 use super::cdbs::*;
 
 /// Kind byte of container metadata in the catalog framing.
-const KIND: u8 = 4;
+const KIND: u8 = 6;
 
 fn library() -> LibraryRecord {
     LibraryRecord {

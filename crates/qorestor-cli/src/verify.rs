@@ -1,0 +1,108 @@
+//! `qorestor verify`.
+
+use anyhow::Result;
+use clap::{Args, ValueEnum};
+use qorestor_core::{VerifyOptions, VerifyReport, VerifyScope};
+
+use crate::context::{Ctx, DamageFound};
+use crate::output;
+
+/// Long help of `verify`.
+pub const LONG_ABOUT: &str = "\
+Check the store and, with --repair, heal it.
+
+--scope data re-reads every chunk record of every pack (checksum, decompression, BLAKE3 of the
+content against its fingerprint) and names every stream that references damaged or missing
+data. --scope metadata checks the catalog, recipes and fingerprint index without reading chunk
+data. --scope all (the default) does both.
+
+--repair heals a damaged chunk from any other intact copy of it (recipes are rewritten to the
+copy), quarantines what it cannot heal (never used for dedup again: the next backup of the same
+data stores a fresh copy, and a later repair heals from it), rebuilds the fingerprint index from
+the packs, rebuilds damaged pack footers and corrects catalog entries from recipes. It never
+deletes a chunk.
+
+Output: each damaged stream as CONTAINER/STREAM on its own line on stdout (with --repair: the
+streams still losing data), a summary on stderr. Exit codes: 0 nothing damaged (or everything
+healed), 3 damage found and not all of it healed, 1 verify itself failed.
+
+Examples:
+  qorestor verify
+  qorestor verify --scope data --repair
+  qorestor --json verify --scope metadata";
+
+/// What to check.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum Scope {
+    /// Chunk records in packs.
+    Data,
+    /// Catalog, recipes and index.
+    Metadata,
+    /// Both.
+    All,
+}
+
+/// Arguments of `verify`.
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// What to check.
+    #[arg(long, value_enum, default_value = "all")]
+    pub scope: Scope,
+    /// Heal what can be healed, quarantine the rest, rebuild the index.
+    #[arg(long)]
+    pub repair: bool,
+}
+
+/// Runs `verify`.
+pub fn run(ctx: &Ctx, args: VerifyArgs) -> Result<()> {
+    let scope = match args.scope {
+        Scope::Data => VerifyScope::Data,
+        Scope::Metadata => VerifyScope::Metadata,
+        Scope::All => VerifyScope::All,
+    };
+    let engine = ctx.open("qorestor verify")?;
+    let progress = crate::progress::transfer(crate::progress::enabled(ctx.json), Some(0), None);
+    let report = engine.verify(&VerifyOptions { scope, repair: args.repair }, progress.as_ref())?;
+    let damaged = if report.repair { &report.lost_streams } else { &report.damaged_streams };
+    let lines: String = damaged.iter().map(|s| format!("{s}\n")).collect();
+    ctx.emit(&report, || lines.clone())?;
+    if !ctx.json {
+        eprint!("{}", summary(&report));
+    }
+    if report.damage_remains() {
+        return Err(DamageFound(format!(
+            "verify found damage: {} damaged streams, {} damaged packs, {} other problems",
+            damaged.len(),
+            report.damaged_packs.len(),
+            report.problems.len() - if report.repair { report.fixed.len() } else { 0 }
+        ))
+        .into());
+    }
+    Ok(())
+}
+
+fn summary(r: &VerifyReport) -> String {
+    let mut items = vec![
+        ("Checked", format!("{} packs, {} chunks, {} recipes", r.packs_checked, r.chunks_checked, r.recipes_checked)),
+        ("Read", format!("{} in {:.1} s", output::bytes(r.bytes_checked), r.seconds)),
+        ("Damaged", format!("{} chunks, {} streams", r.damaged_chunks, r.damaged_streams.len())),
+    ];
+    if r.repair {
+        items.push(("Healed", format!("{} chunks, {} streams", r.healed_chunks, r.healed_streams.len())));
+        items.push((
+            "Quarantined",
+            format!("{} chunks; {} streams lose data", r.quarantined_chunks, r.lost_streams.len()),
+        ));
+    }
+    let mut out = output::fields(&items);
+    for p in &r.damaged_packs {
+        out.push_str(&format!("damaged pack: {p}\n"));
+    }
+    for p in &r.problems {
+        out.push_str(&format!("problem: {p}\n"));
+    }
+    for f in &r.fixed {
+        out.push_str(&format!("fixed: {f}\n"));
+    }
+    out
+}

@@ -1,0 +1,468 @@
+//! The cleaner: gives back the space of chunks that no live stream references (QoreStor's
+//! cleaner; mark and sweep with compaction).
+//!
+//! # Phases, per storage group
+//! 1. **Seal.** The open pack is sealed, so that every pack written so far can be reclaimed.
+//! 2. **Survey.** The footer of every sealed pack is read into an array of (record offset,
+//!    record length) with one live bit per chunk. Packs whose footer cannot be read are left
+//!    alone (verify and repair deal with them).
+//! 3. **Mark.** Every recipe of a stream listed in the catalog sets the live bit of each
+//!    location it names. A recipe that cannot be read stops the run for the group: nothing is
+//!    reclaimed on a guess.
+//! 4. **Choose.** Packs with no live chunk are to be deleted; packs whose live bytes are under
+//!    the compaction threshold (a fraction of the pack file, [`DEFAULT_COMPACT_BELOW`]) are to
+//!    be compacted. Everything else stays.
+//! 5. **Condemn.** Under the group's dedup lock, the chosen packs that no running writer has
+//!    pinned are condemned: lookups stop answering with them (a writer that meets one of their
+//!    chunks stores it again or finds the cleaner's copy).
+//! 6. **Mark again.** The recipes listed in the catalog *now* are marked (see the rule below:
+//!    they are all the streams that can name a condemned pack).
+//! 7. **Copy.** The live records of condemned packs are checked (record CRC, fingerprint in
+//!    the header) and appended again through the group's append path, reusing a copy stored
+//!    elsewhere when there is one; packs are made durable. A condemned pack with a damaged live
+//!    record is kept (released), for verify and repair.
+//! 8. **Rewrite.** Every recipe of step 6 that names a condemned pack is rewritten with the new
+//!    locations: temporary file, fsync, then rename under the group's recipe lock if the
+//!    recipe still exists (a stream deleted meanwhile stays deleted); then the directory is
+//!    synced.
+//! 9. **Delete.** The condemned packs are unlinked, the pack directory synced, and their index
+//!    entries dropped.
+//!
+//! # The rule for concurrent writers
+//! A writer can reference a chunk only through a lookup, an append, or a prediction that a
+//! lookup started; all of them pin the pack for the writer (`GroupStore::pin_writer`) under
+//! the dedup lock, and the pin lasts until the writer's stream is in the catalog. Condemnation
+//! takes the same lock, skips pinned packs, and from then on lookups skip condemned packs. So a
+//! condemned pack is named only by streams that were in the catalog when step 6 listed them,
+//! and step 8 rewrites all of those before step 9 deletes anything. In-flight streams are never
+//! touched.
+//!
+//! # Lock order
+//! Engine cleaner lock (one run at a time) → group recipe lock → group dedup lock. The recipe
+//! lock is held only around one rename or unlink; the dedup lock only inside `GroupStore`
+//! calls.
+//!
+//! # Crashes
+//! Each step leaves a consistent store: before step 9 every old location still exists, and
+//! after a rename a recipe names copies that were made durable before it. A crashed run is
+//! found as `running` in the status record and a new run simply starts again: copies the
+//! crashed run made and no recipe names yet are garbage for that run.
+//!
+//! # Memory
+//! 8 bytes and one bit per chunk in sealed packs (the survey), plus 20 bytes per chunk copied
+//! in the run: bounded by unique chunks, not by logical bytes. One recipe is in memory at a
+//! time.
+
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::fingerprint::Fingerprint;
+use crate::format::RECORD_HEADER_LEN;
+use crate::group::{GroupStore, NewChunk};
+use crate::pack::{check_record_payload, decode_record_header, ChunkLoc};
+use crate::progress::Progress;
+use crate::recipe::{encode_recipe, read_recipe, RecipeEntry};
+
+/// Bytes of live records read before they are stored as one batch.
+const COPY_BATCH: usize = 4 << 20;
+
+/// Default compaction threshold: packs whose live bytes are under this fraction of the file are
+/// compacted (chosen by measurement, see `docs/CLEANER.md`).
+pub const DEFAULT_COMPACT_BELOW: f64 = 0.5;
+
+/// Options of a cleaner run.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct CleanerOptions {
+    /// Only survey and report what a run would reclaim.
+    pub dry_run: bool,
+    /// Packs whose live bytes are under this fraction of the file are compacted (0 turns
+    /// compaction off: only packs with no live chunk are deleted).
+    pub compact_below: f64,
+}
+
+impl Default for CleanerOptions {
+    fn default() -> Self {
+        CleanerOptions { dry_run: false, compact_below: DEFAULT_COMPACT_BELOW }
+    }
+}
+
+/// What a cleaner run did (or, dry, would do) in one storage group or in all of them.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct CleanerReport {
+    /// Storage group name (empty for the total).
+    pub storage_group: String,
+    /// True for a dry run.
+    pub dry_run: bool,
+    /// Pack files before the run.
+    pub packs_before: u64,
+    /// Bytes of pack files before the run.
+    pub stored_bytes_before: u64,
+    /// Bytes of pack files after the run.
+    pub stored_bytes_after: u64,
+    /// Pack bytes of live chunks (record headers included), as marked.
+    pub live_stored_bytes: u64,
+    /// Packs deleted because no live chunk was left in them.
+    pub packs_deleted: u64,
+    /// Packs compacted (live chunks copied forward, then deleted).
+    pub packs_compacted: u64,
+    /// Live chunks copied forward.
+    pub chunks_copied: u64,
+    /// Pack bytes appended by copying (a chunk found stored elsewhere costs nothing).
+    pub bytes_copied: u64,
+    /// Pack bytes freed: deleted files minus bytes copied.
+    pub bytes_reclaimed: i64,
+    /// Chosen packs kept because a running writer had pinned them.
+    pub packs_pinned: u64,
+    /// Packs left alone because they are damaged (unreadable footer or a bad live record).
+    pub packs_damaged: u64,
+    /// Recipes rewritten with new locations.
+    pub recipes_rewritten: u64,
+    /// Recycle bin entries whose retention had passed, deleted for good before the run
+    /// (`CONTAINER/STREAM`; in the total only).
+    #[serde(default)]
+    pub recycle_bin_purged: Vec<String>,
+    /// Wall time in seconds.
+    pub seconds: f64,
+}
+
+impl CleanerReport {
+    /// Adds a group's figures to a total.
+    pub(crate) fn add_group(&mut self, o: &CleanerReport) {
+        self.packs_before += o.packs_before;
+        self.stored_bytes_before += o.stored_bytes_before;
+        self.stored_bytes_after += o.stored_bytes_after;
+        self.live_stored_bytes += o.live_stored_bytes;
+        self.packs_deleted += o.packs_deleted;
+        self.packs_compacted += o.packs_compacted;
+        self.chunks_copied += o.chunks_copied;
+        self.bytes_copied += o.bytes_copied;
+        self.bytes_reclaimed += o.bytes_reclaimed;
+        self.packs_pinned += o.packs_pinned;
+        self.packs_damaged += o.packs_damaged;
+        self.recipes_rewritten += o.recipes_rewritten;
+    }
+}
+
+/// The footer of one sealed pack reduced to what marking needs.
+struct PackSurvey {
+    file_len: u64,
+    /// Record offsets, ascending (the footer's order).
+    offsets: Vec<u32>,
+    /// Record lengths (header included).
+    lens: Vec<u32>,
+    live: Vec<u64>,
+}
+
+impl PackSurvey {
+    fn mark(&mut self, offset: u32) -> bool {
+        match self.offsets.binary_search(&offset) {
+            Ok(i) => {
+                self.live[i / 64] |= 1 << (i % 64);
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    fn is_live(&self, i: usize) -> bool {
+        self.live[i / 64] & (1 << (i % 64)) != 0
+    }
+
+    fn live_bytes(&self) -> u64 {
+        (0..self.offsets.len()).filter(|&i| self.is_live(i)).map(|i| self.lens[i] as u64).sum()
+    }
+
+    fn clear(&mut self) {
+        self.live.iter_mut().for_each(|w| *w = 0);
+    }
+}
+
+/// A live stream's recipe file.
+pub(crate) struct LiveRecipe {
+    /// Where the recipe is.
+    pub path: PathBuf,
+    /// `CONTAINER/STREAM`, for messages.
+    pub name: String,
+}
+
+/// The surveyed packs of a group.
+struct Survey {
+    packs: HashMap<u32, PackSurvey>,
+    /// Fingerprints of recipe entries whose location is in no surveyed pack (normally none):
+    /// any record holding one of them is kept live.
+    dangling: HashSet<Fingerprint>,
+}
+
+impl Survey {
+    fn take(store: &GroupStore, report: &mut CleanerReport) -> Result<Survey> {
+        let open = store.open_pack();
+        let mut packs = HashMap::new();
+        for id in store.pack_ids()? {
+            let file_len = std::fs::metadata(store.pack_path(id)).map(|m| m.len()).unwrap_or(0);
+            report.packs_before += 1;
+            report.stored_bytes_before += file_len;
+            if Some(id) == open {
+                continue;
+            }
+            let Ok(footer) = store.pack_footer(id) else {
+                report.packs_damaged += 1;
+                continue;
+            };
+            let offsets = footer.iter().map(|e| e.offset).collect();
+            let lens = footer.iter().map(|e| (RECORD_HEADER_LEN as u32).saturating_add(e.stored_len)).collect();
+            let live = vec![0u64; footer.len().div_ceil(64)];
+            packs.insert(id, PackSurvey { file_len, offsets, lens, live });
+        }
+        Ok(Survey { packs, dangling: HashSet::new() })
+    }
+
+    /// Marks every location the recipes name.
+    fn mark(&mut self, recipes: &[LiveRecipe]) -> Result<()> {
+        self.packs.values_mut().for_each(PackSurvey::clear);
+        self.dangling.clear();
+        for r in recipes {
+            let recipe = match read_recipe(&r.path) {
+                Ok(x) => x,
+                // Deleted since it was listed: its chunks are garbage now.
+                Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => {
+                    return Err(Error::Conflict(format!(
+                        "cleaner stopped: the recipe of {} cannot be read ({e}); run qorestor verify",
+                        r.name
+                    )))
+                }
+            };
+            for e in &recipe.entries {
+                let marked = self.packs.get_mut(&e.loc.pack).is_some_and(|p| p.mark(e.loc.offset));
+                if !marked {
+                    self.dangling.insert(e.fp);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Reclaims space in one storage group (see the module documentation).
+pub(crate) fn clean_group(
+    store: &GroupStore,
+    list_recipes: &dyn Fn() -> Result<Vec<LiveRecipe>>,
+    opts: &CleanerOptions,
+    progress: &dyn Progress,
+) -> Result<CleanerReport> {
+    let started = Instant::now();
+    let mut report =
+        CleanerReport { storage_group: store.record().name.clone(), dry_run: opts.dry_run, ..Default::default() };
+    if !opts.dry_run {
+        store.seal_open()?;
+    }
+    let mut survey = Survey::take(store, &mut report)?;
+    survey.mark(&list_recipes()?)?;
+    let chosen = choose(&survey, opts.compact_below);
+    if opts.dry_run {
+        report.live_stored_bytes = survey.packs.values().map(PackSurvey::live_bytes).sum();
+        for &id in &chosen {
+            let p = &survey.packs[&id];
+            let live = p.live_bytes();
+            if live == 0 {
+                report.packs_deleted += 1;
+            } else {
+                report.packs_compacted += 1;
+                report.chunks_copied += (0..p.offsets.len()).filter(|&i| p.is_live(i)).count() as u64;
+                report.bytes_copied += live;
+            }
+            report.bytes_reclaimed += p.file_len as i64 - live as i64;
+        }
+        report.stored_bytes_after = (report.stored_bytes_before as i64 - report.bytes_reclaimed) as u64;
+        report.seconds = started.elapsed().as_secs_f64();
+        return Ok(report);
+    }
+    let condemned = store.condemn(&chosen);
+    report.packs_pinned = (chosen.len() - condemned.len()) as u64;
+    let result = sweep(store, &mut survey, &condemned, list_recipes, &mut report, progress);
+    if result.is_err() {
+        store.release(&condemned);
+    }
+    result?;
+    report.live_stored_bytes = survey.packs.values().map(PackSurvey::live_bytes).sum();
+    report.stored_bytes_after = store.pack_sizes()?.iter().map(|(_, n)| n).sum();
+    report.seconds = started.elapsed().as_secs_f64();
+    Ok(report)
+}
+
+/// Packs to delete (no live chunk) or compact (live bytes under the threshold), ascending.
+fn choose(survey: &Survey, compact_below: f64) -> Vec<u32> {
+    let mut out: Vec<u32> = survey
+        .packs
+        .iter()
+        .filter(|(_, p)| {
+            let live = p.live_bytes();
+            live == 0 || (live as f64) < compact_below * p.file_len as f64
+        })
+        .map(|(&id, _)| id)
+        .collect();
+    out.sort_unstable();
+    out
+}
+
+/// Steps 6 to 9 for the condemned packs.
+fn sweep(
+    store: &GroupStore,
+    survey: &mut Survey,
+    condemned: &[u32],
+    list_recipes: &dyn Fn() -> Result<Vec<LiveRecipe>>,
+    report: &mut CleanerReport,
+    progress: &dyn Progress,
+) -> Result<()> {
+    let recipes = list_recipes()?;
+    survey.mark(&recipes)?;
+    progress.set_length(condemned.iter().map(|id| survey.packs[id].file_len).sum());
+    let mut moved: HashMap<(u32, u32), ChunkLoc> = HashMap::new();
+    let mut doomed = Vec::with_capacity(condemned.len());
+    let mut kept = Vec::new();
+    let mut buf = Vec::new();
+    for &id in condemned {
+        let file_len = survey.packs[&id].file_len;
+        match copy_live(store, id, &survey.packs[&id], &survey.dangling, &mut buf, &mut moved, report)? {
+            true => doomed.push(id),
+            false => kept.push(id),
+        }
+        progress.inc(file_len);
+    }
+    store.release(&kept);
+    report.packs_damaged += kept.len() as u64;
+    store.make_durable()?;
+    let doomed_set: HashSet<u32> = doomed.iter().copied().collect();
+    for r in &recipes {
+        if rewrite_recipe(store, r, &doomed_set, &moved)? {
+            report.recipes_rewritten += 1;
+        }
+    }
+    crate::fsutil::sync_dir(store.recipes_dir())?;
+    for &id in &doomed {
+        let p = &survey.packs[&id];
+        report.bytes_reclaimed += p.file_len as i64;
+        if p.live_bytes() == 0 {
+            report.packs_deleted += 1;
+        } else {
+            report.packs_compacted += 1;
+        }
+        // Gone from the survey: its chunks no longer count as live stored bytes.
+        survey.packs.remove(&id);
+    }
+    report.bytes_reclaimed -= report.bytes_copied as i64;
+    store.delete_packs(&doomed)
+}
+
+/// Copies the live records of pack `id` forward. Returns false (keep the pack) if a live
+/// record is damaged.
+fn copy_live(
+    store: &GroupStore,
+    id: u32,
+    p: &PackSurvey,
+    dangling: &HashSet<Fingerprint>,
+    buf: &mut Vec<u8>,
+    moved: &mut HashMap<(u32, u32), ChunkLoc>,
+    report: &mut CleanerReport,
+) -> Result<bool> {
+    let footer = store.pack_footer(id)?;
+    let live: Vec<usize> = (0..footer.len()).filter(|&i| p.is_live(i) || dangling.contains(&footer[i].fp)).collect();
+    if live.is_empty() {
+        return Ok(true);
+    }
+    // Live records are read one by one into an arena and stored in batches of a few MiB, so
+    // memory stays small whatever the pack size.
+    let mut batch: Vec<(usize, usize, u32, crate::compress::Codec)> = Vec::new();
+    buf.clear();
+    for (n, &i) in live.iter().enumerate() {
+        let e = &footer[i];
+        let start = buf.len();
+        let len = RECORD_HEADER_LEN + e.stored_len as usize;
+        buf.resize(start + len, 0);
+        if store.read_at(id, e.offset as u64, &mut buf[start..]).is_err() {
+            return Ok(false);
+        }
+        let rec = &buf[start..];
+        let Ok(h) = decode_record_header(rec) else {
+            return Ok(false);
+        };
+        if h.fp != e.fp || check_record_payload(rec, &h, &rec[RECORD_HEADER_LEN..]).is_err() {
+            return Ok(false);
+        }
+        batch.push((i, start + RECORD_HEADER_LEN, h.raw_len, h.codec));
+        if buf.len() >= COPY_BATCH || n + 1 == live.len() {
+            let chunks: Vec<NewChunk<'_>> = batch
+                .iter()
+                .map(|&(i, at, raw_len, codec)| NewChunk {
+                    fp: footer[i].fp,
+                    raw_len,
+                    codec,
+                    payload: &buf[at..at + footer[i].stored_len as usize],
+                })
+                .collect();
+            let placed = store.relocate(&chunks)?;
+            for (&(i, ..), (loc, appended)) in batch.iter().zip(&placed) {
+                moved.insert((id, footer[i].offset), *loc);
+                report.chunks_copied += 1;
+                if *appended {
+                    report.bytes_copied += loc.record_len();
+                }
+            }
+            batch.clear();
+            buf.clear();
+        }
+    }
+    Ok(true)
+}
+
+/// Rewrites a recipe that names doomed packs. Returns whether it was rewritten.
+fn rewrite_recipe(
+    store: &GroupStore,
+    r: &LiveRecipe,
+    doomed: &HashSet<u32>,
+    moved: &HashMap<(u32, u32), ChunkLoc>,
+) -> Result<bool> {
+    let mut recipe = match read_recipe(&r.path) {
+        Ok(x) => x,
+        Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(e),
+    };
+    let mut changed = false;
+    for e in recipe.entries.iter_mut() {
+        if doomed.contains(&e.loc.pack) {
+            if let Some(new) = moved.get(&(e.loc.pack, e.loc.offset)) {
+                *e = RecipeEntry { fp: e.fp, raw_len: e.raw_len, loc: *new };
+                changed = true;
+            }
+        }
+    }
+    if !changed {
+        return Ok(false);
+    }
+    replace_recipe(store, &r.path, &recipe)
+}
+
+/// Replaces a recipe file with `recipe`: temporary file, fsync, then rename under the group's
+/// recipe lock if the recipe still exists (a stream deleted meanwhile stays deleted). The
+/// caller syncs the directory. Returns whether it was replaced.
+pub(crate) fn replace_recipe(
+    store: &GroupStore,
+    path: &std::path::Path,
+    recipe: &crate::recipe::Recipe,
+) -> Result<bool> {
+    let tmp = path.with_extension("rcp.rewrite");
+    crate::faults::write_file(&tmp, &encode_recipe(recipe)).map_err(|e| Error::io("write", &tmp, e))?;
+    std::fs::File::open(&tmp).and_then(|f| crate::faults::sync_all(&f)).map_err(|e| Error::io("fsync", &tmp, e))?;
+    let _guard = store.recipe_lock();
+    if path.exists() {
+        std::fs::rename(&tmp, path).map_err(|e| Error::io("rename", &tmp, e))?;
+        Ok(true)
+    } else {
+        let _ = std::fs::remove_file(&tmp);
+        Ok(false)
+    }
+}

@@ -1,0 +1,207 @@
+//! Engine operations of the cleaner: runs over every storage group, the persisted status of
+//! the last run, and the cleaner schedules (stored here, run by the daemon).
+
+use serde::{Deserialize, Serialize};
+
+use crate::catalog::GroupRecord;
+use crate::cleaner::{clean_group, CleanerOptions, CleanerReport, LiveRecipe};
+use crate::engine::{now_secs, Engine};
+use crate::error::{Error, Result};
+use crate::progress::Progress;
+use crate::recipe::recipe_path;
+
+const STATUS_KEY: &str = "cleaner/status";
+const SCHEDULES_KEY: &str = "cleaner/schedules";
+
+/// The status of the cleaner, persisted in the catalog.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct CleanerStatus {
+    /// `idle` (no run yet, or the last one ended), `running` (a run in this process) or
+    /// `interrupted` (the last run never ended: the process died; the next run starts again).
+    pub state: String,
+    /// Start of the last run, seconds since the Unix epoch.
+    pub last_started: Option<u64>,
+    /// End of the last run that ended.
+    pub last_finished: Option<u64>,
+    /// The error that ended the last run, if it failed.
+    pub last_error: Option<String>,
+    /// What the last run that ended did.
+    pub last_report: Option<CleanerReport>,
+}
+
+/// A weekly window in which the daemon runs the cleaner (after QoreStor's
+/// `schedule --add --cleaner`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CleanerSchedule {
+    /// Number (to delete it by).
+    pub id: u32,
+    /// `monday` … `sunday`, or `daily`.
+    pub day: String,
+    /// Start, `HH:MM` (local time).
+    pub start: String,
+    /// Stop, `HH:MM`; earlier than the start means the next day.
+    pub stop: String,
+}
+
+const DAYS: [&str; 8] = ["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday", "daily"];
+
+/// Parses a day name (`monday` or `mon`, any case, or `daily`) into its canonical name.
+pub fn parse_day(s: &str) -> Result<&'static str> {
+    let l = s.to_ascii_lowercase();
+    DAYS.iter()
+        .find(|d| **d == l || (l.len() == 3 && d.starts_with(&l) && **d != "daily"))
+        .copied()
+        .ok_or_else(|| Error::invalid("day", s, "use monday..sunday (or mon..sun) or daily"))
+}
+
+/// Parses `HH:MM` (00:00 to 23:59) into minutes after midnight.
+pub fn parse_hhmm(s: &str) -> Result<u32> {
+    let bad = || Error::invalid("time", s, "use HH:MM from 00:00 to 23:59");
+    let (h, m) = s.split_once(':').ok_or_else(bad)?;
+    if h.len() != 2 || m.len() != 2 {
+        return Err(bad());
+    }
+    let h: u32 = h.parse().map_err(|_| bad())?;
+    let m: u32 = m.parse().map_err(|_| bad())?;
+    if h > 23 || m > 59 {
+        return Err(bad());
+    }
+    Ok(h * 60 + m)
+}
+
+impl Engine {
+    /// The live recipes of a storage group, as listed in the catalog now.
+    fn live_recipes(&self, g: &GroupRecord) -> Result<Vec<LiveRecipe>> {
+        let store = self.inner.group_store(g)?;
+        let mut out = Vec::new();
+        for c in self.catalog().containers()?.into_iter().filter(|c| c.group_id == g.id) {
+            for s in self.catalog().streams(c.id)? {
+                out.push(LiveRecipe {
+                    path: recipe_path(store.recipes_dir(), s.id),
+                    name: format!("{}/{}", c.name, s.name),
+                });
+            }
+            // Streams in the recycle bin keep their chunks until they expire.
+            for r in self.catalog().recycled(c.id)? {
+                out.push(LiveRecipe {
+                    path: recipe_path(store.recipes_dir(), r.stream.id),
+                    name: format!("{}/{} (recycle bin)", c.name, r.stream.name),
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    /// Runs the cleaner over every storage group now (see [`crate::cleaner`]); safe while
+    /// streams are written. One run at a time per engine.
+    pub fn run_cleaner(&self, opts: &CleanerOptions, progress: &dyn Progress) -> Result<CleanerReport> {
+        if !(0.0..=1.0).contains(&opts.compact_below) {
+            return Err(Error::invalid("compaction threshold", opts.compact_below.to_string(), "use 0 to 1"));
+        }
+        let _running = self
+            .inner
+            .maintenance
+            .try_lock()
+            .ok_or_else(|| Error::Conflict("the cleaner or a repair is already running".into()))?;
+        let mut status: CleanerStatus = self.catalog().meta(STATUS_KEY)?.unwrap_or_default();
+        if !opts.dry_run {
+            status.state = "running".into();
+            status.last_started = Some(now_secs());
+            self.catalog().put_meta(STATUS_KEY, &status)?;
+        }
+        let started = std::time::Instant::now();
+        let result = (|| -> Result<CleanerReport> {
+            let mut total = CleanerReport { dry_run: opts.dry_run, ..Default::default() };
+            if !opts.dry_run {
+                total.recycle_bin_purged = self.purge_recycle_bin(now_secs())?;
+            }
+            for g in self.catalog().groups()? {
+                let store = self.inner.group_store(&g)?;
+                let r = clean_group(&store, &|| self.live_recipes(&g), opts, progress)?;
+                total.add_group(&r);
+            }
+            total.seconds = started.elapsed().as_secs_f64();
+            Ok(total)
+        })();
+        progress.finish();
+        if !opts.dry_run {
+            status.state = "idle".into();
+            status.last_finished = Some(now_secs());
+            match &result {
+                Ok(r) => {
+                    status.last_report = Some(r.clone());
+                    status.last_error = None;
+                }
+                Err(e) => status.last_error = Some(e.to_string()),
+            }
+            self.catalog().put_meta(STATUS_KEY, &status)?;
+        }
+        result
+    }
+
+    /// The cleaner's status: whether a run is going on or was interrupted, and the last report.
+    pub fn cleaner_status(&self) -> Result<CleanerStatus> {
+        let mut status: CleanerStatus = self.catalog().meta(STATUS_KEY)?.unwrap_or_default();
+        if status.state.is_empty() {
+            status.state = "idle".into();
+        }
+        if status.state == "running" && self.inner.maintenance.try_lock().is_some() {
+            // Recorded as running, but no run holds this engine: the process running it died.
+            status.state = "interrupted".into();
+        }
+        Ok(status)
+    }
+
+    /// The stored cleaner schedules.
+    pub fn cleaner_schedules(&self) -> Result<Vec<CleanerSchedule>> {
+        Ok(self.catalog().meta(SCHEDULES_KEY)?.unwrap_or_default())
+    }
+
+    /// Stores a cleaner schedule: `day` as [`parse_day`] takes it, `start`/`stop` as `HH:MM`.
+    pub fn add_cleaner_schedule(&self, day: &str, start: &str, stop: &str) -> Result<CleanerSchedule> {
+        let day = parse_day(day)?;
+        let (a, b) = (parse_hhmm(start)?, parse_hhmm(stop)?);
+        if a == b {
+            return Err(Error::invalid("stop time", stop, "must differ from the start time"));
+        }
+        let mut all = self.cleaner_schedules()?;
+        if all.iter().any(|s| s.day == day && s.start == start && s.stop == stop) {
+            return Err(Error::AlreadyExists { what: "cleaner schedule", name: format!("{day} {start}-{stop}") });
+        }
+        let id = all.iter().map(|s| s.id).max().unwrap_or(0) + 1;
+        let s = CleanerSchedule { id, day: day.into(), start: start.into(), stop: stop.into() };
+        all.push(s.clone());
+        self.catalog().put_meta(SCHEDULES_KEY, &all)?;
+        Ok(s)
+    }
+
+    /// Deletes a cleaner schedule by number.
+    pub fn delete_cleaner_schedule(&self, id: u32) -> Result<CleanerSchedule> {
+        let mut all = self.cleaner_schedules()?;
+        let at =
+            all.iter().position(|s| s.id == id).ok_or_else(|| Error::not_found("cleaner schedule", id.to_string()))?;
+        let gone = all.remove(at);
+        self.catalog().put_meta(SCHEDULES_KEY, &all)?;
+        Ok(gone)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn days_and_times_parse_strictly() {
+        assert_eq!(parse_day("Mon").unwrap(), "monday");
+        assert_eq!(parse_day("SUNDAY").unwrap(), "sunday");
+        assert_eq!(parse_day("daily").unwrap(), "daily");
+        for bad in ["", "mo", "dai", "funday"] {
+            assert!(parse_day(bad).is_err(), "{bad:?}");
+        }
+        assert_eq!(parse_hhmm("00:00").unwrap(), 0);
+        assert_eq!(parse_hhmm("23:59").unwrap(), 23 * 60 + 59);
+        for bad in ["24:00", "9:00", "09:60", "0900", "ab:cd", "09:00:00", "-1:00"] {
+            assert!(parse_hhmm(bad).is_err(), "{bad:?}");
+        }
+    }
+}
