@@ -564,7 +564,7 @@ impl Vtl {
     fn execute_drive(&self, d: &mut Drive, cdb: &[u8], data_out: &[u8]) -> ScsiResponse {
         let cmd = match parse_cdb(DeviceKind::Drive, cdb) {
             Ok(c) => c,
-            Err(s) => return ScsiResponse::check(s, Vec::new()),
+            Err(s) => return refuse(&mut d.unit, cdb, s),
         };
         let idle = d.idle_sense();
         if let Some(r) = common(&mut d.unit, &d.ident, self.lun_count(), cmd, idle) {
@@ -574,11 +574,11 @@ impl Vtl {
     }
 
     fn execute_changer(&self, cdb: &[u8], data_out: &[u8]) -> ScsiResponse {
+        let mut unit = self.changer.lock();
         let cmd = match parse_cdb(DeviceKind::Changer, cdb) {
             Ok(c) => c,
-            Err(s) => return ScsiResponse::check(s, Vec::new()),
+            Err(s) => return refuse(&mut unit, cdb, s),
         };
-        let mut unit = self.changer.lock();
         let ident = {
             let rec = self.record.lock();
             Identity {
@@ -731,6 +731,16 @@ fn sweep_orphans(engine: &Engine, name: &str, rec: &LibraryRecord) -> Result<()>
         }
     }
     Ok(())
+}
+
+/// A CDB that did not decode: a pending unit attention is reported first (unless the opcode
+/// is one that passes attentions), else the decoding error.
+fn refuse(unit: &mut UnitState, cdb: &[u8], sense: Sense) -> ScsiResponse {
+    let passes = matches!(cdb.first(), Some(0x12 | 0xA0 | 0x03));
+    match unit.attention.take_if(|_| !passes) {
+        Some(ua) => ScsiResponse::check(ua, Vec::new()),
+        None => ScsiResponse::check(sense, Vec::new()),
+    }
 }
 
 /// Answers the SPC commands every unit shares, and unit attentions; `None` for the unit's

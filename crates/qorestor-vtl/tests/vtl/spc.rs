@@ -20,8 +20,13 @@ fn power_on_unit_attention_comes_first_except_for_inquiry() {
     let s = l.ok(1, &request_sense(18), &[]);
     assert_eq!((s[2] & 0x0F, s[12], s[13]), (2, 0x3A, 0));
     assert_eq!(l.ok(1, &request_sense(8), &[]).len(), 8);
-    // The other drive still has its own attention.
-    l.check(2, &tur(), &[], (6, 0x29, 0));
+    // The other drive still has its own attention, reported even before a bad CDB's error.
+    l.check(2, &[0xFF, 0, 0, 0, 0, 0], &[], (6, 0x29, 0));
+    l.check(2, &[0xFF, 0, 0, 0, 0, 0], &[], (5, 0x20, 0));
+    // A bad INQUIRY does not consume the changer's attention.
+    l.vtl().export("QS0003L5").unwrap();
+    l.check(0, &inquiry(false, 1, 96), &[], (5, 0x24, 0));
+    l.check(0, &tur(), &[], (6, 0x28, 1));
 }
 
 #[test]
