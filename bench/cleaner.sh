@@ -5,7 +5,8 @@
 # only the kept generations). qorestor's cleaner runs once per compaction threshold, each on a
 # copy of the same store, so the threshold can be chosen by measurement.
 #
-# Usage: bench/cleaner.sh            (THRESHOLDS="0 0.3 0.5 0.7 0.9" to change the list)
+# Usage: bench/cleaner.sh            (THRESHOLDS="0 0.3 0.5 0.7 0.9" to change the list;
+#                                     SKIP_RESTIC=1 to measure qorestor only)
 # Needs: the dataset (python3 ../shared/bench/gen_dataset.py /tmp/qorestor-bench/ds --size-gib 1
 # --gens 5 --seed 42), Debian packages restic and b3sum.
 set -euo pipefail
@@ -65,6 +66,7 @@ for t in $THRESHOLDS; do
 done
 
 # --- restic: forget --prune of the 3 oldest snapshots --------------------------------------
+if [ "${SKIP_RESTIC:-0}" = 1 ]; then rm -rf "$Q" "$QI"; echo "results: $CSV"; exit 0; fi
 R=$WORK/restic; RI=$WORK/restic-ideal; rm -rf "$R" "$RI" "$RESTIC_CACHE_DIR"
 restic -q -r "$R" init --repository-version 2
 restic -q -r "$RI" init --repository-version 2

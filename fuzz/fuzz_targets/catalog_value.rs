@@ -1,6 +1,6 @@
 //! Catalog values: `decode_value` for each kind with `GroupRecord`, `ContainerRecord`,
-//! `StreamRecord` and the engine state records of the `meta` tree (`CleanerStatus`, cleaner
-//! schedules, quarantine lists).
+//! `StreamRecord`, `RecycledRecord` and the engine state records of the `meta` tree
+//! (`CleanerStatus`, cleaner schedules, quarantine lists).
 //!
 //! Input: one mode byte, then
 //! - mode 0: a value as stored in sled;
@@ -9,12 +9,12 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use qorestor_core::catalog::{decode_value, encode_value, ContainerRecord, GroupRecord, StreamRecord};
+use qorestor_core::catalog::{decode_value, encode_value, ContainerRecord, GroupRecord, RecycledRecord, StreamRecord};
 use qorestor_core::verify::QuarantinedChunk;
 use qorestor_core::{CleanerSchedule, CleanerStatus};
 
 fn try_all(b: &[u8]) {
-    for kind in [0u8, 1, 2, 3, 4] {
+    for kind in [0u8, 1, 2, 3, 4, 5] {
         if let Ok(v) = decode_value::<GroupRecord>(kind, b) {
             assert_eq!(decode_value::<GroupRecord>(kind, &encode_value(kind, &v)).unwrap(), v);
         }
@@ -27,6 +27,9 @@ fn try_all(b: &[u8]) {
         if let Ok(v) = decode_value::<CleanerStatus>(kind, b) {
             // Floats in a report may not survive a JSON round trip bit for bit; re-decoding must work.
             decode_value::<CleanerStatus>(kind, &encode_value(kind, &v)).unwrap();
+        }
+        if let Ok(v) = decode_value::<RecycledRecord>(kind, b) {
+            assert_eq!(decode_value::<RecycledRecord>(kind, &encode_value(kind, &v)).unwrap(), v);
         }
         if let Ok(v) = decode_value::<Vec<CleanerSchedule>>(kind, b) {
             assert_eq!(decode_value::<Vec<CleanerSchedule>>(kind, &encode_value(kind, &v)).unwrap(), v);

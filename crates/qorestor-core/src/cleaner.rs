@@ -65,14 +65,14 @@ use crate::format::RECORD_HEADER_LEN;
 use crate::group::{GroupStore, NewChunk};
 use crate::pack::{check_record_payload, decode_record_header, ChunkLoc};
 use crate::progress::Progress;
-use crate::recipe::{encode_recipe, read_recipe, RecipeEntry};
+use crate::recipe::{encode_recipe, visit_recipe, RecipeEntry, RecipeWriter};
 
 /// Bytes of live records read before they are stored as one batch.
-const COPY_BATCH: usize = 4 << 20;
+const COPY_BATCH: usize = 256 << 10;
 
 /// Default compaction threshold: packs whose live bytes are under this fraction of the file are
 /// compacted (chosen by measurement, see `docs/CLEANER.md`).
-pub const DEFAULT_COMPACT_BELOW: f64 = 0.5;
+pub const DEFAULT_COMPACT_BELOW: f64 = 0.95;
 
 /// Options of a cleaner run.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -189,6 +189,25 @@ pub(crate) struct LiveRecipe {
     pub name: String,
 }
 
+/// Where the cleaner copied each live record of the packs it compacts: per pack, (old record
+/// offset, new location) in offset order (16 bytes per chunk, no hashing overhead).
+#[derive(Default)]
+struct Moves {
+    packs: HashMap<u32, Vec<(u32, ChunkLoc)>>,
+}
+
+impl Moves {
+    /// Records a move; offsets of one pack arrive in ascending order (footer order).
+    fn insert(&mut self, pack: u32, offset: u32, to: ChunkLoc) {
+        self.packs.entry(pack).or_default().push((offset, to));
+    }
+
+    fn get(&self, pack: u32, offset: u32) -> Option<&ChunkLoc> {
+        let v = self.packs.get(&pack)?;
+        v.binary_search_by_key(&offset, |(o, _)| *o).ok().map(|i| &v[i].1)
+    }
+}
+
 /// The surveyed packs of a group.
 struct Survey {
     packs: HashMap<u32, PackSurvey>,
@@ -225,8 +244,16 @@ impl Survey {
         self.packs.values_mut().for_each(PackSurvey::clear);
         self.dangling.clear();
         for r in recipes {
-            let recipe = match read_recipe(&r.path) {
-                Ok(x) => x,
+            // Streamed: memory does not grow with the stream's length. A recipe that turns out
+            // damaged stops the run, so marks made from it before the error are harmless.
+            let (packs, dangling) = (&mut self.packs, &mut self.dangling);
+            let visited = visit_recipe(&r.path, |e| {
+                if !packs.get_mut(&e.loc.pack).is_some_and(|p| p.mark(e.loc.offset)) {
+                    dangling.insert(e.fp);
+                }
+            });
+            match visited {
+                Ok(_) => {}
                 // Deleted since it was listed: its chunks are garbage now.
                 Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => continue,
                 Err(e) => {
@@ -234,12 +261,6 @@ impl Survey {
                         "cleaner stopped: the recipe of {} cannot be read ({e}); run qorestor verify",
                         r.name
                     )))
-                }
-            };
-            for e in &recipe.entries {
-                let marked = self.packs.get_mut(&e.loc.pack).is_some_and(|p| p.mark(e.loc.offset));
-                if !marked {
-                    self.dangling.insert(e.fp);
                 }
             }
         }
@@ -288,7 +309,6 @@ pub(crate) fn clean_group(
         store.release(&condemned);
     }
     result?;
-    report.live_stored_bytes = survey.packs.values().map(PackSurvey::live_bytes).sum();
     report.stored_bytes_after = store.pack_sizes()?.iter().map(|(_, n)| n).sum();
     report.seconds = started.elapsed().as_secs_f64();
     Ok(report)
@@ -321,7 +341,7 @@ fn sweep(
     let recipes = list_recipes()?;
     survey.mark(&recipes)?;
     progress.set_length(condemned.iter().map(|id| survey.packs[id].file_len).sum());
-    let mut moved: HashMap<(u32, u32), ChunkLoc> = HashMap::new();
+    let mut moved = Moves::default();
     let mut doomed = Vec::with_capacity(condemned.len());
     let mut kept = Vec::new();
     let mut buf = Vec::new();
@@ -336,6 +356,17 @@ fn sweep(
     store.release(&kept);
     report.packs_damaged += kept.len() as u64;
     store.make_durable()?;
+    // The copies are durable: point their index slots at them (old pack by old pack).
+    for (&id, list) in &moved.packs {
+        let footer = store.pack_footer(id)?;
+        let mut batch = Vec::with_capacity(list.len());
+        for (offset, to) in list {
+            if let Ok(i) = footer.binary_search_by_key(offset, |e| e.offset) {
+                batch.push((footer[i].fp, id, to.pack));
+            }
+        }
+        store.repoint(&batch)?;
+    }
     let doomed_set: HashSet<u32> = doomed.iter().copied().collect();
     for r in &recipes {
         if rewrite_recipe(store, r, &doomed_set, &moved)? {
@@ -343,6 +374,7 @@ fn sweep(
         }
     }
     crate::fsutil::sync_dir(store.recipes_dir())?;
+    report.live_stored_bytes = survey.packs.values().map(PackSurvey::live_bytes).sum();
     for &id in &doomed {
         let p = &survey.packs[&id];
         report.bytes_reclaimed += p.file_len as i64;
@@ -366,7 +398,7 @@ fn copy_live(
     p: &PackSurvey,
     dangling: &HashSet<Fingerprint>,
     buf: &mut Vec<u8>,
-    moved: &mut HashMap<(u32, u32), ChunkLoc>,
+    moved: &mut Moves,
     report: &mut CleanerReport,
 ) -> Result<bool> {
     let footer = store.pack_footer(id)?;
@@ -406,7 +438,7 @@ fn copy_live(
                 .collect();
             let placed = store.relocate(&chunks)?;
             for (&(i, ..), (loc, appended)) in batch.iter().zip(&placed) {
-                moved.insert((id, footer[i].offset), *loc);
+                moved.insert(id, footer[i].offset, *loc);
                 report.chunks_copied += 1;
                 if *appended {
                     report.bytes_copied += loc.record_len();
@@ -420,30 +452,44 @@ fn copy_live(
 }
 
 /// Rewrites a recipe that names doomed packs. Returns whether it was rewritten.
-fn rewrite_recipe(
-    store: &GroupStore,
-    r: &LiveRecipe,
-    doomed: &HashSet<u32>,
-    moved: &HashMap<(u32, u32), ChunkLoc>,
-) -> Result<bool> {
-    let mut recipe = match read_recipe(&r.path) {
-        Ok(x) => x,
+fn rewrite_recipe(store: &GroupStore, r: &LiveRecipe, doomed: &HashSet<u32>, moved: &Moves) -> Result<bool> {
+    let new_loc = |e: &RecipeEntry| moved.get(e.loc.pack, e.loc.offset).filter(|_| doomed.contains(&e.loc.pack));
+    // First pass: is there anything to change? (Streamed, like the rewrite itself.)
+    let mut changed = false;
+    let header = match visit_recipe(&r.path, |e| changed |= new_loc(e).is_some()) {
+        Ok(h) => h,
         Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => return Ok(false),
         Err(e) => return Err(e),
     };
-    let mut changed = false;
-    for e in recipe.entries.iter_mut() {
-        if doomed.contains(&e.loc.pack) {
-            if let Some(new) = moved.get(&(e.loc.pack, e.loc.offset)) {
-                *e = RecipeEntry { fp: e.fp, raw_len: e.raw_len, loc: *new };
-                changed = true;
-            }
-        }
-    }
     if !changed {
         return Ok(false);
     }
-    replace_recipe(store, &r.path, &recipe)
+    let mut w = RecipeWriter::create_replacement(store.recipes_dir(), &header)?;
+    let mut failed = None;
+    visit_recipe(&r.path, |e| {
+        if failed.is_none() {
+            let loc = new_loc(e).copied().unwrap_or(e.loc);
+            failed = w.push(&RecipeEntry { fp: e.fp, raw_len: e.raw_len, loc }).err();
+        }
+    })?;
+    if let Some(e) = failed {
+        return Err(e);
+    }
+    let (tmp, dest) = w.seal()?;
+    rename_if_present(store, &tmp, &dest)
+}
+
+/// Renames a synced replacement over a recipe under the group's recipe lock, only if the
+/// recipe still exists (a stream deleted meanwhile stays deleted). Returns whether it did.
+fn rename_if_present(store: &GroupStore, tmp: &std::path::Path, dest: &std::path::Path) -> Result<bool> {
+    let _guard = store.recipe_lock();
+    if dest.exists() {
+        std::fs::rename(tmp, dest).map_err(|e| Error::io("rename", tmp, e))?;
+        Ok(true)
+    } else {
+        let _ = std::fs::remove_file(tmp);
+        Ok(false)
+    }
 }
 
 /// Replaces a recipe file with `recipe`: temporary file, fsync, then rename under the group's
@@ -457,12 +503,5 @@ pub(crate) fn replace_recipe(
     let tmp = path.with_extension("rcp.rewrite");
     crate::faults::write_file(&tmp, &encode_recipe(recipe)).map_err(|e| Error::io("write", &tmp, e))?;
     std::fs::File::open(&tmp).and_then(|f| crate::faults::sync_all(&f)).map_err(|e| Error::io("fsync", &tmp, e))?;
-    let _guard = store.recipe_lock();
-    if path.exists() {
-        std::fs::rename(&tmp, path).map_err(|e| Error::io("rename", &tmp, e))?;
-        Ok(true)
-    } else {
-        let _ = std::fs::remove_file(&tmp);
-        Ok(false)
-    }
+    rename_if_present(store, &tmp, path)
 }

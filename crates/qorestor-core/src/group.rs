@@ -239,6 +239,9 @@ pub struct GroupStore {
     /// Packs found damaged when the group was opened (id, what was wrong): left untouched for
     /// verify and repair.
     damaged: Vec<(u32, String)>,
+    /// Records listed by a footer but unreadable when the group was opened (pack, offset):
+    /// quarantined in memory from the start.
+    unreadable: Vec<(u32, u32)>,
     /// Packs are sealed at this size.
     pack_target: u64,
     /// Quota on the group's pack bytes (it can be changed while the group is open).
@@ -284,6 +287,7 @@ impl GroupStore {
         // trailer was being written at a crash and gets its torn tail dropped and sealed.
         let watermark = index.watermark();
         let mut damaged = Vec::new();
+        let mut unreadable = Vec::new();
         for &id in &ids {
             let path = pack::pack_path(&packs_dir, id);
             let len = std::fs::metadata(&path).map_err(|e| Error::io("stat", &path, e))?.len();
@@ -298,6 +302,13 @@ impl GroupStore {
             let (entries, state) = pack::recover(&path)?;
             if let pack::PackState::Damaged(why) = state {
                 damaged.push((id, why));
+                // Records the footer lists but that did not survive are never a dedup target.
+                if let Ok(footer) = File::open(&path)
+                    .map_err(|e| Error::io("open", &path, e))
+                    .and_then(|f| pack::read_footer(&f, &path))
+                {
+                    unreadable.extend(footer.iter().filter(|e| !entries.contains(e)).map(|e| (id, e.offset)));
+                }
             }
             for e in entries {
                 index.insert(&e.fp, id)?;
@@ -327,7 +338,7 @@ impl GroupStore {
                 pins: HashMap::new(),
                 next_pin: 1,
                 condemned: HashSet::new(),
-                quarantine: HashSet::new(),
+                quarantine: unreadable.iter().copied().collect(),
                 sealed_bytes,
             }),
             quota: Mutex::new(quota),
@@ -336,6 +347,7 @@ impl GroupStore {
             handles: Mutex::new(HashMap::new()),
             syncer: Syncer::start(),
             damaged,
+            unreadable,
         })
     }
 
@@ -525,7 +537,7 @@ impl GroupStore {
                     return Err(Error::QuotaExceeded { what: "storage group", name, quota, used });
                 }
             }
-            let loc = self.append_locked(&mut st, new)?;
+            let loc = self.append_locked(&mut st, new, true)?;
             st.pin(pin.token, loc.pack);
             out.push((loc, true));
         }
@@ -544,7 +556,10 @@ impl GroupStore {
         }
     }
 
-    fn append_locked(&self, st: &mut DedupState, c: &NewChunk<'_>) -> Result<ChunkLoc> {
+    /// Appends a chunk to the open pack and indexes it, unless `index` is false (a copy the
+    /// cleaner makes: its old index slot is pointed at the copy once the copy is durable, see
+    /// [`GroupStore::repoint`], so the table does not grow during compaction).
+    fn append_locked(&self, st: &mut DedupState, c: &NewChunk<'_>, index: bool) -> Result<ChunkLoc> {
         self.check_poison(st)?;
         let full = st.open.as_ref().is_some_and(|o| o.len() >= self.pack_target || !o.fits(c.payload.len()));
         if full {
@@ -563,7 +578,9 @@ impl GroupStore {
             Err(e) => return Err(self.poison(st, &e)),
         };
         st.open_map.insert(c.fp, loc);
-        st.index.insert(&c.fp, id)?;
+        if index {
+            st.index.insert(&c.fp, id)?;
+        }
         Ok(loc)
     }
 
@@ -585,6 +602,11 @@ impl GroupStore {
         st.sealed_since_checkpoint += 1;
         if st.sealed_since_checkpoint >= CHECKPOINT_EVERY {
             st.sealed_since_checkpoint = 0;
+            // Packs below the watermark are not checked again at open: they must be on disk.
+            let target = self.syncer.submitted();
+            if let Err(e) = self.syncer.wait(target) {
+                return Err(self.poison(st, &Error::io("fsync", &self.packs_dir, std::io::Error::other(e))));
+            }
             let watermark = st.next_pack;
             st.index.checkpoint(watermark)?;
         }
@@ -673,20 +695,30 @@ impl GroupStore {
         }
     }
 
-    /// Stores chunks the cleaner or repair moves: each one reuses a copy stored outside the
-    /// condemned packs if there is one, else is appended. Returns the new locations and
-    /// whether each was appended.
+    /// Stores chunks the cleaner moves: each one reuses a copy stored outside the condemned
+    /// packs if there is one, else is appended (not indexed yet: see [`GroupStore::repoint`]).
+    /// Returns the new locations and whether each was appended.
     pub fn relocate(&self, chunks: &[NewChunk<'_>]) -> Result<Vec<(ChunkLoc, bool)>> {
         let mut st = self.state.lock();
         let mut out = Vec::with_capacity(chunks.len());
         for c in chunks {
             let placed = match self.lookup_locked(&mut st, &c.fp) {
                 Some(l) => (l, false),
-                None => (self.append_locked(&mut st, c)?, true),
+                None => (self.append_locked(&mut st, c, false)?, true),
             };
             out.push(placed);
         }
         Ok(out)
+    }
+
+    /// Points the index slots of moved chunks at their new packs, `(fingerprint, old pack, new
+    /// pack)` each, once the copies are durable.
+    pub fn repoint(&self, moves: &[(Fingerprint, u32, u32)]) -> Result<()> {
+        let mut st = self.state.lock();
+        for (fp, from, to) in moves {
+            st.index.repoint(fp, *from, *to)?;
+        }
+        Ok(())
     }
 
     /// Deletes packs no recipe references any more: the files are unlinked (the directory is
@@ -714,7 +746,7 @@ impl GroupStore {
             st.condemned.remove(p);
             st.cache.remove_pack(*p);
         }
-        st.index.retain_packs(|id| !gone.contains(&id))?;
+        st.index.remove_packs(|id| gone.contains(&id));
         let watermark = Self::safe_watermark(&st);
         st.index.checkpoint(watermark)
     }
@@ -722,7 +754,7 @@ impl GroupStore {
     /// Sets the damaged records that lookups must never answer with (repair's quarantine).
     pub fn set_quarantine(&self, locs: impl IntoIterator<Item = (u32, u32)>) {
         let mut st = self.state.lock();
-        st.quarantine = locs.into_iter().collect();
+        st.quarantine = locs.into_iter().chain(self.unreadable.iter().copied()).collect();
         let packs: HashSet<u32> = st.quarantine.iter().map(|(p, _)| *p).collect();
         for p in packs {
             st.cache.remove_pack(p);
@@ -751,10 +783,15 @@ impl GroupStore {
 
     /// Whether the index answers `fp` with `pack` among its candidates.
     pub fn index_has(&self, fp: &Fingerprint, pack: u32) -> bool {
+        self.index_candidates(fp).contains(&pack)
+    }
+
+    /// The packs the index names for `fp`.
+    pub fn index_candidates(&self, fp: &Fingerprint) -> Vec<u32> {
         let st = self.state.lock();
         let mut out = Vec::new();
         st.index.lookup(fp, &mut out);
-        out.contains(&pack)
+        out
     }
 
     /// The watermark a checkpoint may record now: the open pack (if any) is still growing, so

@@ -256,6 +256,87 @@ impl FingerprintIndex {
         Ok(())
     }
 
+    /// Removes, in place, every entry whose pack satisfies `gone` (packs the cleaner deleted),
+    /// and every slot whose checksum fails, by backward-shift deletion; the filter is rebuilt.
+    /// No second table is built, so memory stays at one table. An interrupted removal leaves
+    /// at worst an entry twice (an entry is copied before its old slot is reused): lookups stay
+    /// correct.
+    pub fn remove_packs(&mut self, gone: impl Fn(u32) -> bool) {
+        let mask = self.slots - 1;
+        let Some(empty) = (0..self.slots).find(|&i| self.slot(i).iter().all(|&b| b == 0)) else {
+            return;
+        };
+        // Scan once around the table from just after an empty slot, so that no cluster is cut.
+        let mut i = (empty + 1) & mask;
+        let mut steps = 0;
+        while steps < self.slots {
+            let s = self.slot(i);
+            let used = s.iter().any(|&b| b != 0);
+            let valid = used && slot_crc(s) == le_u32(s, INDEX_FP_PREFIX + 4);
+            if used && (!valid || gone(le_u32(s, INDEX_FP_PREFIX))) {
+                if valid {
+                    self.count = self.count.saturating_sub(1);
+                }
+                self.delete_at(i);
+                // Slot i may now hold an entry shifted back from later in the cluster.
+                continue;
+            }
+            i = (i + 1) & mask;
+            steps += 1;
+        }
+        self.rebuild_filter();
+    }
+
+    /// Backward-shift deletion of slot `hole` (linear probing).
+    fn delete_at(&mut self, mut hole: u64) {
+        let mask = self.slots - 1;
+        let mut j = (hole + 1) & mask;
+        loop {
+            let s = self.slot(j);
+            if s.iter().all(|&b| b == 0) {
+                break;
+            }
+            let home = le_u64(s, 0) & mask;
+            // The entry at j may fill the hole unless its home lies cyclically in (hole, j].
+            let stays = if hole <= j { hole < home && home <= j } else { hole < home || home <= j };
+            if !stays {
+                let mut moved = [0u8; INDEX_SLOT_LEN];
+                moved.copy_from_slice(s);
+                let at = INDEX_HEADER_LEN + hole as usize * INDEX_SLOT_LEN;
+                self.map.bytes_mut()[at..at + INDEX_SLOT_LEN].copy_from_slice(&moved);
+                hole = j;
+            }
+            j = (j + 1) & mask;
+        }
+        let at = INDEX_HEADER_LEN + hole as usize * INDEX_SLOT_LEN;
+        self.map.bytes_mut()[at..at + INDEX_SLOT_LEN].fill(0);
+    }
+
+    /// Records that `fp`, indexed in pack `from`, now lives in pack `to`: its slot is rewritten
+    /// in place (the table does not grow); if there is no such slot, `(fp, to)` is inserted.
+    pub fn repoint(&mut self, fp: &Fingerprint, from: u32, to: u32) -> Result<()> {
+        let prefix = &fp.as_bytes()[..INDEX_FP_PREFIX];
+        let mask = self.slots - 1;
+        let mut i = le_u64(prefix, 0) & mask;
+        for _ in 0..self.slots {
+            let s = self.slot(i);
+            if s.iter().all(|&b| b == 0) {
+                break;
+            }
+            let valid = slot_crc(s) == le_u32(s, INDEX_FP_PREFIX + 4);
+            if valid && &s[..INDEX_FP_PREFIX] == prefix && le_u32(s, INDEX_FP_PREFIX) == from {
+                let at = INDEX_HEADER_LEN + i as usize * INDEX_SLOT_LEN;
+                let slot = &mut self.map.bytes_mut()[at..at + INDEX_SLOT_LEN];
+                slot[INDEX_FP_PREFIX..INDEX_FP_PREFIX + 4].copy_from_slice(&to.to_le_bytes());
+                let crc = slot_crc(slot);
+                slot[INDEX_FP_PREFIX + 4..].copy_from_slice(&crc.to_le_bytes());
+                return Ok(());
+            }
+            i = (i + 1) & mask;
+        }
+        self.insert(fp, to)
+    }
+
     /// Returns false when no free slot was found.
     fn insert_slot(&mut self, prefix: &[u8], pack: u32) -> bool {
         let mask = self.slots - 1;
@@ -393,6 +474,57 @@ mod tests {
         idx.checkpoint(4).unwrap();
         drop(idx);
         assert_eq!(FingerprintIndex::open(&path).unwrap().len(), 5_000 - 1_667);
+    }
+
+    #[test]
+    fn remove_packs_in_place_keeps_every_other_entry_reachable() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut idx = FingerprintIndex::open(&dir.path().join("fp.idx")).unwrap();
+        // A nearly full table (long clusters, some wrapping around the end).
+        let n = idx.capacity() * 3 / 4 - 1;
+        for i in 0..n {
+            idx.insert(&fp(i), (i % 5 + 1) as u32).unwrap();
+        }
+        let cap = idx.capacity();
+        idx.remove_packs(|p| p == 2 || p == 4);
+        assert_eq!(idx.capacity(), cap);
+        let mut out = Vec::new();
+        let mut kept = 0;
+        for i in 0..n {
+            idx.lookup(&fp(i), &mut out);
+            let pack = (i % 5 + 1) as u32;
+            if pack == 2 || pack == 4 {
+                assert!(out.is_empty(), "{i} still found");
+            } else {
+                assert_eq!(out, vec![pack], "{i} lost");
+                kept += 1;
+            }
+        }
+        assert_eq!(idx.len(), kept);
+    }
+
+    #[test]
+    fn repoint_rewrites_the_slot_in_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut idx = FingerprintIndex::open(&dir.path().join("fp.idx")).unwrap();
+        for i in 0..3_000u64 {
+            idx.insert(&fp(i), 1).unwrap();
+        }
+        let (len, cap) = (idx.len(), idx.capacity());
+        let mut out = Vec::new();
+        for i in 0..3_000u64 {
+            idx.repoint(&fp(i), 1, 9).unwrap();
+        }
+        assert_eq!((idx.len(), idx.capacity()), (len, cap), "no slot added");
+        for i in 0..3_000u64 {
+            idx.lookup(&fp(i), &mut out);
+            assert_eq!(out, vec![9]);
+        }
+        // Not indexed under the old pack: inserted instead.
+        idx.repoint(&fp(5_000), 1, 9).unwrap();
+        idx.lookup(&fp(5_000), &mut out);
+        assert_eq!(out, vec![9]);
+        assert_eq!(idx.len(), len + 1);
     }
 
     #[test]

@@ -385,14 +385,18 @@ pub enum PackState {
     Damaged(String),
 }
 
-/// Opens a pack and returns its records. An unsealed pack (torn tail after a crash) is repaired
-/// first: valid records are kept, the rest truncated, and a footer written and synced. A pack
-/// that ends in a trailer but whose footer or header is damaged is never modified: only its
-/// readable records are returned, with [`PackState::Damaged`].
+/// Opens a pack written since the index's last checkpoint and returns its records. An unsealed
+/// pack (torn tail after a crash) is repaired first: valid records are kept, the rest
+/// truncated, and a footer written and synced. A sealed pack is checked record by record
+/// against its footer (a crash can persist a footer whose records never reached the disk) and
+/// synced: if every record the footer lists is intact it is [`PackState::Sealed`], otherwise
+/// only the intact records are returned, with [`PackState::Damaged`]. A pack that ends in a
+/// trailer but whose footer or header is damaged is never modified: only its readable records
+/// are returned, with [`PackState::Damaged`].
 pub fn recover(path: &Path) -> Result<(Vec<FooterEntry>, PackState)> {
     let file = OpenOptions::new().read(true).write(true).open(path).map_err(|e| Error::io("open", path, e))?;
     let footer_error = match read_footer(&file, path) {
-        Ok(entries) => return Ok((entries, PackState::Sealed)),
+        Ok(footer) => return check_sealed(&file, path, footer),
         Err(e @ Error::Io { .. }) => return Err(e),
         Err(e) => e.to_string(),
     };
@@ -412,6 +416,27 @@ pub fn recover(path: &Path) -> Result<(Vec<FooterEntry>, PackState)> {
     crate::faults::write_all_at(&file, &footer, end).map_err(|e| Error::io("write", path, e))?;
     crate::faults::sync_all(&file).map_err(|e| Error::io("fsync", path, e))?;
     Ok((entries, PackState::Repaired))
+}
+
+/// The records of a sealed pack whose footer decodes, checked by a scan; the pack is synced.
+fn check_sealed(file: &File, path: &Path, footer: Vec<FooterEntry>) -> Result<(Vec<FooterEntry>, PackState)> {
+    let scanned = match scan_records(path) {
+        Ok((entries, _)) => entries,
+        Err(e @ Error::Corrupt { .. }) => return Ok((Vec::new(), PackState::Damaged(e.to_string()))),
+        Err(e) => return Err(e),
+    };
+    crate::faults::sync_all(file).map_err(|e| Error::io("fsync", path, e))?;
+    if scanned == footer {
+        return Ok((footer, PackState::Sealed));
+    }
+    let intact: Vec<FooterEntry> = footer
+        .iter()
+        .filter(|e| scanned.binary_search_by_key(&e.offset, |s| s.offset).is_ok_and(|i| scanned[i] == **e))
+        .copied()
+        .collect();
+    let why =
+        format!("{} of the {} records its footer lists are unreadable", footer.len() - intact.len(), footer.len());
+    Ok((intact, PackState::Damaged(why)))
 }
 
 /// Rewrites the footer and trailer of a sealed pack whose footer is damaged but whose records
@@ -440,7 +465,7 @@ pub struct PackWriter {
     entries: Vec<FooterEntry>,
 }
 
-const FLUSH_AT: usize = 4 << 20;
+const FLUSH_AT: usize = 1 << 20;
 
 impl PackWriter {
     /// Creates pack `id` in `dir` and writes its header.
@@ -452,7 +477,7 @@ impl PackWriter {
             .create_new(true)
             .open(&path)
             .map_err(|e| Error::io("create", &path, e))?;
-        let mut pending = Vec::with_capacity(FLUSH_AT + (1 << 20));
+        let mut pending = Vec::with_capacity(FLUSH_AT + (64 << 10));
         pending.extend_from_slice(&encode_pack_header(group_id, id));
         Ok(PackWriter { id, path, file: Arc::new(file), pending, len: PACK_HEADER_LEN as u64, entries: Vec::new() })
     }

@@ -111,81 +111,156 @@ fn utf8(what: &'static str, b: &[u8]) -> Result<String, DecodeError> {
 /// Decodes a recipe file, checking magic, version, lengths, the CRC and that the entries add
 /// up to the logical length.
 pub fn decode_recipe(b: &[u8]) -> Result<Recipe, DecodeError> {
+    let mut entries = Vec::with_capacity(b.len().saturating_sub(RECIPE_HEADER_LEN) / RECIPE_ENTRY_LEN);
+    let (header, logical_len) =
+        decode_streaming(&mut &b[..], b.len() as u64, |e| entries.push(*e)).map_err(StreamError::into_decode)?;
+    Ok(Recipe { header, entries, logical_len })
+}
+
+/// Why a streamed recipe could not be read.
+enum StreamError {
+    /// The bytes are not a valid recipe.
+    Decode(DecodeError),
+    /// Reading failed.
+    Io(std::io::Error),
+}
+
+impl StreamError {
+    /// For in-memory input, where reads fail only by running out of bytes.
+    fn into_decode(self) -> DecodeError {
+        match self {
+            StreamError::Decode(d) => d,
+            StreamError::Io(e) => DecodeError::new("recipe", format!("truncated: {e}")),
+        }
+    }
+}
+
+impl From<DecodeError> for StreamError {
+    fn from(d: DecodeError) -> Self {
+        StreamError::Decode(d)
+    }
+}
+
+/// Entries decoded per read while streaming (about 64 KiB).
+const STREAM_BATCH: usize = 1365;
+
+/// The recipe decoder, over `len` bytes from `r`: every entry goes to `visit` as soon as it is
+/// read (before the trailer's checksum is known: a caller must drop what it did if this
+/// returns an error). Memory does not depend on the recipe's length. Returns the header and
+/// the logical length.
+fn decode_streaming(
+    r: &mut dyn std::io::Read,
+    len: u64,
+    mut visit: impl FnMut(&RecipeEntry),
+) -> Result<(RecipeHeader, u64), StreamError> {
     let what = "recipe";
-    if b.len() < RECIPE_HEADER_LEN + RECIPE_TRAILER_LEN {
-        return Err(DecodeError::new(what, format!("{} bytes is too short", b.len())));
+    if len < (RECIPE_HEADER_LEN + RECIPE_TRAILER_LEN) as u64 {
+        return Err(DecodeError::new(what, format!("{len} bytes is too short")).into());
     }
+    let mut b = vec![0u8; RECIPE_HEADER_LEN];
+    r.read_exact(&mut b).map_err(StreamError::Io)?;
     if b[0..8] != RECIPE_MAGIC {
-        return Err(DecodeError::new(what, "bad magic"));
+        return Err(DecodeError::new(what, "bad magic").into());
     }
-    if le_u16(b, 8) != RECIPE_VERSION {
-        return Err(DecodeError::new(what, format!("unsupported version {}", le_u16(b, 8))));
+    if le_u16(&b, 8) != RECIPE_VERSION {
+        return Err(DecodeError::new(what, format!("unsupported version {}", le_u16(&b, 8))).into());
     }
-    let clen = le_u16(b, 32) as usize;
-    let slen = le_u16(b, 34) as usize;
+    let clen = le_u16(&b, 32) as usize;
+    let slen = le_u16(&b, 34) as usize;
     if clen > MAX_OBJECT_NAME_LEN || slen > MAX_STREAM_NAME_LEN {
-        return Err(DecodeError::new(what, format!("name lengths {clen}/{slen} exceed the limits")));
+        return Err(DecodeError::new(what, format!("name lengths {clen}/{slen} exceed the limits")).into());
     }
     let names_end = RECIPE_HEADER_LEN + clen + slen;
-    if b.len() < names_end + RECIPE_TRAILER_LEN {
-        return Err(DecodeError::new(what, "truncated in the names"));
+    if len < (names_end + RECIPE_TRAILER_LEN) as u64 {
+        return Err(DecodeError::new(what, "truncated in the names").into());
     }
-    if crc32(&[&b[..36], &b[RECIPE_HEADER_LEN..names_end]]) != le_u32(b, 36) {
-        return Err(DecodeError::new(what, "header checksum mismatch"));
+    b.resize(names_end, 0);
+    r.read_exact(&mut b[RECIPE_HEADER_LEN..]).map_err(StreamError::Io)?;
+    if crc32(&[&b[..36], &b[RECIPE_HEADER_LEN..names_end]]) != le_u32(&b, 36) {
+        return Err(DecodeError::new(what, "header checksum mismatch").into());
     }
     if b[10..12] != [0; 2] {
-        return Err(DecodeError::new(what, "reserved header bytes are not zero"));
-    }
-    let (body, t) = b.split_at(b.len() - RECIPE_TRAILER_LEN);
-    if t[24..32] != RECIPE_TRAILER_MAGIC || t[20..24] != [0; 4] {
-        return Err(DecodeError::new(what, "bad trailer magic (incomplete recipe)"));
-    }
-    let count = le_u64(t, 0);
-    let logical = le_u64(t, 8);
-    let entry_bytes = body.len() - names_end;
-    if !entry_bytes.is_multiple_of(RECIPE_ENTRY_LEN) || (entry_bytes / RECIPE_ENTRY_LEN) as u64 != count {
-        return Err(DecodeError::new(what, format!("{entry_bytes} entry bytes do not hold {count} entries")));
-    }
-    let mut h = crc32fast::Hasher::new();
-    h.update(body);
-    h.update(&t[..16]);
-    if h.finalize() != le_u32(t, 16) {
-        return Err(DecodeError::new(what, "checksum mismatch"));
+        return Err(DecodeError::new(what, "reserved header bytes are not zero").into());
     }
     let header = RecipeHeader {
-        group_id: le_u32(b, 12),
-        stream_id: le_u64(b, 16),
-        created: le_u64(b, 24),
+        group_id: le_u32(&b, 12),
+        stream_id: le_u64(&b, 16),
+        created: le_u64(&b, 24),
         container: utf8(what, &b[RECIPE_HEADER_LEN..RECIPE_HEADER_LEN + clen])?,
         stream: utf8(what, &b[RECIPE_HEADER_LEN + clen..names_end])?,
     };
-    let mut entries = Vec::with_capacity(count as usize);
+    let entry_bytes = len - (names_end + RECIPE_TRAILER_LEN) as u64;
+    if !entry_bytes.is_multiple_of(RECIPE_ENTRY_LEN as u64) {
+        return Err(
+            DecodeError::new(what, format!("{entry_bytes} entry bytes is not a whole number of entries")).into()
+        );
+    }
+    let count = entry_bytes / RECIPE_ENTRY_LEN as u64;
+    let mut h = crc32fast::Hasher::new();
+    h.update(&b);
     let mut sum = 0u64;
-    for e in body[names_end..].chunks_exact(RECIPE_ENTRY_LEN) {
-        let raw_len = le_u32(e, 32);
-        let stored_len = le_u32(e, 44);
-        if raw_len == 0 || raw_len > MAX_CHUNK_LEN || stored_len > raw_len {
-            return Err(DecodeError::new(what, format!("entry lengths {raw_len}/{stored_len} out of range")));
+    let mut left = count;
+    let mut buf = vec![0u8; (count.min(STREAM_BATCH as u64) as usize).max(1) * RECIPE_ENTRY_LEN];
+    while left > 0 {
+        let n = left.min(STREAM_BATCH as u64) as usize;
+        let chunk = &mut buf[..n * RECIPE_ENTRY_LEN];
+        r.read_exact(chunk).map_err(StreamError::Io)?;
+        h.update(chunk);
+        for e in chunk.chunks_exact(RECIPE_ENTRY_LEN) {
+            let raw_len = le_u32(e, 32);
+            let stored_len = le_u32(e, 44);
+            if raw_len == 0 || raw_len > MAX_CHUNK_LEN || stored_len > raw_len {
+                return Err(DecodeError::new(what, format!("entry lengths {raw_len}/{stored_len} out of range")).into());
+            }
+            let mut fp = [0u8; 32];
+            fp.copy_from_slice(&e[0..32]);
+            sum += raw_len as u64;
+            visit(&RecipeEntry {
+                fp: Fingerprint(fp),
+                raw_len,
+                loc: ChunkLoc { pack: le_u32(e, 36), offset: le_u32(e, 40), stored_len },
+            });
         }
-        let mut fp = [0u8; 32];
-        fp.copy_from_slice(&e[0..32]);
-        sum += raw_len as u64;
-        entries.push(RecipeEntry {
-            fp: Fingerprint(fp),
-            raw_len,
-            loc: ChunkLoc { pack: le_u32(e, 36), offset: le_u32(e, 40), stored_len },
-        });
+        left -= n as u64;
     }
+    let mut t = [0u8; RECIPE_TRAILER_LEN];
+    r.read_exact(&mut t).map_err(StreamError::Io)?;
+    if t[24..32] != RECIPE_TRAILER_MAGIC || t[20..24] != [0; 4] {
+        return Err(DecodeError::new(what, "bad trailer magic (incomplete recipe)").into());
+    }
+    if le_u64(&t, 0) != count {
+        let claimed = le_u64(&t, 0);
+        return Err(DecodeError::new(what, format!("{entry_bytes} entry bytes do not hold {claimed} entries")).into());
+    }
+    h.update(&t[..16]);
+    if h.finalize() != le_u32(&t, 16) {
+        return Err(DecodeError::new(what, "checksum mismatch").into());
+    }
+    let logical = le_u64(&t, 8);
     if sum != logical {
-        return Err(DecodeError::new(what, format!("entries add up to {sum} bytes, trailer says {logical}")));
+        return Err(DecodeError::new(what, format!("entries add up to {sum} bytes, trailer says {logical}")).into());
     }
-    Ok(Recipe { header, entries, logical_len: logical })
+    Ok((header, logical))
 }
 
 /// Reads and decodes a recipe file.
 pub fn read_recipe(path: &Path) -> Result<Recipe> {
     let bytes = std::fs::read(path).map_err(|e| Error::io("read", path, e))?;
     decode_recipe(&bytes).map_err(|e| e.at(path))
+}
+
+/// Streams a recipe file's entries to `visit` in order, checking the whole file as
+/// [`decode_recipe`] does, in memory independent of its length. Entries are visited before
+/// the final checksum is known: on an error, whatever `visit` did must be discarded.
+pub fn visit_recipe(path: &Path, visit: impl FnMut(&RecipeEntry)) -> Result<RecipeHeader> {
+    let file = File::open(path).map_err(|e| Error::io("open", path, e))?;
+    let len = file.metadata().map_err(|e| Error::io("stat", path, e))?.len();
+    let mut r = std::io::BufReader::with_capacity(64 << 10, file);
+    match decode_streaming(&mut r, len, visit) {
+        Ok((header, _)) => Ok(header),
+        Err(StreamError::Decode(d)) => Err(d.at(path)),
+        Err(StreamError::Io(e)) => Err(Error::io("read", path, e)),
+    }
 }
 
 /// Path of stream `id`'s recipe in a group's recipe directory.
@@ -207,7 +282,10 @@ impl RecipeWriter {
     /// Starts the recipe of `header.stream_id` in `dir`.
     pub fn create(dir: &Path, header: &RecipeHeader) -> Result<Self> {
         let dest = recipe_path(dir, header.stream_id);
-        let tmp = dir.join(format!(".{:016x}.rcp.tmp", header.stream_id));
+        Self::create_at(dir.join(format!(".{:016x}.rcp.tmp", header.stream_id)), dest, header)
+    }
+
+    fn create_at(tmp: PathBuf, dest: PathBuf, header: &RecipeHeader) -> Result<Self> {
         let file = File::create(&tmp).map_err(|e| Error::io("create", &tmp, e))?;
         let mut w = RecipeWriter {
             tmp,
@@ -251,15 +329,29 @@ impl RecipeWriter {
     }
 
     /// Writes the trailer, syncs the file, renames it into place and syncs the directory.
-    pub fn finish(mut self) -> Result<PathBuf> {
+    pub fn finish(self) -> Result<PathBuf> {
+        let (tmp, dest) = self.seal()?;
+        std::fs::rename(&tmp, &dest).map_err(|e| Error::io("rename", &tmp, e))?;
+        crate::fsutil::sync_dir(dest.parent().expect("recipe in a directory"))?;
+        Ok(dest)
+    }
+
+    /// Starts a complete replacement of recipe `header.stream_id` in `dir`, written to
+    /// `<id>.rcp.rewrite` (the cleaner and repair move chunks).
+    pub(crate) fn create_replacement(dir: &Path, header: &RecipeHeader) -> Result<Self> {
+        let dest = recipe_path(dir, header.stream_id);
+        Self::create_at(dest.with_extension("rcp.rewrite"), dest, header)
+    }
+
+    /// Writes the trailer and syncs the temporary file; returns it and the final path, for
+    /// the caller to rename.
+    pub(crate) fn seal(mut self) -> Result<(PathBuf, PathBuf)> {
         let t = trailer(self.count, self.logical, self.crc.clone().finalize());
         let mut out = self.out.take().expect("open until finish");
         out.write_all(&t).map_err(|e| Error::io("write", &self.tmp, e))?;
         let file = out.into_inner().map_err(|e| Error::io("write", &self.tmp, e.into_error()))?.0;
         crate::faults::sync_all(&file).map_err(|e| Error::io("fsync", &self.tmp, e))?;
-        std::fs::rename(&self.tmp, &self.dest).map_err(|e| Error::io("rename", &self.tmp, e))?;
-        crate::fsutil::sync_dir(self.dest.parent().expect("recipe in a directory"))?;
-        Ok(self.dest.clone())
+        Ok((self.tmp.clone(), self.dest.clone()))
     }
 }
 

@@ -17,7 +17,7 @@ use std::collections::HashSet;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
-use qorestor_core::catalog::{decode_value, encode_value, ContainerRecord, GroupRecord, StreamRecord};
+use qorestor_core::catalog::{decode_value, encode_value, ContainerRecord, GroupRecord, RecycledRecord, StreamRecord};
 use qorestor_core::compress::{compress_into, Codec, FAST_LEVEL};
 use qorestor_core::format::*;
 use qorestor_core::index::{decode_index_header, encode_index_header, IndexHeader};
@@ -47,6 +47,7 @@ const KIND_GROUP: u8 = 1;
 const KIND_CONTAINER: u8 = 2;
 const KIND_STREAM: u8 = 3;
 const KIND_META: u8 = 4;
+const KIND_RECYCLED: u8 = 5;
 
 /// The chunk stored raw (codec 0).
 fn raw_chunk() -> Vec<u8> {
@@ -115,6 +116,12 @@ fn quarantine() -> Vec<QuarantinedChunk> {
     }]
 }
 const QUARANTINE_JSON: &str = r#"[{"pack":7,"offset":4128,"fingerprint":"aa5f0c1e2d3b4a59687766554433221100ffeeddccbbaa998877665544332211","since":1700000000}]"#;
+
+/// A stream in a recycle bin (catalog tree `recycle`).
+fn recycled() -> RecycledRecord {
+    RecycledRecord { stream: stream_record(), deleted: 1_700_086_400, expires: 1_700_691_200 }
+}
+const RECYCLED_JSON: &str = r#"{"stream":{"id":1234605616436508552,"name":"nächtlich/mon.tar","logical_len":550,"chunks":3,"new_chunks":2,"new_stored_bytes":123,"created":1700000000},"deleted":1700086400,"expires":1700691200}"#;
 
 /// Cleaner schedules (catalog `meta` key `cleaner/schedules`).
 fn schedules() -> Vec<CleanerSchedule> {
@@ -441,6 +448,7 @@ fn regenerate() {
     write("catalog_stream.bin", &encode_value(KIND_STREAM, &stream_record()));
     write("catalog_quarantine.bin", &encode_value(KIND_META, &quarantine()));
     write("catalog_schedules.bin", &encode_value(KIND_META, &schedules()));
+    write("catalog_recycled.bin", &encode_value(KIND_RECYCLED, &recycled()));
 
     // The data directory.
     let dd = dir.join(DATADIR);
@@ -685,6 +693,17 @@ fn sealed_pack_golden_and_recovery() {
     assert_eq!(entries, layout.entries());
     assert!(matches!(state, pack::PackState::Damaged(_)), "{state:?}");
     assert_eq!(std::fs::read(&path).unwrap(), damaged, "a damaged sealed pack is never modified");
+    // A footer that reached the disk while a record did not (a crash between the seal and the
+    // sync): the footer is not trusted; the records before the lost one are returned and the
+    // pack is left as it is.
+    let mut lost = b.clone();
+    let at = layout.zstd_offset as usize + RECORD_HEADER_LEN + 2;
+    lost[at] ^= 0xff;
+    std::fs::write(&path, &lost).unwrap();
+    let (entries, state) = pack::recover(&path).unwrap();
+    assert_eq!(entries, layout.entries()[..1].to_vec());
+    assert!(matches!(state, pack::PackState::Damaged(_)), "{state:?}");
+    assert_eq!(std::fs::read(&path).unwrap(), lost, "such a pack is never modified");
     // A damaged header: nothing can be read, and nothing is changed.
     let mut damaged = b[..layout.footer_offset as usize].to_vec();
     damaged[3] ^= 1;
@@ -838,6 +857,7 @@ fn catalog_values_golden() {
     check_catalog_fixture("catalog_stream.bin", KIND_STREAM, &stream_record(), STREAM_JSON);
     check_catalog_fixture("catalog_quarantine.bin", KIND_META, &quarantine(), QUARANTINE_JSON);
     check_catalog_fixture("catalog_schedules.bin", KIND_META, &schedules(), SCHEDULES_JSON);
+    check_catalog_fixture("catalog_recycled.bin", KIND_RECYCLED, &recycled(), RECYCLED_JSON);
     // A value of one kind does not decode as another type even when the kind byte matches.
     let b = fixture("catalog_group.bin");
     let mut as_stream = b.clone();
