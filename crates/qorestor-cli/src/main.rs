@@ -8,7 +8,7 @@
 //! - [`output`]: human (tables, sizes, ratios) and JSON rendering;
 //! - [`progress`]: an indicatif implementation of [`qorestor_core::Progress`];
 //! - one module per command group: [`init`], [`group`], [`container`], [`stream`], [`stats`],
-//!   [`cleaner`], [`verify`], [`recycle`], [`mod@bench`].
+//!   [`cleaner`], [`verify`], [`recycle`], [`mod@bench`], [`vtl`].
 //!
 //! Exit codes: 0 on success, 1 when an operation failed, 2 for bad usage, 3 when `verify`
 //! found damage it did not heal.
@@ -26,6 +26,7 @@ mod stats;
 mod stream;
 mod values;
 mod verify;
+mod vtl;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -129,6 +130,9 @@ pub enum Command {
     Verify(verify::VerifyArgs),
     /// Benchmark ingest and restore on the shared backup dataset.
     Bench(bench::BenchArgs),
+    /// Manage virtual tape libraries.
+    #[command(subcommand)]
+    Vtl(vtl::VtlCommand),
 }
 
 /// Runs one parsed command line.
@@ -147,6 +151,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::RecycleBin(cmd) => recycle::run(&ctx, cmd),
         Command::Verify(args) => verify::run(&ctx, args),
         Command::Bench(args) => bench::run(&ctx, &args),
+        Command::Vtl(cmd) => vtl::run(&ctx, cmd),
     }
 }
 

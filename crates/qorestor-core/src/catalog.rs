@@ -233,6 +233,12 @@ impl Catalog {
         iter.values().map(|v| decode_value(kind, &v?).map_err(|e| e.at(&self.path))).collect()
     }
 
+    /// Opens (creating) another tree of the catalog database, for records kept by other modules
+    /// (their values are framed with [`encode_value`] like every catalog value).
+    pub(crate) fn open_tree(&self, name: &str) -> Result<sled::Tree> {
+        Ok(self.db.open_tree(name)?)
+    }
+
     /// Makes every change so far durable.
     pub fn flush(&self) -> Result<()> {
         self.db.flush()?;

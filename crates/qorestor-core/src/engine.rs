@@ -30,6 +30,9 @@ use crate::recipe::{read_recipe, recipe_path};
 use crate::stats::{Marker, Stats, StatsScope};
 use crate::writer::StreamWriter;
 
+mod meta;
+mod prefix;
+
 /// Name of the storage group every new data directory starts with (as in QoreStor).
 pub const DEFAULT_GROUP: &str = "DefaultGroup";
 const MARKER: &str = "QORESTOR";
@@ -530,6 +533,7 @@ impl Engine {
             let (n, id) = (&r.stream.name, r.stream.id);
             self.delete_with_recipe(&store, id, || self.catalog().remove_recycled_id(c.id, n, id).map(|_| ()))?;
         }
+        self.remove_all_container_meta(&c)?;
         self.catalog().remove_container(name)
     }
 
@@ -543,7 +547,7 @@ impl Engine {
         check_stream_name(name)?;
         let c = self.container_record(container)?;
         let store = self.store_for(&c)?;
-        StreamWriter::start(self.inner.clone(), store, c, name.to_string())
+        StreamWriter::start(self.inner.clone(), store, c, name.to_string(), &[])
     }
 
     fn stream_record(&self, c: &ContainerRecord, name: &str) -> Result<StreamRecord> {

@@ -266,6 +266,7 @@ impl StreamWriter {
         group: Arc<GroupStore>,
         container: ContainerRecord,
         name: String,
+        inherited: &[RecipeEntry],
     ) -> Result<Self> {
         let container_quota = match container.quota {
             Some(q) => {
@@ -288,7 +289,11 @@ impl StreamWriter {
             container: container.name.clone(),
             stream: name.clone(),
         };
-        let recipe = RecipeWriter::create(group.recipes_dir(), &header)?;
+        let mut recipe = RecipeWriter::create(group.recipes_dir(), &header)?;
+        // A stream started from a prefix of another (see `Engine::create_stream_from_prefix`).
+        for e in inherited {
+            recipe.push(e)?;
+        }
         let chunker = Chunker::new(group.record().chunking)?;
         let level = group.compression().zstd_level();
         let counters = Arc::new(WriteCounters::default());
@@ -348,6 +353,13 @@ impl StreamWriter {
             }
         }
         Ok(())
+    }
+
+    /// Pins the packs of chunks this writer inherited without a lookup (a stream started from a
+    /// prefix of another, `Engine::create_stream_from_prefix`); false, pinning nothing, if one
+    /// of them is being reclaimed (see [`GroupStore::pin_packs`]).
+    pub(crate) fn pin_inherited(&self, packs: &[u32]) -> bool {
+        self.group.pin_packs(&self.pin, packs)
     }
 
     /// Live counters for progress displays.

@@ -1,0 +1,94 @@
+//! Per-container metadata: small records that a frontend keeps with its container (the VTL
+//! keeps its library layout and cartridge maps here).
+//!
+//! They live in the catalog's `container_meta` sled tree, keyed by the container id (8 bytes,
+//! big-endian) followed by the record's key (UTF-8, at most [`MAX_META_KEY_LEN`] bytes). Values
+//! are framed like every catalog value ([`crate::catalog::encode_value`]: magic, version, kind
+//! [`KIND_CONTAINER_META`], JSON body, CRC-32), so a damaged record is reported, never misread.
+//! Every change is flushed (durable) before the call returns. Deleting a container deletes its
+//! metadata.
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use super::Engine;
+use crate::catalog::{decode_value, encode_value, ContainerRecord};
+use crate::error::{Error, Result};
+
+/// Kind byte of container metadata values in the catalog framing (groups 1, containers 2,
+/// streams 3, engine state 4, recycled streams 5).
+pub const KIND_CONTAINER_META: u8 = 6;
+/// Longest metadata key, in bytes.
+pub const MAX_META_KEY_LEN: usize = 256;
+const TREE: &str = "container_meta";
+
+fn meta_key(container_id: u64, key: &str) -> Vec<u8> {
+    let mut k = container_id.to_be_bytes().to_vec();
+    k.extend_from_slice(key.as_bytes());
+    k
+}
+
+fn check_key(key: &str) -> Result<()> {
+    if key.is_empty() || key.len() > MAX_META_KEY_LEN {
+        return Err(Error::invalid("metadata key", key, "use 1 to 256 bytes"));
+    }
+    Ok(())
+}
+
+impl Engine {
+    fn meta_tree(&self) -> Result<sled::Tree> {
+        self.catalog().open_tree(TREE)
+    }
+
+    /// Stores (replacing) the metadata record `key` of `container`, durably.
+    pub fn put_container_meta<T: Serialize>(&self, container: &str, key: &str, value: &T) -> Result<()> {
+        check_key(key)?;
+        let c = self.container_record(container)?;
+        self.meta_tree()?.insert(meta_key(c.id, key), encode_value(KIND_CONTAINER_META, value))?;
+        self.catalog().flush()
+    }
+
+    /// The metadata record `key` of `container`, if any. A damaged record is
+    /// [`crate::ErrorKind::Corrupt`].
+    pub fn container_meta<T: DeserializeOwned>(&self, container: &str, key: &str) -> Result<Option<T>> {
+        check_key(key)?;
+        let c = self.container_record(container)?;
+        match self.meta_tree()?.get(meta_key(c.id, key))? {
+            None => Ok(None),
+            Some(v) => decode_value(KIND_CONTAINER_META, &v).map(Some).map_err(|e| e.at(self.dir().join("catalog"))),
+        }
+    }
+
+    /// The keys of `container`'s metadata records that start with `prefix`, in byte order.
+    pub fn container_meta_keys(&self, container: &str, prefix: &str) -> Result<Vec<String>> {
+        let c = self.container_record(container)?;
+        let mut out = Vec::new();
+        for kv in self.meta_tree()?.scan_prefix(meta_key(c.id, prefix)) {
+            let (k, _) = kv?;
+            let key = String::from_utf8(k[8..].to_vec()).map_err(|_| {
+                Error::corrupt("container metadata key", self.dir().join("catalog"), "key is not UTF-8")
+            })?;
+            out.push(key);
+        }
+        Ok(out)
+    }
+
+    /// Removes the metadata record `key` of `container`, durably; returns whether it existed.
+    pub fn remove_container_meta(&self, container: &str, key: &str) -> Result<bool> {
+        check_key(key)?;
+        let c = self.container_record(container)?;
+        let old = self.meta_tree()?.remove(meta_key(c.id, key))?;
+        self.catalog().flush()?;
+        Ok(old.is_some())
+    }
+
+    /// Removes every metadata record of a container (when the container is deleted).
+    pub(crate) fn remove_all_container_meta(&self, c: &ContainerRecord) -> Result<()> {
+        let tree = self.meta_tree()?;
+        for kv in tree.scan_prefix(c.id.to_be_bytes()) {
+            let (k, _) = kv?;
+            tree.remove(k)?;
+        }
+        self.catalog().flush()
+    }
+}
