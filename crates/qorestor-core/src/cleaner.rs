@@ -119,6 +119,14 @@ pub struct CleanerReport {
     pub packs_pinned: u64,
     /// Packs left alone because they are damaged (unreadable footer or a bad live record).
     pub packs_damaged: u64,
+    /// Condemned packs kept because the final check found a listed recipe still naming them.
+    /// Always 0 unless something is wrong; the packs stay, so nothing is lost.
+    #[serde(default)]
+    pub packs_still_referenced: u64,
+    /// Condemned packs kept because a recipe no catalog entry lists names them (a writer died
+    /// between publishing its recipe and its catalog entry): kept in case repair restores it.
+    #[serde(default)]
+    pub packs_kept_for_orphans: u64,
     /// Recipes rewritten with new locations.
     pub recipes_rewritten: u64,
     /// Recycle bin entries whose retention had passed, deleted for good before the run
@@ -143,6 +151,8 @@ impl CleanerReport {
         self.bytes_reclaimed += o.bytes_reclaimed;
         self.packs_pinned += o.packs_pinned;
         self.packs_damaged += o.packs_damaged;
+        self.packs_still_referenced += o.packs_still_referenced;
+        self.packs_kept_for_orphans += o.packs_kept_for_orphans;
         self.recipes_rewritten += o.recipes_rewritten;
     }
 }
@@ -375,6 +385,18 @@ fn sweep(
         }
     }
     crate::fsutil::sync_dir(store.recipes_dir())?;
+    // Last check before anything is deleted: no recipe file in the group (listed or not) may
+    // still name a doomed pack. Packs that one does name are kept.
+    let listed: HashSet<&std::path::Path> = recipes.iter().map(|r| r.path.as_path()).collect();
+    let (by_listed, by_orphans) = still_referenced(store, &doomed_set, &listed)?;
+    report.packs_still_referenced += by_listed.len() as u64;
+    report.packs_kept_for_orphans += by_orphans.difference(&by_listed).count() as u64;
+    let still: HashSet<u32> = by_listed.union(&by_orphans).copied().collect();
+    if !still.is_empty() {
+        let keep: Vec<u32> = doomed.iter().copied().filter(|id| still.contains(id)).collect();
+        doomed.retain(|id| !still.contains(id));
+        store.release(&keep);
+    }
     report.live_stored_bytes = survey.packs.values().map(PackSurvey::live_bytes).sum();
     for &id in &doomed {
         let p = &survey.packs[&id];
@@ -450,6 +472,35 @@ fn copy_live(
         }
     }
     Ok(true)
+}
+
+/// The doomed packs that some recipe file of the group still names: (named by listed
+/// recipes, named by recipes no catalog entry lists).
+fn still_referenced(
+    store: &GroupStore,
+    doomed: &HashSet<u32>,
+    listed: &HashSet<&std::path::Path>,
+) -> Result<(HashSet<u32>, HashSet<u32>)> {
+    let (mut by_listed, mut by_orphans) = (HashSet::new(), HashSet::new());
+    let dir = store.recipes_dir();
+    for entry in std::fs::read_dir(dir).map_err(|e| Error::io("list", dir, e))? {
+        let path = entry.map_err(|e| Error::io("list", dir, e))?.path();
+        if path.extension().is_none_or(|x| x != "rcp") {
+            continue;
+        }
+        let set = if listed.contains(path.as_path()) { &mut by_listed } else { &mut by_orphans };
+        match visit_recipe(&path, |e| {
+            if doomed.contains(&e.loc.pack) {
+                set.insert(e.loc.pack);
+            }
+        }) {
+            Ok(_) => {}
+            Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {}
+            // An unreadable recipe names nothing we can trust: keep every doomed pack.
+            Err(_) => return Ok((doomed.clone(), HashSet::new())),
+        }
+    }
+    Ok((by_listed, by_orphans))
 }
 
 /// Rewrites a recipe that names doomed packs. Returns whether it was rewritten.

@@ -77,7 +77,10 @@ fn crash_child() {
             out.flush().unwrap();
         }
         if i % 3 == 2 {
-            e.run_cleaner(&CleanerOptions { dry_run: false, compact_below: 0.6 }, &NoProgress).unwrap();
+            let r = e.run_cleaner(&CleanerOptions { dry_run: false, compact_below: 0.6 }, &NoProgress).unwrap();
+            if r.packs_still_referenced > 0 {
+                writeln!(out, "cleaner-anomaly {r:?}").unwrap();
+            }
             writeln!(out, "cleaned").unwrap();
             out.flush().unwrap();
         }
@@ -131,6 +134,8 @@ fn sigkill_at_random_points_loses_nothing_acknowledged() {
             } else if let Some((_, j)) = line.split_once("deleted ") {
                 deleted.insert(j.trim().parse::<u64>().unwrap());
                 last_line = "deleted";
+            } else if line.contains("cleaner-anomaly") {
+                panic!("round {round}: the cleaner's final check found a listed recipe naming a pack it was about to delete: {line}");
             } else if line.contains("cleaned") {
                 cleaner_runs += 1;
                 last_line = "cleaned";
