@@ -366,18 +366,6 @@ fn sweep(
     store.release(&kept);
     report.packs_damaged += kept.len() as u64;
     store.make_durable()?;
-    // The copies are durable: point their index slots at them (old pack by old pack).
-    for (&id, list) in &moved.packs {
-        let footer = store.pack_footer(id)?;
-        let mut batch = Vec::with_capacity(list.len());
-        for (offset, to) in list {
-            if let Ok(i) = footer.binary_search_by_key(offset, |e| e.offset) {
-                batch.push((footer[i].fp, id, to.pack));
-            }
-        }
-        store.repoint(&batch)?;
-    }
-    store.copies_indexed();
     let doomed_set: HashSet<u32> = doomed.iter().copied().collect();
     for r in &recipes {
         if rewrite_recipe(store, r, &doomed_set, &moved)? {
@@ -410,7 +398,23 @@ fn sweep(
         survey.packs.remove(&id);
     }
     report.bytes_reclaimed -= report.bytes_copied as i64;
-    store.delete_packs(&doomed)
+    // The copies' index slots: each old slot of a deleted pack is pointed at the copy (in
+    // place, so the table does not grow). Only now: had a crash kept the old pack, its slot
+    // must still name it. (A crash before this re-indexes the copies at the next open: they
+    // stay above the watermark until `copies_indexed`.)
+    let mut repoints = Vec::new();
+    for &id in &doomed {
+        let Some(list) = moved.packs.get(&id) else { continue };
+        let footer = store.pack_footer(id)?;
+        for (offset, to) in list {
+            if let Ok(i) = footer.binary_search_by_key(offset, |e| e.offset) {
+                repoints.push((footer[i].fp, id, to.pack));
+            }
+        }
+    }
+    store.delete_packs(&doomed, &repoints)?;
+    store.copies_indexed();
+    Ok(())
 }
 
 /// Copies the live records of pack `id` forward. Returns false (keep the pack) if a live

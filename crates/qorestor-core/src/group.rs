@@ -562,8 +562,8 @@ impl GroupStore {
     }
 
     /// Appends a chunk to the open pack and indexes it, unless `index` is false (a copy the
-    /// cleaner makes: its old index slot is pointed at the copy once the copy is durable, see
-    /// [`GroupStore::repoint`], so the table does not grow during compaction).
+    /// cleaner makes: its old index slot is pointed at the copy when the old pack is deleted, see
+    /// [`GroupStore::delete_packs`], so the table does not grow during compaction).
     fn append_locked(&self, st: &mut DedupState, c: &NewChunk<'_>, index: bool) -> Result<ChunkLoc> {
         self.check_poison(st)?;
         let full = st.open.as_ref().is_some_and(|o| o.len() >= self.pack_target || !o.fits(c.payload.len()));
@@ -703,7 +703,7 @@ impl GroupStore {
     }
 
     /// Stores chunks the cleaner moves: each one reuses a copy stored outside the condemned
-    /// packs if there is one, else is appended (not indexed yet: see [`GroupStore::repoint`]).
+    /// packs if there is one, else is appended (not indexed yet: see [`GroupStore::delete_packs`]).
     /// Returns the new locations and whether each was appended.
     pub fn relocate(&self, chunks: &[NewChunk<'_>]) -> Result<Vec<(ChunkLoc, bool)>> {
         let mut st = self.state.lock();
@@ -718,24 +718,17 @@ impl GroupStore {
         Ok(out)
     }
 
-    /// Points the index slots of moved chunks at their new packs, `(fingerprint, old pack, new
-    /// pack)` each, once the copies are durable.
-    pub fn repoint(&self, moves: &[(Fingerprint, u32, u32)]) -> Result<()> {
-        let mut st = self.state.lock();
-        for (fp, from, to) in moves {
-            st.index.repoint(fp, *from, *to)?;
-        }
-        Ok(())
-    }
-
-    /// Every cleaner copy is indexed now ([`GroupStore::repoint`] ran for all of them).
+    /// Every cleaner copy that matters is indexed now (by [`GroupStore::delete_packs`]; copies
+    /// of packs that were kept stay unindexed: the kept pack's own slot finds the chunk).
     pub fn copies_indexed(&self) {
         self.state.lock().unindexed_since = None;
     }
 
     /// Deletes packs no recipe references any more: the files are unlinked (the directory is
-    /// synced), then their index entries and cached footers are dropped.
-    pub fn delete_packs(&self, packs: &[u32]) -> Result<()> {
+    /// synced); then, in the index, the slots of moved chunks, `(fingerprint, old pack, new
+    /// pack)` each, are pointed at their copies and the other slots of the deleted packs are
+    /// removed; cached footers are dropped.
+    pub fn delete_packs(&self, packs: &[u32], moved: &[(Fingerprint, u32, u32)]) -> Result<()> {
         let mut freed = 0;
         for &p in packs {
             let path = self.pack_path(p);
@@ -757,6 +750,9 @@ impl GroupStore {
         for p in packs {
             st.condemned.remove(p);
             st.cache.remove_pack(*p);
+        }
+        for (fp, from, to) in moved {
+            st.index.repoint(fp, *from, *to)?;
         }
         st.index.remove_packs(|id| gone.contains(&id));
         let watermark = Self::safe_watermark(&st);
