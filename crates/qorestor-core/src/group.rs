@@ -240,9 +240,6 @@ pub struct GroupStore {
     state: Mutex<DedupState>,
     handles: Mutex<HashMap<u32, Arc<File>>>,
     syncer: Syncer,
-    /// Packs found damaged when the group was opened (id, what was wrong): left untouched for
-    /// verify and repair.
-    damaged: Vec<(u32, String)>,
     /// Records listed by a footer but unreadable when the group was opened (pack, offset):
     /// quarantined in memory from the start.
     unreadable: Vec<(u32, u32)>,
@@ -290,7 +287,6 @@ impl GroupStore {
         // Packs from the watermark on may be missing from the index; any pack without a valid
         // trailer was being written at a crash and gets its torn tail dropped and sealed.
         let watermark = index.watermark();
-        let mut damaged = Vec::new();
         let mut unreadable = Vec::new();
         for &id in &ids {
             let path = pack::pack_path(&packs_dir, id);
@@ -304,8 +300,8 @@ impl GroupStore {
                 continue;
             }
             let (entries, state) = pack::recover(&path)?;
-            if let pack::PackState::Damaged(why) = state {
-                damaged.push((id, why));
+            // A damaged pack is left untouched for verify and repair (which check it again).
+            if let pack::PackState::Damaged(_) = state {
                 // Records the footer lists but that did not survive are never a dedup target.
                 if let Ok(footer) = File::open(&path)
                     .map_err(|e| Error::io("open", &path, e))
@@ -351,7 +347,6 @@ impl GroupStore {
             pack_target: pack_target_len(),
             handles: Mutex::new(HashMap::new()),
             syncer: Syncer::start(),
-            damaged,
             unreadable,
         })
     }
@@ -378,20 +373,9 @@ impl GroupStore {
         *self.quota.lock() = quota;
     }
 
-    /// Bytes of the group's pack files, the open one included.
-    pub fn stored_bytes(&self) -> u64 {
-        let st = self.state.lock();
-        st.sealed_bytes + st.open.as_ref().map_or(0, |o| o.len())
-    }
-
     /// The directory of recipes.
     pub fn recipes_dir(&self) -> &Path {
         &self.recipes_dir
-    }
-
-    /// Packs found damaged when the group was opened, with what was wrong.
-    pub fn damaged_packs(&self) -> &[(u32, String)] {
-        &self.damaged
     }
 
     fn handle(&self, id: u32) -> Result<Arc<File>> {
@@ -520,6 +504,7 @@ impl GroupStore {
         chunks: &[(Lookup, Option<NewChunk<'_>>)],
         out: &mut Vec<(ChunkLoc, bool)>,
     ) -> Result<()> {
+        let quota = *self.quota.lock();
         let mut st = self.state.lock();
         out.clear();
         for (known, new) in chunks {
@@ -533,7 +518,7 @@ impl GroupStore {
                 out.push((l, false));
                 continue;
             }
-            if let Some(quota) = *self.quota.lock() {
+            if let Some(quota) = quota {
                 let used = st.sealed_bytes
                     + st.open.as_ref().map_or(crate::format::PACK_HEADER_LEN as u64, |o| o.len())
                     + (crate::format::RECORD_HEADER_LEN + new.payload.len()) as u64;
@@ -596,12 +581,14 @@ impl GroupStore {
             return Ok(());
         };
         let id = open.id();
+        let sealed_len =
+            open.len() + (open.entries().len() * crate::format::FOOTER_ENTRY_LEN + crate::format::TRAILER_LEN) as u64;
         let (file, path, entries) = match open.seal() {
             Ok(x) => x,
             Err(e) => return Err(self.poison(st, &e)),
         };
         st.open_map.clear();
-        st.sealed_bytes += std::fs::metadata(&path).map_or(0, |m| m.len());
+        st.sealed_bytes += sealed_len;
         if !st.condemned.contains(&id) {
             st.cache.insert_pack(id, entries);
         }
