@@ -15,24 +15,8 @@ use qorestor_core::{
     CleanerOptions, ContainerKind, Engine, ErrorKind, NoProgress, VerifyOptions, VerifyScope, DEFAULT_GROUP,
 };
 
-/// Deterministic pseudo-random bytes (xorshift64*), every fourth 4 KiB block text.
-fn data(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    let mut out = Vec::with_capacity(len + 8);
-    while out.len() < len {
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        let v = x.wrapping_mul(0x2545_F491_4F6C_DD1D);
-        if (out.len() / 4096) % 4 == 3 {
-            out.extend_from_slice(format!("line {} of a log file\n", v % 1000).as_bytes());
-        } else {
-            out.extend_from_slice(&v.to_le_bytes());
-        }
-    }
-    out.truncate(len);
-    out
-}
+mod common;
+use common::data;
 
 /// Content of stream `i`: a shared base with a per-stream edit, so streams deduplicate
 /// against each other like nightly backups, and deleting old ones leaves partly dead packs.

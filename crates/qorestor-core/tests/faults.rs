@@ -14,23 +14,8 @@ use qorestor_core::{
     CleanerOptions, ContainerKind, Engine, ErrorKind, NoProgress, VerifyOptions, VerifyScope, DEFAULT_GROUP,
 };
 
-fn data(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    let mut out = Vec::with_capacity(len + 8);
-    while out.len() < len {
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        let v = x.wrapping_mul(0x2545_F491_4F6C_DD1D);
-        if (out.len() / 4096) % 3 == 0 {
-            out.extend_from_slice(format!("{:07}\n", v % 1000).as_bytes());
-        } else {
-            out.extend_from_slice(&v.to_le_bytes());
-        }
-    }
-    out.truncate(len);
-    out
-}
+mod common;
+use common::data;
 
 fn put(e: &Engine, name: &str, bytes: &[u8]) -> qorestor_core::Result<()> {
     let mut w = e.create_stream("c", name)?;

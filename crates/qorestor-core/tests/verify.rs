@@ -13,25 +13,10 @@ use qorestor_core::{
     ChunkParams, Compression, ContainerKind, Engine, GroupOptions, NoProgress, VerifyOptions, VerifyReport, VerifyScope,
 };
 
-const SMALL: ChunkParams = ChunkParams { min: 512, avg: 2048, max: 8192 };
+mod common;
+use common::data;
 
-fn data(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    let mut out = Vec::with_capacity(len + 8);
-    while out.len() < len {
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        let v = x.wrapping_mul(0x2545_F491_4F6C_DD1D);
-        if (out.len() / 2048) % 3 == 0 {
-            out.extend_from_slice(format!("{:07}\n", v % 1000).as_bytes());
-        } else {
-            out.extend_from_slice(&v.to_le_bytes());
-        }
-    }
-    out.truncate(len);
-    out
-}
+const SMALL: ChunkParams = ChunkParams { min: 512, avg: 2048, max: 8192 };
 
 /// A small xorshift for choosing what to damage.
 struct Rng(u64);
