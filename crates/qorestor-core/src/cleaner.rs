@@ -522,12 +522,19 @@ fn rewrite_recipe(store: &GroupStore, r: &LiveRecipe, doomed: &HashSet<u32>, mov
     }
     let mut w = RecipeWriter::create_replacement(store.recipes_dir(), &header)?;
     let mut failed = None;
-    visit_recipe(&r.path, |e| {
+    let copied = visit_recipe(&r.path, |e| {
         if failed.is_none() {
             let loc = new_loc(e).copied().unwrap_or(e.loc);
             failed = w.push(&RecipeEntry { fp: e.fp, raw_len: e.raw_len, loc }).err();
         }
-    })?;
+    });
+    match copied {
+        Ok(_) => {}
+        // Deleted or replaced since the first pass: nothing to rewrite (the writer's temporary
+        // file goes when it is dropped).
+        Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(e),
+    }
     if let Some(e) = failed {
         return Err(e);
     }

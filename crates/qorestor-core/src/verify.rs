@@ -281,6 +281,13 @@ impl Engine {
         Ok(out)
     }
 
+    /// Whether the catalog still lists stream `s` (same id, live or in the recycle bin).
+    fn still_listed(&self, s: &LiveStream) -> Result<bool> {
+        let live = self.catalog().stream(s.container_id, &s.record.name)?.is_some_and(|r| r.id == s.record.id);
+        let binned = self.catalog().recycled(s.container_id)?.iter().any(|r| r.stream.id == s.record.id);
+        Ok(live || binned)
+    }
+
     /// Verifies (and with `repair`, repairs) every storage group; see [`crate::verify`].
     pub fn verify(&self, opts: &VerifyOptions, progress: &dyn Progress) -> Result<VerifyReport> {
         let _running = self
@@ -346,6 +353,13 @@ impl Engine {
             let path = recipe_path(store.recipes_dir(), s.record.id);
             let recipe = match read_recipe(&path) {
                 Ok(r) => r,
+                // Deleted or replaced since it was listed (a writer or a deletion ran meanwhile).
+                Err(Error::Io { ref source, .. })
+                    if source.kind() == std::io::ErrorKind::NotFound && !self.still_listed(s)? =>
+                {
+                    recipes_ok.push(None);
+                    continue;
+                }
                 Err(e) => {
                     report.damaged_streams.push(s.name());
                     if opts.repair {
