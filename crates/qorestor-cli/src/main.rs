@@ -8,7 +8,7 @@
 //! - [`output`]: human (tables, sizes, ratios) and JSON rendering;
 //! - [`progress`]: an indicatif implementation of [`qorestor_core::Progress`];
 //! - one module per command group: [`init`], [`group`], [`container`], [`stream`], [`stats`],
-//!   [`cleaner`], [`verify`], [`recycle`], [`mod@bench`], [`vtl`].
+//!   [`cleaner`], [`verify`], [`recycle`], [`mod@bench`], [`vtl`], [`system`], [`serve`].
 //!
 //! Exit codes: 0 on success, 1 when an operation failed, 2 for bad usage, 3 when `verify`
 //! found damage it did not heal.
@@ -22,8 +22,10 @@ mod init;
 mod output;
 mod progress;
 mod recycle;
+mod serve;
 mod stats;
 mod stream;
+mod system;
 mod values;
 mod verify;
 mod vtl;
@@ -133,6 +135,12 @@ pub enum Command {
     /// Manage virtual tape libraries.
     #[command(subcommand)]
     Vtl(vtl::VtlCommand),
+    /// System-wide settings (the system name).
+    #[command(subcommand)]
+    System(system::SystemCommand),
+    /// Run the daemon: the frontends whose --*-listen flag is given.
+    #[command(long_about = serve::LONG_ABOUT)]
+    Serve(serve::ServeArgs),
 }
 
 /// Runs one parsed command line.
@@ -152,6 +160,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Verify(args) => verify::run(&ctx, args),
         Command::Bench(args) => bench::run(&ctx, &args),
         Command::Vtl(cmd) => vtl::run(&ctx, cmd),
+        Command::System(cmd) => system::run(&ctx, cmd),
+        Command::Serve(args) => serve::run(&ctx, args),
     }
 }
 

@@ -331,6 +331,13 @@ impl Catalog {
         self.flush()
     }
 
+    /// Removes an engine state record durably; returns whether it existed.
+    pub fn remove_meta(&self, key: &str) -> Result<bool> {
+        let old = self.meta.remove(key.as_bytes())?;
+        self.flush()?;
+        Ok(old.is_some())
+    }
+
     /// A stream of a container.
     pub fn stream(&self, container_id: u64, name: &str) -> Result<Option<StreamRecord>> {
         self.get(&self.streams, KIND_STREAM, &stream_key(container_id, name))

@@ -36,6 +36,7 @@
 pub mod cdb;
 pub mod drive;
 pub mod error;
+pub mod libraries;
 pub mod library;
 pub mod mam;
 pub mod map;
@@ -45,6 +46,7 @@ pub mod spc;
 
 pub use cdb::{parse_cdb, parse_mode_select, Command, DeviceKind};
 pub use error::{Error, ErrorKind, Result};
+pub use libraries::Libraries;
 pub use library::{LibraryConfig, LibraryInfo, Vtl};
 pub use map::{CartMap, TapeMap};
 pub use model::{LibraryRecord, Location};

@@ -92,3 +92,71 @@ impl Engine {
         self.catalog().flush()
     }
 }
+
+/// Longest system setting key, in bytes.
+pub const MAX_SETTING_KEY_LEN: usize = 128;
+/// Prefix of system settings among the engine state records (kind 4, `meta` tree).
+const SETTING_PREFIX: &str = "setting/";
+
+fn setting_key(key: &str) -> Result<String> {
+    if key.is_empty() || key.len() > MAX_SETTING_KEY_LEN {
+        return Err(Error::invalid("setting key", key, "use 1 to 128 bytes"));
+    }
+    Ok(format!("{SETTING_PREFIX}{key}"))
+}
+
+impl Engine {
+    /// Stores (replacing) a system-wide setting, durably: the system name, frontend
+    /// credentials and the like. Kept among the engine state records under `setting/KEY`.
+    pub fn put_setting<T: Serialize>(&self, key: &str, value: &T) -> Result<()> {
+        self.catalog().put_meta(&setting_key(key)?, value)
+    }
+
+    /// A system-wide setting, if set. A damaged record is [`crate::ErrorKind::Corrupt`].
+    pub fn setting<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>> {
+        self.catalog().meta(&setting_key(key)?)
+    }
+
+    /// Removes a system-wide setting, durably; returns whether it was set.
+    pub fn remove_setting(&self, key: &str) -> Result<bool> {
+        self.catalog().remove_meta(&setting_key(key)?)
+    }
+
+    /// The system name used in iSCSI target names and reports: the `system_name` setting,
+    /// else the host name (`qorestor` when even that is unknown).
+    pub fn system_name(&self) -> Result<String> {
+        if let Some(n) = self.setting::<String>(SYSTEM_NAME_KEY)? {
+            return Ok(n);
+        }
+        Ok(host_name().unwrap_or_else(|| "qorestor".into()))
+    }
+
+    /// Sets the system name (1 to 63 letters, digits, `-` and `.`, starting with a letter or
+    /// digit, as in a host name; iSCSI names are made from it).
+    pub fn set_system_name(&self, name: &str) -> Result<()> {
+        let ok = !name.is_empty()
+            && name.len() <= 63
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
+            && name.chars().next().is_some_and(|c| c.is_ascii_alphanumeric());
+        if !ok {
+            return Err(Error::invalid(
+                "system name",
+                name,
+                "use 1 to 63 letters, digits, '-' and '.', starting with a letter or digit",
+            ));
+        }
+        self.put_setting(SYSTEM_NAME_KEY, &name.to_string())
+    }
+}
+
+/// Setting key of the system name.
+const SYSTEM_NAME_KEY: &str = "system_name";
+
+/// The host name, from `/proc/sys/kernel/hostname` (Linux) or `/etc/hostname`.
+fn host_name() -> Option<String> {
+    ["/proc/sys/kernel/hostname", "/etc/hostname"]
+        .iter()
+        .filter_map(|p| std::fs::read_to_string(p).ok())
+        .map(|s| s.trim().to_string())
+        .find(|s| !s.is_empty())
+}

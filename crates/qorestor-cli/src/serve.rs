@@ -1,0 +1,123 @@
+//! `qorestor serve`: the daemon. Holds the data directory, opens every virtual tape library,
+//! starts the frontends whose `--*-listen` flag is given, prints `listening <frontend>
+//! <addr:port>` once every listener is bound, ticks the libraries every second (so idle drives
+//! make their buffered tape data durable), and on SIGTERM or SIGINT makes every drive's data
+//! durable and exits 0. Connections still open then are dropped with the process: nothing they
+//! had not been acknowledged is lost, since an acknowledgement comes only after durability
+//! (see `docs/VTL.md`).
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::thread;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use qorestor_core::Engine;
+use qorestor_vtl::Libraries;
+use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::iterator::Signals;
+
+use crate::context::Ctx;
+
+/// Long help of `serve`.
+pub const LONG_ABOUT: &str = "\
+Run the qorestor daemon: the frontends whose --*-listen flag is given (a frontend without its \
+flag is off). Port 0 picks a free port. When every listener is bound, one line per listener is \
+printed on stdout:
+
+  listening <frontend> <addr:port>
+
+While serve runs it owns the data directory: other qorestor commands on it fail with \
+\"data directory DIR is in use by qorestor serve (pid N)\". SIGTERM or SIGINT stops it cleanly \
+(exit 0) after making every tape drive's buffered data durable.
+
+Example:
+  qorestor --data /srv/qorestor serve --iscsi-listen 0.0.0.0:3260 --ndmp-listen 127.0.0.1:10000";
+
+/// Arguments of `serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Serve the iSCSI target (one target per vtl container) on ADDR:PORT.
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub iscsi_listen: Option<SocketAddr>,
+    /// Serve NDMP v4 (tape, mover and robot services of the vtl containers) on ADDR:PORT.
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub ndmp_listen: Option<SocketAddr>,
+    /// Serve the OST image server on ADDR:PORT (not built yet).
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub ost_listen: Option<SocketAddr>,
+    /// Serve the HTTP management API on ADDR:PORT (not built yet).
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub http_listen: Option<SocketAddr>,
+}
+
+/// What the frontends get: the engine and every library.
+#[expect(dead_code, reason = "read by the iSCSI and NDMP frontends, which land next")]
+pub struct Services {
+    /// The engine (the data directory, held by this process).
+    pub engine: Engine,
+    /// Every `vtl` container's library, open.
+    pub libraries: Arc<Libraries>,
+}
+
+/// A frontend listening: its name in the `listening` line and its bound address.
+struct Listening {
+    frontend: &'static str,
+    addr: SocketAddr,
+}
+
+/// How often the libraries are ticked.
+const TICK: Duration = Duration::from_secs(1);
+
+/// Runs `serve` until SIGTERM or SIGINT.
+pub fn run(ctx: &Ctx, args: ServeArgs) -> Result<()> {
+    // Signals are caught from before the first listener is bound, so that a stop sent right
+    // after the `listening` lines is never lost.
+    let mut signals = Signals::new([SIGTERM, SIGINT]).context("cannot install the signal handlers")?;
+    let engine = ctx.open("qorestor serve")?;
+    let libraries = Arc::new(Libraries::open_all(&engine)?);
+    let services = Services { engine, libraries: libraries.clone() };
+    let mut listening = Vec::new();
+    if let Some(addr) = args.iscsi_listen {
+        listening.push(start_iscsi(addr, &services)?);
+    }
+    if let Some(addr) = args.ndmp_listen {
+        listening.push(start_ndmp(addr, &services)?);
+    }
+    if let Some(addr) = args.ost_listen {
+        bail!("cannot serve OST on {addr}: the OST frontend is not built yet");
+    }
+    if let Some(addr) = args.http_listen {
+        bail!("cannot serve HTTP on {addr}: the HTTP API is not built yet");
+    }
+    let mut out = std::io::stdout().lock();
+    for l in &listening {
+        writeln!(out, "listening {} {}", l.frontend, l.addr)?;
+    }
+    out.flush()?;
+    drop(out);
+    let ticked = libraries.clone();
+    thread::Builder::new().name("tick".into()).spawn(move || loop {
+        thread::sleep(TICK);
+        if let Err(e) = ticked.tick() {
+            eprintln!("qorestor serve: cannot make buffered tape data durable: {e}");
+        }
+    })?;
+    let signal = signals.forever().next().unwrap_or(SIGTERM);
+    let name = if signal == SIGINT { "SIGINT" } else { "SIGTERM" };
+    eprintln!("qorestor serve: {name}: making tape data durable and stopping");
+    libraries.flush_all().context("cannot make buffered tape data durable at shutdown")?;
+    Ok(())
+}
+
+/// Starts the iSCSI target on `addr`.
+fn start_iscsi(addr: SocketAddr, _services: &Services) -> Result<Listening> {
+    bail!("cannot serve iSCSI on {addr}: the iSCSI target is not built yet")
+}
+
+/// Starts the NDMP server on `addr`.
+fn start_ndmp(addr: SocketAddr, _services: &Services) -> Result<Listening> {
+    bail!("cannot serve NDMP on {addr}: the NDMP server is not built yet")
+}

@@ -1,0 +1,127 @@
+//! Shared by the CLI test binaries: running `qorestor serve` as a real daemon process.
+
+#![allow(dead_code)] // each test binary uses its own part
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// `qorestor --data DIR` with a clean environment.
+pub fn qorestor(data: &Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_qorestor"));
+    c.env_remove("QORESTOR_DATA").arg("--data").arg(data);
+    c
+}
+
+/// A running `qorestor serve`, stopped with SIGTERM (and killed if it does not stop) on drop.
+pub struct Server {
+    child: Option<Child>,
+    /// Bound address of each frontend, from the `listening <frontend> <addr>` lines.
+    pub listening: HashMap<String, String>,
+    /// What the daemon printed on stderr so far is collected here by a thread.
+    stderr: mpsc::Receiver<String>,
+}
+
+/// How long a server gets to print its `listening` lines or to stop.
+const PATIENCE: Duration = Duration::from_secs(30);
+
+impl Server {
+    /// Starts `qorestor --data DATA serve ARGS...` and waits until it printed one `listening`
+    /// line per `--*-listen` flag in `args`.
+    pub fn start(data: &Path, args: &[&str]) -> Server {
+        let expected = args.iter().filter(|a| a.starts_with("--") && a.ends_with("-listen")).count();
+        let mut child = qorestor(data)
+            .arg("serve")
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("cannot start qorestor serve");
+        let (err_tx, stderr) = mpsc::channel();
+        let err = child.stderr.take().unwrap();
+        thread::spawn(move || {
+            for line in BufReader::new(err).lines().map_while(Result::ok) {
+                eprintln!("[serve] {line}");
+                let _ = err_tx.send(line);
+            }
+        });
+        let (tx, rx) = mpsc::channel();
+        let out = child.stdout.take().unwrap();
+        thread::spawn(move || {
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let mut listening = HashMap::new();
+        let deadline = Instant::now() + PATIENCE;
+        while listening.len() < expected {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(line) => {
+                    let parts: Vec<&str> = line.split_whitespace().collect();
+                    assert!(parts.len() == 3 && parts[0] == "listening", "unexpected serve output: {line}");
+                    listening.insert(parts[1].to_string(), parts[2].to_string());
+                }
+                Err(_) => {
+                    let _ = child.kill();
+                    let status = child.wait().unwrap();
+                    let errs: Vec<String> = stderr.try_iter().collect();
+                    panic!(
+                        "serve printed {} of {expected} listening lines ({status}): {}",
+                        listening.len(),
+                        errs.join("\n")
+                    );
+                }
+            }
+        }
+        Server { child: Some(child), listening, stderr }
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().unwrap().id()
+    }
+
+    /// Sends `signal` (a `kill -s` name such as `TERM`) and waits for the exit.
+    pub fn stop_with(mut self, signal: &str) -> ExitStatus {
+        let mut child = self.child.take().unwrap();
+        let sent = Command::new("kill").args(["-s", signal, &child.id().to_string()]).status().unwrap();
+        assert!(sent.success(), "kill -s {signal} failed");
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                return status;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("serve did not stop within {PATIENCE:?} of SIG{signal}");
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Stops with SIGTERM and requires exit code 0.
+    pub fn stop(self) {
+        let status = self.stop_with("TERM");
+        assert!(status.success(), "serve exited with {status} on SIGTERM");
+    }
+
+    /// Lines the daemon printed on stderr since the last call.
+    pub fn stderr_lines(&self) -> Vec<String> {
+        self.stderr.try_iter().collect()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
