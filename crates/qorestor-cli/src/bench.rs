@@ -17,9 +17,13 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use serde::Serialize;
 
-use qorestor_core::{ChunkParams, Compression, ContainerKind, Engine, GroupOptions, NoProgress, StatsScope};
+use qorestor_core::{
+    ChunkParams, Compression, ContainerKind, EncryptionMode, EncryptionOptions, Engine, GroupOptions, NoProgress,
+    Passphrase, StatsScope,
+};
 
 use crate::context::Ctx;
+use crate::group::EncryptionArg;
 use crate::values::parse_size_u32;
 
 /// Arguments of `qorestor bench`.
@@ -55,6 +59,10 @@ pub struct BenchArgs {
     /// Maximum chunk size (default: four times the average).
     #[arg(long, value_name = "SIZE", value_parser = parse_size_u32)]
     pub chunk_max: Option<u32>,
+    /// Encrypt the benchmark's storage group (passphrase: the fixed `qorestor bench`), to
+    /// measure what encryption costs.
+    #[arg(long, value_enum)]
+    pub encryption: Option<EncryptionArg>,
     /// Keep the work directory afterwards.
     #[arg(long)]
     pub keep: bool,
@@ -76,6 +84,7 @@ struct Phase {
 /// The whole report.
 #[derive(Debug, Serialize)]
 struct Report {
+    encryption: Option<EncryptionMode>,
     phases: Vec<Phase>,
     ingest_wall_s: f64,
     ingest_mb_per_s: f64,
@@ -182,7 +191,15 @@ pub fn run(ctx: &Ctx, args: &BenchArgs) -> Result<()> {
         std::fs::remove_dir_all(&args.work).with_context(|| format!("empty {}", args.work.display()))?;
     }
     let engine = Engine::create_as(&data, "qorestor bench")?;
-    engine.add_storage_group("bench", GroupOptions { compression: args.compression, chunking })?;
+    let opts = GroupOptions { compression: args.compression, chunking };
+    let encryption = args.encryption.map(EncryptionMode::from);
+    match encryption {
+        Some(mode) => {
+            let pass = Passphrase::new(b"qorestor bench".to_vec())?;
+            engine.add_encrypted_storage_group("bench", opts, EncryptionOptions::new(mode, 30, pass))?
+        }
+        None => engine.add_storage_group("bench", opts)?,
+    };
     engine.add_container("bench", "bench", ContainerKind::Object)?;
 
     let mut phases = Vec::new();
@@ -221,6 +238,7 @@ pub fn run(ctx: &Ctx, args: &BenchArgs) -> Result<()> {
     let ingest_wall_s: f64 = ingest.iter().map(|p| p.wall_s).sum();
     let ingest_bytes: u64 = ingest.iter().map(|p| p.logical_bytes).sum();
     let report = Report {
+        encryption,
         ingest_wall_s,
         ingest_mb_per_s: ingest_bytes as f64 / ingest_wall_s.max(1e-9) / 1e6,
         restore_verified,
@@ -265,6 +283,9 @@ fn print_report(ctx: &Ctx, r: &Report) -> Result<()> {
     if ctx.json {
         println!("{}", serde_json::to_string_pretty(r)?);
         return Ok(());
+    }
+    if let Some(mode) = r.encryption {
+        println!("encryption: {} (AES-256-GCM, keyed fingerprints and chunking)", mode.as_str());
     }
     println!(
         "{:<16} {:>12} {:>9} {:>9} {:>9} {:>11} {:>12}",

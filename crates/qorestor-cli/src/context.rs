@@ -4,7 +4,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use anyhow::Result;
-use qorestor_core::Engine;
+use qorestor_core::{Engine, Passphrase};
 use serde::Serialize;
 
 use crate::output;
@@ -16,12 +16,20 @@ pub struct Ctx {
     pub data: PathBuf,
     /// Whether results are printed as JSON.
     pub json: bool,
+    /// `--passphrase-file`, if given.
+    pub passphrase_file: Option<PathBuf>,
 }
 
 impl Ctx {
     /// Builds the context from the global flags.
-    pub fn new(data: PathBuf, json: bool) -> Self {
-        Ctx { data, json }
+    pub fn new(data: PathBuf, json: bool, passphrase_file: Option<PathBuf>) -> Self {
+        Ctx { data, json, passphrase_file }
+    }
+
+    /// The passphrase of encrypted storage groups, if given (`--passphrase-file`, else
+    /// `QORESTOR_PASSPHRASE`).
+    pub fn passphrase(&self) -> Result<Option<Vec<u8>>> {
+        crate::secret::passphrase(self.passphrase_file.as_deref())
     }
 
     /// The data directory.
@@ -31,8 +39,14 @@ impl Ctx {
 
     /// Opens the data directory (initialising it first if it never was), holding it as
     /// `holder` (other processes name the holder when they find the directory in use).
+    /// Encrypted storage groups are unlocked with the passphrase, if one is given.
     pub fn open(&self, holder: &str) -> Result<Engine> {
-        Ok(Engine::open_or_create_as(&self.data, holder)?)
+        let pass = self.passphrase()?.map(Passphrase::new).transpose()?;
+        let engine = Engine::open_or_create_as(&self.data, holder)?;
+        if let Some(p) = pass {
+            engine.set_passphrase(p)?;
+        }
+        Ok(engine)
     }
 
     /// Prints a result: `value` as JSON with `--json`, else the human rendering `human` writes.

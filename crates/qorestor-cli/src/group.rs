@@ -2,12 +2,12 @@
 
 use anyhow::Result;
 use clap::{Args, Subcommand, ValueEnum};
-use qorestor_core::{ChunkParams, Compression, GroupInfo, GroupOptions};
+use qorestor_core::{ChunkParams, Compression, EncryptionMode, EncryptionOptions, GroupInfo, GroupOptions, Passphrase};
 use serde::Serialize;
 
 use crate::context::{Ctx, UsageError};
 use crate::output::{self, Align, Table};
-use crate::values::{parse_object_name, parse_quota, parse_size_u32, Quota};
+use crate::values::{parse_days, parse_object_name, parse_quota, parse_size_u32, Quota};
 
 /// `storage-group` subcommands.
 #[derive(Debug, Subcommand)]
@@ -48,6 +48,21 @@ pub enum GroupCommand {
         /// The storage group's name.
         name: String,
     },
+    /// Start sealing new chunks of an encrypted group with a new data key.
+    #[command(
+        name = "rotate-key",
+        long_about = "Add a new data key to an encrypted storage group now; chunks stored from then \
+                      on are sealed with it, older chunks keep their key (all keys stay, wrapped \
+                      by the passphrase). Groups in internal mode also rotate by themselves every \
+                      --key-rotation interval. Needs the passphrase (QORESTOR_PASSPHRASE or \
+                      --passphrase-file).\n\n\
+                      JSON: the storage group object.\n\n\
+                      Example:\n  QORESTOR_PASSPHRASE=... qorestor storage-group rotate-key vault"
+    )]
+    RotateKey {
+        /// The storage group's name.
+        name: String,
+    },
     /// Delete an empty storage group and its data.
     #[command(long_about = "Delete a storage group and its data. It must hold no containers.\n\n\
                       JSON: {\"storage_group\": NAME, \"deleted\": true}\n\n\
@@ -68,11 +83,20 @@ be changed later with update. Chunk sizes (SIZE: an integer with an optional uni
 or KiB/MiB/GiB/TiB) default to 4KiB / 16KiB / 64KiB; the average must be a power of two and
 64 <= min < avg < max <= 4MiB. They cannot be changed later.
 
+Encryption (--encryption static|internal) seals every chunk with AES-256-GCM under data keys
+wrapped by a passphrase (Argon2id); fingerprints and chunk boundaries are keyed per group. The
+passphrase comes from --passphrase-stdin (one line), else QORESTOR_PASSPHRASE or
+--passphrase-file; every later command that reads or writes the group needs it. static keeps
+one data key; internal adds a new one every --key-rotation DAYS (default 30) and keeps the old
+ones to read old chunks. Encryption cannot be turned off once on, and a lost passphrase means
+the group's data is lost.
+
 JSON: the new storage group object.
 
 Examples:
   qorestor storage-group add archive --compression best
-  qorestor storage-group add vm-images --chunk-min 8KiB --chunk-avg 32KiB --chunk-max 128KiB";
+  qorestor storage-group add vm-images --chunk-min 8KiB --chunk-avg 32KiB --chunk-max 128KiB
+  qorestor storage-group add vault --encryption internal --key-rotation 7d --passphrase-stdin < pass.txt";
 
 /// Compression policy on the command line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -116,9 +140,67 @@ pub struct AddArgs {
     /// Quota on the group's stored (pack) bytes; writes that would pass it fail.
     #[arg(long, value_name = "SIZE", value_parser = parse_quota)]
     pub quota: Option<Quota>,
+    /// Encrypt the group's chunks at rest (cannot be turned off later).
+    #[arg(long, value_enum)]
+    pub encryption: Option<EncryptionArg>,
+    /// Days between data key rotations in internal mode [default: 30].
+    #[arg(long, value_name = "DAYS", value_parser = parse_days)]
+    pub key_rotation: Option<u64>,
+    /// Read the encryption passphrase from stdin (one line).
+    #[arg(long)]
+    pub passphrase_stdin: bool,
+}
+
+/// Encryption mode on the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum EncryptionArg {
+    /// One data key for the group's life.
+    Static,
+    /// A new data key every --key-rotation interval.
+    Internal,
+}
+
+/// Default days between key rotations in internal mode.
+const DEFAULT_KEY_ROTATION_DAYS: u64 = 30;
+
+impl From<EncryptionArg> for EncryptionMode {
+    fn from(e: EncryptionArg) -> Self {
+        match e {
+            EncryptionArg::Static => EncryptionMode::Static,
+            EncryptionArg::Internal => EncryptionMode::Internal,
+        }
+    }
 }
 
 impl AddArgs {
+    /// The encryption asked for, with its passphrase; flag combinations that make no sense are
+    /// usage errors.
+    fn encryption(&self, ctx: &Ctx) -> Result<Option<EncryptionOptions>> {
+        let Some(mode) = self.encryption else {
+            if self.passphrase_stdin || self.key_rotation.is_some() {
+                return Err(UsageError("--passphrase-stdin and --key-rotation go with --encryption".into()).into());
+            }
+            return Ok(None);
+        };
+        let mode = EncryptionMode::from(mode);
+        if mode == EncryptionMode::Static && self.key_rotation.is_some() {
+            return Err(UsageError("--key-rotation goes with --encryption internal".into()).into());
+        }
+        let days = self.key_rotation.unwrap_or(DEFAULT_KEY_ROTATION_DAYS);
+        let days = u32::try_from(days).map_err(|_| UsageError(format!("--key-rotation {days}: too many days")))?;
+        let pass = if self.passphrase_stdin {
+            crate::secret::read_stdin_line("passphrase")?
+        } else {
+            ctx.passphrase()?.ok_or_else(|| {
+                UsageError(
+                    "--encryption needs a passphrase: --passphrase-stdin, QORESTOR_PASSPHRASE or --passphrase-file"
+                        .into(),
+                )
+            })?
+        };
+        Ok(Some(EncryptionOptions::new(mode, days, Passphrase::new(pass)?)))
+    }
+
     /// The group options asked for; invalid chunk sizes are a usage error.
     fn options(&self) -> Result<GroupOptions> {
         let d = ChunkParams::default();
@@ -157,8 +239,12 @@ pub fn run(ctx: &Ctx, cmd: GroupCommand) -> Result<()> {
     match cmd {
         GroupCommand::Add(args) => {
             let opts = args.options()?;
+            let encryption = args.encryption(ctx)?;
             let engine = ctx.open("qorestor storage-group add")?;
-            let mut info = engine.add_storage_group(&args.name, opts)?;
+            let mut info = match encryption {
+                Some(enc) => engine.add_encrypted_storage_group(&args.name, opts, enc)?,
+                None => engine.add_storage_group(&args.name, opts)?,
+            };
             if let Some(quota) = args.quota {
                 info = engine.set_storage_group_quota(&args.name, quota.0)?;
             }
@@ -187,6 +273,12 @@ pub fn run(ctx: &Ctx, cmd: GroupCommand) -> Result<()> {
             let engine = ctx.open("qorestor storage-group show")?;
             let info = engine.storage_group(&name)?;
             ctx.emit(&info, || details(&info))
+        }
+        GroupCommand::RotateKey { name } => {
+            let engine = ctx.open("qorestor storage-group rotate-key")?;
+            let id = engine.rotate_storage_group_key(&name)?;
+            let info = engine.storage_group(&name)?;
+            ctx.emit(&info, || format!("storage group {name} seals new chunks with data key {id}\n{}", details(&info)))
         }
         GroupCommand::Delete { name } => {
             let engine = ctx.open("qorestor storage-group delete")?;
@@ -223,8 +315,20 @@ fn details(g: &GroupInfo) -> String {
         ),
         ("Containers", g.containers.to_string()),
         ("Quota", g.quota_bytes.map_or("none".into(), output::bytes)),
+        ("Encryption", encryption(g)),
         ("Created", format!("{} UTC", output::time(g.created))),
     ])
+}
+
+/// The encryption line of a storage group.
+fn encryption(g: &GroupInfo) -> String {
+    let keys = g.data_keys.unwrap_or(0);
+    let keys = format!("{keys} data key{}", if keys == 1 { "" } else { "s" });
+    match (g.encryption, g.key_rotation_days) {
+        (None, _) => "off".into(),
+        (Some(EncryptionMode::Internal), Some(days)) => format!("internal (new key every {days} days; {keys})"),
+        (Some(mode), _) => format!("{} ({keys})", mode.as_str()),
+    }
 }
 
 /// The human rendering of a storage group list.

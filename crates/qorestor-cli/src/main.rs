@@ -22,6 +22,7 @@ mod init;
 mod output;
 mod progress;
 mod recycle;
+mod secret;
 mod serve;
 mod stats;
 mod stream;
@@ -89,6 +90,11 @@ pub struct Cli {
     #[arg(long, global = true)]
     pub json: bool,
 
+    /// Read the passphrase of encrypted storage groups from the first line of PATH (default:
+    /// the QORESTOR_PASSPHRASE environment variable).
+    #[arg(long, global = true, value_name = "PATH")]
+    pub passphrase_file: Option<PathBuf>,
+
     /// The command to run.
     #[command(subcommand)]
     pub command: Command,
@@ -145,7 +151,7 @@ pub enum Command {
 
 /// Runs one parsed command line.
 fn run(cli: Cli) -> anyhow::Result<()> {
-    let ctx = Ctx::new(cli.data, cli.json);
+    let ctx = Ctx::new(cli.data, cli.json, cli.passphrase_file);
     match cli.command {
         Command::Init => init::run(&ctx),
         Command::StorageGroup(cmd) => group::run(&ctx, cmd),

@@ -74,6 +74,9 @@ pub struct GroupRecord {
     /// Quota on the bytes of its pack files, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub quota: Option<u64>,
+    /// Encryption settings and wrapped keys, if the group is encrypted (never removed once set).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encryption: Option<crate::crypto::EncryptionRecord>,
 }
 
 /// A container's catalog record.
@@ -474,6 +477,7 @@ mod tests {
             chunking: ChunkParams::default(),
             created: 5,
             quota: None,
+            encryption: None,
         };
         let b = encode_value(KIND_GROUP, &g);
         assert_eq!(decode_value::<GroupRecord>(KIND_GROUP, &b).unwrap(), g);

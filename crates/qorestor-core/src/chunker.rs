@@ -9,6 +9,8 @@
 //!
 //! The gear table is derived from a fixed seed: it is part of the format in the sense that a
 //! different table cuts differently (correctness is unaffected, dedup against old data is lost).
+//! An encrypted storage group draws its table from its secret chunker key instead
+//! ([`Chunker::keyed`]), so that its cut points cannot be predicted from known data.
 
 use crate::error::{Error, Result};
 use crate::format::MAX_CHUNK_LEN;
@@ -36,6 +38,9 @@ const fn gear_table() -> [u64; 256] {
 
 static GEAR: [u64; 256] = gear_table();
 
+/// A gear table: one 64-bit value per byte value.
+type Gear = [u64; 256];
+
 /// Rolls the gear hash over `data[from..to]` starting from `hash`; returns the hash and the
 /// end of the first chunk (one past the byte whose hash has all `mask` bits clear), if any.
 ///
@@ -44,14 +49,14 @@ static GEAR: [u64; 256] = gear_table();
 /// instead of per byte. The values are exactly those of the byte-wise recurrence
 /// `h = (h << 1) + GEAR[b]`.
 #[inline(always)]
-fn scan(data: &[u8], from: usize, to: usize, mut hash: u64, mask: u64) -> (u64, Option<usize>) {
+fn scan(gear: &Gear, data: &[u8], from: usize, to: usize, mut hash: u64, mask: u64) -> (u64, Option<usize>) {
     let mut i = from;
     while i + 4 <= to {
         let (g0, g1, g2, g3) = (
-            GEAR[data[i] as usize],
-            GEAR[data[i + 1] as usize],
-            GEAR[data[i + 2] as usize],
-            GEAR[data[i + 3] as usize],
+            gear[data[i] as usize],
+            gear[data[i + 1] as usize],
+            gear[data[i + 2] as usize],
+            gear[data[i + 3] as usize],
         );
         let h1 = (hash << 1).wrapping_add(g0);
         let h2 = (hash << 2).wrapping_add(g0 << 1).wrapping_add(g1);
@@ -65,7 +70,7 @@ fn scan(data: &[u8], from: usize, to: usize, mut hash: u64, mask: u64) -> (u64, 
         i += 4;
     }
     while i < to {
-        hash = (hash << 1).wrapping_add(GEAR[data[i] as usize]);
+        hash = (hash << 1).wrapping_add(gear[data[i] as usize]);
         if hash & mask == 0 {
             return (hash, Some(i + 1));
         }
@@ -110,6 +115,7 @@ impl ChunkParams {
 #[derive(Debug, Clone)]
 pub struct Chunker {
     params: ChunkParams,
+    gear: std::sync::Arc<Gear>,
     mask_small: u64,
     mask_large: u64,
 }
@@ -126,9 +132,30 @@ fn top_bits_mask(bits: u32) -> u64 {
 impl Chunker {
     /// Creates a chunker; the parameters must be valid (see [`ChunkParams::validate`]).
     pub fn new(params: ChunkParams) -> Result<Self> {
+        Self::with_gear(params, GEAR)
+    }
+
+    /// Creates a chunker whose gear table is drawn from a secret key (BLAKE3 in keyed mode,
+    /// extended output), for an encrypted storage group.
+    pub fn keyed(params: ChunkParams, key: &[u8; 32]) -> Result<Self> {
+        let mut bytes = [0u8; 256 * 8];
+        blake3::Hasher::new_keyed(key).update(b"gear table").finalize_xof().fill(&mut bytes);
+        let mut gear = [0u64; 256];
+        for (g, b) in gear.iter_mut().zip(bytes.chunks_exact(8)) {
+            *g = u64::from_le_bytes(b.try_into().expect("8 bytes"));
+        }
+        Self::with_gear(params, gear)
+    }
+
+    fn with_gear(params: ChunkParams, gear: Gear) -> Result<Self> {
         params.validate()?;
         let bits = params.avg.trailing_zeros();
-        Ok(Chunker { params, mask_small: top_bits_mask(bits + 1), mask_large: top_bits_mask(bits.saturating_sub(1)) })
+        Ok(Chunker {
+            params,
+            gear: std::sync::Arc::new(gear),
+            mask_small: top_bits_mask(bits + 1),
+            mask_large: top_bits_mask(bits.saturating_sub(1)),
+        })
     }
 
     /// The parameters.
@@ -148,11 +175,11 @@ impl Chunker {
         }
         let end = data.len().min(self.params.max as usize);
         let normal = end.min(self.params.avg as usize);
-        let (hash, cut) = scan(data, min, normal, 0, self.mask_small);
+        let (hash, cut) = scan(&self.gear, data, min, normal, 0, self.mask_small);
         if let Some(at) = cut {
             return at;
         }
-        scan(data, normal, end, hash, self.mask_large).1.unwrap_or(end)
+        scan(&self.gear, data, normal, end, hash, self.mask_large).1.unwrap_or(end)
     }
 
     /// Appends the end offsets of the chunks of `data` to `cuts` and returns how many bytes were

@@ -67,6 +67,10 @@ pub enum Codec {
     Raw = 0,
     /// The payload is one zstd frame.
     Zstd = 1,
+    /// The payload is the raw chunk, sealed (encrypted group; see [`crate::crypto`]).
+    SealedRaw = 2,
+    /// The payload is one zstd frame, sealed (encrypted group).
+    SealedZstd = 3,
 }
 
 impl Codec {
@@ -75,8 +79,31 @@ impl Codec {
         match b {
             0 => Some(Codec::Raw),
             1 => Some(Codec::Zstd),
+            2 => Some(Codec::SealedRaw),
+            3 => Some(Codec::SealedZstd),
             _ => None,
         }
+    }
+
+    /// The sealed form of a plain codec (a sealed one is returned as is).
+    pub fn sealed(self) -> Codec {
+        match self {
+            Codec::Raw | Codec::SealedRaw => Codec::SealedRaw,
+            Codec::Zstd | Codec::SealedZstd => Codec::SealedZstd,
+        }
+    }
+
+    /// The codec of the plaintext inside a sealed payload (a plain one is returned as is).
+    pub fn inner(self) -> Codec {
+        match self {
+            Codec::Raw | Codec::SealedRaw => Codec::Raw,
+            Codec::Zstd | Codec::SealedZstd => Codec::Zstd,
+        }
+    }
+
+    /// Whether the payload is sealed.
+    pub fn is_sealed(self) -> bool {
+        matches!(self, Codec::SealedRaw | Codec::SealedZstd)
     }
 }
 

@@ -30,6 +30,7 @@ use crate::recipe::{read_recipe, recipe_path};
 use crate::stats::{Marker, Stats, StatsScope};
 use crate::writer::StreamWriter;
 
+mod encryption;
 mod meta;
 mod prefix;
 
@@ -72,6 +73,12 @@ pub struct GroupInfo {
     pub quota_bytes: Option<u64>,
     /// Creation time, seconds since the Unix epoch.
     pub created: u64,
+    /// Encryption mode (`static` or `internal`), if the group is encrypted.
+    pub encryption: Option<crate::crypto::EncryptionMode>,
+    /// Days between data key rotations (encrypted groups in `internal` mode).
+    pub key_rotation_days: Option<u32>,
+    /// Data keys the group holds (encrypted groups; old keys stay to read old chunks).
+    pub data_keys: Option<u32>,
 }
 
 /// A container as reported to users.
@@ -189,6 +196,11 @@ pub(crate) struct EngineInner {
     groups: Mutex<HashMap<u32, Arc<GroupStore>>>,
     /// Held by a cleaner or repair run (one at a time).
     pub(crate) maintenance: Mutex<()>,
+    /// Held while a storage group's catalog record is read, changed and written back, so
+    /// that two changes (a quota and a key rotation, say) never lose one another.
+    pub(crate) group_update: Mutex<()>,
+    /// The passphrase that unlocks encrypted storage groups, if given.
+    pub(crate) passphrase: Mutex<Option<crate::crypto::Passphrase>>,
     _lock: DirLock,
 }
 
@@ -199,11 +211,23 @@ impl EngineInner {
             return Ok(g.clone());
         }
         let g = Arc::new(GroupStore::open(&self.group_dir(record.id), record.clone())?);
+        if let (Some(enc), Some(pass)) = (&record.encryption, &*self.passphrase.lock()) {
+            match g.unlock(enc, pass) {
+                // Remembered by the store: reading or writing the group reports it.
+                Ok(()) | Err(Error::WrongPassphrase { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
         let quarantined: Vec<crate::verify::QuarantinedChunk> =
             self.catalog.meta(&crate::verify::quarantine_key(record.id))?.unwrap_or_default();
         g.set_quarantine(quarantined.iter().map(|q| (q.pack, q.offset)));
         groups.insert(record.id, g.clone());
         Ok(g)
+    }
+
+    /// The storage groups opened so far.
+    pub(crate) fn open_groups(&self) -> Vec<Arc<GroupStore>> {
+        self.groups.lock().values().cloned().collect()
     }
 
     fn group_dir(&self, id: u32) -> PathBuf {
@@ -310,6 +334,8 @@ impl Engine {
                 catalog,
                 groups: Mutex::new(HashMap::new()),
                 maintenance: Mutex::new(()),
+                group_update: Mutex::new(()),
+                passphrase: Mutex::new(None),
                 _lock: lock,
             }),
         })
@@ -386,7 +412,7 @@ impl Engine {
         self.catalog().container(name)?.ok_or_else(|| Error::not_found("container", name))
     }
 
-    fn group_info(&self, g: &GroupRecord) -> Result<GroupInfo> {
+    pub(crate) fn group_info(&self, g: &GroupRecord) -> Result<GroupInfo> {
         let containers = self.catalog().containers()?.iter().filter(|c| c.group_id == g.id).count() as u64;
         Ok(GroupInfo {
             name: g.name.clone(),
@@ -398,11 +424,28 @@ impl Engine {
             containers,
             quota_bytes: g.quota,
             created: g.created,
+            encryption: g.encryption.as_ref().map(|e| e.mode),
+            key_rotation_days: g
+                .encryption
+                .as_ref()
+                .filter(|e| e.mode == crate::crypto::EncryptionMode::Internal)
+                .map(|e| e.rotation_days),
+            data_keys: g.encryption.as_ref().map(|e| e.keys.len() as u32),
         })
     }
 
     /// Creates a storage group.
     pub fn add_storage_group(&self, name: &str, opts: GroupOptions) -> Result<GroupInfo> {
+        self.insert_group(name, opts, None).and_then(|r| self.group_info(&r))
+    }
+
+    /// Checks and inserts a new storage group's record.
+    pub(crate) fn insert_group(
+        &self,
+        name: &str,
+        opts: GroupOptions,
+        encryption: Option<crate::crypto::EncryptionRecord>,
+    ) -> Result<GroupRecord> {
         check_object_name("storage group name", name)?;
         opts.chunking.validate()?;
         let id = u32::try_from(self.catalog().next_id()?)
@@ -414,16 +457,18 @@ impl Engine {
             chunking: opts.chunking,
             created: now_secs(),
             quota: None,
+            encryption,
         };
         if !self.catalog().insert_group(&record)? {
             return Err(Error::AlreadyExists { what: "storage group", name: name.to_string() });
         }
-        self.group_info(&record)
+        Ok(record)
     }
 
     /// Changes a storage group's compression policy; chunks stored from then on use it (stored
     /// chunks keep their own encoding, so nothing is rewritten).
     pub fn update_storage_group(&self, name: &str, compression: Option<Compression>) -> Result<GroupInfo> {
+        let _guard = self.inner.group_update.lock();
         let mut g = self.group_record(name)?;
         if let Some(c) = compression {
             g.compression = c;
@@ -541,12 +586,22 @@ impl Engine {
         self.inner.group_store(&self.group_by_id(c.group_id)?)
     }
 
+    /// The store of a container's group, ready for a new stream: unlocked if encrypted, its
+    /// data key rotated first if due.
+    pub(crate) fn writable_store_for(&self, c: &ContainerRecord) -> Result<Arc<GroupStore>> {
+        let record = self.group_by_id(c.group_id)?;
+        let store = self.inner.group_store(&record)?;
+        store.crypto()?;
+        self.rotate_if_due(&record, &store)?;
+        Ok(store)
+    }
+
     /// Starts writing a stream; it becomes visible (replacing one of the same name) when
     /// [`StreamWriter::finish`] returns.
     pub fn create_stream(&self, container: &str, name: &str) -> Result<StreamWriter> {
         check_stream_name(name)?;
         let c = self.container_record(container)?;
-        let store = self.store_for(&c)?;
+        let store = self.writable_store_for(&c)?;
         StreamWriter::start(self.inner.clone(), store, c, name.to_string(), &[])
     }
 
@@ -560,7 +615,7 @@ impl Engine {
         let s = self.stream_record(&c, name)?;
         let store = self.store_for(&c)?;
         let recipe = read_recipe(&recipe_path(store.recipes_dir(), s.id))?;
-        Ok(StreamReader::new(store, recipe, format!("{container}/{name}")))
+        StreamReader::new(store, recipe, format!("{container}/{name}"))
     }
 
     /// The finished streams of a container, by name.

@@ -35,6 +35,8 @@ pub enum ErrorKind {
     Locked,
     /// A write would take a storage group or container past its quota.
     QuotaExceeded,
+    /// An encrypted storage group needs its passphrase, or the one given is wrong.
+    Passphrase,
 }
 
 /// The engine's error type. See the module documentation for the policy.
@@ -120,6 +122,20 @@ pub enum Error {
         /// The bytes the write would have made it use.
         used: u64,
     },
+    /// An encrypted storage group was used without its passphrase.
+    #[error(
+        "storage group {group:?} is encrypted: give its passphrase in QORESTOR_PASSPHRASE or with --passphrase-file"
+    )]
+    PassphraseRequired {
+        /// The storage group.
+        group: String,
+    },
+    /// The passphrase given does not unlock an encrypted storage group.
+    #[error("wrong passphrase for encrypted storage group {group:?}")]
+    WrongPassphrase {
+        /// The storage group.
+        group: String,
+    },
     /// The catalog database failed.
     #[error("catalog: {0}")]
     Catalog(#[from] sled::Error),
@@ -138,6 +154,7 @@ impl Error {
             Error::Poisoned { .. } => ErrorKind::Poisoned,
             Error::Locked { .. } => ErrorKind::Locked,
             Error::QuotaExceeded { .. } => ErrorKind::QuotaExceeded,
+            Error::PassphraseRequired { .. } | Error::WrongPassphrase { .. } => ErrorKind::Passphrase,
             Error::Catalog(_) => ErrorKind::Io,
         }
     }

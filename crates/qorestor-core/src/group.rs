@@ -23,6 +23,7 @@ use parking_lot::{Condvar, Mutex};
 
 use crate::catalog::GroupRecord;
 use crate::compress::{Codec, Compression};
+use crate::crypto::{EncryptionRecord, GroupCrypto, GroupKeys, Passphrase};
 use crate::error::{Error, Result};
 use crate::fingerprint::Fingerprint;
 use crate::fsutil::sync_dir;
@@ -67,7 +68,10 @@ impl LocalityCache {
         self.packs.iter().any(|(p, _)| *p == id)
     }
 
+    /// Caches a pack's footer (replacing an older copy of it, so that a pack is never cached
+    /// twice: removing it must remove every trace of it).
     fn insert_pack(&mut self, id: u32, entries: Vec<FooterEntry>) {
+        self.remove_pack(id);
         if self.packs.len() >= CACHE_PACKS {
             if let Some((old, entries)) = self.packs.pop_front() {
                 for e in entries.iter() {
@@ -250,6 +254,16 @@ pub struct GroupStore {
     /// Held while a recipe file is replaced or removed, so that the cleaner never puts back
     /// the recipe of a stream deleted meanwhile.
     recipe_lock: Mutex<()>,
+    /// How chunks are named, cut and sealed (see [`crate::crypto`]).
+    crypto: Mutex<CryptoState>,
+}
+
+/// Whether a group's chunks can be named and sealed now.
+enum CryptoState {
+    /// Not encrypted, or encrypted and unlocked.
+    Ready(GroupCrypto),
+    /// Encrypted; `wrong` when the passphrase given did not unlock it.
+    Locked { wrong: bool },
 }
 
 /// A running writer's registration: every pack a lookup hands to the writer, and every pack it
@@ -319,6 +333,7 @@ impl GroupStore {
         let next_pack = ids.last().map_or(1, |m| m + 1).max(watermark);
         index.checkpoint(next_pack)?;
         let quota = record.quota;
+        let record_encrypted = record.encryption.is_some();
         let sealed_bytes =
             ids.iter().filter_map(|&id| std::fs::metadata(pack::pack_path(&packs_dir, id)).ok()).map(|m| m.len()).sum();
         Ok(GroupStore {
@@ -348,7 +363,48 @@ impl GroupStore {
             handles: Mutex::new(HashMap::new()),
             syncer: Syncer::start(),
             unreadable,
+            crypto: Mutex::new(if record_encrypted {
+                CryptoState::Locked { wrong: false }
+            } else {
+                CryptoState::Ready(GroupCrypto::default())
+            }),
         })
+    }
+
+    /// How the group names, cuts and seals chunks; for an encrypted group that has not been
+    /// unlocked, [`Error::PassphraseRequired`] or [`Error::WrongPassphrase`].
+    pub fn crypto(&self) -> Result<GroupCrypto> {
+        match &*self.crypto.lock() {
+            CryptoState::Ready(c) => Ok(c.clone()),
+            CryptoState::Locked { wrong: false } => Err(Error::PassphraseRequired { group: self.record.name.clone() }),
+            CryptoState::Locked { wrong: true } => Err(Error::WrongPassphrase { group: self.record.name.clone() }),
+        }
+    }
+
+    /// Whether the group is encrypted but not unlocked.
+    pub(crate) fn is_locked(&self) -> bool {
+        matches!(*self.crypto.lock(), CryptoState::Locked { .. })
+    }
+
+    /// Unlocks an encrypted group with `pass` (its current encryption record is `enc`). A
+    /// wrong passphrase leaves it locked, remembered as wrong, and is an error.
+    pub(crate) fn unlock(&self, enc: &EncryptionRecord, pass: &Passphrase) -> Result<()> {
+        match GroupKeys::unlock(&self.record.name, enc, pass) {
+            Ok(keys) => {
+                self.set_crypto(GroupCrypto::with_keys(Arc::new(keys)));
+                Ok(())
+            }
+            Err(e @ Error::WrongPassphrase { .. }) => {
+                *self.crypto.lock() = CryptoState::Locked { wrong: true };
+                Err(e)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Installs an encrypted group's unlocked keys.
+    pub(crate) fn set_crypto(&self, crypto: GroupCrypto) {
+        *self.crypto.lock() = CryptoState::Ready(crypto);
     }
 
     /// The group's catalog record as it was when the group was opened (name, id and chunking
@@ -396,7 +452,8 @@ impl GroupStore {
         if let Some(l) = st.open_map.get(fp) {
             return Some(*l);
         }
-        if let Some(l) = st.cache.map.get(fp) {
+        // (A condemned pack is never a dedup target, even if some path left it cached.)
+        if let Some(l) = st.cache.map.get(fp).filter(|l| !st.condemned.contains(&l.pack)) {
             return Some(*l);
         }
         let mut candidates = std::mem::take(&mut st.candidates);
@@ -406,11 +463,15 @@ impl GroupStore {
             if st.open.as_ref().is_some_and(|o| o.id() == id) || st.cache.has_pack(id) || st.condemned.contains(&id) {
                 continue;
             }
-            // A pack that cannot be read is cached as empty: the chunk is stored again.
-            let mut entries = self
-                .handle(id)
-                .and_then(|f| pack::read_footer(&f, &pack::pack_path(&self.packs_dir, id)))
-                .unwrap_or_default();
+            let mut entries =
+                match self.handle(id).and_then(|f| pack::read_footer(&f, &pack::pack_path(&self.packs_dir, id))) {
+                    Ok(entries) => entries,
+                    // A stale slot: its pack was deleted (a crash came between the unlink and the
+                    // index update). Nothing to cache: the id may be given to a new pack later.
+                    Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => continue,
+                    // A pack that cannot be read is cached as empty: the chunk is stored again.
+                    Err(_) => Vec::new(),
+                };
             if !st.quarantine.is_empty() {
                 entries.retain(|e| !st.quarantine.contains(&(id, e.offset)));
             }
@@ -853,4 +914,42 @@ fn list_packs(dir: &Path) -> Result<Vec<u32>> {
         }
     }
     Ok(ids)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(fp: u8, offset: u32) -> FooterEntry {
+        FooterEntry { fp: Fingerprint([fp; 32]), offset, stored_len: 10, raw_len: 10, codec: Codec::Raw }
+    }
+
+    /// A pack cached twice (once empty, as a stale index slot used to leave it, then with its
+    /// real footer) is removed whole: the cleaner relies on this when it condemns a pack.
+    #[test]
+    fn a_pack_cached_again_is_removed_whole() {
+        let mut c = LocalityCache::new();
+        c.insert_pack(7, Vec::new());
+        c.insert_pack(7, vec![entry(1, 32), entry(2, 90)]);
+        assert_eq!(c.packs.len(), 1);
+        assert_eq!(c.map.get(&Fingerprint([1; 32])).map(|l| l.pack), Some(7));
+        c.remove_pack(7);
+        assert!(c.map.is_empty() && c.packs.is_empty() && !c.has_pack(7));
+    }
+
+    /// Eviction and removal only drop the map entries that point at the pack removed.
+    #[test]
+    fn shared_fingerprints_stay_with_the_pack_still_cached() {
+        let mut c = LocalityCache::new();
+        c.insert_pack(1, vec![entry(1, 32)]);
+        c.insert_pack(2, vec![entry(1, 32), entry(2, 90)]);
+        c.remove_pack(2);
+        assert_eq!(c.map.get(&Fingerprint([1; 32])).map(|l| l.pack), Some(1));
+        assert!(!c.map.contains_key(&Fingerprint([2; 32])));
+        for id in 10..10 + CACHE_PACKS as u32 {
+            c.insert_pack(id, vec![entry(id as u8, 32)]);
+        }
+        assert!(!c.has_pack(1) && !c.map.contains_key(&Fingerprint([1; 32])));
+        assert_eq!(c.packs.len(), CACHE_PACKS);
+    }
 }

@@ -35,6 +35,7 @@ pub mod catalog;
 pub mod chunker;
 pub mod cleaner;
 pub mod compress;
+pub mod crypto;
 mod engine;
 pub mod error;
 pub mod faults;
@@ -58,6 +59,7 @@ pub use catalog::ContainerKind;
 pub use chunker::{ChunkParams, Chunker};
 pub use cleaner::{CleanerOptions, CleanerReport};
 pub use compress::Compression;
+pub use crypto::{EncryptionMode, EncryptionOptions, Passphrase};
 pub use engine::{
     check_object_name, check_stream_name, ContainerInfo, Engine, GroupInfo, GroupOptions, StreamInfo, DEFAULT_GROUP,
 };

@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::compress::Codec;
+use crate::crypto::{chunk_aad, GroupCrypto};
 use crate::error::{DecodeError, Error, Result};
 use crate::fingerprint::Fingerprint;
 use crate::format::*;
@@ -138,9 +139,13 @@ fn check_lengths(what: &'static str, codec: Codec, raw_len: u32, stored_len: u32
     if raw_len == 0 || raw_len > MAX_CHUNK_LEN {
         return Err(DecodeError::new(what, format!("raw length {raw_len} outside 1..={MAX_CHUNK_LEN}")));
     }
+    let overhead = crate::crypto::SEAL_OVERHEAD as u64;
+    let (stored, raw) = (stored_len as u64, raw_len as u64);
     let ok = match codec {
-        Codec::Raw => stored_len == raw_len,
-        Codec::Zstd => stored_len > 0 && stored_len < raw_len,
+        Codec::Raw => stored == raw,
+        Codec::Zstd => stored > 0 && stored < raw,
+        Codec::SealedRaw => stored == raw + overhead,
+        Codec::SealedZstd => stored > overhead && stored < raw + overhead,
     };
     if !ok {
         return Err(DecodeError::new(
@@ -172,8 +177,14 @@ pub fn check_record_payload(header_bytes: &[u8], header: &RecordHeader, payload:
 }
 
 /// Decodes one whole record (header and payload) into `out` (exactly the raw length), checking
-/// the CRC, the codec and that the raw bytes hash to `expected`.
-pub fn decode_chunk(record: &[u8], expected: &Fingerprint, out: &mut Vec<u8>) -> Result<(), DecodeError> {
+/// the CRC, the codec, the seal of an encrypted group's payload, and that the raw bytes hash
+/// (as the group hashes them) to `expected`.
+pub fn decode_chunk(
+    record: &[u8],
+    expected: &Fingerprint,
+    crypto: &GroupCrypto,
+    out: &mut Vec<u8>,
+) -> Result<(), DecodeError> {
     let h = decode_record_header(record)?;
     if h.fp != *expected {
         return Err(DecodeError::new("chunk record", format!("holds {:?}, expected {:?}", h.fp, expected)));
@@ -183,15 +194,33 @@ pub fn decode_chunk(record: &[u8], expected: &Fingerprint, out: &mut Vec<u8>) ->
     })?;
     check_record_payload(record, &h, payload)?;
     let start = out.len();
+    let opened;
+    let payload = if h.codec.is_sealed() {
+        let keys = crypto
+            .keys()
+            .ok_or_else(|| DecodeError::new("chunk record", "sealed payload in a group that is not encrypted"))?;
+        if h.codec == Codec::SealedRaw {
+            keys.open(&chunk_aad(expected, h.raw_len, h.codec), payload, out)?;
+            &[][..]
+        } else {
+            let mut plain = Vec::with_capacity(payload.len());
+            keys.open(&chunk_aad(expected, h.raw_len, h.codec), payload, &mut plain)?;
+            opened = plain;
+            &opened[..]
+        }
+    } else {
+        payload
+    };
     match h.codec {
         Codec::Raw => out.extend_from_slice(payload),
-        Codec::Zstd => {
+        Codec::SealedRaw => {}
+        Codec::Zstd | Codec::SealedZstd => {
             if !crate::compress::decompress_append(payload, h.raw_len as usize, out) {
                 return Err(DecodeError::new("chunk record", "zstd payload does not decode to the raw length"));
             }
         }
     }
-    if Fingerprint::of(&out[start..]) != *expected {
+    if crypto.fingerprint(&out[start..]) != *expected {
         out.truncate(start);
         return Err(DecodeError::new("chunk record", format!("content does not hash to {expected:?}")));
     }

@@ -61,6 +61,7 @@ impl RecycledInfo {
 impl Engine {
     /// Sets or removes a storage group's quota (bytes of its pack files).
     pub fn set_storage_group_quota(&self, name: &str, quota: Option<u64>) -> Result<GroupInfo> {
+        let _guard = self.inner.group_update.lock();
         let mut g = self.group_record(name)?;
         g.quota = quota;
         self.catalog().replace_group(&g)?;

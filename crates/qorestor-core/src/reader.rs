@@ -15,6 +15,7 @@ use std::thread::JoinHandle;
 
 use crossbeam_channel::{bounded, Receiver};
 
+use crate::crypto::GroupCrypto;
 use crate::error::{Error, Result};
 use crate::group::GroupStore;
 use crate::pack::{decode_chunk, ChunkLoc};
@@ -26,6 +27,7 @@ const MAX_READ: u64 = 16 << 20;
 
 struct Shared {
     group: Arc<GroupStore>,
+    crypto: GroupCrypto,
     entries: Vec<RecipeEntry>,
     /// `offsets[i]` is the logical offset of entry `i`; one extra element holds the length.
     offsets: Vec<u64>,
@@ -80,7 +82,7 @@ impl Shared {
             for e in &entries[i..j] {
                 let at = (e.loc.offset as u64 - start) as usize;
                 let rec = &io_buf[at..at + e.loc.record_len() as usize];
-                if !(read_ok && decode_chunk(rec, &e.fp, out).is_ok()) {
+                if !(read_ok && decode_chunk(rec, &e.fp, &self.crypto, out).is_ok()) {
                     self.decode_moved(e, out)?;
                 }
             }
@@ -102,7 +104,7 @@ impl Shared {
         })?;
         let mut rec = vec![0u8; loc.record_len() as usize];
         self.group.read_at(loc.pack, loc.offset as u64, &mut rec)?;
-        decode_chunk(&rec, &e.fp, out).map_err(|d| damaged(format!("chunk {}: {d}", e.fp.to_hex())))
+        decode_chunk(&rec, &e.fp, &self.crypto, out).map_err(|d| damaged(format!("chunk {}: {d}", e.fp.to_hex())))
     }
 }
 
@@ -179,7 +181,9 @@ pub struct StreamReader {
 }
 
 impl StreamReader {
-    pub(crate) fn new(group: Arc<GroupStore>, recipe: Recipe, name: String) -> Self {
+    /// A reader of `recipe`'s stream; an encrypted group must be unlocked.
+    pub(crate) fn new(group: Arc<GroupStore>, recipe: Recipe, name: String) -> Result<Self> {
+        let crypto = group.crypto()?;
         let mut offsets = Vec::with_capacity(recipe.entries.len() + 1);
         let mut at = 0u64;
         for e in &recipe.entries {
@@ -187,12 +191,12 @@ impl StreamReader {
             at += e.raw_len as u64;
         }
         offsets.push(at);
-        StreamReader {
-            shared: Arc::new(Shared { group, entries: recipe.entries, offsets, name, spare: bounded(8) }),
+        Ok(StreamReader {
+            shared: Arc::new(Shared { group, crypto, entries: recipe.entries, offsets, name, spare: bounded(8) }),
             pos: 0,
             current: None,
             pipeline: None,
-        }
+        })
     }
 
     /// The stream's length in bytes.

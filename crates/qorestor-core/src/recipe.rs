@@ -12,6 +12,7 @@ use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
+use crate::crypto::SEAL_OVERHEAD;
 use crate::error::{DecodeError, Error, Result};
 use crate::faults::FaultyWriter;
 use crate::fingerprint::Fingerprint;
@@ -209,7 +210,7 @@ fn decode_streaming(
         for e in chunk.chunks_exact(RECIPE_ENTRY_LEN) {
             let raw_len = le_u32(e, 32);
             let stored_len = le_u32(e, 44);
-            if raw_len == 0 || raw_len > MAX_CHUNK_LEN || stored_len > raw_len {
+            if raw_len == 0 || raw_len > MAX_CHUNK_LEN || stored_len as u64 > raw_len as u64 + SEAL_OVERHEAD as u64 {
                 return Err(DecodeError::new(what, format!("entry lengths {raw_len}/{stored_len} out of range")).into());
             }
             let mut fp = [0u8; 32];

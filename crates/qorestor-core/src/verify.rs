@@ -35,6 +35,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::catalog::{GroupRecord, StreamRecord};
 use crate::cleaner::replace_recipe;
+use crate::crypto::GroupCrypto;
 use crate::engine::{now_secs, Engine};
 use crate::error::{Error, Result};
 use crate::fingerprint::Fingerprint;
@@ -182,6 +183,8 @@ fn check_packs(
     progress: &dyn Progress,
 ) -> Result<HashMap<u32, PackRecords>> {
     let group = &store.record().name;
+    // Decoding an encrypted group's records needs its keys (a clear error without them).
+    let crypto = if data { store.crypto()? } else { GroupCrypto::default() };
     let open = store.open_pack();
     let mut packs = HashMap::new();
     let mut buf = Vec::new();
@@ -219,7 +222,7 @@ fn check_packs(
                 let start = e.offset as usize;
                 let end = start + crate::format::RECORD_HEADER_LEN + e.stored_len as usize;
                 out.clear();
-                let ok = buf.get(start..end).is_some_and(|rec| decode_chunk(rec, &e.fp, &mut out).is_ok());
+                let ok = buf.get(start..end).is_some_and(|rec| decode_chunk(rec, &e.fp, &crypto, &mut out).is_ok());
                 if !ok {
                     bad.insert(e.offset);
                 }

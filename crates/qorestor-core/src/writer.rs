@@ -23,6 +23,7 @@ use crossbeam_channel::{bounded, Receiver, Sender};
 use crate::catalog::{ContainerRecord, StreamRecord};
 use crate::chunker::Chunker;
 use crate::compress::{compress_into, Codec};
+use crate::crypto::{chunk_aad, GroupCrypto};
 use crate::engine::{now_secs, EngineInner, StreamInfo};
 use crate::error::{Error, Result};
 use crate::fingerprint::Fingerprint;
@@ -106,6 +107,8 @@ struct HashedBlock {
     found: Vec<Lookup>,
     /// Per chunk: codec and end offset in `block.bufs.payloads` (for chunks not found).
     encodings: Vec<(Codec, usize)>,
+    /// Sealing a payload failed (the system random source, in practice): the stream fails.
+    failed: Option<Error>,
 }
 
 /// A stream being written. Implements [`Write`]; call [`StreamWriter::finish`] to publish it.
@@ -116,6 +119,8 @@ pub struct StreamWriter {
     name: String,
     stream_id: u64,
     chunker: Chunker,
+    /// How chunks are named (and, in the workers, sealed).
+    crypto: GroupCrypto,
     bufs: Buffers,
     /// Bytes of `bufs.data` filled with input.
     filled: usize,
@@ -140,6 +145,7 @@ pub struct StreamWriter {
 fn worker_loop(
     group: Arc<GroupStore>,
     pin: Arc<WriterPin>,
+    crypto: GroupCrypto,
     level: Option<i32>,
     rx: Receiver<Block>,
     tx: Sender<HashedBlock>,
@@ -151,7 +157,7 @@ fn worker_loop(
         let mut start = 0usize;
         for (&end, known) in block.cuts.iter().zip(&block.known) {
             let (fp, loc) = match *known {
-                Known::Nothing => (Fingerprint::of(&block.bufs.data[start..end as usize]), None),
+                Known::Nothing => (crypto.fingerprint(&block.bufs.data[start..end as usize]), None),
                 Known::Hashed(fp) => (fp, None),
                 Known::Located(fp, loc) => (fp, Some(loc)),
             };
@@ -170,17 +176,32 @@ fn worker_loop(
         let Buffers { data, payloads } = &mut block.bufs;
         payloads.clear();
         let mut encodings = Vec::with_capacity(fps.len());
+        let mut failed = None;
         let mut start = 0usize;
         for (i, &end) in block.cuts.iter().enumerate() {
             let raw = &data[start..end as usize];
             start = end as usize;
-            let codec = match (found[i], level) {
-                (None, Some(level)) => compress_into(raw, level, payloads),
-                _ => Codec::Raw,
+            let codec = match (found[i], crypto.keys()) {
+                (Some(_), _) => Codec::Raw,
+                (None, None) => level.map_or(Codec::Raw, |level| compress_into(raw, level, payloads)),
+                (None, Some(keys)) => {
+                    // Key id and nonce first, then the payload, sealed in place.
+                    let at = payloads.len();
+                    payloads.extend_from_slice(&[0; 16]);
+                    let inner = level.map_or(Codec::Raw, |level| compress_into(raw, level, payloads));
+                    if inner == Codec::Raw {
+                        payloads.extend_from_slice(raw);
+                    }
+                    let sealed = inner.sealed();
+                    if let Err(e) = keys.seal(&chunk_aad(&fps[i], raw.len() as u32, sealed), payloads, at) {
+                        failed.get_or_insert(e);
+                    }
+                    sealed
+                }
             };
             encodings.push((codec, payloads.len()));
         }
-        let out = HashedBlock { block, fps, found, encodings };
+        let out = HashedBlock { block, fps, found, encodings, failed };
         if tx.send(out).is_err() {
             return;
         }
@@ -244,7 +265,10 @@ fn appender_loop(
     let mut waiting = BTreeMap::new();
     for hb in rx {
         waiting.insert(hb.block.seq, hb);
-        while let Some(hb) = waiting.remove(&next) {
+        while let Some(mut hb) = waiting.remove(&next) {
+            if let Some(e) = hb.failed.take() {
+                return Err(e);
+            }
             let new_before = counters.new_chunks.load(Ordering::Relaxed);
             append_block(&group, &pin, &hb, &mut recipe, &counters)?;
             let new = counters.new_chunks.load(Ordering::Relaxed) - new_before;
@@ -294,7 +318,8 @@ impl StreamWriter {
         for e in inherited {
             recipe.push(e)?;
         }
-        let chunker = Chunker::new(group.record().chunking)?;
+        let crypto = group.crypto()?;
+        let chunker = crypto.chunker(group.record().chunking)?;
         let level = group.compression().zstd_level();
         let counters = Arc::new(WriteCounters::default());
         let (to_workers, from_writer) = bounded::<Block>(QUEUE_DEPTH);
@@ -305,10 +330,11 @@ impl StreamWriter {
         let mut workers = Vec::with_capacity(nworkers);
         for i in 0..nworkers {
             let (g, p, rx, tx) = (group.clone(), pin.clone(), from_writer.clone(), to_appender.clone());
+            let k = crypto.clone();
             workers.push(
                 std::thread::Builder::new()
                     .name(format!("qorestor-hash-{i}"))
-                    .spawn(move || worker_loop(g, p, level, rx, tx))
+                    .spawn(move || worker_loop(g, p, k, level, rx, tx))
                     .map_err(|e| Error::io("spawn worker", "", e))?,
             );
         }
@@ -326,6 +352,7 @@ impl StreamWriter {
             name,
             stream_id,
             chunker,
+            crypto,
             bufs: Buffers::new(),
             filled: 0,
             cuts: Vec::new(),
@@ -387,7 +414,7 @@ impl StreamWriter {
                 match pred.peek() {
                     Some((e, loc)) if pos + e.raw_len as usize <= data.len() => {
                         let end = pos + e.raw_len as usize;
-                        if Fingerprint::of(&data[pos..end]) == e.fp {
+                        if self.crypto.fingerprint(&data[pos..end]) == e.fp {
                             self.cuts.push(end as u32);
                             self.known.push(Known::Located(e.fp, loc));
                             self.counters.predicted_chunks.fetch_add(1, Ordering::Relaxed);
@@ -408,7 +435,7 @@ impl StreamWriter {
             }
             let end = pos + len;
             let known = if probing {
-                let fp = Fingerprint::of(&data[pos..end]);
+                let fp = self.crypto.fingerprint(&data[pos..end]);
                 match self.group.locate_with_successors(&self.pin, &fp) {
                     Some((loc, successors)) => {
                         self.predictor = successors;

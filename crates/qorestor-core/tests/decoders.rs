@@ -14,6 +14,7 @@ use proptest::sample::Index;
 
 use qorestor_core::catalog::{decode_value, encode_value, ContainerKind, ContainerRecord, GroupRecord, StreamRecord};
 use qorestor_core::compress::{compress_into, Codec};
+use qorestor_core::crypto::GroupCrypto;
 use qorestor_core::format::*;
 use qorestor_core::index::{decode_index_header, encode_index_header, IndexHeader};
 use qorestor_core::pack::{
@@ -132,6 +133,7 @@ fn group_record() -> impl Strategy<Value = GroupRecord> {
             chunking: ChunkParams { min, avg, max },
             created,
             quota,
+            encryption: None,
         },
     )
 }
@@ -222,10 +224,10 @@ proptest! {
             let end = (RECORD_HEADER_LEN + h.stored_len as usize).min(b.len());
             prop_assert!(check_record_payload(&b, &h, &b[RECORD_HEADER_LEN..end]).is_err());
         }
-        prop_assert!(decode_chunk(&b, &fp, &mut out).is_err());
+        prop_assert!(decode_chunk(&b, &fp, &GroupCrypto::default(), &mut out).is_err());
         if b.len() >= 44 {
             let embedded = Fingerprint(b[12..44].try_into().unwrap());
-            prop_assert!(decode_chunk(&b, &embedded, &mut out).is_err());
+            prop_assert!(decode_chunk(&b, &embedded, &GroupCrypto::default(), &mut out).is_err());
         }
         prop_assert!(out.is_empty());
     }
@@ -247,7 +249,7 @@ proptest! {
             prop_assert_eq!(check_record_payload(&b, &h, &payload).is_ok(), good);
         }
         if !good {
-            prop_assert!(decode_chunk(&b, &fp, &mut out).is_err());
+            prop_assert!(decode_chunk(&b, &fp, &GroupCrypto::default(), &mut out).is_err());
         }
     }
 
@@ -274,7 +276,7 @@ proptest! {
             let mut b = encode_record_header(&fp, raw_len, codec, &payload).to_vec();
             b.extend_from_slice(&payload);
             let mut out = vec![7u8];
-            prop_assert!(decode_chunk(&b, &fp, &mut out).is_err());
+            prop_assert!(decode_chunk(&b, &fp, &GroupCrypto::default(), &mut out).is_err());
             prop_assert_eq!(out, vec![7u8]);
         }
     }
@@ -536,7 +538,7 @@ proptest! {
     fn chunk_round_trip(data in content(), compress in any::<bool>(), prefix in bytes(8)) {
         let rec = encode_record(&data, compress);
         let mut out = prefix.clone();
-        decode_chunk(&rec, &Fingerprint::of(&data), &mut out).unwrap();
+        decode_chunk(&rec, &Fingerprint::of(&data), &GroupCrypto::default(), &mut out).unwrap();
         prop_assert_eq!(&out[..prefix.len()], &prefix[..]);
         prop_assert_eq!(&out[prefix.len()..], &data[..]);
     }
@@ -612,7 +614,7 @@ proptest! {
     fn record_bit_flip_is_rejected(data in content(), compress in any::<bool>(), bit in any::<Index>()) {
         let rec = flip(encode_record(&data, compress), bit);
         let mut out = Vec::new();
-        prop_assert!(decode_chunk(&rec, &Fingerprint::of(&data), &mut out).is_err());
+        prop_assert!(decode_chunk(&rec, &Fingerprint::of(&data), &GroupCrypto::default(), &mut out).is_err());
         prop_assert!(out.is_empty());
     }
 

@@ -19,6 +19,7 @@ use std::path::{Path, PathBuf};
 
 use qorestor_core::catalog::{decode_value, encode_value, ContainerRecord, GroupRecord, RecycledRecord, StreamRecord};
 use qorestor_core::compress::{compress_into, Codec, FAST_LEVEL};
+use qorestor_core::crypto::GroupCrypto;
 use qorestor_core::format::*;
 use qorestor_core::index::{decode_index_header, encode_index_header, IndexHeader};
 use qorestor_core::pack::{
@@ -29,6 +30,7 @@ use qorestor_core::recipe::{decode_recipe, encode_recipe, Recipe, RecipeEntry, R
 use qorestor_core::verify::QuarantinedChunk;
 use qorestor_core::CleanerSchedule;
 use qorestor_core::{ChunkParams, Chunker, Compression, ContainerKind, Engine, Fingerprint, GroupOptions, StatsScope};
+use qorestor_core::{EncryptionMode, EncryptionOptions, Passphrase};
 
 // ---------------------------------------------------------------------------------------------
 // The values the fixtures hold.
@@ -67,6 +69,7 @@ fn group_record() -> GroupRecord {
         chunking: ChunkParams { min: 256, avg: 1024, max: 4096 },
         created: CREATED,
         quota: None,
+        encryption: None,
     }
 }
 
@@ -450,6 +453,8 @@ fn regenerate() {
     write("catalog_schedules.bin", &encode_value(KIND_META, &schedules()));
     write("catalog_recycled.bin", &encode_value(KIND_RECYCLED, &recycled()));
 
+    write_sealed_fixtures(&dir, &z);
+
     // The data directory.
     let dd = dir.join(DATADIR);
     if dd.exists() {
@@ -477,6 +482,41 @@ fn regenerate() {
     // sled's empty blob directory: git keeps no empty directories, and sled recreates it.
     let _ = std::fs::remove_dir(dd.join("catalog").join("blobs"));
     std::fs::remove_file(dd.join("groups").join(format!("{DD_GROUP_ID:08x}")).join("fp.idx")).unwrap();
+}
+
+/// Writes the encrypted group's record and the two sealed records (keys and nonces are random:
+/// each regeneration gives new bytes).
+fn write_sealed_fixtures(dir: &Path, z: &[u8]) {
+    let write = |name: &str, bytes: &[u8]| std::fs::write(dir.join(name), bytes).unwrap();
+    // An encrypted group's record and two records it sealed.
+    let mut opts = EncryptionOptions::new(EncryptionMode::Internal, 30, golden_pass());
+    opts.kdf_memory_kib = 64;
+    opts.kdf_iterations = 1;
+    let (enc, crypto) = GroupCrypto::generate(&opts, CREATED).unwrap();
+    let mut g = group_record();
+    g.encryption = Some(enc);
+    write("catalog_group_encrypted.bin", &encode_value(KIND_GROUP, &g));
+    for (name, content, inner) in
+        [("record_sealed_raw.bin", raw_chunk(), Codec::Raw), ("record_sealed_zstd.bin", z.to_vec(), Codec::Zstd)]
+    {
+        let fp = crypto.fingerprint(&content);
+        let mut plain = Vec::new();
+        if inner == Codec::Zstd {
+            assert_eq!(compress_into(&content, FAST_LEVEL, &mut plain), Codec::Zstd);
+        } else {
+            plain = content.clone();
+        }
+        let (codec, payload) = crypto.seal_payload(&fp, content.len() as u32, inner, &plain).unwrap();
+        let mut rec = encode_record_header(&fp, content.len() as u32, codec, &payload).to_vec();
+        rec.extend_from_slice(&payload);
+        write(name, &rec);
+    }
+}
+
+#[test]
+#[ignore = "rewrites the encrypted-group fixtures only: run deliberately"]
+fn regenerate_sealed() {
+    write_sealed_fixtures(&fixtures(), &zstd_chunk());
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -541,7 +581,7 @@ fn check_record_fixture(name: &str, content: &[u8], codec: Codec) {
     assert_eq!(h.crc, u32_at(&b, 44));
     check_record_payload(&b, &h, &b[RECORD_HEADER_LEN..]).unwrap();
     let mut out = b"prefix".to_vec();
-    decode_chunk(&b, &fp, &mut out).unwrap();
+    decode_chunk(&b, &fp, &GroupCrypto::default(), &mut out).unwrap();
     assert_eq!(&out[..6], b"prefix", "decode_chunk appends");
     assert_eq!(&out[6..], content);
     // (b) re-encode
@@ -551,11 +591,11 @@ fn check_record_fixture(name: &str, content: &[u8], codec: Codec) {
     // (c) corrupt
     let mut out = Vec::new();
     for n in 0..b.len() {
-        assert!(decode_chunk(&b[..n], &fp, &mut out).is_err(), "truncated to {n}");
+        assert!(decode_chunk(&b[..n], &fp, &GroupCrypto::default(), &mut out).is_err(), "truncated to {n}");
         assert!(out.is_empty());
     }
     for (bit, c) in bit_flips(&b) {
-        assert!(decode_chunk(&c, &fp, &mut out).is_err(), "bit {bit} flipped");
+        assert!(decode_chunk(&c, &fp, &GroupCrypto::default(), &mut out).is_err(), "bit {bit} flipped");
         assert!(out.is_empty(), "a rejected record leaves `out` as it was");
     }
     // Wrong lengths: payload one byte short or long, wrong expected fingerprint.
@@ -563,7 +603,60 @@ fn check_record_fixture(name: &str, content: &[u8], codec: Codec) {
     let mut long = payload.to_vec();
     long.push(0);
     assert!(check_record_payload(&b, &h, &long).is_err());
-    assert!(decode_chunk(&b, &fp_of(b"other"), &mut out).is_err());
+    assert!(decode_chunk(&b, &fp_of(b"other"), &GroupCrypto::default(), &mut out).is_err());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Encrypted groups: the group record's keys and sealed records.
+// ---------------------------------------------------------------------------------------------
+
+const GOLDEN_PASSPHRASE: &[u8] = b"golden passphrase";
+
+fn golden_pass() -> Passphrase {
+    Passphrase::new(GOLDEN_PASSPHRASE.to_vec()).unwrap()
+}
+
+#[test]
+fn sealed_records_golden() {
+    let g: GroupRecord = decode_value(KIND_GROUP, &fixture("catalog_group_encrypted.bin")).unwrap();
+    let enc = g.encryption.clone().expect("the encryption field");
+    assert_eq!(enc.mode, EncryptionMode::Internal);
+    assert_eq!((enc.kdf.memory_kib, enc.kdf.iterations, enc.kdf.salt.len()), (64, 1, 32));
+    assert_eq!(enc.master.len(), 120);
+    assert_eq!(enc.keys.len(), 1);
+    assert_eq!((enc.keys[0].id, enc.keys[0].created, enc.keys[0].wrapped.len()), (1, CREATED, 120));
+    let wrong = GroupCrypto::unlock("golden-sg", &enc, &Passphrase::new(b"not it".to_vec()).unwrap());
+    assert!(matches!(wrong, Err(qorestor_core::Error::WrongPassphrase { .. })));
+    let crypto = GroupCrypto::unlock("golden-sg", &enc, &golden_pass()).unwrap();
+    for (name, content, codec) in [
+        ("record_sealed_raw.bin", raw_chunk(), Codec::SealedRaw),
+        ("record_sealed_zstd.bin", zstd_chunk(), Codec::SealedZstd),
+    ] {
+        let b = fixture(name);
+        let fp = crypto.fingerprint(&content);
+        assert_ne!(fp, fp_of(&content), "fingerprints are keyed");
+        let h = decode_record_header(&b).unwrap();
+        assert_eq!((h.codec, h.raw_len as usize, h.fp), (codec, content.len(), fp), "{name}");
+        assert_eq!(b[3], codec as u8);
+        let payload = &b[RECORD_HEADER_LEN..];
+        assert_eq!(u32_at(payload, 0), 1, "{name}: sealed by data key 1");
+        if codec == Codec::SealedRaw {
+            assert_eq!(payload.len(), content.len() + 32);
+        } else {
+            assert!(payload.len() < content.len() + 32);
+        }
+        assert!(!payload.windows(16).any(|w| content.windows(16).any(|c| c == w)), "{name}: plaintext visible");
+        let mut out = b"prefix".to_vec();
+        decode_chunk(&b, &fp, &crypto, &mut out).unwrap();
+        assert_eq!(&out[6..], &content[..]);
+        // Without the keys, or with any bit changed, the record does not decode.
+        let mut out = Vec::new();
+        assert!(decode_chunk(&b, &fp, &GroupCrypto::default(), &mut out).is_err());
+        for (bit, c) in bit_flips(&b) {
+            assert!(decode_chunk(&c, &fp, &crypto, &mut out).is_err(), "{name}: bit {bit} flipped");
+            assert!(out.is_empty());
+        }
+    }
 }
 
 #[test]
@@ -902,7 +995,8 @@ fn format_constants() {
     assert_eq!(MAX_OBJECT_NAME_LEN, 64);
     assert_eq!(Codec::from_u8(0), Some(Codec::Raw));
     assert_eq!(Codec::from_u8(1), Some(Codec::Zstd));
-    assert!((2..=255).all(|b| Codec::from_u8(b).is_none()));
+    assert_eq!((Codec::from_u8(2), Codec::from_u8(3)), (Some(Codec::SealedRaw), Some(Codec::SealedZstd)));
+    assert!((4..=255).all(|b| Codec::from_u8(b).is_none()));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -928,7 +1022,7 @@ fn datadir_v1_committed_layout() {
         let at = e.offset as usize;
         let rec = &bytes[at..at + RECORD_HEADER_LEN + e.stored_len as usize];
         out.clear();
-        decode_chunk(rec, &e.fp, &mut out).unwrap();
+        decode_chunk(rec, &e.fp, &GroupCrypto::default(), &mut out).unwrap();
         assert_eq!(out.len() as u32, e.raw_len);
     }
     // The two recipes, in stream id order.

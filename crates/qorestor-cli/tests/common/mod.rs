@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 /// `qorestor --data DIR` with a clean environment.
 pub fn qorestor(data: &Path) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_qorestor"));
-    c.env_remove("QORESTOR_DATA").arg("--data").arg(data);
+    c.env_remove("QORESTOR_DATA").env_remove("QORESTOR_PASSPHRASE").arg("--data").arg(data);
     c
 }
 

@@ -37,7 +37,7 @@ impl Engine {
     ) -> Result<StreamWriter> {
         super::check_stream_name(name)?;
         let c = self.container_record(container)?;
-        let store = self.store_for(&c)?;
+        let store = self.writable_store_for(&c)?;
         let mut attempt = 0;
         let (recipe, whole, kept, mut w) = loop {
             let s = self.stream_record(&c, source)?;
@@ -74,7 +74,7 @@ impl Engine {
         if kept < len {
             let e = recipe.entries[whole];
             let partial = Recipe { header: recipe.header.clone(), entries: vec![e], logical_len: e.raw_len as u64 };
-            let mut r = StreamReader::new(store, partial, format!("{container}/{source}"));
+            let mut r = StreamReader::new(store, partial, format!("{container}/{source}"))?;
             let mut buf = vec![0u8; (len - kept) as usize];
             r.read_exact(&mut buf).map_err(|e| Error::io("read prefix of", format!("{container}/{source}"), e))?;
             w.write_all(&buf).map_err(|e| Error::io("write prefix to", format!("{container}/{name}"), e))?;
