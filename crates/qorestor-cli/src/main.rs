@@ -8,7 +8,7 @@
 //! - [`output`]: human (tables, sizes, ratios) and JSON rendering;
 //! - [`progress`]: an indicatif implementation of [`qorestor_core::Progress`];
 //! - one module per command group: [`init`], [`group`], [`container`], [`stream`], [`stats`],
-//!   [`cleaner`], [`verify`], [`recycle`], [`mod@bench`], [`vtl`], [`system`], [`serve`].
+//!   [`cleaner`], [`verify`], [`recycle`], [`mod@bench`], [`vtl`], [`replication`], [`system`], [`serve`].
 //!
 //! Exit codes: 0 on success, 1 when an operation failed, 2 for bad usage, 3 when `verify`
 //! found damage it did not heal.
@@ -22,6 +22,7 @@ mod init;
 mod output;
 mod progress;
 mod recycle;
+mod replication;
 mod secret;
 mod serve;
 mod stats;
@@ -141,6 +142,9 @@ pub enum Command {
     /// Manage virtual tape libraries.
     #[command(subcommand)]
     Vtl(vtl::VtlCommand),
+    /// Replicate containers to a second data directory.
+    #[command(subcommand)]
+    Replication(replication::ReplicationCommand),
     /// System-wide settings (the system name).
     #[command(subcommand)]
     System(system::SystemCommand),
@@ -166,6 +170,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Verify(args) => verify::run(&ctx, args),
         Command::Bench(args) => bench::run(&ctx, &args),
         Command::Vtl(cmd) => vtl::run(&ctx, cmd),
+        Command::Replication(cmd) => replication::run(&ctx, cmd),
         Command::System(cmd) => system::run(&ctx, cmd),
         Command::Serve(args) => serve::run(&ctx, args),
     }

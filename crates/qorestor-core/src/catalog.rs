@@ -98,6 +98,9 @@ pub struct ContainerRecord {
     /// Recycle bin retention in seconds when the bin is on: deleted streams are kept that long.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub recycle_retention: Option<u64>,
+    /// For a replica: `SOURCE_DATA_DIR/CONTAINER` it replicates. A replica is read-only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replica_of: Option<String>,
 }
 
 /// A finished stream's catalog record.

@@ -160,6 +160,14 @@ pub fn check_stream_name(name: &str) -> Result<()> {
     Ok(())
 }
 
+/// Refuses changes to a replica container (only replication writes it).
+pub(crate) fn check_writable(c: &ContainerRecord) -> Result<()> {
+    match &c.replica_of {
+        Some(source) => Err(Error::Conflict(format!("container {:?} is a read-only replica of {source}", c.name))),
+        None => Ok(()),
+    }
+}
+
 /// The exclusive hold of a data directory by one process.
 struct DirLock {
     _file: File,
@@ -536,6 +544,7 @@ impl Engine {
             created: now_secs(),
             quota: None,
             recycle_retention: None,
+            replica_of: None,
         };
         if !self.catalog().insert_container(&record)? {
             return Err(Error::AlreadyExists { what: "container", name: name.to_string() });
@@ -601,6 +610,7 @@ impl Engine {
     pub fn create_stream(&self, container: &str, name: &str) -> Result<StreamWriter> {
         check_stream_name(name)?;
         let c = self.container_record(container)?;
+        check_writable(&c)?;
         let store = self.writable_store_for(&c)?;
         StreamWriter::start(self.inner.clone(), store, c, name.to_string(), &[])
     }
@@ -633,6 +643,7 @@ impl Engine {
     /// Deletes a stream (its space returns when the cleaner runs).
     pub fn delete_stream(&self, container: &str, name: &str) -> Result<StreamInfo> {
         let c = self.container_record(container)?;
+        check_writable(&c)?;
         let s = self.stream_record(&c, name)?;
         if let Some(retention) = c.recycle_retention {
             self.recycle_stream(&c, &s, retention)?;

@@ -155,6 +155,7 @@ fn container_record() -> impl Strategy<Value = ContainerRecord> {
             created,
             quota,
             recycle_retention,
+            replica_of: None,
         },
     )
 }

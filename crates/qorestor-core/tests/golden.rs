@@ -86,6 +86,7 @@ fn container_record() -> ContainerRecord {
         created: CREATED,
         quota: None,
         recycle_retention: None,
+        replica_of: None,
     }
 }
 

@@ -37,6 +37,7 @@ impl Engine {
     ) -> Result<StreamWriter> {
         super::check_stream_name(name)?;
         let c = self.container_record(container)?;
+        super::check_writable(&c)?;
         let store = self.writable_store_for(&c)?;
         let mut attempt = 0;
         let (recipe, whole, kept, mut w) = loop {

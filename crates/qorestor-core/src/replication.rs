@@ -1,0 +1,495 @@
+//! Container replication to another data directory (a second disk, or a mounted second site).
+//!
+//! One pass ([`Engine::run_replication`]) brings the replica container up to date:
+//! 1. The target gets the source's storage group (same name, policy and, for an encrypted
+//!    group, the same encryption record: the wrapped keys travel, so fingerprints match and the
+//!    replica opens with the same passphrase) and a container of the same name and type,
+//!    marked read-only (`replica_of`).
+//! 2. Each source stream the target does not have yet (by name and source stream id, kept in
+//!    the source's replication record) is sent in batches of recipe entries: for each batch one
+//!    "which of these fingerprints are missing" exchange ([`GroupStore::lookup_batch`] on the
+//!    target), then only the missing chunk records travel, as stored (compressed, sealed if
+//!    encrypted; never decrypted), each checked (header, fingerprint, CRC) before it is stored.
+//!    The stream is published on the target like a local write: packs durable, recipe synced,
+//!    catalog entry last. The source's record notes it right after.
+//! 3. Streams deleted at the source are deleted from the replica.
+//!
+//! A pass interrupted at any point is resumed by the next one: published streams are skipped
+//! and chunks already stored on the target are found by the exchange and not sent again.
+//! `bytes_sent` counts what the exchange moves: 32 bytes per fingerprint asked, one bit per
+//! answer, every chunk record sent (48-byte header and payload), 36 bytes per recipe entry and
+//! the stream's name and sizes. A rate limit paces the pass to that count.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use crate::catalog::{ContainerRecord, GroupRecord, StreamRecord};
+use crate::engine::{now_secs, Engine, GroupOptions};
+use crate::error::{Error, Result};
+use crate::fingerprint::Fingerprint;
+use crate::format::RECORD_HEADER_LEN;
+use crate::group::{GroupStore, NewChunk, WriterPin};
+use crate::pack::{check_record_payload, decode_record_header, ChunkLoc};
+use crate::progress::Progress;
+use crate::recipe::{recipe_path, visit_recipe, RecipeEntry, RecipeHeader, RecipeWriter};
+
+/// Recipe entries per "which are missing" exchange.
+const BATCH: usize = 4096;
+/// Bytes per fingerprint asked, per recipe entry sent, and per stream header sent.
+const ASK_BYTES: u64 = 32;
+const ENTRY_BYTES: u64 = 36;
+const STREAM_HEADER_BYTES: u64 = 64;
+
+/// A container's replication: where to, how fast, and what the last pass did. Kept in the
+/// source catalog's engine state records under `replication/<container id>`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct ReplicationRecord {
+    target: String,
+    limit_bytes_per_s: Option<u64>,
+    stopped: bool,
+    /// Streams the replica holds: name → source stream id.
+    sent: BTreeMap<String, u64>,
+    last: Option<ReplicationRun>,
+    /// A pass was running (`running` left behind means it was interrupted).
+    running: bool,
+}
+
+/// What one pass did.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ReplicationRun {
+    /// Start, seconds since the Unix epoch.
+    pub started: u64,
+    /// End, if it ended.
+    pub finished: Option<u64>,
+    /// Bytes the exchange moved to the target (see the module documentation).
+    pub bytes_sent: u64,
+    /// Logical bytes of the streams the pass brought up to date.
+    pub logical_bytes: u64,
+    /// Streams sent.
+    pub streams_sent: u64,
+    /// Streams deleted from the replica because they are gone at the source.
+    pub streams_deleted: u64,
+    /// Streams already up to date.
+    pub streams_up_to_date: u64,
+    /// Chunk records sent.
+    pub chunks_sent: u64,
+    /// Chunks the target already had.
+    pub chunks_present: u64,
+    /// Why the pass failed, if it did.
+    pub error: Option<String>,
+}
+
+/// A container's replication as reported to users (`replication status`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ReplicationInfo {
+    /// The source container.
+    pub container: String,
+    /// The target data directory.
+    pub target: String,
+    /// `idle`, `running`, `interrupted`, `failed` or `stopped`.
+    pub state: String,
+    /// Rate limit, bytes per second.
+    pub limit_bytes_per_s: Option<u64>,
+    /// Streams the replica holds.
+    pub streams_replicated: u64,
+    /// Bytes sent by the last pass.
+    pub bytes_sent: u64,
+    /// Logical bytes of the streams the last pass brought up to date.
+    pub logical_bytes: u64,
+    /// The last pass, if any.
+    pub last: Option<ReplicationRun>,
+}
+
+fn key(c: &ContainerRecord) -> String {
+    format!("replication/{}", c.id)
+}
+
+/// Whether a target names a host and port (`HOST:PORT`) rather than a directory.
+fn is_host_port(target: &str) -> bool {
+    !target.contains('/')
+        && target
+            .rsplit_once(':')
+            .is_some_and(|(h, p)| !h.is_empty() && !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// Paces a pass to a byte rate.
+struct Limiter {
+    rate: Option<u64>,
+    started: Instant,
+}
+
+impl Limiter {
+    fn pace(&self, sent: u64) {
+        if let Some(rate) = self.rate.filter(|r| *r > 0) {
+            let due = Duration::from_secs_f64(sent as f64 / rate as f64);
+            if let Some(wait) = due.checked_sub(self.started.elapsed()) {
+                std::thread::sleep(wait);
+            }
+        }
+    }
+}
+
+impl Engine {
+    fn replication_record(&self, c: &ContainerRecord) -> Result<ReplicationRecord> {
+        self.catalog().meta(&key(c))?.ok_or_else(|| Error::not_found("replication of container", c.name.clone()))
+    }
+
+    fn replication_info(&self, c: &ContainerRecord, r: &ReplicationRecord) -> ReplicationInfo {
+        let state = if r.stopped {
+            "stopped"
+        } else if r.running {
+            "interrupted"
+        } else if r.last.as_ref().is_some_and(|l| l.error.is_some()) {
+            "failed"
+        } else {
+            "idle"
+        };
+        let last = r.last.clone();
+        ReplicationInfo {
+            container: c.name.clone(),
+            target: r.target.clone(),
+            state: state.into(),
+            limit_bytes_per_s: r.limit_bytes_per_s,
+            streams_replicated: r.sent.len() as u64,
+            bytes_sent: last.as_ref().map_or(0, |l| l.bytes_sent),
+            logical_bytes: last.as_ref().map_or(0, |l| l.logical_bytes),
+            last,
+        }
+    }
+
+    /// Sets up the replication of `container` to the data directory `target` (created if
+    /// missing), paced to `limit_bytes_per_s` if given. `HOST:PORT` targets are refused: the
+    /// replication listener is not built yet.
+    pub fn add_replication(
+        &self,
+        container: &str,
+        target: &str,
+        limit_bytes_per_s: Option<u64>,
+    ) -> Result<ReplicationInfo> {
+        let c = self.container_record(container)?;
+        if c.replica_of.is_some() {
+            return Err(Error::Conflict(format!("container {container:?} is itself a replica")));
+        }
+        if is_host_port(target) {
+            return Err(Error::invalid(
+                "replication target",
+                target,
+                "HOST:PORT targets need the replication listener, which is not built yet; give a data directory",
+            ));
+        }
+        if target.is_empty() {
+            return Err(Error::invalid("replication target", target, "give a data directory"));
+        }
+        let here = std::fs::canonicalize(self.dir()).map_err(|e| Error::io("resolve", self.dir(), e))?;
+        if std::fs::canonicalize(target).is_ok_and(|t| t == here) {
+            return Err(Error::invalid("replication target", target, "it is this data directory"));
+        }
+        if self.catalog().meta::<ReplicationRecord>(&key(&c))?.is_some() {
+            return Err(Error::AlreadyExists { what: "replication of container", name: container.into() });
+        }
+        let r = ReplicationRecord { target: target.into(), limit_bytes_per_s, ..Default::default() };
+        self.catalog().put_meta(&key(&c), &r)?;
+        Ok(self.replication_info(&c, &r))
+    }
+
+    /// The replication of `container`.
+    pub fn replication(&self, container: &str) -> Result<ReplicationInfo> {
+        let c = self.container_record(container)?;
+        Ok(self.replication_info(&c, &self.replication_record(&c)?))
+    }
+
+    /// Stops (`true`: passes are refused until started again) or allows a replication.
+    pub fn set_replication_stopped(&self, container: &str, stopped: bool) -> Result<ReplicationInfo> {
+        let c = self.container_record(container)?;
+        let mut r = self.replication_record(&c)?;
+        r.stopped = stopped;
+        self.catalog().put_meta(&key(&c), &r)?;
+        Ok(self.replication_info(&c, &r))
+    }
+
+    /// Removes a container's replication (the replica stays as it is).
+    pub fn delete_replication(&self, container: &str) -> Result<()> {
+        let c = self.container_record(container)?;
+        self.replication_record(&c)?;
+        self.catalog().remove_meta(&key(&c))?;
+        Ok(())
+    }
+
+    /// Runs one replication pass of `container` (see the module documentation). With
+    /// `resync`, what the source knows the replica holds is forgotten first, so every stream
+    /// is compared again (chunks the target has are still not sent).
+    pub fn run_replication(&self, container: &str, resync: bool, progress: &dyn Progress) -> Result<ReplicationInfo> {
+        let c = self.container_record(container)?;
+        let mut r = self.replication_record(&c)?;
+        r.stopped = false;
+        if resync {
+            r.sent.clear();
+        }
+        r.running = true;
+        let mut run = ReplicationRun { started: now_secs(), ..Default::default() };
+        r.last = Some(run.clone());
+        self.catalog().put_meta(&key(&c), &r)?;
+        let result = self.replicate(&c, &mut r, &mut run, progress);
+        run.finished = Some(now_secs());
+        if let Err(e) = &result {
+            run.error = Some(e.to_string());
+        }
+        r.running = false;
+        r.last = Some(run);
+        self.catalog().put_meta(&key(&c), &r)?;
+        progress.finish();
+        result?;
+        Ok(self.replication_info(&c, &r))
+    }
+
+    fn replicate(
+        &self,
+        c: &ContainerRecord,
+        r: &mut ReplicationRecord,
+        run: &mut ReplicationRun,
+        progress: &dyn Progress,
+    ) -> Result<()> {
+        let target = Engine::open_or_create_as(Path::new(&r.target), "qorestor replication")?;
+        let group = self.group_by_id(c.group_id)?;
+        let dst_group = target.replica_group(&group)?;
+        let dst_c = target.replica_container(c, &dst_group, &self.dir().display().to_string())?;
+        let src_store = self.inner.group_store(&group)?;
+        let dst_store = target.inner.group_store(&dst_group)?;
+        let streams = self.catalog().streams(c.id)?;
+        let todo: Vec<&StreamRecord> = streams
+            .iter()
+            .filter(|s| {
+                r.sent.get(&s.name) != Some(&s.id)
+                    || target.catalog().stream(dst_c.id, &s.name).ok().flatten().is_none()
+            })
+            .collect();
+        run.streams_up_to_date = (streams.len() - todo.len()) as u64;
+        progress.set_length(todo.iter().map(|s| s.logical_len).sum());
+        let limiter = Limiter { rate: r.limit_bytes_per_s, started: Instant::now() };
+        for s in todo {
+            let sender = StreamSender { src: &src_store, dst: &target, dst_store: &dst_store, limiter: &limiter };
+            sender.send(s, &dst_c, run, progress)?;
+            r.sent.insert(s.name.clone(), s.id);
+            self.catalog().put_meta(&key(c), &*r)?;
+        }
+        // Streams gone at the source go from the replica.
+        let live: std::collections::HashSet<&str> = streams.iter().map(|s| s.name.as_str()).collect();
+        for t in target.catalog().streams(dst_c.id)? {
+            if !live.contains(t.name.as_str()) {
+                target.delete_replica_stream(&dst_c, &dst_store, &t)?;
+                r.sent.remove(&t.name);
+                run.streams_deleted += 1;
+                run.bytes_sent += STREAM_HEADER_BYTES;
+            }
+        }
+        Ok(())
+    }
+
+    /// The target's copy of a source group: created with the source's policy and encryption
+    /// record; an existing one must hold the same keys (new rotated keys are added).
+    fn replica_group(&self, g: &GroupRecord) -> Result<GroupRecord> {
+        let _guard = self.inner.group_update.lock();
+        let Some(mut t) = self.catalog().group(&g.name)? else {
+            let opts = GroupOptions { compression: g.compression, chunking: g.chunking };
+            return self.insert_group(&g.name, opts, g.encryption.clone());
+        };
+        match (&mut t.encryption, &g.encryption) {
+            (None, None) => {}
+            (Some(a), Some(b)) if a.master == b.master && a.kdf == b.kdf => {
+                if a.keys != b.keys {
+                    *a = b.clone();
+                    self.catalog().replace_group(&t)?;
+                }
+            }
+            _ => {
+                return Err(Error::Conflict(format!(
+                    "storage group {:?} on the target does not hold the source's keys (or encryption differs)",
+                    g.name
+                )))
+            }
+        }
+        Ok(t)
+    }
+
+    /// The target's read-only copy of a source container.
+    fn replica_container(&self, c: &ContainerRecord, group: &GroupRecord, source: &str) -> Result<ContainerRecord> {
+        let origin = format!("{source}/{}", c.name);
+        if let Some(t) = self.catalog().container(&c.name)? {
+            if t.replica_of.as_deref() != Some(origin.as_str()) || t.group_id != group.id {
+                return Err(Error::Conflict(format!(
+                    "container {:?} on the target exists and is not the replica of {origin}",
+                    c.name
+                )));
+            }
+            return Ok(t);
+        }
+        self.add_container(&c.name, &group.name, c.kind)?;
+        let mut t = self.container_record(&c.name)?;
+        t.replica_of = Some(origin);
+        self.catalog().replace_container(&t)?;
+        Ok(t)
+    }
+
+    fn delete_replica_stream(&self, c: &ContainerRecord, store: &GroupStore, s: &StreamRecord) -> Result<()> {
+        self.delete_with_recipe(store, s.id, || self.catalog().remove_stream_id(c.id, &s.name, s.id).map(|_| ()))
+    }
+}
+
+/// Sends one stream.
+struct StreamSender<'a> {
+    src: &'a Arc<GroupStore>,
+    dst: &'a Engine,
+    dst_store: &'a Arc<GroupStore>,
+    limiter: &'a Limiter,
+}
+
+impl StreamSender<'_> {
+    fn send(
+        &self,
+        s: &StreamRecord,
+        dst_c: &ContainerRecord,
+        run: &mut ReplicationRun,
+        progress: &dyn Progress,
+    ) -> Result<()> {
+        let pin = self.dst_store.pin_writer();
+        let result = self.send_pinned(&pin, s, dst_c, run, progress);
+        self.dst_store.unpin(&pin);
+        result
+    }
+
+    fn send_pinned(
+        &self,
+        pin: &WriterPin,
+        s: &StreamRecord,
+        dst_c: &ContainerRecord,
+        run: &mut ReplicationRun,
+        progress: &dyn Progress,
+    ) -> Result<()> {
+        let stream_id = self.dst.catalog().next_id()?;
+        let header = RecipeHeader {
+            group_id: self.dst_store.record().id,
+            stream_id,
+            created: s.created,
+            container: dst_c.name.clone(),
+            stream: s.name.clone(),
+        };
+        let mut recipe = RecipeWriter::create(self.dst_store.recipes_dir(), &header)?;
+        let (mut new_chunks, mut new_stored) = (0u64, 0u64);
+        let mut batch = Vec::with_capacity(BATCH);
+        let mut failed = None;
+        let path = recipe_path(self.src.recipes_dir(), s.id);
+        let mut flush = |batch: &mut Vec<RecipeEntry>, run: &mut ReplicationRun| -> Result<()> {
+            let placed = self.send_batch(pin, batch, run)?;
+            for (e, (loc, appended)) in batch.iter().zip(&placed) {
+                recipe.push(&RecipeEntry { fp: e.fp, raw_len: e.raw_len, loc: *loc })?;
+                if *appended {
+                    new_chunks += 1;
+                    new_stored += loc.record_len();
+                }
+                progress.inc(e.raw_len as u64);
+            }
+            run.bytes_sent += ENTRY_BYTES * batch.len() as u64;
+            self.limiter.pace(run.bytes_sent);
+            batch.clear();
+            Ok(())
+        };
+        visit_recipe(&path, |e| {
+            if failed.is_none() {
+                batch.push(*e);
+                if batch.len() == BATCH {
+                    failed = flush(&mut batch, run).err();
+                }
+            }
+        })?;
+        if let Some(e) = failed {
+            return Err(e);
+        }
+        flush(&mut batch, run)?;
+        self.dst_store.make_durable()?;
+        let chunks = recipe.len();
+        let logical_len = recipe.logical_len();
+        recipe.finish()?;
+        let record = StreamRecord {
+            id: stream_id,
+            name: s.name.clone(),
+            logical_len,
+            chunks,
+            new_chunks,
+            new_stored_bytes: new_stored,
+            created: s.created,
+        };
+        let replaced = self.dst.catalog().put_stream(dst_c.id, &record)?;
+        if let Some(old) = replaced {
+            self.dst.inner.remove_recipe(self.dst_store, old.id);
+        }
+        run.bytes_sent += STREAM_HEADER_BYTES + s.name.len() as u64;
+        run.streams_sent += 1;
+        run.logical_bytes += logical_len;
+        Ok(())
+    }
+
+    /// One exchange: ask which fingerprints the target lacks, send those records, and return
+    /// every entry's location on the target (and whether it was stored now).
+    fn send_batch(
+        &self,
+        pin: &WriterPin,
+        batch: &[RecipeEntry],
+        run: &mut ReplicationRun,
+    ) -> Result<Vec<(ChunkLoc, bool)>> {
+        let fps: Vec<Fingerprint> = batch.iter().map(|e| e.fp).collect();
+        let mut found = Vec::with_capacity(fps.len());
+        self.dst_store.lookup_batch(pin, &fps, &mut found);
+        run.bytes_sent += ASK_BYTES * fps.len() as u64 + (fps.len() as u64).div_ceil(8);
+        // Each missing chunk travels once, however often the batch names it.
+        let mut records: Vec<Vec<u8>> = Vec::new();
+        let mut record_of: std::collections::HashMap<Fingerprint, usize> = std::collections::HashMap::new();
+        for (i, e) in batch.iter().enumerate() {
+            if found[i].is_some() || record_of.contains_key(&e.fp) {
+                run.chunks_present += 1;
+                continue;
+            }
+            let rec = self.read_source_record(e)?;
+            run.bytes_sent += rec.len() as u64;
+            run.chunks_sent += 1;
+            record_of.insert(e.fp, records.len());
+            records.push(rec);
+        }
+        let mut chunks = Vec::with_capacity(batch.len());
+        for (i, e) in batch.iter().enumerate() {
+            let new = match found[i] {
+                Some(_) => None,
+                None => {
+                    let rec = &records[record_of[&e.fp]];
+                    let h = decode_record_header(rec).map_err(|d| d.at(self.src.recipes_dir()))?;
+                    Some(NewChunk { fp: e.fp, raw_len: h.raw_len, codec: h.codec, payload: &rec[RECORD_HEADER_LEN..] })
+                }
+            };
+            chunks.push((found[i], new));
+        }
+        let mut out = Vec::with_capacity(batch.len());
+        self.dst_store.store_batch(pin, &chunks, &mut out)?;
+        Ok(out)
+    }
+
+    /// A chunk's record as the source stores it, checked (header, fingerprint, CRC); found again
+    /// through the index if the cleaner moved it.
+    fn read_source_record(&self, e: &RecipeEntry) -> Result<Vec<u8>> {
+        let read = |loc: ChunkLoc| -> Option<Vec<u8>> {
+            let mut rec = vec![0u8; loc.record_len() as usize];
+            self.src.read_at(loc.pack, loc.offset as u64, &mut rec).ok()?;
+            let h = decode_record_header(&rec).ok()?;
+            (h.fp == e.fp && check_record_payload(&rec, &h, &rec[RECORD_HEADER_LEN..]).is_ok()).then_some(rec)
+        };
+        read(e.loc).or_else(|| self.src.locate(&e.fp).filter(|l| *l != e.loc).and_then(read)).ok_or_else(|| {
+            Error::corrupt(
+                "chunk record",
+                PathBuf::from(self.src.recipes_dir()),
+                format!("chunk {} is missing or damaged at the source; run qorestor verify", e.fp.to_hex()),
+            )
+        })
+    }
+}

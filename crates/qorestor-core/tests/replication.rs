@@ -1,0 +1,179 @@
+//! Container replication to another data directory: only missing chunks travel, the replica is
+//! bit-exact and read-only, deletions follow, an interrupted pass resumes without sending again
+//! what arrived, and an encrypted group's replica opens with the same passphrase.
+
+mod common;
+
+use std::collections::HashSet;
+use std::io::{Read, Write};
+use std::path::Path;
+
+use common::data;
+use parking_lot::Mutex;
+use qorestor_core::faults::{self, Fault, FaultOp};
+use qorestor_core::recipe::read_recipe;
+use qorestor_core::{
+    ChunkParams, Compression, ContainerKind, EncryptionMode, EncryptionOptions, Engine, ErrorKind, Fingerprint,
+    GroupOptions, NoProgress, Passphrase,
+};
+
+/// Fault injection is process-wide: the tests of this file run one at a time.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+const SMALL: ChunkParams = ChunkParams { min: 256, avg: 1024, max: 4096 };
+
+fn put(e: &Engine, c: &str, name: &str, bytes: &[u8]) {
+    let mut w = e.create_stream(c, name).unwrap();
+    w.write_all(bytes).unwrap();
+    w.finish().unwrap();
+}
+
+fn get(e: &Engine, c: &str, name: &str) -> qorestor_core::Result<Vec<u8>> {
+    let mut out = Vec::new();
+    e.open_stream(c, name)?.read_to_end(&mut out).unwrap();
+    Ok(out)
+}
+
+fn names(e: &Engine, c: &str) -> Vec<String> {
+    e.streams(c).unwrap().into_iter().map(|s| s.name).collect()
+}
+
+fn fingerprints(dir: &Path) -> HashSet<Fingerprint> {
+    let mut out = HashSet::new();
+    for g in std::fs::read_dir(dir.join("groups")).unwrap().flatten() {
+        for f in std::fs::read_dir(g.path().join("recipes")).unwrap().flatten() {
+            if f.path().extension().is_some_and(|x| x == "rcp") {
+                out.extend(read_recipe(&f.path()).unwrap().entries.iter().map(|e| e.fp));
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn only_missing_chunks_travel_and_the_replica_follows_the_source() {
+    let _serial = SERIAL.lock();
+    let (src_dir, dst_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let target = dst_dir.path().join("replica");
+    let src = Engine::create(src_dir.path()).unwrap();
+    src.add_storage_group("sg", GroupOptions { compression: Compression::Fast, chunking: ChunkParams::default() })
+        .unwrap();
+    src.add_container("nightly", "sg", ContainerKind::Object).unwrap();
+    let mon = data(1, 6 << 20);
+    let mut tue = mon.clone();
+    tue[1 << 20..(1 << 20) + 300_000].copy_from_slice(&data(2, 300_000));
+    put(&src, "nightly", "mon", &mon);
+    put(&src, "nightly", "tue", &tue);
+
+    let info = src.add_replication("nightly", target.to_str().unwrap(), None).unwrap();
+    assert_eq!(info.state, "idle");
+    assert_eq!(
+        src.add_replication("nightly", target.to_str().unwrap(), None).unwrap_err().kind(),
+        ErrorKind::AlreadyExists
+    );
+    let first = src.run_replication("nightly", false, &NoProgress).unwrap();
+    let run = first.last.clone().unwrap();
+    assert_eq!((run.streams_sent, first.logical_bytes), (2, (mon.len() + tue.len()) as u64));
+    // tue shares all but ~300 KB with mon: what crossed is about one copy of the data.
+    assert!(first.bytes_sent < (mon.len() + 600_000) as u64, "{first:?}");
+    assert!(run.chunks_present > 0, "{run:?}");
+
+    // A new generation: only its new chunks travel.
+    let mut wed = tue.clone();
+    wed[4 << 20..(4 << 20) + 200_000].copy_from_slice(&data(3, 200_000));
+    put(&src, "nightly", "wed", &wed);
+    src.delete_stream("nightly", "mon").unwrap();
+    let second = src.run_replication("nightly", false, &NoProgress).unwrap();
+    let run = second.last.clone().unwrap();
+    assert_eq!((run.streams_sent, run.streams_deleted, run.streams_up_to_date), (1, 1, 1), "{run:?}");
+    assert!(second.bytes_sent < 600_000, "a 6 MiB generation with 200 KB new sent {} bytes", second.bytes_sent);
+    drop(src);
+
+    let dst = Engine::open(&target).unwrap();
+    assert_eq!(names(&dst, "nightly"), vec!["tue", "wed"]);
+    assert!(get(&dst, "nightly", "tue").unwrap() == tue);
+    assert!(get(&dst, "nightly", "wed").unwrap() == wed);
+    // The replica is read-only.
+    for err in [dst.create_stream("nightly", "x").err().unwrap(), dst.delete_stream("nightly", "tue").err().unwrap()] {
+        assert_eq!(err.kind(), ErrorKind::Conflict);
+        assert!(err.to_string().contains("read-only replica"), "{err}");
+    }
+}
+
+#[test]
+fn an_interrupted_pass_resumes_without_sending_again_what_arrived() {
+    let _serial = SERIAL.lock();
+    let (src_dir, dst_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let target = dst_dir.path().join("replica");
+    let src = Engine::create(src_dir.path()).unwrap();
+    src.add_storage_group("sg", GroupOptions { compression: Compression::Fast, chunking: SMALL }).unwrap();
+    src.add_container("c", "sg", ContainerKind::Object).unwrap();
+    src.add_replication("c", target.to_str().unwrap(), None).unwrap();
+    put(&src, "c", "seed", &data(6, 100_000));
+    src.run_replication("c", false, &NoProgress).unwrap();
+    let bytes = data(7, 8 << 20);
+    put(&src, "c", "big", &bytes);
+    // The pass's first fsync (making the target's packs durable before the stream is
+    // published) fails: the pass stops after sending every chunk.
+    faults::inject(FaultOp::Fsync, 1, Fault::Errno(5));
+    let err = src.run_replication("c", false, &NoProgress).unwrap_err();
+    assert!(faults::clear(), "the fault fired");
+    let failed = src.replication("c").unwrap();
+    assert_eq!(failed.state, "failed", "{err}");
+    let sent_before = failed.last.unwrap().chunks_sent;
+    assert!(sent_before > 4000, "{sent_before}");
+    // The next pass finds the chunks that arrived and sends (almost) none again.
+    let resumed = src.run_replication("c", false, &NoProgress).unwrap();
+    let run = resumed.last.unwrap();
+    assert_eq!((resumed.state.as_str(), run.streams_sent, run.streams_up_to_date), ("idle", 1, 1));
+    assert!(run.chunks_sent * 20 < sent_before, "resent {} of {sent_before} chunks", run.chunks_sent);
+    // A resync compares everything again and sends no chunk at all.
+    let resync = src.run_replication("c", true, &NoProgress).unwrap().last.unwrap();
+    assert_eq!((resync.streams_sent, resync.chunks_sent), (2, 0), "{resync:?}");
+    drop(src);
+    let dst = Engine::open(&target).unwrap();
+    assert!(get(&dst, "c", "big").unwrap() == bytes);
+}
+
+#[test]
+fn an_encrypted_group_replicates_with_its_keys_and_opens_with_the_same_passphrase() {
+    let _serial = SERIAL.lock();
+    let (src_dir, dst_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let target = dst_dir.path().join("replica");
+    let pass = || Passphrase::new(b"two sites, one secret".to_vec()).unwrap();
+    let bytes = data(9, 3 << 20);
+    {
+        let src = Engine::create(src_dir.path()).unwrap();
+        let enc = EncryptionOptions::new(EncryptionMode::Internal, 30, pass());
+        src.add_encrypted_storage_group("vault", GroupOptions::default(), enc).unwrap();
+        src.add_container("v", "vault", ContainerKind::Object).unwrap();
+        put(&src, "v", "s", &bytes);
+        src.add_replication("v", target.to_str().unwrap(), None).unwrap();
+        src.run_replication("v", false, &NoProgress).unwrap();
+        // A rotated key reaches the replica with the next pass.
+        src.rotate_storage_group_key("vault").unwrap();
+        put(&src, "v", "t", &data(10, 1 << 20));
+        src.run_replication("v", false, &NoProgress).unwrap();
+    }
+    assert_eq!(fingerprints(src_dir.path()), fingerprints(&target), "the replica's fingerprints match");
+    let dst = Engine::open(&target).unwrap();
+    assert_eq!(get(&dst, "v", "s").unwrap_err().kind(), ErrorKind::Passphrase);
+    dst.set_passphrase(pass()).unwrap();
+    assert!(get(&dst, "v", "s").unwrap() == bytes);
+    assert!(get(&dst, "v", "t").unwrap() == data(10, 1 << 20));
+    assert_eq!(dst.storage_group("vault").unwrap().data_keys, Some(2));
+}
+
+#[test]
+fn bad_targets_are_refused_by_name() {
+    let _serial = SERIAL.lock();
+    let dir = tempfile::tempdir().unwrap();
+    let e = Engine::create(dir.path()).unwrap();
+    e.add_container("c", qorestor_core::DEFAULT_GROUP, ContainerKind::Object).unwrap();
+    let host = e.add_replication("c", "backup-site:9443", None).unwrap_err();
+    assert!(host.to_string().contains("backup-site:9443") && host.to_string().contains("not built yet"), "{host}");
+    let own = e.add_replication("c", dir.path().to_str().unwrap(), None).unwrap_err();
+    assert!(own.to_string().contains("this data directory"), "{own}");
+    assert_eq!(e.replication("c").unwrap_err().kind(), ErrorKind::NotFound);
+    assert_eq!(e.run_replication("nope", false, &NoProgress).unwrap_err().kind(), ErrorKind::NotFound);
+}
