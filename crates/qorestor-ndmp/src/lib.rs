@@ -9,7 +9,8 @@
 //!   [`mover`] state machine and its data [`pump`];
 //! - the [`server`]: a TCP listener with one thread per connection.
 //!
-//! Device names are in [`devices`], the user and password in [`config`]. `docs/NDMP.md`
+//! Device names are in [`devices`], the user and password in [`config`]; [`client`] is a
+//! minimal DMA for tests and tools. `docs/NDMP.md`
 //! lists the protocol coverage.
 //!
 //! ```
@@ -23,6 +24,7 @@
 //! assert_eq!(decode_request(code::CONNECT_OPEN, &body).unwrap(), Request::ConnectOpen { version: 4 });
 //! ```
 
+pub mod client;
 pub mod config;
 pub mod devices;
 pub mod error;

@@ -109,6 +109,11 @@ impl Encoder {
         self.buf
     }
 
+    /// The bytes written so far.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.buf
+    }
+
     /// An unsigned 32-bit integer.
     pub fn u32(&mut self, v: u32) -> &mut Encoder {
         self.buf.extend_from_slice(&v.to_be_bytes());
