@@ -44,6 +44,10 @@ pub mod halt {
     pub const MEDIA_ERROR: u32 = 5;
 }
 
+/// LOG_MESSAGE types.
+const LOG_NORMAL: u32 = 0;
+const LOG_ERROR: u32 = 2;
+
 /// Default record size (10 KiB, as tar's default blocking).
 pub const DEFAULT_RECORD_SIZE: u32 = 10240;
 /// Largest record size.
@@ -232,7 +236,14 @@ impl MoverState {
         self.state = state::HALTED;
         self.halt_reason = reason;
         self.pause_reason = pause::NA;
-        vec![Post::MoverHalted(reason)]
+        let why = match reason {
+            halt::MEDIA_ERROR => "the tape failed a read or write",
+            halt::INTERNAL_ERROR => "the tape server failed internally (see its log)",
+            halt::CONNECT_ERROR => "the data connection failed",
+            _ => return vec![Post::MoverHalted(reason)],
+        };
+        let text = format!("mover halted after {} bytes: {why}", self.bytes_moved);
+        vec![Post::Log { log_type: LOG_ERROR, id: self.bytes_moved as u32, text }, Post::MoverHalted(reason)]
     }
 
     /// Pauses with `reason` at stream position `seek`; returns the NOTIFY_MOVER_PAUSED.
@@ -240,7 +251,12 @@ impl MoverState {
         self.state = state::PAUSED;
         self.pause_reason = reason;
         self.seek_position = seek;
-        vec![Post::MoverPaused { reason, seek_position: seek }]
+        let paused = Post::MoverPaused { reason, seek_position: seek };
+        if reason != pause::EOM {
+            return vec![paused];
+        }
+        let text = format!("end of medium after {} bytes: load the next tape and continue the mover", self.bytes_moved);
+        vec![Post::Log { log_type: LOG_NORMAL, id: self.bytes_moved as u32, text }, paused]
     }
 
     /// Stream offset of the tape position.

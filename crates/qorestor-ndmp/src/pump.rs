@@ -81,11 +81,9 @@ pub fn spawn_listen(conn: Arc<Conn>, listener: TcpListener) -> std::io::Result<(
 }
 
 /// Runs the pump on a connected data stream in a new thread.
-pub fn spawn_run(conn: Arc<Conn>, stream: TcpStream) {
-    let spawned = thread::Builder::new().name("ndmp-mover".into()).spawn(move || run(&conn, stream));
-    if spawned.is_err() {
-        eprintln!("ndmp: cannot start a mover thread");
-    }
+pub fn spawn_run(conn: Arc<Conn>, stream: TcpStream) -> std::io::Result<()> {
+    thread::Builder::new().name("ndmp-mover".into()).spawn(move || run(&conn, stream))?;
+    Ok(())
 }
 
 fn run(conn: &Conn, stream: TcpStream) {

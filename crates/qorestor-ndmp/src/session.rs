@@ -466,7 +466,10 @@ impl Session {
             .ok_or(NdmpError::Connect)?;
         m.connected(mode, stream.1);
         drop(m);
-        pump::spawn_run(self.conn.clone(), stream.0);
+        if pump::spawn_run(self.conn.clone(), stream.0).is_err() {
+            let posts = self.conn.halt(halt::INTERNAL_ERROR);
+            self.conn.send(posts);
+        }
         Ok(())
     }
 

@@ -74,6 +74,8 @@ fn end_of_medium_pauses_the_mover() {
         let _ = s.write_all(&data(3 << 20, 3));
     });
     let paused = c.wait_post(code::NOTIFY_MOVER_PAUSED, Duration::from_secs(30)).unwrap();
+    let log = c.wait_post(code::LOG_MESSAGE, Duration::from_secs(1)).unwrap();
+    assert!(String::from_utf8_lossy(&log).contains("end of medium"));
     assert_eq!(Decoder::new(&paused).u32("reason").unwrap(), pause::EOM);
     assert_eq!(c.mover_state().unwrap(), state::PAUSED);
     c.call_ok(code::MOVER_ABORT, &[]).unwrap();
@@ -132,4 +134,31 @@ fn a_client_gone_mid_backup_leaves_a_readable_tape_and_a_free_drive() {
         got.extend_from_slice(d.opaque("data", record).unwrap());
     }
     assert_eq!(got, &sent[..record * 50]);
+}
+
+#[test]
+fn mover_connect_reaches_a_listening_data_service() {
+    let f = Fixture::new();
+    let mut c = f.client();
+    assert_eq!(c.tape_open(TAPE, 1).unwrap().error(), 0);
+    c.mtio(mtio::REW, 1).unwrap();
+    let service = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = service.local_addr().unwrap().port();
+    let image = data(100_000, 5);
+    let sent = image.clone();
+    let feeder = std::thread::spawn(move || {
+        let (mut s, _) = service.accept().unwrap();
+        s.write_all(&sent).unwrap();
+    });
+    let addr =
+        Encoder::new().u32(mover_mode::READ).u32(1).u32(1).u32(0x7F00_0001).u32(port as u32).u32(0).as_bytes().to_vec();
+    c.call_ok(code::MOVER_CONNECT, &addr).unwrap();
+    feeder.join().unwrap();
+    let halted = c.wait_post(code::NOTIFY_MOVER_HALTED, Duration::from_secs(30)).unwrap();
+    assert_eq!(Decoder::new(&halted).u32("reason").unwrap(), halt::CONNECT_CLOSED);
+    c.call_ok(code::MOVER_STOP, &[]).unwrap();
+    c.mtio(mtio::EOF, 1).unwrap();
+    c.mtio(mtio::REW, 1).unwrap();
+    let got = c.restore(10240).unwrap();
+    assert_eq!(&got[..image.len()], &image[..]);
 }
