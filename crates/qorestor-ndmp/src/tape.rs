@@ -9,6 +9,7 @@
 
 use std::sync::Arc;
 
+use qorestor_vtl::sense::{BLANK_CHECK, DATA_PROTECT, NOT_READY, NO_SENSE, UNIT_ATTENTION, VOLUME_OVERFLOW};
 use qorestor_vtl::{ScsiResponse, Vtl, GOOD};
 
 use crate::message::NdmpError;
@@ -27,11 +28,6 @@ pub mod mtio {
     pub const TUR: u32 = 7;
 }
 
-const NOT_READY: u8 = 0x02;
-const UNIT_ATTENTION: u8 = 0x06;
-const DATA_PROTECT: u8 = 0x07;
-const BLANK_CHECK: u8 = 0x08;
-const VOLUME_OVERFLOW: u8 = 0x0D;
 /// Largest SPACE(6) count.
 const MAX_SPACE: u32 = 0x7F_FFFF;
 /// TAPE_GET_STATE flag: write protected.
@@ -120,7 +116,7 @@ impl Tape {
         }
         let (_, eom, _) = r.sense_flags();
         match r.sense_code().0 {
-            0 if eom => Ok(WriteOutcome::EarlyWarning),
+            NO_SENSE if eom => Ok(WriteOutcome::EarlyWarning),
             VOLUME_OVERFLOW => Err(NdmpError::Eom),
             DATA_PROTECT => Err(NdmpError::Permission),
             _ => Err(NdmpError::Io),
@@ -146,8 +142,8 @@ impl Tape {
         }
         match key {
             BLANK_CHECK => Err(NdmpError::Eom),
-            0 if ili => Ok(r.data_in),
-            0 if eom => Err(NdmpError::Eom),
+            NO_SENSE if ili => Ok(r.data_in),
+            NO_SENSE if eom => Err(NdmpError::Eom),
             VOLUME_OVERFLOW => Err(NdmpError::Eom),
             _ => Err(NdmpError::Io),
         }
@@ -204,7 +200,7 @@ impl Tape {
         }
         match r.sense_code().0 {
             // Filemark, BOT, end of data: the residual says how far it got.
-            0 | BLANK_CHECK => Ok(resid),
+            NO_SENSE | BLANK_CHECK => Ok(resid),
             _ => Err(NdmpError::Io),
         }
     }
