@@ -21,11 +21,11 @@ fuzz_target!(|data: &[u8]| {
         let d = &mut Decoder::new(&record);
         if let Ok(h) = Header::decode(d) {
             let body = &record[record.len() - d.remaining()..];
-            let _ = decode_request(h.message_code, body);
+            let _ = decode_request(3 + (h.sequence & 1) as u16, h.message_code, body);
         }
     }
     if data.len() >= 4 {
         let code = u32::from_be_bytes([data[0], data[1], data[2], data[3]]) & 0xFFF;
-        let _ = decode_request(code, &data[4..]);
+        let _ = decode_request(3 + (data[0] >> 7) as u16, code, &data[4..]);
     }
 });

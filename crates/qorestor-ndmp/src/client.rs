@@ -137,7 +137,12 @@ impl Client {
 
     /// CONNECT_OPEN (version 4) and CONNECT_CLIENT_AUTH with a clear-text password.
     pub fn login(&mut self, user: &str, password: &str) -> io::Result<Answer> {
-        self.call_ok(code::CONNECT_OPEN, Encoder::new().u32(4).as_bytes())?;
+        self.login_version(4, user, password)
+    }
+
+    /// CONNECT_OPEN with `version` and CONNECT_CLIENT_AUTH with a clear-text password.
+    pub fn login_version(&mut self, version: u16, user: &str, password: &str) -> io::Result<Answer> {
+        self.call_ok(code::CONNECT_OPEN, Encoder::new().u32(version as u32).as_bytes())?;
         self.call(code::CONNECT_CLIENT_AUTH, Encoder::new().u32(1).string(user).string(password).as_bytes())
     }
 
@@ -165,7 +170,7 @@ impl Client {
         let a = self.call_ok(code::MOVER_LISTEN, Encoder::new().u32(mode).u32(1).as_bytes())?;
         let d = &mut Decoder::new(&a.body);
         d.u32("error").map_err(bad)?;
-        match decode_addr(d).map_err(bad)? {
+        match decode_addr(4, d).map_err(bad)? {
             Addr::Tcp(v) if !v.is_empty() => Ok(SocketAddr::from((Ipv4Addr::from(v[0].ip), v[0].port))),
             other => Err(bad(format!("MOVER_LISTEN answered {other:?}"))),
         }

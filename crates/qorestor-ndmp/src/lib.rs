@@ -1,5 +1,5 @@
-//! `qorestor-ndmp`: the NDMP version 4 tape, mover and robot server over the virtual tape
-//! library.
+//! `qorestor-ndmp`: the NDMP version 4 (and 3) tape, mover and robot server over the virtual
+//! tape library.
 //!
 //! Three layers:
 //! - the codec, pure and bounded: [`xdr`] primitives, [`record`] marking, the [`message`]
@@ -21,7 +21,7 @@
 //! let framed = encode_record(&[0, 0, 0, 4]);
 //! let (body, used) = decode_record(&framed, MAX_RECORD).unwrap().unwrap();
 //! assert_eq!(used, framed.len());
-//! assert_eq!(decode_request(code::CONNECT_OPEN, &body).unwrap(), Request::ConnectOpen { version: 4 });
+//! assert_eq!(decode_request(4, code::CONNECT_OPEN, &body).unwrap(), Request::ConnectOpen { version: 4 });
 //! ```
 
 pub mod client;

@@ -4,8 +4,10 @@
 use crate::error::DecodeError;
 use crate::xdr::{Decoder, Encoder};
 
-/// Protocol version this server speaks.
+/// Highest protocol version this server speaks (offered in NOTIFY_CONNECTION_STATUS).
 pub const VERSION: u16 = 4;
+/// Lowest protocol version accepted by CONNECT_OPEN.
+pub const MIN_VERSION: u16 = 3;
 
 /// Message codes.
 pub mod code {

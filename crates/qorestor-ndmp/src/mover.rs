@@ -139,9 +139,10 @@ impl MoverState {
         Ok(())
     }
 
-    /// MOVER_SET_WINDOW (v4: in IDLE or PAUSED).
-    pub fn set_window(&mut self, offset: u64, length: u64) -> Check {
-        if self.state != state::IDLE && self.state != state::PAUSED {
+    /// MOVER_SET_WINDOW: in IDLE or PAUSED, and in LISTEN if `in_listen` (version 3).
+    pub fn set_window(&mut self, offset: u64, length: u64, in_listen: bool) -> Check {
+        let listen_ok = in_listen && self.state == state::LISTEN;
+        if self.state != state::IDLE && self.state != state::PAUSED && !listen_ok {
             return Err(NdmpError::IllegalState);
         }
         if !offset.is_multiple_of(self.record_size as u64) {

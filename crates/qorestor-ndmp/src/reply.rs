@@ -128,16 +128,30 @@ pub enum Reply {
     Listen(TcpAddr),
 }
 
-fn tcp_addr(e: &mut Encoder, a: Option<TcpAddr>) {
+/// An address: `ndmp4_addr` (a one-element TCP list without environment) or `ndmp3_addr`.
+fn tcp_addr(version: u16, e: &mut Encoder, a: Option<TcpAddr>) {
     match a {
         None => e.u32(0),
+        Some(a) if version < 4 => e.u32(1).u32(a.ip).u32(a.port as u32),
         Some(a) => e.u32(1).u32(1).u32(a.ip).u32(a.port as u32).u32(0),
     };
 }
 
+/// A halt reason as `version` knows it (v3 has no MEDIA_ERROR halt: INTERNAL_ERROR).
+fn halt_reason(version: u16, r: u32) -> u32 {
+    if version < 4 && r == crate::mover::halt::MEDIA_ERROR {
+        crate::mover::halt::INTERNAL_ERROR
+    } else {
+        r
+    }
+}
+
 /// Number of zero words after the error in an error reply of `message_code`.
-fn error_tail(message_code: u32) -> usize {
+fn error_tail(version: u16, message_code: u32) -> usize {
     match message_code {
+        // v3: TAPE_GET_STATE ends with a partition number; MOVER_GET_STATE has no mode.
+        code::TAPE_GET_STATE if version < 4 => 10,
+        code::MOVER_GET_STATE if version < 4 => 16,
         code::CONFIG_GET_HOST_INFO | code::CONFIG_GET_SERVER_INFO => 4,
         code::SCSI_GET_STATE => 3,
         code::SCSI_EXECUTE_CDB | code::TAPE_EXECUTE_CDB => 4,
@@ -159,8 +173,8 @@ fn error_tail(message_code: u32) -> usize {
     }
 }
 
-/// Encodes the body of a reply to `message_code`.
-pub fn encode_reply(message_code: u32, reply: &Reply) -> Vec<u8> {
+/// Encodes the body of a reply to `message_code` in protocol `version`.
+pub fn encode_reply(version: u16, message_code: u32, reply: &Reply) -> Vec<u8> {
     let mut e = Encoder::new();
     let ok = NdmpError::NoErr as u32;
     match reply {
@@ -169,7 +183,7 @@ pub fn encode_reply(message_code: u32, reply: &Reply) -> Vec<u8> {
                 e.u32(0);
             }
             e.u32(*err as u32);
-            for _ in 0..error_tail(message_code) {
+            for _ in 0..error_tail(version, message_code) {
                 e.u32(0);
             }
         }
@@ -220,6 +234,9 @@ pub fn encode_reply(message_code: u32, reply: &Reply) -> Vec<u8> {
                 .u32(s.blockno)
                 .u64(s.total_space)
                 .u64(s.space_remain);
+            if version < 4 {
+                e.u32(0); // partition
+            }
         }
         Reply::Count(err, n) => {
             e.u32(*err as u32).u32(*n);
@@ -228,11 +245,13 @@ pub fn encode_reply(message_code: u32, reply: &Reply) -> Vec<u8> {
             e.u32(*err as u32).opaque(data);
         }
         Reply::MoverState(s) => {
-            e.u32(ok)
-                .u32(s.mode)
-                .u32(s.state)
+            e.u32(ok);
+            if version >= 4 {
+                e.u32(s.mode);
+            }
+            e.u32(s.state)
                 .u32(s.pause_reason)
-                .u32(s.halt_reason)
+                .u32(halt_reason(version, s.halt_reason))
                 .u32(s.record_size)
                 .u32(s.record_num)
                 .u64(s.bytes_moved)
@@ -240,11 +259,11 @@ pub fn encode_reply(message_code: u32, reply: &Reply) -> Vec<u8> {
                 .u64(s.bytes_left_to_read)
                 .u64(s.window_offset)
                 .u64(s.window_length);
-            tcp_addr(&mut e, s.data_connection);
+            tcp_addr(version, &mut e, s.data_connection);
         }
         Reply::Listen(a) => {
             e.u32(ok);
-            tcp_addr(&mut e, Some(*a));
+            tcp_addr(version, &mut e, Some(*a));
         }
     }
     e.into_bytes()
@@ -293,21 +312,28 @@ impl Post {
         }
     }
 
-    /// The body.
-    pub fn encode(&self) -> Vec<u8> {
+    /// The body in protocol `version` (v3: NOTIFY_MOVER_HALTED has a text reason, LOG_MESSAGE
+    /// no associated message).
+    pub fn encode(&self, version: u16) -> Vec<u8> {
         let mut e = Encoder::new();
         match self {
             Post::ConnectionStatus { reason, version, text } => {
                 e.u32(*reason).u32(*version as u32).string(text);
             }
             Post::MoverHalted(r) => {
-                e.u32(*r);
+                e.u32(halt_reason(version, *r));
+                if version < 4 {
+                    e.string(""); // v3: text_reason
+                }
             }
             Post::MoverPaused { reason, seek_position } => {
                 e.u32(*reason).u64(*seek_position);
             }
             Post::Log { log_type, id, text } => {
-                e.u32(*log_type).u32(*id).string(text).u32(0).u32(0);
+                e.u32(*log_type).u32(*id).string(text);
+                if version >= 4 {
+                    e.u32(0).u32(0);
+                }
             }
         }
         e.into_bytes()
@@ -324,9 +350,17 @@ pub fn frame(header: &Header, body: &[u8]) -> Vec<u8> {
 }
 
 /// Numbers outgoing messages and frames replies and posts.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Outgoing {
     sequence: u32,
+    /// The protocol version posts are encoded in (the session's, once CONNECT_OPEN chose it).
+    pub version: u16,
+}
+
+impl Default for Outgoing {
+    fn default() -> Self {
+        Outgoing { sequence: 0, version: crate::message::VERSION }
+    }
 }
 
 fn now() -> u32 {
@@ -363,6 +397,6 @@ impl Outgoing {
             reply_sequence: 0,
             error: 0,
         };
-        frame(&h, &post.encode())
+        frame(&h, &post.encode(self.version))
     }
 }

@@ -175,9 +175,15 @@ fn skip_pvals(d: &mut Decoder<'_>) -> Result<(), DecodeError> {
     Ok(())
 }
 
-/// Decodes an `ndmp4_addr`.
-pub fn decode_addr(d: &mut Decoder<'_>) -> Result<Addr, DecodeError> {
+/// Decodes an address: `ndmp4_addr` (a list of TCP addresses with environments), or for
+/// `version` 3 `ndmp3_addr` (one TCP address).
+pub fn decode_addr(version: u16, d: &mut Decoder<'_>) -> Result<Addr, DecodeError> {
     match d.u32("addr_type")? {
+        1 if version < 4 => {
+            let ip = d.u32("tcp ip_addr")?;
+            let port = d.u16("tcp port")?;
+            Ok(Addr::Tcp(vec![TcpAddr { ip, port }]))
+        }
         0 => Ok(Addr::Local),
         1 => {
             let n = d.count("tcp_addr", MAX_ITEMS, 12)?;
@@ -194,8 +200,9 @@ pub fn decode_addr(d: &mut Decoder<'_>) -> Result<Addr, DecodeError> {
     }
 }
 
-/// Decodes the body of request `message_code`.
-pub fn decode_request(message_code: u32, body: &[u8]) -> Result<Request, DecodeError> {
+/// Decodes the body of request `message_code` in protocol `version` (3 or 4: they differ in
+/// MOVER_CONNECT's address, and v3 has no extension lists).
+pub fn decode_request(version: u16, message_code: u32, body: &[u8]) -> Result<Request, DecodeError> {
     let d = &mut Decoder::new(body);
     use Request as R;
     Ok(match message_code {
@@ -218,6 +225,7 @@ pub fn decode_request(message_code: u32, body: &[u8]) -> Result<Request, DecodeE
         code::CONFIG_GET_FS_INFO => R::ConfigGetFsInfo,
         code::CONFIG_GET_TAPE_INFO => R::ConfigGetTapeInfo,
         code::CONFIG_GET_SCSI_INFO => R::ConfigGetScsiInfo,
+        code::CONFIG_GET_EXT_LIST | code::CONFIG_SET_EXT_LIST if version < 4 => R::Unsupported { code: message_code },
         code::CONFIG_GET_EXT_LIST => R::ConfigGetExtList,
         code::CONFIG_SET_EXT_LIST => {
             d.u32("error")?;
@@ -252,7 +260,7 @@ pub fn decode_request(message_code: u32, body: &[u8]) -> Result<Request, DecodeE
         code::MOVER_READ => R::MoverRead { offset: d.u64("offset")?, length: d.u64("length")? },
         code::MOVER_CLOSE => R::MoverClose,
         code::MOVER_SET_RECORD_SIZE => R::MoverSetRecordSize { len: d.u32("len")? },
-        code::MOVER_CONNECT => R::MoverConnect { mode: d.u32("mode")?, addr: decode_addr(d)? },
+        code::MOVER_CONNECT => R::MoverConnect { mode: d.u32("mode")?, addr: decode_addr(version, d)? },
         other => R::Unsupported { code: other },
     })
 }

@@ -105,8 +105,13 @@ fn handle_record(session: &mut Session, control: &Control, record: &[u8]) -> boo
         return true;
     }
     let body = &record[record.len() - d.remaining()..];
-    let outcome = match decode_request(header.message_code, body) {
-        Ok(req) => session.handle(req),
+    let outcome = match decode_request(session.version(), header.message_code, body) {
+        Ok(req) => {
+            let o = session.handle(req);
+            // CONNECT_OPEN may have chosen the version: posts from now on use it.
+            control.out.lock().1.version = session.version();
+            o
+        }
         Err(e) => {
             eprintln!("ndmp: message {:#x}: {e}", header.message_code);
             Outcome::HeaderError(NdmpError::XdrDecode)
@@ -114,7 +119,7 @@ fn handle_record(session: &mut Session, control: &Control, record: &[u8]) -> boo
     };
     match outcome {
         Outcome::Reply(r) => {
-            let body = encode_reply(header.message_code, &r);
+            let body = encode_reply(session.version(), header.message_code, &r);
             control.send(|o| o.reply(&header, NdmpError::NoErr, &body));
         }
         Outcome::HeaderError(e) => control.send(|o| o.reply(&header, e, &[])),

@@ -16,7 +16,7 @@ use qorestor_vtl::{Libraries, Vtl, GOOD};
 
 use crate::config::{md5_digest, Credentials};
 use crate::devices::{self, Kind};
-use crate::message::{addr_type, auth_type, mover_mode, tape_mode, NdmpError, VERSION};
+use crate::message::{addr_type, auth_type, mover_mode, tape_mode, NdmpError, MIN_VERSION, VERSION};
 use crate::mover::{halt, state, MoverState};
 use crate::pump;
 use crate::reply::{DeviceInfo, Post, Reply};
@@ -99,6 +99,7 @@ pub struct Session {
     shared: Arc<Shared>,
     conn: Arc<Conn>,
     local_ip: Ipv4Addr,
+    version: u16,
     opened: bool,
     authenticated: bool,
     challenge: Option<[u8; 64]>,
@@ -142,12 +143,18 @@ impl Session {
             shared,
             conn,
             local_ip,
+            version: VERSION,
             opened: false,
             authenticated: false,
             challenge: None,
             tape_device: None,
             scsi: None,
         }
+    }
+
+    /// The protocol version (4 until CONNECT_OPEN chose 3).
+    pub fn version(&self) -> u16 {
+        self.version
     }
 
     /// The greeting sent on accept.
@@ -159,13 +166,14 @@ impl Session {
     pub fn handle(&mut self, req: Request) -> Outcome {
         match req {
             Request::ConnectOpen { version } => {
-                if version != VERSION {
+                if !(MIN_VERSION..=VERSION).contains(&version) {
                     return err(NdmpError::IllegalArgs);
                 }
                 if self.opened {
                     return err(NdmpError::IllegalState);
                 }
                 self.opened = true;
+                self.version = version;
                 err(NdmpError::NoErr)
             }
             Request::ConnectClose => Outcome::Close,
@@ -294,7 +302,10 @@ impl Session {
                 Outcome::Reply(Reply::MoverState(self.conn.mover.lock().reply()))
             }
             Request::MoverSetRecordSize { len } => done(self.conn.mover.lock().set_record_size(len)),
-            Request::MoverSetWindow { offset, length } => done(self.conn.mover.lock().set_window(offset, length)),
+            Request::MoverSetWindow { offset, length } => {
+                // Version 3 also sets the window while listening; version 4 refuses it.
+                done(self.conn.mover.lock().set_window(offset, length, self.version < 4))
+            }
             Request::MoverListen { mode, addr_type } => match self.mover_listen(mode, addr_type) {
                 Ok(a) => Outcome::Reply(Reply::Listen(a)),
                 Err(e) => err(e),
@@ -389,7 +400,7 @@ impl Session {
             return Err(NdmpError::NoDevice);
         };
         self.claim(&d.name)?;
-        match Tape::open(vtl, d.drive, mode != tape_mode::READ) {
+        match Tape::open(vtl, d.drive, mode != tape_mode::READ, self.version) {
             Ok(t) => {
                 *self.conn.tape.lock() = Some(t);
                 self.tape_device = Some(d.name);

@@ -1,6 +1,8 @@
 //! The NDMP tape service on a VTL drive. Every operation is an SSC command through
 //! [`Vtl::execute`] (the same code path as the iSCSI target), and the sense data is mapped to
-//! NDMP's errors and residual counts with NDMP v4's positioning rules:
+//! NDMP's errors and residual counts. Version 3 keeps the SCSI positions (a read or FSR that
+//! meets a filemark ends after it, a BSR before it; end of data reads as EOF_ERR). Version 4's
+//! rules:
 //! - a TAPE_READ or FSR that meets a filemark stops on the BOT side of it (EOF_ERR for a
 //!   read); a BSR that meets a filemark stops on its EOT side, so a file's records are
 //!   spaced over without leaving the file;
@@ -38,6 +40,7 @@ pub struct Tape {
     vtl: Arc<Vtl>,
     drive: u16,
     writable: bool,
+    v4: bool,
 }
 
 /// What a write did.
@@ -59,10 +62,11 @@ fn residual(r: &ScsiResponse) -> u32 {
 }
 
 impl Tape {
-    /// Opens drive `drive` of `vtl`: clears pending unit attentions, refuses an empty drive
-    /// (NO_TAPE_LOADED) and a read-write open of a write-protected cartridge (WRITE_PROTECT).
-    pub fn open(vtl: Arc<Vtl>, drive: u16, writable: bool) -> Result<Tape, NdmpError> {
-        let tape = Tape { vtl, drive, writable };
+    /// Opens drive `drive` of `vtl` for protocol `version`: clears pending unit attentions,
+    /// refuses an empty drive (NO_TAPE_LOADED) and a read-write open of a write-protected
+    /// cartridge (WRITE_PROTECT).
+    pub fn open(vtl: Arc<Vtl>, drive: u16, writable: bool, version: u16) -> Result<Tape, NdmpError> {
+        let tape = Tape { vtl, drive, writable, v4: version >= 4 };
         let mut ready = false;
         for _ in 0..4 {
             let r = tape.exec(&[0; 6], &[]);
@@ -136,11 +140,14 @@ impl Tape {
         let (filemark, eom, ili) = r.sense_flags();
         let key = r.sense_code().0;
         if filemark {
-            // Stay on the BOT side of the filemark, as NDMP v4 wants.
-            self.exec(&space_cdb(1, -1), &[]);
+            if self.v4 {
+                // Stay on the BOT side of the filemark, as NDMP v4 wants.
+                self.exec(&space_cdb(1, -1), &[]);
+            }
             return Err(NdmpError::Eof);
         }
         match key {
+            BLANK_CHECK if !self.v4 => Err(NdmpError::Eof),
             BLANK_CHECK => Err(NdmpError::Eom),
             NO_SENSE if ili => Ok(r.data_in),
             NO_SENSE if eom => Err(NdmpError::Eom),
@@ -183,7 +190,7 @@ impl Tape {
             mtio::FSR | mtio::BSR => {
                 let forward = op == mtio::FSR;
                 let (r, resid) = self.space(0, count, forward);
-                if r.status != GOOD && r.sense_flags().0 {
+                if self.v4 && r.status != GOOD && r.sense_flags().0 {
                     // Stepped over a filemark: step back so the position stays in this file.
                     self.exec(&space_cdb(1, if forward { -1 } else { 1 }), &[]);
                     return Ok(resid);

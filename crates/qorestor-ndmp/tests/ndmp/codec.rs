@@ -44,7 +44,8 @@ proptest! {
     fn any_bytes_decode_or_fail_cleanly(bytes in proptest::collection::vec(any::<u8>(), 0..512),
                                         msg in prop_oneof![0x100u32..0x10B, 0x200u32..0x207, 0x300u32..0x308,
                                                            0x900u32..0x904, 0xA00u32..0xA0A, any::<u32>()]) {
-        let _ = decode_request(msg, &bytes);
+        let _ = decode_request(3, msg, &bytes);
+        let _ = decode_request(4, msg, &bytes);
         let _ = decode_record(&bytes, 1024);
         let _ = Header::decode(&mut Decoder::new(&bytes));
     }
@@ -62,7 +63,7 @@ proptest! {
     fn tape_write_round_trip(data in proptest::collection::vec(any::<u8>(), 0..2000)) {
         let body = Encoder::new().opaque(&data).as_bytes().to_vec();
         prop_assert_eq!(body.len() % 4, 0);
-        prop_assert_eq!(decode_request(code::TAPE_WRITE, &body).unwrap(), Request::TapeWrite { data });
+        prop_assert_eq!(decode_request(4, code::TAPE_WRITE, &body).unwrap(), Request::TapeWrite { data });
     }
 }
 
@@ -80,39 +81,39 @@ fn oversized_lengths_are_refused_before_allocation() {
     assert!(matches!(decode_record(&many, 1024), Err(DecodeError::TooLong { what: "record", .. })));
     // A TAPE_WRITE claiming more than the largest block, with few bytes behind it.
     let body = Encoder::new().u32(u32::MAX).as_bytes().to_vec();
-    assert!(matches!(decode_request(code::TAPE_WRITE, &body), Err(DecodeError::TooLong { .. })));
+    assert!(matches!(decode_request(4, code::TAPE_WRITE, &body), Err(DecodeError::TooLong { .. })));
     // A device name longer than the string limit.
     let body = Encoder::new().u32(1 << 20).as_bytes().to_vec();
-    assert!(matches!(decode_request(code::TAPE_OPEN, &body), Err(DecodeError::TooLong { .. })));
+    assert!(matches!(decode_request(4, code::TAPE_OPEN, &body), Err(DecodeError::TooLong { .. })));
     // An address list count that cannot fit in the body.
     let body = Encoder::new().u32(0).u32(1).u32(60).as_bytes().to_vec();
-    assert!(matches!(decode_request(code::MOVER_CONNECT, &body), Err(DecodeError::Truncated { .. })));
+    assert!(matches!(decode_request(4, code::MOVER_CONNECT, &body), Err(DecodeError::Truncated { .. })));
 }
 
 #[test]
 fn requests_decode_from_spec_layouts() {
     let md5 = Encoder::new().u32(2).string("ndmp").fixed(&[7; 16]).as_bytes().to_vec();
     assert_eq!(
-        decode_request(code::CONNECT_CLIENT_AUTH, &md5).unwrap(),
+        decode_request(4, code::CONNECT_CLIENT_AUTH, &md5).unwrap(),
         Request::ConnectClientAuth(qorestor_ndmp::request::Auth::Md5 { user: "ndmp".into(), digest: [7; 16] })
     );
     let window = Encoder::new().u64(1 << 40).u64(u64::MAX).as_bytes().to_vec();
     assert_eq!(
-        decode_request(code::MOVER_SET_WINDOW, &window).unwrap(),
+        decode_request(4, code::MOVER_SET_WINDOW, &window).unwrap(),
         Request::MoverSetWindow { offset: 1 << 40, length: u64::MAX }
     );
-    assert_eq!(decode_request(0x401, &[]).unwrap(), Request::Unsupported { code: 0x401 });
+    assert_eq!(decode_request(4, 0x401, &[]).unwrap(), Request::Unsupported { code: 0x401 });
 }
 
 #[test]
 fn error_replies_keep_the_body_shape() {
     // TAPE_GET_STATE: unsupported, error, flags, file_num, soft_errors, block_size, blockno,
     // total_space (2 words), space_remain (2 words).
-    let b = encode_reply(code::TAPE_GET_STATE, &Reply::Error(qorestor_ndmp::message::NdmpError::DevNotOpen));
+    let b = encode_reply(4, code::TAPE_GET_STATE, &Reply::Error(qorestor_ndmp::message::NdmpError::DevNotOpen));
     assert_eq!(b.len(), 11 * 4);
     assert_eq!(&b[4..8], &6u32.to_be_bytes());
     // MOVER_GET_STATE: 17 words after the error (the address type LOCAL last).
-    let b = encode_reply(code::MOVER_GET_STATE, &Reply::Error(qorestor_ndmp::message::NdmpError::NoErr));
+    let b = encode_reply(4, code::MOVER_GET_STATE, &Reply::Error(qorestor_ndmp::message::NdmpError::NoErr));
     assert_eq!(b.len(), 18 * 4);
     let framed = frame(
         &Header { sequence: 1, time_stamp: 0, message_type: 1, message_code: 0xA00, reply_sequence: 1, error: 0 },

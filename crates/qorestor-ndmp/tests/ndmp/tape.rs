@@ -135,3 +135,35 @@ fn write_read_and_seek_series() {
     // A read over the largest transfer is refused.
     assert_eq!(read(&mut c, 0x8000_0000).0, NdmpError::IllegalArgs as u32);
 }
+
+#[test]
+fn version_3_keeps_scsi_positions() {
+    let f = Fixture::new();
+    let mut c = qorestor_ndmp::client::Client::connect(f.addr).unwrap();
+    assert_eq!(c.login_version(3, crate::fixture::USER, crate::fixture::PASSWORD).unwrap().error(), 0);
+    assert_eq!(c.tape_open(TAPE, 1).unwrap().error(), 0);
+    assert_eq!(mt(&mut c, mtio::REW, 1), (0, 0));
+    for r in 0..3 {
+        assert_eq!(write(&mut c, &record(0, r, 512)), 0);
+    }
+    assert_eq!(mt(&mut c, mtio::EOF, 1), (0, 0));
+    assert_eq!(write(&mut c, &record(1, 0, 512)), 0);
+    assert_eq!(mt(&mut c, mtio::REW, 1), (0, 0));
+    // FSR over the filemark ends after it, in the next file.
+    assert_eq!(mt(&mut c, mtio::FSR, 10), (0, 7));
+    assert_eq!(position(&mut c).0, 1);
+    assert_eq!(read(&mut c, 512), (0, record(1, 0, 512)));
+    // End of data reads as EOF_ERR in version 3.
+    assert_eq!(read(&mut c, 512).0, EOF_ERR);
+    // v3 TAPE_GET_STATE ends with a partition word: 12 words in all.
+    let a = c.call(code::TAPE_GET_STATE, &[]).unwrap();
+    assert_eq!(a.body.len(), 12 * 4);
+    // v3 MOVER_GET_STATE has no mode: error, state... and a LOCAL address, 17 words.
+    let a = c.call_ok(code::MOVER_GET_STATE, &[]).unwrap();
+    assert_eq!(a.body.len(), 17 * 4);
+    // A read that meets a filemark ends after it: the next read is the next file's record.
+    assert_eq!(mt(&mut c, mtio::REW, 1), (0, 0));
+    assert_eq!(mt(&mut c, mtio::FSR, 3), (0, 0));
+    assert_eq!(read(&mut c, 512).0, EOF_ERR);
+    assert_eq!(read(&mut c, 512), (0, record(1, 0, 512)));
+}
