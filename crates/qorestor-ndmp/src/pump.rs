@@ -223,13 +223,15 @@ fn next_chunk(conn: &Conn, held: &mut Option<Held>) -> Result<Option<Vec<u8>>, O
     let off = m.read_offset;
     let covered = held.as_ref().is_some_and(|h| off >= h.offset && off < h.offset + h.data.len() as u64);
     if !covered {
-        *held = None;
+        // The stream offset of the block after the one held: reading on needs no positioning,
+        // whatever size the tape's blocks are.
+        let next = held.take().map(|h| h.offset + h.data.len() as u64);
         if !m.in_window(off) {
             let posts = m.pause(pause::SEEK, off);
             conn.send(posts);
             return Ok(None);
         }
-        match read_record_at(conn, &mut m, off) {
+        match read_record_at(conn, &mut m, off, next == Some(off)) {
             Ok(h) => *held = Some(h),
             Err(Some(reason)) => {
                 let posts = m.pause(reason, off);
@@ -253,11 +255,13 @@ fn next_chunk(conn: &Conn, held: &mut Option<Held>) -> Result<Option<Vec<u8>>, O
     Ok(Some(chunk))
 }
 
-/// Positions the tape at the record holding stream offset `off` and reads it. `Err(Some)`
+/// Reads the block holding stream offset `off`: the next block on tape if `sequential`, else
+/// the block `off / record size` of the window, positioning the tape there first. `Err(Some)`
 /// is a pause reason (EOF, EOM), `Err(None)` a media error.
-fn read_record_at(conn: &Conn, m: &mut MoverState, off: u64) -> Result<Held, Option<u32>> {
+fn read_record_at(conn: &Conn, m: &mut MoverState, off: u64, sequential: bool) -> Result<Held, Option<u32>> {
     let size = m.record_size as u64;
-    let target = off / size;
+    let target = if sequential { m.record_num } else { off / size };
+    let start = if sequential { off } else { target * size };
     let tape = conn.tape.lock();
     let t = tape.as_ref().ok_or(None)?;
     if target != m.record_num {
@@ -274,7 +278,7 @@ fn read_record_at(conn: &Conn, m: &mut MoverState, off: u64) -> Result<Held, Opt
     match t.read(MAX_RECORD_SIZE.max(m.record_size)) {
         Ok(data) if !data.is_empty() => {
             m.record_num += 1;
-            Ok(Held { offset: target * size, data })
+            Ok(Held { offset: start, data })
         }
         Ok(_) | Err(NdmpError::Eom) => Err(Some(pause::EOM)),
         Err(NdmpError::Eof) => Err(Some(pause::EOF)),

@@ -34,6 +34,19 @@ fn backup_and_restore_at_two_record_sizes() {
 }
 
 #[test]
+fn restore_with_another_record_size_reads_the_blocks_written() {
+    let f = Fixture::new();
+    let mut c = f.client();
+    assert_eq!(c.tape_open(TAPE, 1).unwrap().error(), 0);
+    c.mtio(mtio::REW, 1).unwrap();
+    let image = data(500_000, 6);
+    c.backup(&image, 65536).unwrap();
+    c.mtio(mtio::REW, 1).unwrap();
+    let got = c.restore(10240).unwrap();
+    assert_eq!(&got[..image.len()], &image[..]);
+}
+
+#[test]
 fn listen_checks_its_arguments_and_the_tape() {
     let f = Fixture::new();
     let mut c = f.client();
@@ -161,4 +174,66 @@ fn mover_connect_reaches_a_listening_data_service() {
     c.mtio(mtio::REW, 1).unwrap();
     let got = c.restore(10240).unwrap();
     assert_eq!(&got[..image.len()], &image[..]);
+}
+
+#[test]
+fn a_backup_spans_cartridges_through_end_of_medium_pauses() {
+    let f = Fixture::with_tape_size(1 << 20);
+    let vtl = f.libraries.get("lib").unwrap().clone();
+    let record = 65536usize;
+    let image = data(3 << 20, 7);
+    let mut c = f.client();
+    assert_eq!(c.tape_open(TAPE, 1).unwrap().error(), 0);
+    c.call_ok(code::MOVER_SET_RECORD_SIZE, Encoder::new().u32(record as u32).as_bytes()).unwrap();
+    c.call_ok(code::MOVER_SET_WINDOW, Encoder::new().u64(0).u64(u64::MAX).as_bytes()).unwrap();
+    let addr = c.mover_listen(mover_mode::READ).unwrap();
+    let sent = image.clone();
+    let writer = std::thread::spawn(move || TcpStream::connect(addr).unwrap().write_all(&sent).unwrap());
+    let mut tapes = vec!["QS0001L5".to_string()];
+    loop {
+        // Wait for a pause (tape full) or the halt (all data written).
+        let s = loop {
+            let s = c.mover_state().unwrap();
+            if s == state::PAUSED || s == state::HALTED {
+                break s;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        };
+        if s == state::HALTED {
+            break;
+        }
+        // Change tapes as a DMA does: close, unload, load the next, open, window, continue.
+        c.call_ok(code::TAPE_CLOSE, &[]).unwrap();
+        vtl.unload(0).unwrap();
+        let next = format!("QS000{}L5", tapes.len() + 1);
+        vtl.load(&next, 0).unwrap();
+        tapes.push(next);
+        assert_eq!(c.tape_open(TAPE, 1).unwrap().error(), 0);
+        let a = c.call_ok(code::MOVER_GET_STATE, &[]).unwrap();
+        let at = Decoder::new(&a.body[24..]).u32("record_num").unwrap() as u64 * record as u64;
+        c.call_ok(code::MOVER_SET_WINDOW, Encoder::new().u64(at).u64(u64::MAX).as_bytes()).unwrap();
+        c.call_ok(code::MOVER_CONTINUE, &[]).unwrap();
+    }
+    writer.join().unwrap();
+    assert!(tapes.len() >= 3, "3 MiB on 1 MiB cartridges took {} tapes", tapes.len());
+    c.call_ok(code::MOVER_STOP, &[]).unwrap();
+    c.call_ok(code::TAPE_CLOSE, &[]).unwrap();
+    // Read the cartridges back in order: together they hold the image.
+    let mut got = Vec::new();
+    for bc in &tapes {
+        vtl.unload(0).unwrap();
+        vtl.load(bc, 0).unwrap();
+        assert_eq!(c.tape_open(TAPE, 0).unwrap().error(), 0);
+        loop {
+            let a = c.call(code::TAPE_READ, Encoder::new().u32(record as u32).as_bytes()).unwrap();
+            let d = &mut Decoder::new(&a.body);
+            if d.u32("error").unwrap() != 0 {
+                break;
+            }
+            got.extend_from_slice(d.opaque("data", record).unwrap());
+        }
+        c.call_ok(code::TAPE_CLOSE, &[]).unwrap();
+    }
+    assert_eq!(&got[..image.len()], &image[..]);
+    assert!(got[image.len()..].iter().all(|&b| b == 0));
 }
