@@ -1,16 +1,20 @@
 //! The TCP server: one thread accepts control connections, one thread per connection reads
 //! records, decodes them and runs the [`Session`]; replies and notifications are written under
-//! one lock so they never interleave.
+//! one lock so they never interleave. At most [`MAX_SESSIONS`] connections are served at once
+//! (more are refused with NOTIFY_CONNECTION_STATUS REFUSED), and a connection that has not
+//! authenticated within [`LOGIN_TIMEOUT`] of its last message is closed.
 
 use std::io::{Read, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread;
+use std::time::Duration;
 
 use parking_lot::Mutex;
 
 use crate::error::{Error, Result};
-use crate::message::{Header, NdmpError, MESSAGE_REPLY};
+use crate::message::{Header, NdmpError, MESSAGE_REPLY, VERSION};
 use crate::record::{decode_record, MAX_RECORD};
 use crate::reply::{encode_reply, Outgoing, Post};
 use crate::request::decode_request;
@@ -37,6 +41,20 @@ impl Outbox for Control {
     }
 }
 
+/// Most control connections served at once.
+pub const MAX_SESSIONS: usize = 64;
+/// How long an unauthenticated connection may stay silent.
+pub const LOGIN_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Counts a live session; the count drops with it.
+struct Slot(Arc<AtomicUsize>);
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
 /// Binds `addr` and serves NDMP on it in background threads; returns the bound address.
 pub fn start(addr: SocketAddr, shared: Arc<Shared>) -> Result<SocketAddr> {
     let listener = TcpListener::bind(addr).map_err(|e| Error::io(format!("cannot listen on {addr}"), e))?;
@@ -44,10 +62,21 @@ pub fn start(addr: SocketAddr, shared: Arc<Shared>) -> Result<SocketAddr> {
     thread::Builder::new()
         .name("ndmp-accept".into())
         .spawn(move || {
+            let live = Arc::new(AtomicUsize::new(0));
             for stream in listener.incoming() {
-                let Ok(stream) = stream else { continue };
+                let Ok(mut stream) = stream else { continue };
+                if live.fetch_add(1, Ordering::SeqCst) >= MAX_SESSIONS {
+                    live.fetch_sub(1, Ordering::SeqCst);
+                    let refused =
+                        Post::ConnectionStatus { reason: 2, version: VERSION, text: "too many sessions".into() };
+                    let _ = stream.write_all(&Outgoing::default().post(&refused));
+                    eprintln!("ndmp: refused a connection: {MAX_SESSIONS} sessions are open");
+                    continue;
+                }
+                let slot = Slot(live.clone());
                 let shared = shared.clone();
                 let spawned = thread::Builder::new().name("ndmp-session".into()).spawn(move || {
+                    let _slot = slot;
                     if let Err(e) = serve_connection(stream, shared) {
                         eprintln!("ndmp: connection ended: {e}");
                     }
@@ -71,14 +100,19 @@ fn serve_connection(mut stream: TcpStream, shared: Arc<Shared>) -> Result<()> {
     let control = Arc::new(Control { out: Mutex::new((writer, Outgoing::default())) });
     control.post(Session::greeting());
     let mut session = Session::new(shared, control.clone(), local_ip);
+    let _ = stream.set_read_timeout(Some(LOGIN_TIMEOUT));
     let mut buf: Vec<u8> = Vec::new();
     let mut chunk = vec![0u8; 64 << 10];
     loop {
         match decode_record(&buf, MAX_RECORD)? {
             Some((record, used)) => {
                 buf.drain(..used);
+                let was = session.authenticated();
                 if !handle_record(&mut session, &control, &record) {
                     break;
+                }
+                if !was && session.authenticated() {
+                    let _ = stream.set_read_timeout(None);
                 }
             }
             None => {

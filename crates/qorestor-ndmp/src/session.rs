@@ -152,6 +152,11 @@ impl Session {
         }
     }
 
+    /// Whether CONNECT_CLIENT_AUTH succeeded.
+    pub fn authenticated(&self) -> bool {
+        self.authenticated
+    }
+
     /// The protocol version (4 until CONNECT_OPEN chose 3).
     pub fn version(&self) -> u16 {
         self.version

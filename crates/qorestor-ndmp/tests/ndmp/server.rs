@@ -167,3 +167,28 @@ fn robot_moves_media_through_execute_cdb() {
     assert_eq!(Decoder::new(&r.body[4..]).u32("status").unwrap(), 0);
     c.call_ok(code::SCSI_CLOSE, &[]).unwrap();
 }
+
+#[test]
+fn sessions_are_bounded() {
+    use std::io::Read;
+    let f = Fixture::new();
+    let held: Vec<Client> =
+        (0..qorestor_ndmp::server::MAX_SESSIONS).map(|_| Client::connect(f.addr).unwrap()).collect();
+    let mut s = std::net::TcpStream::connect(f.addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut got = Vec::new();
+    s.read_to_end(&mut got).unwrap();
+    let (record, _) = qorestor_ndmp::record::decode_record(&got, 1024).unwrap().unwrap();
+    let d = &mut Decoder::new(&record[24..]);
+    assert_eq!(d.u32("reason").unwrap(), 2, "REFUSED");
+    drop(held);
+    // Freed: a new session is served.
+    for _ in 0..200 {
+        let mut c = Client::connect(f.addr).unwrap();
+        if c.login(USER, PASSWORD).is_ok_and(|a| a.error() == 0) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    panic!("no session after the others ended");
+}
