@@ -167,3 +167,36 @@ fn version_3_keeps_scsi_positions() {
     assert_eq!(read(&mut c, 512).0, EOF_ERR);
     assert_eq!(read(&mut c, 512), (0, record(1, 0, 512)));
 }
+
+#[test]
+fn tape_execute_cdb_reaches_the_drive() {
+    let f = Fixture::new();
+    let mut c = f.client();
+    let cdb = |c: &mut Client, cdb: &[u8], datain: u32| {
+        let body = Encoder::new().u32(1).u32(10_000).u32(datain).opaque(cdb).opaque(&[]).as_bytes().to_vec();
+        let a = c.call(code::TAPE_EXECUTE_CDB, &body).unwrap();
+        let d = &mut Decoder::new(&a.body);
+        let err = d.u32("error").unwrap();
+        let status = d.u32("status").unwrap();
+        d.u32("dataout_len").unwrap();
+        (err, status, d.opaque("datain", 1024).unwrap().to_vec())
+    };
+    assert_eq!(cdb(&mut c, &[0x34, 0, 0, 0, 0, 0, 0, 0, 0, 0], 20).0, NdmpError::DevNotOpen as u32);
+    assert_eq!(c.tape_open(TAPE, 1).unwrap().error(), 0);
+    assert_eq!(mt(&mut c, mtio::REW, 1), (0, 0));
+    assert_eq!(write(&mut c, &[5; 512]), 0);
+    // READ POSITION (short form): block 1, not at BOP.
+    let (err, status, data) = cdb(&mut c, &[0x34, 0, 0, 0, 0, 0, 0, 0, 0, 0], 20);
+    assert_eq!((err, status), (0, 0));
+    assert_eq!(data.len(), 20);
+    assert_eq!(&data[4..8], &1u32.to_be_bytes());
+    // A CDB the drive refuses: CHECK CONDITION with sense data.
+    let body = Encoder::new().u32(1).u32(0).u32(0).opaque(&[0xFF, 0, 0, 0, 0, 0]).opaque(&[]).as_bytes().to_vec();
+    let a = c.call_ok(code::TAPE_EXECUTE_CDB, &body).unwrap();
+    let d = &mut Decoder::new(&a.body);
+    d.u32("error").unwrap();
+    assert_eq!(d.u32("status").unwrap(), 2);
+    d.u32("dataout_len").unwrap();
+    d.opaque("datain", 0).unwrap();
+    assert_eq!(d.opaque("sense", 64).unwrap()[2] & 0x0F, 5);
+}
