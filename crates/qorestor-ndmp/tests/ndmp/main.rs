@@ -5,4 +5,5 @@ mod codec;
 mod fixture;
 mod mover;
 mod server;
+mod session;
 mod tape;
