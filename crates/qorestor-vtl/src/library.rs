@@ -144,8 +144,6 @@ pub struct TapePosition {
     pub used: u64,
     /// Write protected.
     pub write_protected: bool,
-    /// WORM medium.
-    pub worm: bool,
 }
 
 /// An open virtual tape library. `Send + Sync`; share it with `Arc`.
@@ -547,14 +545,7 @@ impl Vtl {
         let d = self.drives[i].lock();
         Ok(d.mounted.as_ref().map(|m| {
             let (file, block) = m.file_position();
-            TapePosition {
-                file,
-                block,
-                capacity: m.capacity,
-                used: m.used_bytes(),
-                write_protected: m.write_protected,
-                worm: m.worm,
-            }
+            TapePosition { file, block, capacity: m.capacity, used: m.used_bytes(), write_protected: m.write_protected }
         }))
     }
 
