@@ -1,17 +1,20 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it (.ci/run). Installs what it needs first:
-# Debian packages as root (none needed yet beyond the Rust toolchain; later frontends add
-# libiscsi-bin, amanda-common...), and cargo-fuzz for the fuzz smoke runs.
+# Debian packages as root (amanda-common for ndmjob, the real NDMP DMA, and tshark for the
+# NDMP wire check), and cargo-fuzz for the fuzz smoke runs.
 # Usage: scripts/test-all.sh            (from anywhere; as root for the apt step)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Debian packages the tests need (none yet; the frontends add libiscsi-bin, amanda-common...).
-APT_PACKAGES=()
+# Debian packages the tests need: amanda-common (ndmjob, run by ../shared/harness/ndmp_probe.sh
+# from crates/qorestor-cli/tests/ndmp.rs) and tshark (its NDMP dissector checks our frames).
+APT_PACKAGES=(amanda-common tshark)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
+    # wireshark-common asks whether non-root users may capture: answer no, never block.
+    echo "wireshark-common wireshark-common/install-setuid boolean false" | debconf-set-selections
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
   else
     echo "test-all.sh: missing Debian packages ${missing[*]}; run as root to install them" >&2

@@ -19,6 +19,7 @@ mod container;
 mod context;
 mod group;
 mod init;
+mod ndmp;
 mod output;
 mod progress;
 mod recycle;
@@ -148,6 +149,9 @@ pub enum Command {
     /// System-wide settings (the system name).
     #[command(subcommand)]
     System(system::SystemCommand),
+    /// NDMP: the user and password, and the device names a DMA uses.
+    #[command(subcommand)]
+    Ndmp(ndmp::NdmpCommand),
     /// Run the daemon: the frontends whose --*-listen flag is given.
     #[command(long_about = serve::LONG_ABOUT)]
     Serve(serve::ServeArgs),
@@ -172,6 +176,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Vtl(cmd) => vtl::run(&ctx, cmd),
         Command::Replication(cmd) => replication::run(&ctx, cmd),
         Command::System(cmd) => system::run(&ctx, cmd),
+        Command::Ndmp(cmd) => ndmp::run(&ctx, cmd),
         Command::Serve(args) => serve::run(&ctx, args),
     }
 }

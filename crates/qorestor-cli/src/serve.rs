@@ -54,7 +54,6 @@ pub struct ServeArgs {
 }
 
 /// What the frontends get: the engine and every library.
-#[expect(dead_code, reason = "read by the iSCSI and NDMP frontends, which land next")]
 pub struct Services {
     /// The engine (the data directory, held by this process).
     pub engine: Engine,
@@ -118,6 +117,20 @@ fn start_iscsi(addr: SocketAddr, _services: &Services) -> Result<Listening> {
 }
 
 /// Starts the NDMP server on `addr`.
-fn start_ndmp(addr: SocketAddr, _services: &Services) -> Result<Listening> {
-    bail!("cannot serve NDMP on {addr}: the NDMP server is not built yet")
+fn start_ndmp(addr: SocketAddr, services: &Services) -> Result<Listening> {
+    let engine = services.engine.clone();
+    let shared = qorestor_ndmp::Shared {
+        libraries: services.libraries.clone(),
+        system_name: services.engine.system_name()?,
+        credentials: Box::new(move || match qorestor_ndmp::config::load(&engine) {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("ndmp: cannot read the NDMP user: {e}");
+                None
+            }
+        }),
+        opened: Default::default(),
+    };
+    let addr = qorestor_ndmp::server::start(addr, Arc::new(shared)).context("cannot start the NDMP server")?;
+    Ok(Listening { frontend: "ndmp", addr })
 }

@@ -122,6 +122,14 @@ impl Mounted {
         })
     }
 
+    /// The position as (file number, block number within the file): filemarks before the
+    /// position, and objects since the last of them.
+    pub fn file_position(&self) -> (u64, u64) {
+        let file = self.map.filemarks_before(self.pos);
+        let start = if file == 0 { 0 } else { self.map.filemark_position(file - 1) + 1 };
+        (file, self.pos - start)
+    }
+
     /// Bytes of data on the tape (buffered writes included).
     pub fn used_bytes(&self) -> u64 {
         self.map.data_bytes()

@@ -47,7 +47,7 @@ pub mod spc;
 pub use cdb::{parse_cdb, parse_mode_select, Command, DeviceKind};
 pub use error::{Error, ErrorKind, Result};
 pub use libraries::Libraries;
-pub use library::{LibraryConfig, LibraryInfo, Vtl};
+pub use library::{LibraryConfig, LibraryInfo, TapePosition, Vtl};
 pub use map::{CartMap, TapeMap};
 pub use model::{LibraryRecord, Location};
 pub use sense::{ScsiResponse, Sense, CHECK_CONDITION, GOOD};

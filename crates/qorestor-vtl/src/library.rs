@@ -131,6 +131,21 @@ pub struct LibraryInfo {
     pub cartridges: Vec<CartridgeInfo>,
 }
 
+/// Where a drive's cartridge is positioned, and its write protection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TapePosition {
+    /// File number (filemarks before the position).
+    pub file: u64,
+    /// Block number within the file.
+    pub block: u64,
+    /// Capacity, bytes.
+    pub capacity: u64,
+    /// Bytes written.
+    pub used: u64,
+    /// Write protected.
+    pub write_protected: bool,
+}
+
 /// An open virtual tape library. `Send + Sync`; share it with `Arc`.
 pub struct Vtl {
     engine: Engine,
@@ -521,6 +536,17 @@ impl Vtl {
         d.mounted = None;
         *rec = new;
         Ok(barcode)
+    }
+
+    /// The tape position of a drive's cartridge (NDMP's TAPE_GET_STATE): `None` when the
+    /// drive is empty.
+    pub fn drive_position(&self, drive: u16) -> Result<Option<TapePosition>> {
+        let i = self.drive_index(drive)?;
+        let d = self.drives[i].lock();
+        Ok(d.mounted.as_ref().map(|m| {
+            let (file, block) = m.file_position();
+            TapePosition { file, block, capacity: m.capacity, used: m.used_bytes(), write_protected: m.write_protected }
+        }))
     }
 
     /// Makes every drive's buffered writes durable (clean shutdown).

@@ -1,0 +1,92 @@
+//! `qorestor ndmp`: the NDMP user and the device names a DMA uses (`show`), and the
+//! credentials (`update`).
+
+use std::io::BufRead;
+
+use anyhow::{bail, Context, Result};
+use clap::Subcommand;
+use qorestor_ndmp::devices::{self, Device};
+use qorestor_ndmp::{config, Credentials};
+use qorestor_vtl::Libraries;
+use serde::Serialize;
+
+use crate::context::Ctx;
+use crate::output;
+
+/// `ndmp` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum NdmpCommand {
+    /// Show the NDMP user, the device names (tape drives and changers) and the storage slots.
+    /// JSON: {"user", "devices": [{"name", "kind", "library", "element_address"}], "slots":
+    /// [{"library", "element_address", "barcode"}]}
+    Show,
+    /// Set the NDMP user and password (the password is read from stdin, one line). Until a
+    /// user is set, the NDMP service refuses every authentication.
+    Update {
+        /// The user name.
+        #[arg(long)]
+        user: String,
+        /// Read the password from stdin (required).
+        #[arg(long, required = true)]
+        password_stdin: bool,
+    },
+}
+
+#[derive(Serialize)]
+struct Slot {
+    library: String,
+    element_address: u16,
+    barcode: Option<String>,
+}
+
+#[derive(Serialize)]
+struct NdmpReport {
+    user: Option<String>,
+    devices: Vec<Device>,
+    slots: Vec<Slot>,
+}
+
+fn read_password() -> Result<String> {
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line).context("cannot read the password from stdin")?;
+    let pw = line.strip_suffix('\n').unwrap_or(&line);
+    let pw = pw.strip_suffix('\r').unwrap_or(pw);
+    if pw.is_empty() {
+        bail!("no password on stdin (an empty password is refused)");
+    }
+    Ok(pw.to_string())
+}
+
+/// Runs an `ndmp` subcommand.
+pub fn run(ctx: &Ctx, cmd: NdmpCommand) -> Result<()> {
+    let engine = ctx.open("qorestor ndmp")?;
+    if let NdmpCommand::Update { user, .. } = cmd {
+        let password = read_password()?;
+        config::save(&engine, &Credentials { user, password })?;
+    }
+    let libraries = Libraries::open_all(&engine)?;
+    let mut slots = Vec::new();
+    for l in libraries.iter() {
+        let info = l.info()?;
+        slots.extend(info.slots.into_iter().map(|s| Slot {
+            library: info.name.clone(),
+            element_address: s.element_address,
+            barcode: s.barcode,
+        }));
+    }
+    let report = NdmpReport { user: config::load(&engine)?.map(|c| c.user), devices: devices::all(&libraries)?, slots };
+    ctx.emit(&report, || {
+        let mut t = output::Table::new(&[
+            ("DEVICE", output::Align::Left),
+            ("KIND", output::Align::Left),
+            ("LIBRARY", output::Align::Left),
+            ("ELEMENT", output::Align::Right),
+        ]);
+        for d in &report.devices {
+            let kind = if d.kind == devices::Kind::Tape { "tape" } else { "changer" };
+            let addr = d.element_address.map(|a| a.to_string()).unwrap_or_default();
+            t.row(vec![d.name.clone(), kind.into(), d.library.clone(), addr]);
+        }
+        format!("user: {}\n{}", report.user.as_deref().unwrap_or("(none: authentication refused)"), t.render())
+    })
+}

@@ -1,0 +1,31 @@
+//! NDMP decoding: record marking, the message header and the body of every request. Any
+//! input gives a value or a `DecodeError`, never a panic, and nothing decoded is larger than
+//! the input allows.
+//!
+//! Input: the bytes as received on a control connection (records decoded one after the
+//! other, each header and body decoded as the server does); the same bytes are also decoded
+//! as the body of the request whose code their first word names.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use qorestor_ndmp::message::Header;
+use qorestor_ndmp::record::decode_record;
+use qorestor_ndmp::request::decode_request;
+use qorestor_ndmp::xdr::Decoder;
+
+fuzz_target!(|data: &[u8]| {
+    let mut rest = data;
+    while let Ok(Some((record, used))) = decode_record(rest, 1 << 20) {
+        assert!(used <= rest.len() && record.len() <= used);
+        rest = &rest[used..];
+        let d = &mut Decoder::new(&record);
+        if let Ok(h) = Header::decode(d) {
+            let body = &record[record.len() - d.remaining()..];
+            let _ = decode_request(3 + (h.sequence & 1) as u16, h.message_code, body);
+        }
+    }
+    if data.len() >= 4 {
+        let code = u32::from_be_bytes([data[0], data[1], data[2], data[3]]) & 0xFFF;
+        let _ = decode_request(3 + (data[0] >> 7) as u16, code, &data[4..]);
+    }
+});
