@@ -697,6 +697,14 @@ impl GroupStore {
         Ok(())
     }
 
+    /// Hands the open pack's buffered records to the operating system (no fsync): a process
+    /// killed afterwards leaves them for recovery to find (replication resumes from them).
+    pub fn flush_open(&self) -> Result<()> {
+        let mut st = self.state.lock();
+        let flushed = st.open.as_mut().map_or(Ok(()), |o| o.flush());
+        flushed.map_err(|e| self.poison(&mut st, &e))
+    }
+
     /// Seals the open pack, if any (the cleaner reclaims sealed packs only).
     pub fn seal_open(&self) -> Result<()> {
         let mut st = self.state.lock();

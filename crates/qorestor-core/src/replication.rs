@@ -37,8 +37,9 @@ use crate::pack::{check_record_payload, decode_record_header, ChunkLoc};
 use crate::progress::Progress;
 use crate::recipe::{recipe_path, visit_recipe, RecipeEntry, RecipeHeader, RecipeWriter};
 
-/// Recipe entries per "which are missing" exchange.
-const BATCH: usize = 4096;
+/// Recipe entries per "which are missing" exchange (about 2 MiB of chunks at the default
+/// chunk size: what a pass killed mid-way may have to send again).
+const BATCH: usize = 128;
 /// Bytes per fingerprint asked, per recipe entry sent, and per stream header sent.
 const ASK_BYTES: u64 = 32;
 const ENTRY_BYTES: u64 = 36;
@@ -472,6 +473,10 @@ impl StreamSender<'_> {
         }
         let mut out = Vec::with_capacity(batch.len());
         self.dst_store.store_batch(pin, &chunks, &mut out)?;
+        // Arrived records survive a kill of this process (the next pass finds them); the pause
+        // that keeps the pass to its rate comes after they arrived.
+        self.dst_store.flush_open()?;
+        self.limiter.pace(run.bytes_sent);
         Ok(out)
     }
 
