@@ -8,7 +8,7 @@
 //! - [`output`]: human (tables, sizes, ratios) and JSON rendering;
 //! - [`progress`]: an indicatif implementation of [`qorestor_core::Progress`];
 //! - one module per command group: [`init`], [`group`], [`container`], [`stream`], [`stats`],
-//!   [`cleaner`], [`verify`], [`recycle`], [`mod@bench`], [`vtl`], [`system`], [`serve`].
+//!   [`cleaner`], [`verify`], [`recycle`], [`mod@bench`], [`vtl`], [`system`], [`iscsi`], [`serve`].
 //!
 //! Exit codes: 0 on success, 1 when an operation failed, 2 for bad usage, 3 when `verify`
 //! found damage it did not heal.
@@ -19,6 +19,7 @@ mod container;
 mod context;
 mod group;
 mod init;
+mod iscsi;
 mod output;
 mod progress;
 mod recycle;
@@ -138,6 +139,9 @@ pub enum Command {
     /// System-wide settings (the system name).
     #[command(subcommand)]
     System(system::SystemCommand),
+    /// The iSCSI target: names, LUNs and CHAP credentials.
+    #[command(subcommand)]
+    Iscsi(iscsi::IscsiCommand),
     /// Run the daemon: the frontends whose --*-listen flag is given.
     #[command(long_about = serve::LONG_ABOUT)]
     Serve(serve::ServeArgs),
@@ -161,6 +165,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Bench(args) => bench::run(&ctx, &args),
         Command::Vtl(cmd) => vtl::run(&ctx, cmd),
         Command::System(cmd) => system::run(&ctx, cmd),
+        Command::Iscsi(cmd) => iscsi::run(&ctx, cmd),
         Command::Serve(args) => serve::run(&ctx, args),
     }
 }
