@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use crate::chap::{self, ChapConfig};
 use crate::params::{negotiate, Answer, Params};
-use crate::pdu::{stage, Pdu, Sn};
+use crate::pdu::{stage, LoginHead, Pdu, Sn};
 use crate::portal::{Portal, Target};
 use crate::text::{self, Pairs};
 
@@ -146,21 +146,17 @@ impl Login {
             max_cmd_sn: self.exp_cmd_sn.wrapping_add(COMMAND_WINDOW - 1),
         };
         self.stat_sn = self.stat_sn.wrapping_add(1);
-        Pdu::LoginResponse {
+        let head = LoginHead {
             transit,
             cont: false,
             csg,
             nsg: if transit { nsg } else { 0 },
             version_max: 0,
-            version_active: 0,
+            version: 0,
             isid: self.isid,
             tsih,
-            itt,
-            sn,
-            status_class: st.0,
-            status_detail: st.1,
-            data: text::format(pairs),
-        }
+        };
+        Pdu::LoginResponse { head, itt, sn, status_class: st.0, status_detail: st.1, data: text::format(pairs) }
     }
 
     fn fail(&mut self, itt: u32, csg: u8, st: (u8, u8)) -> Step {
@@ -169,10 +165,10 @@ impl Login {
 
     /// Answers one PDU received during login (anything but a Login Request fails the login).
     pub fn receive(&mut self, pdu: Pdu) -> Step {
-        let Pdu::Login { transit, cont, csg, nsg, version_min, isid, tsih, itt, cmd_sn, exp_stat_sn, data, .. } = pdu
-        else {
+        let Pdu::Login { head, itt, cmd_sn, exp_stat_sn, data, .. } = pdu else {
             return self.fail(0, self.stage, status::INITIATOR_ERROR);
         };
+        let LoginHead { transit, cont, csg, nsg, version: version_min, isid, tsih, .. } = head;
         if !self.started {
             self.started = true;
             self.isid = isid;

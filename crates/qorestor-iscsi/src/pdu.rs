@@ -110,6 +110,48 @@ pub mod stage {
     pub const FULL_FEATURE: u8 = 3;
 }
 
+/// The fields Login Requests and Login Responses share: byte 1 (transit, continue, current
+/// and next stage), the versions, ISID and TSIH. `version` is Version-min in a request and
+/// Version-active in a response.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[allow(missing_docs)] // the RFC 7143 fields of the same names
+pub struct LoginHead {
+    pub transit: bool,
+    pub cont: bool,
+    pub csg: u8,
+    pub nsg: u8,
+    pub version_max: u8,
+    pub version: u8,
+    pub isid: [u8; 6],
+    pub tsih: u16,
+}
+
+impl LoginHead {
+    fn decode(b: &[u8; BHS_LEN]) -> LoginHead {
+        LoginHead {
+            transit: b[1] & FINAL != 0,
+            cont: b[1] & CONTINUE != 0,
+            csg: (b[1] >> 2) & 3,
+            nsg: b[1] & 3,
+            version_max: b[2],
+            version: b[3],
+            isid: b[8..14].try_into().expect("6 bytes"),
+            tsih: get16(b, 14),
+        }
+    }
+
+    fn encode(&self, b: &mut [u8; BHS_LEN]) {
+        b[1] = if self.transit { FINAL } else { 0 }
+            | if self.cont { CONTINUE } else { 0 }
+            | ((self.csg & 3) << 2)
+            | (self.nsg & 3);
+        b[2] = self.version_max;
+        b[3] = self.version;
+        b[8..14].copy_from_slice(&self.isid);
+        put16(b, 14, self.tsih);
+    }
+}
+
 /// A PDU, from the initiator (requests) or the target (responses).
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[allow(missing_docs)] // the fields are the RFC 7143 fields of the same names
@@ -146,21 +188,7 @@ pub enum Pdu {
         exp_data_sn: u32,
     },
     /// Login Request.
-    Login {
-        transit: bool,
-        cont: bool,
-        csg: u8,
-        nsg: u8,
-        version_max: u8,
-        version_min: u8,
-        isid: [u8; 6],
-        tsih: u16,
-        itt: u32,
-        cid: u16,
-        cmd_sn: u32,
-        exp_stat_sn: u32,
-        data: Vec<u8>,
-    },
+    Login { head: LoginHead, itt: u32, cid: u16, cmd_sn: u32, exp_stat_sn: u32, data: Vec<u8> },
     /// Text Request.
     Text {
         immediate: bool,
@@ -186,21 +214,7 @@ pub enum Pdu {
     /// Task Management Function Response.
     TaskMgmtResponse { response: u8, itt: u32, sn: Sn },
     /// Login Response.
-    LoginResponse {
-        transit: bool,
-        cont: bool,
-        csg: u8,
-        nsg: u8,
-        version_max: u8,
-        version_active: u8,
-        isid: [u8; 6],
-        tsih: u16,
-        itt: u32,
-        sn: Sn,
-        status_class: u8,
-        status_detail: u8,
-        data: Vec<u8>,
-    },
+    LoginResponse { head: LoginHead, itt: u32, sn: Sn, status_class: u8, status_detail: u8, data: Vec<u8> },
     /// Text Response.
     TextResponse { final_: bool, cont: bool, lun: u64, itt: u32, ttt: u32, sn: Sn, data: Vec<u8> },
     /// SCSI Data-In; `status` is set on the last one when it carries the status (S bit).
@@ -351,14 +365,7 @@ impl Pdu {
                 exp_data_sn: get32(b, 36),
             },
             op::LOGIN => Pdu::Login {
-                transit: final_,
-                cont: b[1] & CONTINUE != 0,
-                csg: (b[1] >> 2) & 3,
-                nsg: b[1] & 3,
-                version_max: b[2],
-                version_min: b[3],
-                isid: b[8..14].try_into().expect("6 bytes"),
-                tsih: get16(b, 14),
+                head: LoginHead::decode(b),
                 itt,
                 cid: get16(b, 20),
                 cmd_sn: get32(b, 24),
@@ -394,7 +401,12 @@ impl Pdu {
                 cmd_sn: get32(b, 24),
                 exp_stat_sn: get32(b, 28),
             },
-            op::SNACK => Pdu::Snack { itt, header: *b },
+            op::SNACK => {
+                // Kept for the Reject; the length fields describe this frame only.
+                let mut header = *b;
+                header[4..8].fill(0);
+                Pdu::Snack { itt, header }
+            }
             op::NOP_IN => Pdu::NopIn { lun, itt, ttt: get32(b, 20), sn: get_sn(b), data: f.data },
             op::SCSI_RESPONSE => {
                 let sense = match f.data.len() {
@@ -420,14 +432,7 @@ impl Pdu {
             }
             op::TASK_MGMT_RESPONSE => Pdu::TaskMgmtResponse { response: b[2], itt, sn: get_sn(b) },
             op::LOGIN_RESPONSE => Pdu::LoginResponse {
-                transit: final_,
-                cont: b[1] & CONTINUE != 0,
-                csg: (b[1] >> 2) & 3,
-                nsg: b[1] & 3,
-                version_max: b[2],
-                version_active: b[3],
-                isid: b[8..14].try_into().expect("6 bytes"),
-                tsih: get16(b, 14),
+                head: LoginHead::decode(b),
                 itt,
                 sn: get_sn(b),
                 status_class: b[36],
@@ -443,10 +448,11 @@ impl Pdu {
                 sn: get_sn(b),
                 data: f.data,
             },
+            // The residual is meaningful only with the status (S), which implies F.
             op::DATA_IN => Pdu::DataIn {
-                final_,
+                final_: final_ || b[1] & 0x01 != 0,
                 status: (b[1] & 0x01 != 0).then_some(b[3]),
-                residual: Residual::from_bits(b[1], get32(b, 44)),
+                residual: if b[1] & 0x01 != 0 { Residual::from_bits(b[1], get32(b, 44)) } else { Residual::None },
                 lun,
                 itt,
                 ttt: get32(b, 20),
@@ -538,27 +544,9 @@ impl Pdu {
                 put32(&mut b, 36, *exp_data_sn);
                 Vec::new()
             }
-            Pdu::Login {
-                transit,
-                cont: c,
-                csg,
-                nsg,
-                version_max,
-                version_min,
-                isid,
-                tsih,
-                itt,
-                cid,
-                cmd_sn,
-                exp_stat_sn,
-                data,
-            } => {
+            Pdu::Login { head, itt, cid, cmd_sn, exp_stat_sn, data } => {
                 b[0] = op::LOGIN | IMMEDIATE;
-                b[1] = fin(*transit) | cont(*c) | ((csg & 3) << 2) | (nsg & 3);
-                b[2] = *version_max;
-                b[3] = *version_min;
-                b[8..14].copy_from_slice(isid);
-                put16(&mut b, 14, *tsih);
+                head.encode(&mut b);
                 put32(&mut b, 16, *itt);
                 put16(&mut b, 20, *cid);
                 put32(&mut b, 24, *cmd_sn);
@@ -635,27 +623,9 @@ impl Pdu {
                 put_sn(&mut b, *sn);
                 Vec::new()
             }
-            Pdu::LoginResponse {
-                transit,
-                cont: c,
-                csg,
-                nsg,
-                version_max,
-                version_active,
-                isid,
-                tsih,
-                itt,
-                sn,
-                status_class,
-                status_detail,
-                data,
-            } => {
+            Pdu::LoginResponse { head, itt, sn, status_class, status_detail, data } => {
                 b[0] = op::LOGIN_RESPONSE;
-                b[1] = fin(*transit) | cont(*c) | ((csg & 3) << 2) | (nsg & 3);
-                b[2] = *version_max;
-                b[3] = *version_active;
-                b[8..14].copy_from_slice(isid);
-                put16(&mut b, 14, *tsih);
+                head.encode(&mut b);
                 put32(&mut b, 16, *itt);
                 put_sn(&mut b, *sn);
                 b[36] = *status_class;

@@ -80,7 +80,7 @@ pub fn number(v: &str) -> Option<u64> {
 /// `max` bytes.
 pub fn binary(v: &str, max: usize) -> Option<Vec<u8>> {
     if let Some(h) = v.strip_prefix("0x").or_else(|| v.strip_prefix("0X")) {
-        if h.is_empty() || h.len() > 2 * max + 1 {
+        if h.is_empty() || h.len() > 2 * max + 1 || !h.bytes().all(|c| c.is_ascii_hexdigit()) {
             return None;
         }
         let padded = if h.len() % 2 == 1 { format!("0{h}") } else { h.to_string() };
@@ -158,6 +158,7 @@ mod tests {
         assert_eq!(binary("0bAAEC", 16), Some(vec![0, 1, 2]));
         assert_eq!(binary("0bAQ==", 16), Some(vec![1]));
         assert_eq!(binary("12", 16), None);
+        assert_eq!(binary("0xaЅ", 16), None);
         assert_eq!(hex(&[1, 0xab]), "0x01ab");
     }
 }

@@ -2,7 +2,7 @@
 
 use proptest::prelude::*;
 use qorestor_iscsi::frame::{decode, encode, Digests, Frame, BHS_LEN};
-use qorestor_iscsi::pdu::{Pdu, Residual, Sn};
+use qorestor_iscsi::pdu::{LoginHead, Pdu, Residual, Sn};
 use qorestor_iscsi::text;
 use qorestor_iscsi::CodecError;
 
@@ -73,14 +73,7 @@ fn pdu() -> impl Strategy<Value = Pdu> {
         }),
         (any::<[bool; 2]>(), 0u8..4, 0u8..4, any::<[u8; 6]>(), any::<u16>(), any::<u32>(), bytes(500)).prop_map(
             |(b, csg, nsg, isid, tsih, itt, data)| Pdu::Login {
-                transit: b[0],
-                cont: b[1],
-                csg,
-                nsg,
-                version_max: 0,
-                version_min: 0,
-                isid,
-                tsih,
+                head: LoginHead { transit: b[0], cont: b[1], csg, nsg, version_max: 0, version: 0, isid, tsih },
                 itt,
                 cid: 1,
                 cmd_sn: itt ^ 3,
@@ -138,14 +131,7 @@ fn pdu() -> impl Strategy<Value = Pdu> {
         (any::<u8>(), any::<u32>(), sn()).prop_map(|(response, itt, sn)| Pdu::TaskMgmtResponse { response, itt, sn }),
         (any::<[bool; 2]>(), 0u8..4, 0u8..4, any::<[u8; 6]>(), any::<u16>(), sn(), any::<[u8; 2]>(), bytes(300))
             .prop_map(|(b, csg, nsg, isid, tsih, sn, st, data)| Pdu::LoginResponse {
-                transit: b[0],
-                cont: b[1],
-                csg,
-                nsg,
-                version_max: 0,
-                version_active: 0,
-                isid,
-                tsih,
+                head: LoginHead { transit: b[0], cont: b[1], csg, nsg, version_max: 0, version: 1, isid, tsih },
                 itt: 3,
                 sn,
                 status_class: st[0],

@@ -14,16 +14,20 @@ fn chap_config(mutual: bool, discovery_auth: bool) -> ChapConfig {
     }
 }
 
-#[test]
-fn discovery_session_lists_every_target_without_authentication() {
-    let (p, _) = portal(Some(chap_config(false, false)));
-    let mut pair = Pair::new(p);
-    let r = pair.send(&login(
+fn discovery_login(pair: &mut Pair) -> Vec<Pdu> {
+    pair.send(&login(
         stage::SECURITY,
         stage::FULL_FEATURE,
         true,
         &[("InitiatorName", "iqn.test:i"), ("SessionType", "Discovery"), ("AuthMethod", "None")],
-    ));
+    ))
+}
+
+#[test]
+fn discovery_session_lists_every_target_without_authentication() {
+    let (p, _) = portal(Some(chap_config(false, false)));
+    let mut pair = Pair::new(p);
+    let r = discovery_login(&mut pair);
     let (keys, st, transit, _) = login_reply(&r[0]);
     assert_eq!((st, transit), ((0, 0), true));
     assert_eq!(keys.get("AuthMethod"), Some("None"));
@@ -199,12 +203,7 @@ fn mutual_chap_answers_the_initiators_challenge() {
 fn discovery_auth_requires_chap_for_discovery() {
     let (p, _) = portal(Some(chap_config(false, true)));
     let mut pair = Pair::new(p);
-    let r = pair.send(&login(
-        stage::SECURITY,
-        stage::FULL_FEATURE,
-        true,
-        &[("InitiatorName", "iqn.test:i"), ("SessionType", "Discovery"), ("AuthMethod", "None")],
-    ));
+    let r = discovery_login(&mut pair);
     assert_eq!(login_reply(&r[0]).1, (2, 1));
 }
 
@@ -236,8 +235,8 @@ fn login_failures_name_the_status() {
     ]));
     let (a, b) = whole.split_at(10);
     let mut first = login(stage::SECURITY, stage::OPERATIONAL, false, &[]);
-    if let Pdu::Login { cont, data, .. } = &mut first {
-        *cont = true;
+    if let Pdu::Login { head, data, .. } = &mut first {
+        head.cont = true;
         *data = a.to_vec();
     }
     let r = pair.send(&first);

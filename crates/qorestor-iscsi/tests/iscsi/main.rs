@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use qorestor_iscsi::chap::ChapConfig;
 use qorestor_iscsi::connection::{Connection, Framing, Output};
 use qorestor_iscsi::frame::{decode, encode};
-use qorestor_iscsi::pdu::{stage, Pdu, RESERVED_TAG};
+use qorestor_iscsi::pdu::{stage, LoginHead, Pdu, RESERVED_TAG};
 use qorestor_iscsi::portal::{LogicalUnits, Portal, Target, Timeouts};
 use qorestor_iscsi::session::Action;
 use qorestor_iscsi::text::{self, Pairs};
@@ -140,14 +140,16 @@ pub fn login(csg: u8, nsg: u8, transit: bool, keys: &[(&str, &str)]) -> Pdu {
         p.push(k, *v);
     }
     Pdu::Login {
-        transit,
-        cont: false,
-        csg,
-        nsg,
-        version_max: 0,
-        version_min: 0,
-        isid: [0x80, 0, 0, 0, 0, 1],
-        tsih: 0,
+        head: LoginHead {
+            transit,
+            cont: false,
+            csg,
+            nsg,
+            version_max: 0,
+            version: 0,
+            isid: [0x80, 0, 0, 0, 0, 1],
+            tsih: 0,
+        },
         itt: 1,
         cid: 0,
         cmd_sn: 1,
@@ -159,8 +161,8 @@ pub fn login(csg: u8, nsg: u8, transit: bool, keys: &[(&str, &str)]) -> Pdu {
 /// The keys and status of a Login Response.
 pub fn login_reply(p: &Pdu) -> (Pairs, (u8, u8), bool, u16) {
     match p {
-        Pdu::LoginResponse { data, status_class, status_detail, transit, tsih, .. } => {
-            (text::parse(data).unwrap(), (*status_class, *status_detail), *transit, *tsih)
+        Pdu::LoginResponse { data, status_class, status_detail, head, .. } => {
+            (text::parse(data).unwrap(), (*status_class, *status_detail), head.transit, head.tsih)
         }
         other => panic!("not a login response: {other:?}"),
     }
