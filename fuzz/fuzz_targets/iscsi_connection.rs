@@ -42,7 +42,9 @@ const TARGET: &str = "iqn.2024-01.org.qorestor:fuzz:lib";
 
 fn login() -> Frame {
     let mut p = Pairs::default();
-    for (k, v) in [("InitiatorName", "iqn.fuzz:i"), ("TargetName", TARGET), ("AuthMethod", "None"), ("InitialR2T", "No")] {
+    for (k, v) in
+        [("InitiatorName", "iqn.fuzz:i"), ("TargetName", TARGET), ("AuthMethod", "None"), ("InitialR2T", "No")]
+    {
         p.push(k, v);
     }
     let head = LoginHead {
@@ -55,15 +57,7 @@ fn login() -> Frame {
         isid: [0x80, 0, 0, 0, 0, 1],
         tsih: 0,
     };
-    Pdu::Login {
-        head,
-        itt: 0,
-        cid: 0,
-        cmd_sn: 0,
-        exp_stat_sn: 0,
-        data: text::format(&p),
-    }
-    .to_frame()
+    Pdu::Login { head, itt: 0, cid: 0, cmd_sn: 0, exp_stat_sn: 0, data: text::format(&p) }.to_frame()
 }
 
 fuzz_target!(|data: &[u8]| {
