@@ -3,6 +3,7 @@
 
 mod codec;
 mod login;
+mod server;
 mod session;
 
 use std::sync::{Arc, Mutex};
