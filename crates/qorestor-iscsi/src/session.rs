@@ -235,12 +235,14 @@ impl Session {
 
     fn process(&mut self, pdu: Pdu, out: &mut Vec<Action>) {
         match pdu {
-            Pdu::NopOut { lun, itt, ttt, data, .. } => {
+            Pdu::NopOut { lun, itt, ttt, mut data, .. } => {
                 if ttt != RESERVED_TAG {
                     if self.ping.is_some_and(|(t, _)| t == ttt) {
                         self.ping = None;
                     }
                 } else if itt != RESERVED_TAG {
+                    // The echo stays within what the initiator accepts.
+                    data.truncate(self.est.params.max_send_data_segment as usize);
                     let sn = self.status_sn();
                     out.push(Action::Send(Pdu::NopIn { lun, itt, ttt: RESERVED_TAG, sn, data }));
                 }

@@ -170,6 +170,14 @@ fn commands_run_in_cmdsn_order_within_the_window() {
     // Outside the window (or already done): ignored.
     assert!(pair.send(&ping(22, sn + 500)).is_empty());
     assert!(pair.send(&ping(23, sn)).is_empty());
+    // A ping's echo is cut to the initiator's MaxRecvDataSegmentLength (8192 by default).
+    let mut big = ping(26, sn + 2);
+    if let Pdu::NopOut { data, .. } = &mut big {
+        *data = vec![1; 20_000];
+    }
+    let r = pair.send(&big);
+    assert!(matches!(&r[0], Pdu::NopIn { itt: 26, data, .. } if data.len() == 8192), "{r:?}");
+    let sn = sn + 1;
     // StatSN increases by one per status.
     let a = pair.send(&ping(24, sn + 2));
     let b = pair.send(&ping(25, sn + 3));
