@@ -2,7 +2,7 @@
 //!
 //! Policy: decoding never panics; every malformed input is a [`CodecError`] naming the
 //! offending value (the connection answers it with a Reject or drops the connection, as
-//! RFC 7143 allows at ErrorRecoveryLevel 0). [`Error`] is the crate's one public error type,
+//! RFC 7143 allows at ErrorRecoveryLevel 0). [`enum@Error`] is the crate's one public error type,
 //! for what the server itself cannot do (bind, accept, configuration); [`Error::kind`] sorts it.
 
 use thiserror::Error;
@@ -51,7 +51,7 @@ pub enum CodecError {
     MalformedText(String),
 }
 
-/// What kind of failure an [`Error`] is.
+/// What kind of failure an [`enum@Error`] is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum ErrorKind {
@@ -101,5 +101,5 @@ impl Error {
     }
 }
 
-/// Result with this crate's [`Error`].
+/// Result with this crate's [`enum@Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
