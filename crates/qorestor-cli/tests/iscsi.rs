@@ -91,7 +91,8 @@ fn set_password(data: &Path, args: &[&str], secret: &str) -> Output {
         .spawn()
         .unwrap();
     use std::io::Write;
-    child.stdin.take().unwrap().write_all(format!("{secret}\n").as_bytes()).unwrap();
+    // A usage error exits before reading stdin: a broken pipe here is expected then.
+    let _ = child.stdin.take().unwrap().write_all(format!("{secret}\n").as_bytes());
     child.wait_with_output().unwrap()
 }
 
