@@ -2,10 +2,16 @@
 //! cuts them into frames with [`crate::frame::decode`] under the limits in force, hands them to
 //! its [`Connection`], and writes what comes back. Reads time out every [`POLL`] so that the
 //! connection's timers (login timeout, keep-alive ping) run on a quiet connection.
+//!
+//! Session reinstatement (RFC 7143 §6.3.5): a new login with the InitiatorName, ISID and
+//! target of a running session replaces it; the old session's connection is shut down, as
+//! ErrorRecoveryLevel 0 implies (a backup host that restarts logs in again with the same ISID).
 
+use std::collections::HashMap;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -45,7 +51,39 @@ impl Server {
     }
 }
 
+/// What identifies a session: InitiatorName, ISID, TargetName.
+type SessionKey = (String, [u8; 6], String);
+
+/// The running normal sessions, with a handle to shut each one's connection.
+#[derive(Default)]
+struct Registry {
+    next: AtomicU64,
+    sessions: Mutex<HashMap<SessionKey, (u64, TcpStream)>>,
+}
+
+impl Registry {
+    /// Records a session that just logged in, shutting down the one it reinstates.
+    fn enter(&self, key: SessionKey, stream: &TcpStream) -> u64 {
+        let id = self.next.fetch_add(1, Ordering::Relaxed);
+        let Ok(handle) = stream.try_clone() else { return id };
+        let old = self.sessions.lock().unwrap_or_else(|e| e.into_inner()).insert(key, (id, handle));
+        if let Some((_, old)) = old {
+            let _ = old.shutdown(Shutdown::Both);
+        }
+        id
+    }
+
+    /// Forgets a session whose connection ended (unless a newer one took its key).
+    fn leave(&self, key: &SessionKey, id: u64) {
+        let mut sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
+        if sessions.get(key).is_some_and(|(i, _)| *i == id) {
+            sessions.remove(key);
+        }
+    }
+}
+
 fn accept_loop(listener: TcpListener, portal: Arc<Portal>) {
+    let registry = Arc::new(Registry::default());
     for stream in listener.incoming() {
         let stream = match stream {
             Ok(s) => s,
@@ -55,10 +93,15 @@ fn accept_loop(listener: TcpListener, portal: Arc<Portal>) {
                 continue;
             }
         };
-        let portal = portal.clone();
+        let (portal, registry) = (portal.clone(), registry.clone());
         let spawned = thread::Builder::new().name("iscsi-conn".into()).spawn(move || {
             let peer = stream.peer_addr().map(|a| a.to_string()).unwrap_or_default();
-            if let Err(e) = serve(stream, portal) {
+            let mut entered = None;
+            let result = serve(stream, portal, &registry, &mut entered);
+            if let Some((key, id)) = entered {
+                registry.leave(&key, id);
+            }
+            if let Err(e) = result {
                 if !matches!(e.kind(), ErrorKind::ConnectionReset | ErrorKind::BrokenPipe | ErrorKind::UnexpectedEof) {
                     eprintln!("iscsi: connection from {peer}: {e}");
                 }
@@ -83,8 +126,13 @@ fn entropy() -> [u8; 1 + CHALLENGE_LEN] {
     e
 }
 
-/// Serves one connection until it closes.
-fn serve(mut stream: TcpStream, portal: Arc<Portal>) -> std::io::Result<()> {
+/// Serves one connection until it closes; `entered` is where its session is in `registry`.
+fn serve(
+    mut stream: TcpStream,
+    portal: Arc<Portal>,
+    registry: &Registry,
+    entered: &mut Option<(SessionKey, u64)>,
+) -> std::io::Result<()> {
     stream.set_nodelay(true)?;
     stream.set_read_timeout(Some(POLL))?;
     let local = stream.local_addr()?.to_string();
@@ -105,6 +153,15 @@ fn serve(mut stream: TcpStream, portal: Arc<Portal>) -> std::io::Result<()> {
             };
             if !write_outputs(&mut stream, outputs, &mut framing, &mut wire)? {
                 return Ok(());
+            }
+            if entered.is_none() {
+                if let Some(est) = conn.session().map(|s| s.established()) {
+                    if let Some(t) = &est.target {
+                        let key = (est.initiator.clone(), est.isid, t.name.clone());
+                        let id = registry.enter(key.clone(), &stream);
+                        *entered = Some((key, id));
+                    }
+                }
             }
         }
         buf.drain(..start);

@@ -142,3 +142,29 @@ fn a_data_segment_beyond_the_login_limit_drops_the_connection() {
     let mut rest = Vec::new();
     assert_eq!(s.read_to_end(&mut rest).unwrap(), 0, "closed without an answer");
 }
+
+#[test]
+fn a_login_with_the_same_isid_reinstates_the_session() {
+    let (p, _) = portal(None);
+    let server = Server::start("127.0.0.1:0".parse().unwrap(), p).unwrap();
+    let connect = || {
+        let s = TcpStream::connect(server.local_addr()).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        let mut c = Client { s, buf: Vec::new(), digests: Digests::default() };
+        c.send(&login(
+            stage::SECURITY,
+            stage::FULL_FEATURE,
+            true,
+            &[("InitiatorName", "iqn.test:i"), ("TargetName", TARGET), ("AuthMethod", "None")],
+        ));
+        assert_eq!(login_reply(&c.recv()).1, (0, 0));
+        c
+    };
+    let mut old = connect();
+    let mut new = connect();
+    // The old connection is shut down; the new session works.
+    let mut rest = Vec::new();
+    assert_eq!(old.s.read_to_end(&mut rest).unwrap_or(0), 0);
+    new.send(&crate::ping(3, 1));
+    assert!(matches!(new.recv(), Pdu::NopIn { itt: 3, .. }));
+}
