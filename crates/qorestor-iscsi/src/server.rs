@@ -151,9 +151,8 @@ fn serve(
                 Ok(None) => break,
                 Err(e) => conn.framing_error(&e),
             };
-            if !write_outputs(&mut stream, outputs, &mut framing, &mut wire)? {
-                return Ok(());
-            }
+            // A session that just logged in is registered before the initiator hears of it,
+            // so that a later login reinstating it always finds it.
             if entered.is_none() {
                 if let Some(est) = conn.session().map(|s| s.established()) {
                     if let Some(t) = &est.target {
@@ -162,6 +161,9 @@ fn serve(
                         *entered = Some((key, id));
                     }
                 }
+            }
+            if !write_outputs(&mut stream, outputs, &mut framing, &mut wire)? {
+                return Ok(());
             }
         }
         buf.drain(..start);
