@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it (.ci/run). Installs what it needs first:
-# Debian packages as root (amanda-common for ndmjob, the real NDMP DMA, and tshark for the
-# NDMP wire check), and cargo-fuzz for the fuzz smoke runs.
+# Debian packages as root (APT_PACKAGES below), and cargo-fuzz for the fuzz smoke runs.
 # Usage: scripts/test-all.sh            (from anywhere; as root for the apt step)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Debian packages the tests need: amanda-common (ndmjob, run by ../shared/harness/ndmp_probe.sh
+# Debian packages the tests need. NDMP: amanda-common (ndmjob, run by ../shared/harness/ndmp_probe.sh
 # from crates/qorestor-cli/tests/ndmp.rs) and tshark (its NDMP dissector checks our frames).
-APT_PACKAGES=(amanda-common tshark)
+# iSCSI: libiscsi's tools and headers (vtl_probe.sh builds iscsi-cdb with gcc and pkg-config),
+# and for qemu_linux_client.sh QEMU with its libiscsi block driver plus the guest's tools
+# (busybox, cpio, mtx, mt-st, sg3-utils).
+APT_PACKAGES=(amanda-common tshark libiscsi-bin libiscsi-dev gcc pkg-config python3
+  qemu-system-x86 qemu-block-extra busybox-static cpio mtx mt-st sg3-utils)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then

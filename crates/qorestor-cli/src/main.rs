@@ -8,7 +8,8 @@
 //! - [`output`]: human (tables, sizes, ratios) and JSON rendering;
 //! - [`progress`]: an indicatif implementation of [`qorestor_core::Progress`];
 //! - one module per command group: [`init`], [`group`], [`container`], [`stream`], [`stats`],
-//!   [`cleaner`], [`verify`], [`recycle`], [`mod@bench`], [`vtl`], [`replication`], [`system`], [`serve`].
+//!   [`cleaner`], [`verify`], [`recycle`], [`mod@bench`], [`vtl`], [`replication`], [`system`],
+//!   [`iscsi`], [`ndmp`], [`serve`].
 //!
 //! Exit codes: 0 on success, 1 when an operation failed, 2 for bad usage, 3 when `verify`
 //! found damage it did not heal.
@@ -19,6 +20,7 @@ mod container;
 mod context;
 mod group;
 mod init;
+mod iscsi;
 mod ndmp;
 mod output;
 mod progress;
@@ -152,6 +154,9 @@ pub enum Command {
     /// NDMP: the user and password, and the device names a DMA uses.
     #[command(subcommand)]
     Ndmp(ndmp::NdmpCommand),
+    /// The iSCSI target: names, LUNs and CHAP credentials.
+    #[command(subcommand)]
+    Iscsi(iscsi::IscsiCommand),
     /// Run the daemon: the frontends whose --*-listen flag is given.
     #[command(long_about = serve::LONG_ABOUT)]
     Serve(serve::ServeArgs),
@@ -177,6 +182,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Replication(cmd) => replication::run(&ctx, cmd),
         Command::System(cmd) => system::run(&ctx, cmd),
         Command::Ndmp(cmd) => ndmp::run(&ctx, cmd),
+        Command::Iscsi(cmd) => iscsi::run(&ctx, cmd),
         Command::Serve(args) => serve::run(&ctx, args),
     }
 }

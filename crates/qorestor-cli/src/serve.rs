@@ -111,9 +111,12 @@ pub fn run(ctx: &Ctx, args: ServeArgs) -> Result<()> {
     Ok(())
 }
 
-/// Starts the iSCSI target on `addr`.
-fn start_iscsi(addr: SocketAddr, _services: &Services) -> Result<Listening> {
-    bail!("cannot serve iSCSI on {addr}: the iSCSI target is not built yet")
+/// Starts the iSCSI target on `addr`: one target per library, CHAP as `iscsi set-password`
+/// stored it.
+fn start_iscsi(addr: SocketAddr, services: &Services) -> Result<Listening> {
+    let portal = qorestor_iscsi::config::portal(&services.engine, &services.libraries)?;
+    let server = qorestor_iscsi::Server::start(addr, Arc::new(portal))?;
+    Ok(Listening { frontend: "iscsi", addr: server.local_addr() })
 }
 
 /// Starts the NDMP server on `addr`.

@@ -92,6 +92,11 @@ pub(crate) fn inquiry(id: &Identity, evpd: bool, page: u8, alloc: u32) -> Outcom
                 naa[0] = 0x60;
                 naa[1..8].copy_from_slice(&h.to_be_bytes()[1..]);
                 naa[8..16].copy_from_slice(&fnv(id.serial.as_bytes(), 7 + id.kind as u64).to_be_bytes());
+                // Printable ASCII after the NAA nibble: initiator tools (libiscsi's iscsi-inq)
+                // print designators as text.
+                for b in &mut naa[1..] {
+                    *b = 0x21 + *b % 94;
+                }
                 b.extend_from_slice(&[0x01, 0x03, 0x00, 16]);
                 b.extend_from_slice(&naa);
                 b
@@ -243,7 +248,8 @@ pub(crate) fn select_pages(pc: u8, page: u8, subpage: u8, pages: &[(u8, Vec<u8>,
             out.extend_from_slice(if pc == 1 { changeable } else { current });
         }
     }
-    if out.is_empty() && page != 0x3F {
+    // Page 0 is the vendor-specific page without a page format: header and block descriptor.
+    if out.is_empty() && page != 0x3F && page != 0x00 {
         return Err(Sense::invalid_cdb_field(2, Some(5)));
     }
     Ok(out)

@@ -57,6 +57,7 @@ fn inquiry_standard_and_vpd_pages() {
     let naa = 8 + 24 + serial.len();
     assert_eq!(&p[naa..naa + 4], &[0x01, 0x03, 0x00, 16]);
     assert_eq!(p[naa + 4] >> 4, 6);
+    assert!(p[naa + 5..naa + 20].iter().all(|b| b.is_ascii_graphic()), "NAA printable as text");
     // The changer's serial differs from the drives'.
     let cs = l.ok(0, &inquiry(true, 0x80, 255), &[]);
     assert_eq!(&cs[4..], l.vtl().info().unwrap().library.serial.as_bytes());

@@ -93,6 +93,10 @@ fn fixed_block_mode() {
     l.ok(1, &mode_select6(12), &list);
     let ms = l.ok(1, &mode_sense6(false, 0, 0x10, 255), &[]);
     assert_eq!(&ms[4 + 5..4 + 8], &[0, 2, 0]);
+    // Page 0 (no page format): just the header and the block descriptor.
+    let ms = l.ok(1, &mode_sense6(false, 0, 0x00, 12), &[]);
+    assert_eq!((ms.len(), ms[0], ms[3]), (12, 11, 8));
+    assert_eq!(&ms[4 + 5..4 + 8], &[0, 2, 0]);
     let d = bytes(7, 512 * 3);
     l.ok(1, &write6(true, 3), &d);
     l.ok(1, &write_filemarks(1, false), &[]);

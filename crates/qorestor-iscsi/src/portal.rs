@@ -1,0 +1,150 @@
+//! What a portal serves: its targets (one per virtual tape library), the CHAP configuration,
+//! limits and timeouts. Shared by every connection of a server.
+
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use qorestor_vtl::{ScsiResponse, Vtl};
+
+use crate::chap::ChapConfig;
+use crate::params::Limits;
+
+/// The logical units behind a target: what SCSI commands are sent to.
+pub trait LogicalUnits: Send + Sync {
+    /// Number of LUNs (0..count).
+    fn lun_count(&self) -> u64;
+    /// Runs one command on `lun`; never panics.
+    fn execute(&self, lun: u64, cdb: &[u8], data_out: &[u8]) -> ScsiResponse;
+}
+
+impl LogicalUnits for Vtl {
+    fn lun_count(&self) -> u64 {
+        Vtl::lun_count(self)
+    }
+
+    fn execute(&self, lun: u64, cdb: &[u8], data_out: &[u8]) -> ScsiResponse {
+        Vtl::execute(self, lun, cdb, data_out)
+    }
+}
+
+/// One target: its iSCSI name, alias and logical units.
+#[derive(Clone)]
+pub struct Target {
+    /// The iSCSI qualified name.
+    pub name: String,
+    /// TargetAlias (the container name).
+    pub alias: String,
+    /// The units (LUN 0 the changer, LUNs 1..M the drives).
+    pub units: Arc<dyn LogicalUnits>,
+}
+
+/// How long the target waits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    /// A login not finished after this long is dropped.
+    pub login: Duration,
+    /// After this long without a PDU from the initiator, the target pings it (NOP-In).
+    pub nop_interval: Duration,
+    /// A ping not answered within this long drops the connection.
+    pub nop_timeout: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Timeouts {
+        Timeouts {
+            login: Duration::from_secs(30),
+            nop_interval: Duration::from_secs(30),
+            nop_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Everything connections share.
+pub struct Portal {
+    /// The targets, by name.
+    pub targets: Vec<Target>,
+    /// CHAP; `None` leaves every session open.
+    pub chap: Option<ChapConfig>,
+    /// TargetPortalGroupTag.
+    pub portal_group_tag: u16,
+    /// The target's negotiation limits.
+    pub limits: Limits,
+    /// Login and keep-alive timeouts.
+    pub timeouts: Timeouts,
+    next_tsih: AtomicU16,
+}
+
+impl Portal {
+    /// A portal serving `targets`.
+    pub fn new(targets: Vec<Target>, chap: Option<ChapConfig>) -> Portal {
+        Portal {
+            targets,
+            chap,
+            portal_group_tag: 1,
+            limits: Limits::default(),
+            timeouts: Timeouts::default(),
+            next_tsih: AtomicU16::new(1),
+        }
+    }
+
+    /// The target named `name`.
+    pub fn target(&self, name: &str) -> Option<&Target> {
+        self.targets.iter().find(|t| t.name == name)
+    }
+
+    /// A fresh target session identifying handle (never 0).
+    pub fn new_tsih(&self) -> u16 {
+        loop {
+            let t = self.next_tsih.fetch_add(1, Ordering::Relaxed);
+            if t != 0 {
+                return t;
+            }
+        }
+    }
+}
+
+/// The iSCSI name of the target of container `container` on system `system`:
+/// `iqn.2024-01.org.qorestor:SYSTEM:CONTAINER`, lower-cased, with every character other than
+/// letters, digits, `-` and `.` (such as `_`) replaced by `-` (iSCSI names allow only these
+/// besides `:`).
+pub fn target_name(system: &str, container: &str) -> String {
+    let clean = |s: &str| -> String {
+        s.chars()
+            .map(|c| match c.to_ascii_lowercase() {
+                c @ ('a'..='z' | '0'..='9' | '-' | '.') => c,
+                _ => '-',
+            })
+            .collect()
+    };
+    format!("iqn.2024-01.org.qorestor:{}:{}", clean(system), clean(container))
+}
+
+/// The LUN number of an 8-byte LUN field (SAM peripheral or flat addressing); `None` for
+/// addressing methods the target does not use.
+pub fn lun_number(field: u64) -> Option<u64> {
+    let b = field.to_be_bytes();
+    match b[0] >> 6 {
+        0 if b[0] == 0 => Some(b[1] as u64),
+        1 => Some((((b[0] & 0x3f) as u64) << 8) | b[1] as u64),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn target_names_are_valid_iqns() {
+        assert_eq!(target_name("Backup-01.example", "Lib_1"), "iqn.2024-01.org.qorestor:backup-01.example:lib-1");
+    }
+
+    #[test]
+    fn lun_fields_decode() {
+        assert_eq!(lun_number(0), Some(0));
+        assert_eq!(lun_number(0x0003_0000_0000_0000), Some(3));
+        assert_eq!(lun_number(0x4101_0000_0000_0000), Some(257));
+        assert_eq!(lun_number(0x8000_0000_0000_0000), None);
+    }
+}
