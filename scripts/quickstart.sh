@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The quick start (until `qorestor serve` exists, this is the main job): builds the release
+# The quick start (a one-minute tour; the main job is `qorestor serve`, see the README): builds the release
 # binary, stores the same backup stream twice in a fresh data directory, reads it back, and
 # shows the savings. Usage: scripts/quickstart.sh [DATA_DIR] (default: a new temporary directory).
 set -euo pipefail
