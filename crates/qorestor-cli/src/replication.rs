@@ -41,7 +41,7 @@ pub enum ReplicationCommand {
         /// The source container.
         container: String,
     },
-    /// Stop a replication: passes are refused until it is started again.
+    /// Mark a replication stopped (status shows it) until the next start or resync.
     Stop {
         /// The source container.
         container: String,

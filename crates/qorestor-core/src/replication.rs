@@ -203,7 +203,8 @@ impl Engine {
         Ok(self.replication_info(&c, &self.replication_record(&c)?))
     }
 
-    /// Stops (`true`: passes are refused until started again) or allows a replication.
+    /// Marks a replication stopped (`true`) or not; the next [`Engine::run_replication`] clears
+    /// the mark. (A daemon running scheduled passes will skip stopped replications.)
     pub fn set_replication_stopped(&self, container: &str, stopped: bool) -> Result<ReplicationInfo> {
         let c = self.container_record(container)?;
         let mut r = self.replication_record(&c)?;
