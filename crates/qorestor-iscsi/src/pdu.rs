@@ -490,6 +490,20 @@ impl Pdu {
         Ok(pdu)
     }
 
+    /// [`Pdu::to_frame`] without copying the data segment of the PDUs that carry bulk data
+    /// (Data-In, Data-Out, SCSI Command).
+    pub fn into_frame(mut self) -> Frame {
+        let data = match &mut self {
+            Pdu::DataIn { data, .. } | Pdu::DataOut { data, .. } | Pdu::ScsiCommand { data, .. } => {
+                std::mem::take(data)
+            }
+            _ => return self.to_frame(),
+        };
+        let mut frame = self.to_frame();
+        frame.data = data;
+        frame
+    }
+
     /// Encodes the PDU as a frame (lengths are set by [`crate::frame::encode`]).
     pub fn to_frame(&self) -> Frame {
         let mut b = [0u8; BHS_LEN];

@@ -138,12 +138,14 @@ fn serve(
     let local = stream.local_addr()?.to_string();
     let mut conn = Connection::new(portal, local, entropy(), Instant::now());
     let mut framing = Connection::initial_framing();
-    let mut buf: Vec<u8> = Vec::with_capacity(READ_CHUNK * 2);
-    let mut start = 0;
+    // Received bytes not yet framed are buf[start..end]. The buffer is zeroed once and reused:
+    // it grows only to hold one PDU (bounded by the framing limits) plus a read.
+    let mut buf = vec![0u8; READ_CHUNK * 2];
+    let (mut start, mut end) = (0, 0);
     let mut wire = Vec::new();
     loop {
         loop {
-            let outputs = match frame::decode(&buf[start..], framing.digests, framing.max_recv) {
+            let outputs = match frame::decode(&buf[start..end], framing.digests, framing.max_recv) {
                 Ok(Some((f, used))) => {
                     start += used;
                     conn.receive(f, Instant::now())
@@ -166,17 +168,20 @@ fn serve(
                 return Ok(());
             }
         }
-        buf.drain(..start);
-        start = 0;
-        let len = buf.len();
-        buf.resize(len + READ_CHUNK, 0);
-        let n = match stream.read(&mut buf[len..]) {
+        if buf.len() - end < READ_CHUNK {
+            buf.copy_within(start..end, 0);
+            end -= start;
+            start = 0;
+            if buf.len() - end < READ_CHUNK {
+                buf.resize(end + READ_CHUNK, 0);
+            }
+        }
+        end += match stream.read(&mut buf[end..]) {
             Ok(0) => return Ok(()),
             Ok(n) => n,
             Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted) => 0,
             Err(e) => return Err(e),
         };
-        buf.truncate(len + n);
         let outputs = conn.tick(Instant::now());
         if !write_outputs(&mut stream, outputs, &mut framing, &mut wire)? {
             return Ok(());
@@ -195,7 +200,7 @@ fn write_outputs(
     let mut open = true;
     for o in outputs {
         match o {
-            Output::Act(Action::Send(pdu)) => frame::encode(&pdu.to_frame(), framing.digests, wire),
+            Output::Act(Action::Send(pdu)) => frame::encode(&pdu.into_frame(), framing.digests, wire),
             Output::Act(Action::Close) => open = false,
             Output::Reframe(f) => {
                 // The new framing applies after what is queued: send that first.

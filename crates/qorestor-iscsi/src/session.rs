@@ -394,7 +394,7 @@ impl Session {
         lun: u64,
         read: bool,
         expected: u32,
-        resp: ScsiResponse,
+        mut resp: ScsiResponse,
         r2ts: u32,
     ) {
         let have = resp.data_in.len() as u64;
@@ -428,7 +428,12 @@ impl Session {
                 sn,
                 data_sn,
                 offset: offset as u32,
-                data: resp.data_in[offset..end].to_vec(),
+                // One PDU for all the data (the usual tape read): moved, not copied.
+                data: if offset == 0 && end == resp.data_in.len() {
+                    std::mem::take(&mut resp.data_in)
+                } else {
+                    resp.data_in[offset..end].to_vec()
+                },
             }));
             data_sn += 1;
             offset = end;

@@ -226,7 +226,8 @@ proptest! {
         encode(&p.to_frame(), d, &mut wire);
         let (f, used) = decode(&wire, d, 1 << 24).unwrap().unwrap();
         prop_assert_eq!(used, wire.len());
-        prop_assert_eq!(Pdu::from_frame(f).unwrap(), p);
+        prop_assert_eq!(Pdu::from_frame(f).unwrap(), p.clone());
+        prop_assert_eq!(p.clone().into_frame(), p.to_frame());
     }
 
     #[test]
