@@ -1,7 +1,6 @@
 //! `qorestor iscsi show|set-password|clear-password`: the iSCSI target's names and CHAP
 //! credentials (the target itself is [`qorestor_iscsi`], run by `serve --iscsi-listen`).
 
-use std::io::BufRead;
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
@@ -103,13 +102,6 @@ struct ShowReport {
 }
 
 /// One line of a secret: a trailing `\n` or `\r\n` removed.
-fn one_line(mut r: impl BufRead, what: &str) -> Result<String> {
-    let mut line = String::new();
-    r.read_line(&mut line).with_context(|| format!("cannot read the {what}"))?;
-    let line = line.strip_suffix('\n').unwrap_or(&line);
-    Ok(line.strip_suffix('\r').unwrap_or(line).to_string())
-}
-
 fn chap_report(c: &ChapConfig) -> ChapReport {
     ChapReport {
         user: c.initiator.user.clone(),
@@ -124,12 +116,10 @@ pub fn run(ctx: &Ctx, cmd: IscsiCommand) -> Result<()> {
     match cmd {
         IscsiCommand::Show => show(ctx, &engine),
         IscsiCommand::SetPassword(a) => {
-            let secret = one_line(std::io::stdin().lock(), "CHAP secret from stdin")?;
+            let secret = crate::secret::read_stdin_text("CHAP secret")?;
             let mutual = match (a.mutual_user, a.mutual_password_file) {
                 (Some(user), Some(file)) => {
-                    let f = std::fs::File::open(&file)
-                        .with_context(|| format!("cannot open the mutual CHAP secret file {}", file.display()))?;
-                    let secret = one_line(std::io::BufReader::new(f), "mutual CHAP secret file")?;
+                    let secret = crate::secret::read_file_text(&file, "mutual CHAP secret")?;
                     Some(Credential { user, secret })
                 }
                 _ => None,

@@ -1,9 +1,7 @@
 //! `qorestor ndmp`: the NDMP user and the device names a DMA uses (`show`), and the
 //! credentials (`update`).
 
-use std::io::BufRead;
-
-use anyhow::{bail, Context, Result};
+use anyhow::Result;
 use clap::Subcommand;
 use qorestor_ndmp::devices::{self, Device};
 use qorestor_ndmp::{config, Credentials};
@@ -46,22 +44,11 @@ struct NdmpReport {
     slots: Vec<Slot>,
 }
 
-fn read_password() -> Result<String> {
-    let mut line = String::new();
-    std::io::stdin().lock().read_line(&mut line).context("cannot read the password from stdin")?;
-    let pw = line.strip_suffix('\n').unwrap_or(&line);
-    let pw = pw.strip_suffix('\r').unwrap_or(pw);
-    if pw.is_empty() {
-        bail!("no password on stdin (an empty password is refused)");
-    }
-    Ok(pw.to_string())
-}
-
 /// Runs an `ndmp` subcommand.
 pub fn run(ctx: &Ctx, cmd: NdmpCommand) -> Result<()> {
     let engine = ctx.open("qorestor ndmp")?;
     if let NdmpCommand::Update { user, .. } = cmd {
-        let password = read_password()?;
+        let password = crate::secret::read_stdin_text("NDMP password")?;
         config::save(&engine, &Credentials { user, password })?;
     }
     let libraries = Libraries::open_all(&engine)?;

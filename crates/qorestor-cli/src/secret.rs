@@ -1,11 +1,13 @@
-//! Secrets from outside: one line from stdin or from a file, as `CLI.md` says (`--*-stdin` and
+//! Secrets from outside (shared by every `--*-stdin` and `--*-file` flag): one line from stdin or from a file, as `CLI.md` says (`--*-stdin` and
 //! `--*-file` read one line; a trailing `\n` or `\r\n` is removed), and the passphrase of
 //! encrypted storage groups (`QORESTOR_PASSPHRASE` or `--passphrase-file`).
 
 use std::io::Read;
 use std::path::Path;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
+
+use crate::context::UsageError;
 
 /// Longest secret line read, in bytes.
 const MAX_SECRET_LEN: usize = 4096;
@@ -18,11 +20,12 @@ pub const PASSPHRASE_ENV: &str = "QORESTOR_PASSPHRASE";
 fn first_line(bytes: &[u8], what: &str, source: &str) -> Result<Vec<u8>> {
     let line = bytes.split(|&b| b == b'\n').next().unwrap_or_default();
     let line = line.strip_suffix(b"\r").unwrap_or(line);
+    // Bad values given on the command line's behalf: usage errors (exit 2).
     if line.is_empty() {
-        bail!("the {what} from {source} is empty");
+        return Err(UsageError(format!("the {what} from {source} is empty")).into());
     }
     if line.len() > MAX_SECRET_LEN || bytes.len() > MAX_SECRET_LEN + 2 && !bytes[..=MAX_SECRET_LEN].contains(&b'\n') {
-        bail!("the {what} from {source} is longer than {MAX_SECRET_LEN} bytes");
+        return Err(UsageError(format!("the {what} from {source} is longer than {MAX_SECRET_LEN} bytes")).into());
     }
     Ok(line.to_vec())
 }
@@ -45,6 +48,20 @@ pub fn read_file_line(path: &Path, what: &str) -> Result<Vec<u8>> {
         .and_then(|f| f.take(MAX_SECRET_LEN as u64 + 3).read_to_end(&mut buf))
         .with_context(|| format!("cannot read the {what} file {}", path.display()))?;
     first_line(&buf, what, &path.display().to_string())
+}
+
+fn text(bytes: Vec<u8>, what: &str) -> Result<String> {
+    String::from_utf8(bytes).map_err(|_| anyhow::anyhow!("the {what} is not UTF-8 text"))
+}
+
+/// Reads one line of UTF-8 text from stdin (a password, a CHAP secret).
+pub fn read_stdin_text(what: &str) -> Result<String> {
+    text(read_stdin_line(what)?, what)
+}
+
+/// Reads the first line of a file as UTF-8 text.
+pub fn read_file_text(path: &Path, what: &str) -> Result<String> {
+    text(read_file_line(path, what)?, what)
 }
 
 /// The passphrase of encrypted storage groups: from `file` if given, else from

@@ -88,7 +88,7 @@ fn show_lists_devices_and_slots_and_update_sets_the_user() {
     assert!(slots[3]["barcode"].is_null());
     set_user(&data, "backup", "pw");
     assert_eq!(run(&data, &["ndmp", "show"])["user"], "backup");
-    // The password comes from stdin only, and may not be empty.
+    // The password comes from stdin only, and may not be empty (bad usage, like an empty CHAP secret).
     let no_stdin = qorestor(&data).args(["ndmp", "update", "--user", "x"]).output().unwrap();
     assert_eq!(no_stdin.status.code(), Some(2));
     let empty = qorestor(&data)
@@ -96,7 +96,7 @@ fn show_lists_devices_and_slots_and_update_sets_the_user() {
         .stdin(Stdio::null())
         .output()
         .unwrap();
-    assert_eq!(empty.status.code(), Some(1));
+    assert_eq!(empty.status.code(), Some(2));
     assert_eq!(run(&data, &["ndmp", "show"])["user"], "backup");
 }
 
