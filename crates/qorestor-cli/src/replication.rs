@@ -110,8 +110,7 @@ pub fn run(ctx: &Ctx, cmd: ReplicationCommand) -> Result<()> {
     let engine = ctx.open("qorestor replication")?;
     let info = match cmd {
         ReplicationCommand::Add(args) => {
-            let host_port = !args.target.contains('/') && args.target.contains(':');
-            if args.encryption.is_some() && !host_port {
+            if args.encryption.is_some() && !qorestor_core::replication::is_host_port(&args.target) {
                 return Err(UsageError(format!(
                     "--encryption is for HOST:PORT targets; {} is a directory (its data stays encrypted at rest if its storage group is)",
                     args.target

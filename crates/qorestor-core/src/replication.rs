@@ -33,7 +33,7 @@ use crate::error::{Error, Result};
 use crate::fingerprint::Fingerprint;
 use crate::format::RECORD_HEADER_LEN;
 use crate::group::{GroupStore, NewChunk, WriterPin};
-use crate::pack::{check_record_payload, decode_record_header, ChunkLoc};
+use crate::pack::{check_record_payload, decode_record_header, ChunkLoc, RecordHeader};
 use crate::progress::Progress;
 use crate::recipe::{recipe_path, visit_recipe, RecipeEntry, RecipeHeader, RecipeWriter};
 
@@ -110,7 +110,7 @@ fn key(c: &ContainerRecord) -> String {
 }
 
 /// Whether a target names a host and port (`HOST:PORT`) rather than a directory.
-fn is_host_port(target: &str) -> bool {
+pub fn is_host_port(target: &str) -> bool {
     !target.contains('/')
         && target
             .rsplit_once(':')
@@ -447,7 +447,7 @@ impl StreamSender<'_> {
         self.dst_store.lookup_batch(pin, &fps, &mut found);
         run.bytes_sent += ASK_BYTES * fps.len() as u64 + (fps.len() as u64).div_ceil(8);
         // Each missing chunk travels once, however often the batch names it.
-        let mut records: Vec<Vec<u8>> = Vec::new();
+        let mut records: Vec<(RecordHeader, Vec<u8>)> = Vec::new();
         let mut record_of: std::collections::HashMap<Fingerprint, usize> = std::collections::HashMap::new();
         for (i, e) in batch.iter().enumerate() {
             if found[i].is_some() || record_of.contains_key(&e.fp) {
@@ -455,7 +455,7 @@ impl StreamSender<'_> {
                 continue;
             }
             let rec = self.read_source_record(e)?;
-            run.bytes_sent += rec.len() as u64;
+            run.bytes_sent += rec.1.len() as u64;
             run.chunks_sent += 1;
             record_of.insert(e.fp, records.len());
             records.push(rec);
@@ -465,8 +465,7 @@ impl StreamSender<'_> {
             let new = match found[i] {
                 Some(_) => None,
                 None => {
-                    let rec = &records[record_of[&e.fp]];
-                    let h = decode_record_header(rec).map_err(|d| d.at(self.src.recipes_dir()))?;
+                    let (h, rec) = &records[record_of[&e.fp]];
                     Some(NewChunk { fp: e.fp, raw_len: h.raw_len, codec: h.codec, payload: &rec[RECORD_HEADER_LEN..] })
                 }
             };
@@ -483,12 +482,12 @@ impl StreamSender<'_> {
 
     /// A chunk's record as the source stores it, checked (header, fingerprint, CRC); found again
     /// through the index if the cleaner moved it.
-    fn read_source_record(&self, e: &RecipeEntry) -> Result<Vec<u8>> {
-        let read = |loc: ChunkLoc| -> Option<Vec<u8>> {
+    fn read_source_record(&self, e: &RecipeEntry) -> Result<(RecordHeader, Vec<u8>)> {
+        let read = |loc: ChunkLoc| -> Option<(RecordHeader, Vec<u8>)> {
             let mut rec = vec![0u8; loc.record_len() as usize];
             self.src.read_at(loc.pack, loc.offset as u64, &mut rec).ok()?;
             let h = decode_record_header(&rec).ok()?;
-            (h.fp == e.fp && check_record_payload(&rec, &h, &rec[RECORD_HEADER_LEN..]).is_ok()).then_some(rec)
+            (h.fp == e.fp && check_record_payload(&rec, &h, &rec[RECORD_HEADER_LEN..]).is_ok()).then_some((h, rec))
         };
         read(e.loc).or_else(|| self.src.locate(&e.fp).filter(|l| *l != e.loc).and_then(read)).ok_or_else(|| {
             Error::corrupt(
