@@ -47,6 +47,7 @@ pub mod index;
 mod maintenance;
 mod mmap;
 pub mod pack;
+mod pack_flusher;
 pub mod policy;
 mod progress;
 mod reader;

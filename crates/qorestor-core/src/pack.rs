@@ -17,6 +17,7 @@ use crate::crypto::{chunk_aad, GroupCrypto};
 use crate::error::{DecodeError, Error, Result};
 use crate::fingerprint::Fingerprint;
 use crate::format::*;
+use crate::pack_flusher::PackFlusher;
 
 /// Where a chunk record lives: pack id and the offset of its record header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -490,11 +491,16 @@ pub struct PackWriter {
     path: PathBuf,
     file: Arc<File>,
     pending: Vec<u8>,
+    /// The buffer to fill next while `flusher` writes the previous one.
+    spare: Vec<u8>,
+    flusher: PackFlusher,
     len: u64,
     entries: Vec<FooterEntry>,
 }
 
 const FLUSH_AT: usize = 1 << 20;
+/// Capacity of a record buffer: a full one plus the record that crosses `FLUSH_AT`.
+const FLUSH_BUFFER: usize = FLUSH_AT + (64 << 10);
 
 impl PackWriter {
     /// Creates pack `id` in `dir` and writes its header.
@@ -506,9 +512,12 @@ impl PackWriter {
             .create_new(true)
             .open(&path)
             .map_err(|e| Error::io("create", &path, e))?;
-        let mut pending = Vec::with_capacity(FLUSH_AT + (64 << 10));
+        let mut pending = Vec::with_capacity(FLUSH_BUFFER);
         pending.extend_from_slice(&encode_pack_header(group_id, id));
-        Ok(PackWriter { id, path, file: Arc::new(file), pending, len: PACK_HEADER_LEN as u64, entries: Vec::new() })
+        let file = Arc::new(file);
+        let flusher = PackFlusher::start(file.clone()).map_err(|e| Error::io("start writing", &path, e))?;
+        let len = PACK_HEADER_LEN as u64;
+        Ok(PackWriter { id, path, file, pending, spare: Vec::new(), flusher, len, entries: Vec::new() })
     }
 
     /// The pack id.
@@ -555,13 +564,31 @@ impl PackWriter {
         let stored_len = payload.len() as u32;
         self.entries.push(FooterEntry { fp: *fp, offset, stored_len, raw_len, codec });
         if self.pending.len() >= FLUSH_AT {
-            self.flush()?;
+            self.write_behind()?;
         }
         Ok(ChunkLoc { pack: self.id, offset, stored_len })
     }
 
-    /// Writes buffered bytes to the file (not synced).
+    /// Hands the full buffer to the flusher and continues in the other one.
+    fn write_behind(&mut self) -> Result<()> {
+        let next = self.wait_flusher()?.unwrap_or_else(|| std::mem::take(&mut self.spare));
+        let full = std::mem::replace(&mut self.pending, next);
+        self.pending.reserve(FLUSH_BUFFER);
+        let at = self.len - full.len() as u64;
+        self.flusher.submit(full, at).map_err(|e| Error::io("write", &self.path, e))
+    }
+
+    /// Waits for the flusher's write in flight; returns its buffer.
+    fn wait_flusher(&mut self) -> Result<Option<Vec<u8>>> {
+        self.flusher.wait().map_err(|e| Error::io("write", &self.path, e))
+    }
+
+    /// Writes buffered bytes to the file (not synced): when this returns, every record appended
+    /// so far is in the file.
     pub fn flush(&mut self) -> Result<()> {
+        if let Some(buf) = self.wait_flusher()? {
+            self.spare = buf;
+        }
         if !self.pending.is_empty() {
             let at = self.len - self.pending.len() as u64;
             crate::faults::write_all_at(&self.file, &self.pending, at)
