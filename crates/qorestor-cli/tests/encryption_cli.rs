@@ -15,7 +15,12 @@ fn run(data: &std::path::Path, args: &[&str], env_pass: Option<&str>, stdin: &[u
         c.env("QORESTOR_PASSPHRASE", p);
     }
     let mut child = c.spawn().unwrap();
-    child.stdin.take().unwrap().write_all(stdin).unwrap();
+    // A command refused as bad usage exits before reading its standard input: a closed pipe
+    // is then expected, not a failure.
+    match child.stdin.take().unwrap().write_all(stdin) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => panic!("writing the child's stdin: {e}"),
+        _ => {}
+    }
     child.wait_with_output().unwrap()
 }
 
