@@ -237,29 +237,23 @@ mod tests {
 
     #[test]
     fn table_estimate_matches_the_direct_one() {
-        let mut x = 11u64;
         // Random bytes with 1..=8 random bits, and random bytes with every k-th one fixed (near
         // the threshold).
         let mut cases: Vec<(u32, usize)> = (1..=8).map(|bits| (bits, 0)).collect();
         cases.extend([7, 11, 23, 41, 97].map(|k| (8, k)));
-        for (bits, every) in cases {
+        let mut seen = [false; 2];
+        for (seed, (bits, every)) in (11u64..).zip(cases) {
             for len in [2048usize, 5000, 16 << 10, 65_536] {
-                let data: Vec<u8> = (0..len)
-                    .map(|i| {
-                        x ^= x << 13;
-                        x ^= x >> 7;
-                        x ^= x << 17;
-                        if every > 0 && i % every == 0 {
-                            b'a'
-                        } else {
-                            ((x >> 32) as u8) >> (8 - bits)
-                        }
-                    })
-                    .collect();
+                let mut data = crate::test_data::xorshift_bytes(len, seed, bits);
+                if every > 0 {
+                    data.iter_mut().step_by(every).for_each(|b| *b = b'a');
+                }
                 let direct = looks_incompressible_direct(&data);
                 assert_eq!(looks_incompressible(&data), direct, "{bits} bits, every {every}, {len} bytes");
+                seen[usize::from(direct)] = true;
             }
         }
+        assert_eq!(seen, [true, true], "the cases cover both answers");
     }
 
     #[test]
@@ -277,15 +271,7 @@ mod tests {
         assert_eq!(appended.len(), 6 + text.len(), "a failed append leaves the buffer as it was");
 
         assert!(!looks_incompressible(&text));
-        let mut x = 7u64;
-        let random: Vec<u8> = (0..20_000)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                (x >> 32) as u8
-            })
-            .collect();
+        let random = crate::test_data::xorshift_bytes(20_000, 7, 8);
         assert!(looks_incompressible(&random));
         let mut none = Vec::new();
         assert_eq!(compress_into(&random, FAST_LEVEL, &mut none), Codec::Raw);

@@ -54,6 +54,8 @@ mod reader;
 pub mod recipe;
 pub mod replication;
 pub mod stats;
+#[cfg(test)]
+mod test_data;
 pub mod verify;
 mod writer;
 
