@@ -491,8 +491,6 @@ pub struct PackWriter {
     path: PathBuf,
     file: Arc<File>,
     pending: Vec<u8>,
-    /// The buffer to fill next while `flusher` writes the previous one.
-    spare: Vec<u8>,
     flusher: PackFlusher,
     len: u64,
     entries: Vec<FooterEntry>,
@@ -517,7 +515,7 @@ impl PackWriter {
         let file = Arc::new(file);
         let flusher = PackFlusher::start(file.clone()).map_err(|e| Error::io("start writing", &path, e))?;
         let len = PACK_HEADER_LEN as u64;
-        Ok(PackWriter { id, path, file, pending, spare: Vec::new(), flusher, len, entries: Vec::new() })
+        Ok(PackWriter { id, path, file, pending, flusher, len, entries: Vec::new() })
     }
 
     /// The pack id.
@@ -571,24 +569,17 @@ impl PackWriter {
 
     /// Hands the full buffer to the flusher and continues in the other one.
     fn write_behind(&mut self) -> Result<()> {
-        let next = self.wait_flusher()?.unwrap_or_else(|| std::mem::take(&mut self.spare));
-        let full = std::mem::replace(&mut self.pending, next);
+        let at = self.len - self.pending.len() as u64;
+        let full = std::mem::take(&mut self.pending);
+        self.pending = self.flusher.write_behind(full, at).map_err(|e| Error::io("write", &self.path, e))?;
         self.pending.reserve(FLUSH_BUFFER);
-        let at = self.len - full.len() as u64;
-        self.flusher.submit(full, at).map_err(|e| Error::io("write", &self.path, e))
-    }
-
-    /// Waits for the flusher's write in flight; returns its buffer.
-    fn wait_flusher(&mut self) -> Result<Option<Vec<u8>>> {
-        self.flusher.wait().map_err(|e| Error::io("write", &self.path, e))
+        Ok(())
     }
 
     /// Writes buffered bytes to the file (not synced): when this returns, every record appended
     /// so far is in the file.
     pub fn flush(&mut self) -> Result<()> {
-        if let Some(buf) = self.wait_flusher()? {
-            self.spare = buf;
-        }
+        self.flusher.wait().map_err(|e| Error::io("write", &self.path, e))?;
         if !self.pending.is_empty() {
             let at = self.len - self.pending.len() as u64;
             crate::faults::write_all_at(&self.file, &self.pending, at)

@@ -20,6 +20,8 @@ pub(crate) struct PackFlusher {
     done: Receiver<(Vec<u8>, io::Result<()>)>,
     thread: Option<JoinHandle<()>>,
     in_flight: bool,
+    /// The buffer of the last finished write, emptied, for the appender to fill next.
+    spare: Vec<u8>,
 }
 
 fn stopped() -> io::Error {
@@ -39,27 +41,30 @@ impl PackFlusher {
                 }
             }
         })?;
-        Ok(PackFlusher { jobs: Some(jobs), done, thread: Some(thread), in_flight: false })
+        Ok(PackFlusher { jobs: Some(jobs), done, thread: Some(thread), in_flight: false, spare: Vec::new() })
     }
 
-    /// Waits for the write in flight, if any, and returns its buffer, emptied, for reuse.
-    pub(crate) fn wait(&mut self) -> io::Result<Option<Vec<u8>>> {
+    /// Waits for the write in flight, if any (its buffer is kept for the next
+    /// [`PackFlusher::write_behind`]).
+    pub(crate) fn wait(&mut self) -> io::Result<()> {
         if !self.in_flight {
-            return Ok(None);
+            return Ok(());
         }
         self.in_flight = false;
         let (mut buf, result) = self.done.recv().map_err(|_| stopped())?;
         result?;
         buf.clear();
-        Ok(Some(buf))
+        self.spare = buf;
+        Ok(())
     }
 
-    /// Starts writing `buf` at offset `at`; the previous write must have been waited for.
-    pub(crate) fn submit(&mut self, buf: Vec<u8>, at: u64) -> io::Result<()> {
-        debug_assert!(!self.in_flight, "one write in flight at most");
-        self.jobs.as_ref().ok_or_else(stopped)?.send((buf, at)).map_err(|_| stopped())?;
+    /// Starts writing `full` at offset `at` once the previous write is done; returns an empty
+    /// buffer to fill meanwhile (the previous write's).
+    pub(crate) fn write_behind(&mut self, full: Vec<u8>, at: u64) -> io::Result<Vec<u8>> {
+        self.wait()?;
+        self.jobs.as_ref().ok_or_else(stopped)?.send((full, at)).map_err(|_| stopped())?;
         self.in_flight = true;
-        Ok(())
+        Ok(std::mem::take(&mut self.spare))
     }
 }
 
