@@ -29,7 +29,8 @@ pub enum CleanerCommand {
     Run(RunArgs),
     /// Show whether the cleaner is running or was interrupted, and what the last run did.
     Status,
-    /// Manage the weekly windows in which `qorestor serve` runs the cleaner.
+    /// Manage the weekly windows in which `qorestor serve` runs the cleaner (local time; one
+    /// run per opening, asked to stop when the window closes).
     #[command(subcommand)]
     Schedule(ScheduleCommand),
 }
@@ -117,8 +118,14 @@ fn render_report(r: &CleanerReport) -> String {
         ("Live stored", output::bytes(r.live_stored_bytes)),
         ("Packs", format!("{} before, {} deleted, {} compacted", r.packs_before, r.packs_deleted, r.packs_compacted)),
         ("Copied", format!("{} chunks, {}", r.chunks_copied, output::bytes(r.bytes_copied))),
-        ("Kept", format!("{} pinned by running writers, {} damaged", r.packs_pinned, r.packs_damaged)),
-        ("Time", format!("{:.1} s", r.seconds)),
+        (
+            "Kept",
+            format!(
+                "{} pinned by running writers, {} damaged, {} left for the next run",
+                r.packs_pinned, r.packs_damaged, r.packs_deferred
+            ),
+        ),
+        ("Time", format!("{:.1} s{}", r.seconds, if r.stopped_early { " (asked to stop early)" } else { "" })),
     ])
 }
 

@@ -26,6 +26,7 @@ mod output;
 mod progress;
 mod recycle;
 mod replication;
+mod scheduler;
 mod secret;
 mod serve;
 mod stats;

@@ -1,8 +1,9 @@
 //! `qorestor serve`: the daemon. Holds the data directory, opens every virtual tape library,
 //! starts the frontends whose `--*-listen` flag is given, prints `listening <frontend>
 //! <addr:port>` once every listener is bound, ticks the libraries every second (so idle drives
-//! make their buffered tape data durable), and on SIGTERM or SIGINT makes every drive's data
-//! durable and exits 0. Connections still open then are dropped with the process: nothing they
+//! make their buffered tape data durable), runs the cleaner in its scheduled windows
+//! ([`crate::scheduler`]), and on SIGTERM or SIGINT stops a cleaner run at its next pack, makes
+//! every drive's data durable and exits 0. Connections still open then are dropped with the process: nothing they
 //! had not been acknowledged is lost, since an acknowledgement comes only after durability
 //! (see `docs/VTL.md`).
 
@@ -20,6 +21,7 @@ use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
 use crate::context::Ctx;
+use crate::scheduler::Scheduler;
 
 /// Long help of `serve`.
 pub const LONG_ABOUT: &str = "\
@@ -32,6 +34,11 @@ printed on stdout:
 While serve runs it owns the data directory: other qorestor commands on it fail with \
 \"data directory DIR is in use by qorestor serve (pid N)\". SIGTERM or SIGINT stops it cleanly \
 (exit 0) after making every tape drive's buffered data durable.
+
+serve runs the cleaner in the windows stored with `qorestor cleaner schedule add` (local time; \
+the TZ environment variable applies): one run per opening of a window, asked to stop when the \
+window closes (what it has not reached waits for the next window). Each run is reported on \
+stderr; `qorestor cleaner status` shows the last one once serve has stopped.
 
 Example:
   qorestor --data /srv/qorestor serve --iscsi-listen 0.0.0.0:3260 --ndmp-listen 127.0.0.1:10000";
@@ -104,9 +111,11 @@ pub fn run(ctx: &Ctx, args: ServeArgs) -> Result<()> {
             eprintln!("qorestor serve: cannot make buffered tape data durable: {e}");
         }
     })?;
+    let scheduler = Scheduler::start(services.engine.clone())?;
     let signal = signals.forever().next().unwrap_or(SIGTERM);
     let name = if signal == SIGINT { "SIGINT" } else { "SIGTERM" };
     eprintln!("qorestor serve: {name}: making tape data durable and stopping");
+    scheduler.stop();
     libraries.flush_all().context("cannot make buffered tape data durable at shutdown")?;
     Ok(())
 }

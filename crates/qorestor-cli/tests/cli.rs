@@ -1,12 +1,15 @@
 //! End-to-end tests of the `qorestor` binary: each test runs the real executable as a process
 //! against its own temporary data directory.
 
+mod common;
+
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use common::random;
 use serde_json::Value;
 
 /// A temporary data directory (not yet initialised) and a scratch directory.
@@ -94,20 +97,6 @@ fn parse_json(bytes: &[u8]) -> Value {
 
 fn s(p: &Path) -> &str {
     p.to_str().unwrap()
-}
-
-/// Pseudo-random bytes (xorshift64*), reproducible from `seed`.
-fn random(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    let mut out = Vec::with_capacity(len + 8);
-    while out.len() < len {
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        out.extend_from_slice(&x.wrapping_mul(0x2545_F491_4F6C_DD1D).to_le_bytes());
-    }
-    out.truncate(len);
-    out
 }
 
 /// A few MB: pseudo-random data, then one block repeated, then a text-like tail.

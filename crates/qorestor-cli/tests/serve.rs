@@ -1,12 +1,13 @@
 //! `qorestor serve` as a daemon: it owns the data directory while it runs, stops cleanly on
-//! SIGTERM and SIGINT, and keeps what libraries hold across the restart.
+//! SIGTERM and SIGINT, keeps what libraries hold across the restart, and runs the cleaner in
+//! its scheduled windows.
 
 mod common;
 
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::{qorestor, Server};
+use common::{qorestor, random, Server};
 
 #[test]
 fn serve_owns_the_directory_and_stops_cleanly_on_term_and_int() {
@@ -57,4 +58,69 @@ fn system_name_defaults_to_the_host_name_and_can_be_set() {
         String::from_utf8_lossy(&bad.stderr).contains("'bad name'")
             || String::from_utf8_lossy(&bad.stderr).contains("bad name")
     );
+}
+
+/// Waits for a stderr line of `server` containing `what`; returns every line seen.
+fn wait_for_line(server: &Server, what: &str) -> Vec<String> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut seen = Vec::new();
+    while !seen.iter().any(|l: &String| l.contains(what)) {
+        assert!(Instant::now() < deadline, "serve never printed {what:?}; it printed {seen:?}");
+        std::thread::sleep(Duration::from_millis(50));
+        seen.extend(server.stderr_lines());
+    }
+    seen
+}
+
+#[test]
+fn serve_runs_the_cleaner_once_in_an_open_window() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let run = |args: &[&str], stdin: Option<&[u8]>| {
+        let mut child = qorestor(&data)
+            .args(args)
+            .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        if let Some(bytes) = stdin {
+            std::io::Write::write_all(&mut child.stdin.take().unwrap(), bytes).unwrap();
+        }
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        out.stdout
+    };
+    run(&["container", "add", "nightly", "--type", "object"], None);
+    let (gone, kept) = (random(3 << 20, 1), random(3 << 20, 2));
+    run(&["put", "nightly/mon", "-"], Some(&gone));
+    run(&["put", "nightly/tue", "-"], Some(&kept));
+    run(&["rm", "nightly/mon"], None);
+    // A daily window around now, in the local time serve will use (same environment).
+    let now = jiff::Zoned::now();
+    let minute = now.hour() as i32 * 60 + now.minute() as i32;
+    let hhmm = |m: i32| format!("{:02}:{:02}", m.rem_euclid(1440) / 60, m.rem_euclid(1440) % 60);
+    run(
+        &["cleaner", "schedule", "add", "--day", "daily", "--start", &hhmm(minute - 2), "--stop", &hhmm(minute + 30)],
+        None,
+    );
+
+    let server = Server::start(&data, &[]);
+    let lines = wait_for_line(&server, "cleaner: scheduled run finished");
+    assert!(lines.iter().any(|l| l.contains("scheduled run started (schedule 1: daily")), "{lines:?}");
+    server.stop();
+    let status: serde_json::Value = serde_json::from_slice(&run(&["cleaner", "status", "--json"], None)).unwrap();
+    let report = &status["last_report"];
+    assert!(report["bytes_reclaimed"].as_i64().unwrap() > 0, "{status}");
+    assert_eq!(report["stopped_early"], false, "{status}");
+    assert!(run(&["get", "nightly/tue", "-"], None) == kept);
+
+    // Restarted inside the same window: it already had its run.
+    let server = Server::start(&data, &[]);
+    std::thread::sleep(Duration::from_secs(3));
+    let lines = server.stderr_lines();
+    assert!(!lines.iter().any(|l| l.contains("scheduled run")), "{lines:?}");
+    server.stop();
+    let again: serde_json::Value = serde_json::from_slice(&run(&["cleaner", "status", "--json"], None)).unwrap();
+    assert_eq!(again["last_started"], status["last_started"]);
 }

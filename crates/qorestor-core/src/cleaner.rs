@@ -20,7 +20,10 @@
 //! 7. **Copy.** The live records of condemned packs are checked (record CRC, fingerprint in
 //!    the header) and appended again through the group's append path, reusing a copy stored
 //!    elsewhere when there is one; packs are made durable. A condemned pack with a damaged live
-//!    record is kept (released), for verify and repair.
+//!    record is kept (released), for verify and repair. A run asked to stop (its scheduled
+//!    window closed, or the daemon is stopping) copies no further pack: the condemned packs it
+//!    has not copied yet are released untouched and counted as deferred, and the steps below
+//!    finish the ones it has copied.
 //! 8. **Rewrite.** Every recipe of step 6 that names a condemned pack is rewritten with the new
 //!    locations: temporary file, fsync, then rename under the group's recipe lock if the
 //!    recipe still exists (a stream deleted meanwhile stays deleted); then the directory is
@@ -55,6 +58,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
@@ -129,6 +133,13 @@ pub struct CleanerReport {
     pub packs_kept_for_orphans: u64,
     /// Recipes rewritten with new locations.
     pub recipes_rewritten: u64,
+    /// Chosen packs left for a later run because the run was asked to stop (its schedule's
+    /// window closed, or the daemon stopped) before it copied them.
+    #[serde(default)]
+    pub packs_deferred: u64,
+    /// True when the run was asked to stop before it had dealt with every chosen pack.
+    #[serde(default)]
+    pub stopped_early: bool,
     /// Recycle bin entries whose retention had passed, deleted for good before the run
     /// (`CONTAINER/STREAM`; in the total only).
     #[serde(default)]
@@ -154,6 +165,8 @@ impl CleanerReport {
         self.packs_still_referenced += o.packs_still_referenced;
         self.packs_kept_for_orphans += o.packs_kept_for_orphans;
         self.recipes_rewritten += o.recipes_rewritten;
+        self.packs_deferred += o.packs_deferred;
+        self.stopped_early |= o.stopped_early;
     }
 }
 
@@ -283,6 +296,7 @@ pub(crate) fn clean_group(
     store: &GroupStore,
     list_recipes: &dyn Fn() -> Result<Vec<LiveRecipe>>,
     opts: &CleanerOptions,
+    stop: &AtomicBool,
     progress: &dyn Progress,
 ) -> Result<CleanerReport> {
     let started = Instant::now();
@@ -314,7 +328,7 @@ pub(crate) fn clean_group(
     }
     let condemned = store.condemn(&chosen);
     report.packs_pinned = (chosen.len() - condemned.len()) as u64;
-    let result = sweep(store, &mut survey, &condemned, list_recipes, &mut report, progress);
+    let result = sweep(store, &mut survey, &condemned, list_recipes, &mut report, stop, progress);
     if result.is_err() {
         store.release(&condemned);
     }
@@ -346,6 +360,7 @@ fn sweep(
     condemned: &[u32],
     list_recipes: &dyn Fn() -> Result<Vec<LiveRecipe>>,
     report: &mut CleanerReport,
+    stop: &AtomicBool,
     progress: &dyn Progress,
 ) -> Result<()> {
     let recipes = list_recipes()?;
@@ -354,8 +369,15 @@ fn sweep(
     let mut moved = Moves::default();
     let mut doomed = Vec::with_capacity(condemned.len());
     let mut kept = Vec::new();
+    let mut deferred = Vec::new();
     let mut buf = Vec::new();
     for &id in condemned {
+        if stop.load(Ordering::Relaxed) {
+            // Asked to stop: the packs not copied yet are released untouched; the ones copied
+            // are finished below, so the work done so far is not wasted.
+            deferred.push(id);
+            continue;
+        }
         let file_len = survey.packs[&id].file_len;
         match copy_live(store, id, &survey.packs[&id], &survey.dangling, &mut buf, &mut moved, report)? {
             true => doomed.push(id),
@@ -365,6 +387,9 @@ fn sweep(
     }
     store.release(&kept);
     report.packs_damaged += kept.len() as u64;
+    store.release(&deferred);
+    report.packs_deferred += deferred.len() as u64;
+    report.stopped_early |= !deferred.is_empty();
     store.make_durable()?;
     let doomed_set: HashSet<u32> = doomed.iter().copied().collect();
     for r in &recipes {

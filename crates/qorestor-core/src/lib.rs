@@ -53,6 +53,7 @@ mod progress;
 mod reader;
 pub mod recipe;
 pub mod replication;
+pub mod schedule;
 pub mod stats;
 #[cfg(test)]
 mod test_data;
@@ -69,11 +70,12 @@ pub use engine::{
 };
 pub use error::{DecodeError, Error, ErrorKind, Result};
 pub use fingerprint::Fingerprint;
-pub use maintenance::{parse_day, parse_hhmm, CleanerSchedule, CleanerStatus};
+pub use maintenance::CleanerStatus;
 pub use policy::{ContainerUpdate, RecycledInfo};
 pub use progress::{NoProgress, Progress};
 pub use reader::StreamReader;
 pub use replication::{ReplicationInfo, ReplicationRun};
+pub use schedule::{parse_day, parse_hhmm, CleanerSchedule};
 pub use stats::{Stats, StatsScope};
 pub use verify::{VerifyOptions, VerifyReport, VerifyScope};
 pub use writer::{StreamWriter, WriteCounters};

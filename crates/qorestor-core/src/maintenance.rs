@@ -1,5 +1,8 @@
 //! Engine operations of the cleaner: runs over every storage group, the persisted status of
-//! the last run, and the cleaner schedules (stored here, run by the daemon).
+//! the last run, and the cleaner schedules (stored here, run by the daemon; see
+//! [`crate::schedule`]).
+
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use serde::{Deserialize, Serialize};
 
@@ -9,6 +12,7 @@ use crate::engine::{now_secs, Engine};
 use crate::error::{Error, Result};
 use crate::progress::Progress;
 use crate::recipe::recipe_path;
+use crate::schedule::{parse_day, parse_hhmm, CleanerSchedule};
 
 const STATUS_KEY: &str = "cleaner/status";
 const SCHEDULES_KEY: &str = "cleaner/schedules";
@@ -27,46 +31,6 @@ pub struct CleanerStatus {
     pub last_error: Option<String>,
     /// What the last run that ended did.
     pub last_report: Option<CleanerReport>,
-}
-
-/// A weekly window in which the daemon runs the cleaner (after QoreStor's
-/// `schedule --add --cleaner`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CleanerSchedule {
-    /// Number (to delete it by).
-    pub id: u32,
-    /// `monday` … `sunday`, or `daily`.
-    pub day: String,
-    /// Start, `HH:MM` (local time).
-    pub start: String,
-    /// Stop, `HH:MM`; earlier than the start means the next day.
-    pub stop: String,
-}
-
-const DAYS: [&str; 8] = ["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday", "daily"];
-
-/// Parses a day name (`monday` or `mon`, any case, or `daily`) into its canonical name.
-pub fn parse_day(s: &str) -> Result<&'static str> {
-    let l = s.to_ascii_lowercase();
-    DAYS.iter()
-        .find(|d| **d == l || (l.len() == 3 && d.starts_with(&l) && **d != "daily"))
-        .copied()
-        .ok_or_else(|| Error::invalid("day", s, "use monday..sunday (or mon..sun) or daily"))
-}
-
-/// Parses `HH:MM` (00:00 to 23:59) into minutes after midnight.
-pub fn parse_hhmm(s: &str) -> Result<u32> {
-    let bad = || Error::invalid("time", s, "use HH:MM from 00:00 to 23:59");
-    let (h, m) = s.split_once(':').ok_or_else(bad)?;
-    if h.len() != 2 || m.len() != 2 {
-        return Err(bad());
-    }
-    let h: u32 = h.parse().map_err(|_| bad())?;
-    let m: u32 = m.parse().map_err(|_| bad())?;
-    if h > 23 || m > 59 {
-        return Err(bad());
-    }
-    Ok(h * 60 + m)
 }
 
 impl Engine {
@@ -95,6 +59,18 @@ impl Engine {
     /// Runs the cleaner over every storage group now (see [`crate::cleaner`]); safe while
     /// streams are written. One run at a time per engine.
     pub fn run_cleaner(&self, opts: &CleanerOptions, progress: &dyn Progress) -> Result<CleanerReport> {
+        self.run_cleaner_until(opts, &AtomicBool::new(false), progress)
+    }
+
+    /// [`Engine::run_cleaner`] that stops early once `stop` is set: at the next pack it would
+    /// copy, leaving the packs not reached for a later run (the report counts them as
+    /// deferred and says `stopped_early`). Storage groups not started yet are skipped.
+    pub fn run_cleaner_until(
+        &self,
+        opts: &CleanerOptions,
+        stop: &AtomicBool,
+        progress: &dyn Progress,
+    ) -> Result<CleanerReport> {
         if !(0.0..=1.0).contains(&opts.compact_below) {
             return Err(Error::invalid("compaction threshold", opts.compact_below.to_string(), "use 0 to 1"));
         }
@@ -116,8 +92,12 @@ impl Engine {
                 total.recycle_bin_purged = self.purge_recycle_bin(now_secs())?;
             }
             for g in self.catalog().groups()? {
+                if stop.load(Ordering::Relaxed) {
+                    total.stopped_early = true;
+                    break;
+                }
                 let store = self.inner.group_store(&g)?;
-                let r = clean_group(&store, &|| self.live_recipes(&g), opts, progress)?;
+                let r = clean_group(&store, &|| self.live_recipes(&g), opts, stop, progress)?;
                 total.add_group(&r);
             }
             total.seconds = started.elapsed().as_secs_f64();
@@ -183,25 +163,5 @@ impl Engine {
         let gone = all.remove(at);
         self.catalog().put_meta(SCHEDULES_KEY, &all)?;
         Ok(gone)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn days_and_times_parse_strictly() {
-        assert_eq!(parse_day("Mon").unwrap(), "monday");
-        assert_eq!(parse_day("SUNDAY").unwrap(), "sunday");
-        assert_eq!(parse_day("daily").unwrap(), "daily");
-        for bad in ["", "mo", "dai", "funday"] {
-            assert!(parse_day(bad).is_err(), "{bad:?}");
-        }
-        assert_eq!(parse_hhmm("00:00").unwrap(), 0);
-        assert_eq!(parse_hhmm("23:59").unwrap(), 23 * 60 + 59);
-        for bad in ["24:00", "9:00", "09:60", "0900", "ab:cd", "09:00:00", "-1:00"] {
-            assert!(parse_hhmm(bad).is_err(), "{bad:?}");
-        }
     }
 }

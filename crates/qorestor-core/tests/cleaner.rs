@@ -65,6 +65,18 @@ fn put(e: &Engine, container: &str, name: &str, bytes: &[u8]) {
     w.finish().unwrap();
 }
 
+/// Writes `count` 3 MiB generations `gen0`.. that share part of their content; returns them
+/// by name.
+fn put_generations(e: &Engine, count: u64) -> HashMap<String, Vec<u8>> {
+    let mut model = HashMap::new();
+    for g in 0..count {
+        let bytes = data(g, 3 << 20, 4000 + g * 700);
+        put(e, "c", &format!("gen{g}"), &bytes);
+        model.insert(format!("gen{g}"), bytes);
+    }
+    model
+}
+
 fn get(e: &Engine, container: &str, name: &str) -> Vec<u8> {
     let mut out = Vec::new();
     e.open_stream(container, name).unwrap().read_to_end(&mut out).unwrap();
@@ -99,12 +111,7 @@ fn assert_waste_bounded(e: &Engine, compact_below: f64) {
 fn deleting_generations_gives_space_back_and_keeps_the_rest() {
     let dir = tempfile::tempdir().unwrap();
     let e = setup(dir.path());
-    let mut model = HashMap::new();
-    for g in 0..5u64 {
-        let bytes = data(g, 3 << 20, 4000 + g * 700);
-        put(&e, "c", &format!("gen{g}"), &bytes);
-        model.insert(format!("gen{g}"), bytes);
-    }
+    let mut model = put_generations(&e, 5);
     let before = e.stats(&StatsScope::System).unwrap();
     let dry = e.run_cleaner(&CleanerOptions { dry_run: true, ..Default::default() }, &NoProgress).unwrap();
     assert_eq!(dry.packs_deleted + dry.packs_compacted, 0, "nothing is garbage yet: {dry:?}");
@@ -159,6 +166,58 @@ fn compaction_off_deletes_only_dead_packs() {
     assert!(r.packs_deleted > 0, "{r:?}");
     assert_eq!(r.chunks_copied, 0);
     assert!(get(&e, "c", "b") == data(2, 2 << 20, 1_000_000));
+}
+
+/// Asks the run it watches to stop once it has copied its first pack.
+struct StopAfterFirstPack<'a>(&'a AtomicBool);
+
+impl qorestor_core::Progress for StopAfterFirstPack<'_> {
+    fn inc(&self, _n: u64) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
+#[test]
+fn a_run_asked_to_stop_finishes_what_it_copied_and_leaves_the_rest_for_the_next_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = setup(dir.path());
+    let mut model = put_generations(&e, 4);
+    for g in 0..2u64 {
+        e.delete_stream("c", &format!("gen{g}")).unwrap();
+        model.remove(&format!("gen{g}"));
+    }
+    let opts = CleanerOptions { dry_run: false, compact_below: 0.7 };
+    let dry = e.run_cleaner(&CleanerOptions { dry_run: true, ..opts }, &NoProgress).unwrap();
+    let chosen = dry.packs_deleted + dry.packs_compacted;
+    assert!(chosen >= 3, "the test needs several packs to reclaim: {dry:?}");
+
+    // Already asked to stop: nothing is touched.
+    let stopped = AtomicBool::new(true);
+    let r = e.run_cleaner_until(&opts, &stopped, &NoProgress).unwrap();
+    assert!(r.stopped_early, "{r:?}");
+    assert_eq!((r.packs_deleted, r.packs_compacted, r.chunks_copied), (0, 0, 0), "{r:?}");
+
+    // Asked to stop after the first pack: that one is reclaimed, the others are released.
+    let stop = AtomicBool::new(false);
+    let before = e.stats(&StatsScope::System).unwrap().stored_bytes;
+    let r = e.run_cleaner_until(&opts, &stop, &StopAfterFirstPack(&stop)).unwrap();
+    assert!(r.stopped_early, "{r:?}");
+    assert_eq!(r.packs_deleted + r.packs_compacted, 1, "{r:?}");
+    assert_eq!(r.packs_deferred, chosen - 1, "{r:?}");
+    assert!(e.stats(&StatsScope::System).unwrap().stored_bytes < before);
+    check_all(&e, "c", &model);
+    // Released packs answer lookups again: rewriting a live generation stores nothing new.
+    let stored = e.stats(&StatsScope::System).unwrap().stored_bytes;
+    put(&e, "c", "gen3-again", &model["gen3"]);
+    model.insert("gen3-again".into(), model["gen3"].clone());
+    assert_eq!(e.stats(&StatsScope::System).unwrap().stored_bytes, stored);
+
+    // The next run, not stopped, does the rest.
+    let rest = e.run_cleaner(&opts, &NoProgress).unwrap();
+    assert!(!rest.stopped_early && rest.packs_deferred == 0, "{rest:?}");
+    assert_eq!(rest.packs_deleted + rest.packs_compacted, chosen - 1, "{rest:?}");
+    check_all(&e, "c", &model);
+    assert_waste_bounded(&e, opts.compact_below);
 }
 
 #[test]
