@@ -1,24 +1,14 @@
 //! Quotas (storage group and container, crossed mid-stream) and the recycle bin.
 
+mod common;
+
 use std::io::{Read, Write};
 
+use common::random;
 use qorestor_core::{
     CleanerOptions, ContainerKind, ContainerUpdate, Engine, ErrorKind, GroupOptions, NoProgress, StatsScope,
     VerifyOptions, VerifyScope,
 };
-
-fn data(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    let mut out = Vec::with_capacity(len + 8);
-    while out.len() < len {
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        out.extend_from_slice(&x.wrapping_mul(0x2545_F491_4F6C_DD1D).to_le_bytes());
-    }
-    out.truncate(len);
-    out
-}
 
 /// Writes a stream in 64 KiB calls; the error of the first failing call or of `finish`.
 fn put(e: &Engine, c: &str, name: &str, bytes: &[u8]) -> qorestor_core::Result<()> {
@@ -50,10 +40,10 @@ fn a_storage_group_quota_stops_a_stream_mid_way_and_leaves_nothing_visible() {
     e.add_container("c", "g", ContainerKind::Object).unwrap();
     let info = e.set_storage_group_quota("g", Some(3 << 20)).unwrap();
     assert_eq!(info.quota_bytes, Some(3 << 20));
-    let first = data(1, 2 << 20);
+    let first = random(1, 2 << 20);
     put(&e, "c", "first", &first).unwrap();
     // Random data does not compress: 2 MiB more crosses 3 MiB part way through.
-    let err = put(&e, "c", "second", &data(2, 2 << 20)).unwrap_err();
+    let err = put(&e, "c", "second", &random(2, 2 << 20)).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::QuotaExceeded, "{err}");
     assert!(err.to_string().contains("\"g\""), "{err}");
     assert_eq!(names(&e, "c"), vec!["first"]);
@@ -63,10 +53,10 @@ fn a_storage_group_quota_stops_a_stream_mid_way_and_leaves_nothing_visible() {
     drop(e);
     let e = Engine::open(dir.path()).unwrap();
     assert_eq!(e.storage_group("g").unwrap().quota_bytes, Some(3 << 20), "the quota is persisted");
-    assert_eq!(put(&e, "c", "second", &data(2, 2 << 20)).unwrap_err().kind(), ErrorKind::QuotaExceeded);
+    assert_eq!(put(&e, "c", "second", &random(2, 2 << 20)).unwrap_err().kind(), ErrorKind::QuotaExceeded);
     e.set_storage_group_quota("g", None).unwrap();
-    put(&e, "c", "second", &data(2, 2 << 20)).unwrap();
-    assert!(get(&e, "c", "second") == data(2, 2 << 20));
+    put(&e, "c", "second", &random(2, 2 << 20)).unwrap();
+    assert!(get(&e, "c", "second") == random(2, 2 << 20));
     let r = e.verify(&VerifyOptions { scope: VerifyScope::All, repair: false }, &NoProgress).unwrap();
     assert!(!r.damage_remains(), "{r:?}");
 }
@@ -78,17 +68,17 @@ fn a_container_quota_counts_logical_bytes_and_a_replacement_counts_once() {
     e.add_container("c", qorestor_core::DEFAULT_GROUP, ContainerKind::Object).unwrap();
     let update = ContainerUpdate { quota: Some(Some(3_000_000)), ..Default::default() };
     assert_eq!(e.update_container("c", &update).unwrap().quota_bytes, Some(3_000_000));
-    put(&e, "c", "a", &data(1, 2_000_000)).unwrap();
+    put(&e, "c", "a", &random(1, 2_000_000)).unwrap();
     // The same bytes again dedup to nothing, but logical bytes count: 4 MB > 3 MB.
-    let err = put(&e, "c", "b", &data(1, 2_000_000)).unwrap_err();
+    let err = put(&e, "c", "b", &random(1, 2_000_000)).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::QuotaExceeded, "{err}");
     assert!(err.to_string().contains("\"c\""), "{err}");
     assert_eq!(names(&e, "c"), vec!["a"]);
     // Replacing "a" counts only the new version.
-    put(&e, "c", "a", &data(3, 2_900_000)).unwrap();
-    assert!(get(&e, "c", "a") == data(3, 2_900_000));
+    put(&e, "c", "a", &random(3, 2_900_000)).unwrap();
+    assert!(get(&e, "c", "a") == random(3, 2_900_000));
     e.update_container("c", &ContainerUpdate { quota: Some(None), ..Default::default() }).unwrap();
-    put(&e, "c", "b", &data(1, 2_000_000)).unwrap();
+    put(&e, "c", "b", &random(1, 2_000_000)).unwrap();
 }
 
 #[test]
@@ -101,7 +91,7 @@ fn the_recycle_bin_keeps_restores_and_finally_gives_space_back() {
         .update_container("c", &ContainerUpdate { recycle_retention_days: Some(Some(7)), ..Default::default() })
         .unwrap();
     assert!(info.recycle_bin && info.retention_days == Some(7));
-    let (a, b) = (data(1, 2 << 20), data(2, 2 << 20));
+    let (a, b) = (random(1, 2 << 20), random(2, 2 << 20));
     put(&e, "c", "a", &a).unwrap();
     put(&e, "c", "b", &b).unwrap();
     e.delete_stream("c", "a").unwrap();

@@ -1,27 +1,16 @@
 //! Streams started from a prefix of another stream (no data copied) and per-container
 //! metadata records.
 
+mod common;
+
 use std::io::{Read, Write};
 use std::path::Path;
 
+use common::random;
 use proptest::prelude::*;
 use qorestor_core::{
     ChunkParams, Compression, ContainerKind, Engine, ErrorKind, GroupOptions, StatsScope, DEFAULT_GROUP,
 };
-
-/// Deterministic incompressible bytes (xorshift64*).
-fn data(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    let mut out = Vec::with_capacity(len + 8);
-    while out.len() < len {
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        out.extend_from_slice(&x.wrapping_mul(0x2545_F491_4F6C_DD1D).to_le_bytes());
-    }
-    out.truncate(len);
-    out
-}
 
 fn engine(dir: &Path) -> Engine {
     let e = Engine::create(dir).unwrap();
@@ -47,10 +36,10 @@ fn put(e: &Engine, name: &str, bytes: &[u8]) {
 fn prefix_stream_keeps_the_prefix_and_stores_almost_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let e = engine(dir.path());
-    let src = data(1, 1 << 20);
+    let src = random(1, 1 << 20);
     put(&e, "src", &src);
     let stored = e.stats(&StatsScope::StorageGroup("small".into())).unwrap().stored_bytes;
-    let tail = data(2, 10_000);
+    let tail = random(2, 10_000);
     let cut = 700_001;
     let mut w = e.create_stream_from_prefix("c", "cut", "src", cut as u64).unwrap();
     w.write_all(&tail).unwrap();
@@ -70,7 +59,7 @@ fn prefix_stream_keeps_the_prefix_and_stores_almost_nothing() {
 fn prefix_errors_and_edge_lengths() {
     let dir = tempfile::tempdir().unwrap();
     let e = engine(dir.path());
-    let src = data(3, 50_000);
+    let src = random(3, 50_000);
     put(&e, "src", &src);
     let err = e.create_stream_from_prefix("c", "x", "src", 50_001).err().unwrap();
     assert_eq!(err.kind(), ErrorKind::InvalidInput);
@@ -94,10 +83,10 @@ proptest! {
     fn any_prefix_plus_tail_reads_back(len in 0usize..60_000, cut_frac in 0.0f64..=1.0, tail in 0usize..5000) {
         let dir = tempfile::tempdir().unwrap();
         let e = engine(dir.path());
-        let src = data(len as u64, len);
+        let src = random(len as u64, len);
         put(&e, "src", &src);
         let cut = ((len as f64) * cut_frac) as usize;
-        let t = data(9, tail);
+        let t = random(9, tail);
         let mut w = e.create_stream_from_prefix("c", "dst", "src", cut as u64).unwrap();
         w.write_all(&t).unwrap();
         w.finish().unwrap();
@@ -140,7 +129,7 @@ fn container_metadata_round_trips_and_dies_with_its_container() {
 #[test]
 fn the_cleaner_keeps_what_a_prefix_writer_inherited() {
     let dir = tempfile::tempdir().unwrap();
-    let src = data(5, 2 << 20);
+    let src = random(5, 2 << 20);
     {
         let e = engine(dir.path());
         put(&e, "src", &src);
