@@ -32,18 +32,16 @@ use crate::engine::{now_secs, Engine, GroupOptions};
 use crate::error::{Error, Result};
 use crate::fingerprint::Fingerprint;
 use crate::format::RECORD_HEADER_LEN;
-use crate::group::{GroupStore, NewChunk, WriterPin};
-use crate::pack::{check_record_payload, decode_record_header, ChunkLoc, RecordHeader};
+use crate::group::GroupStore;
+use crate::pack::{check_record_payload, decode_record_header, ChunkLoc};
 use crate::progress::Progress;
-use crate::recipe::{recipe_path, visit_recipe, RecipeEntry, RecipeHeader, RecipeWriter};
+use crate::recipe::{recipe_path, visit_recipe, RecipeEntry};
+
+mod local;
 
 /// Recipe entries per "which are missing" exchange (about 2 MiB of chunks at the default
 /// chunk size: what a pass killed mid-way may have to send again).
 const BATCH: usize = 128;
-/// Bytes per fingerprint asked, per recipe entry sent, and per stream header sent.
-const ASK_BYTES: u64 = 32;
-const ENTRY_BYTES: u64 = 36;
-const STREAM_HEADER_BYTES: u64 = 64;
 
 /// A container's replication: where to, how fast, and what the last pass did. Kept in the
 /// source catalog's engine state records under `replication/<container id>`.
@@ -132,6 +130,29 @@ impl Limiter {
             }
         }
     }
+}
+
+/// Where a pass sends: a replica in a data directory this process opens ([`local`]), or a
+/// remote qorestor's replication listener ([`remote`]). One stream at a time: `begin_stream`,
+/// then for each batch `missing` and `store`, then `end_stream`.
+pub(crate) trait ReplicaTarget {
+    /// Creates (or checks) the replica of `group` and `container`; `origin` names the source.
+    fn prepare(&mut self, group: &GroupRecord, container: &ContainerRecord, origin: &str) -> Result<()>;
+    /// Names of the streams the replica container holds.
+    fn stream_names(&mut self) -> Result<Vec<String>>;
+    /// Starts receiving stream `name` (replacing the replica's stream of that name when it ends).
+    fn begin_stream(&mut self, name: &str, created: u64) -> Result<()>;
+    /// For a batch of the stream's chunks (fingerprint, raw length), in order: whether the
+    /// target wants the record (it lacks the chunk, and this is its first mention in the batch).
+    fn missing(&mut self, entries: &[(Fingerprint, u32)]) -> Result<Vec<bool>>;
+    /// The records wanted by the last `missing`, in order, as the source stores them.
+    fn store(&mut self, records: &[&[u8]]) -> Result<()>;
+    /// Publishes the stream (durable packs, recipe, catalog entry); returns its logical length.
+    fn end_stream(&mut self) -> Result<u64>;
+    /// Deletes a stream from the replica.
+    fn delete_stream(&mut self, name: &str) -> Result<()>;
+    /// Bytes that crossed to the target so far (see the module documentation).
+    fn bytes_sent(&self) -> u64;
 }
 
 impl Engine {
@@ -255,45 +276,49 @@ impl Engine {
         run: &mut ReplicationRun,
         progress: &dyn Progress,
     ) -> Result<()> {
-        let target = Engine::open_or_create_as(Path::new(&r.target), "qorestor replication")?;
+        let mut target = local::LocalReplica::open(Path::new(&r.target))?;
+        let result = self.replicate_to(&mut target, c, r, run, progress);
+        run.bytes_sent = target.bytes_sent();
+        result
+    }
+
+    fn replicate_to(
+        &self,
+        target: &mut dyn ReplicaTarget,
+        c: &ContainerRecord,
+        r: &mut ReplicationRecord,
+        run: &mut ReplicationRun,
+        progress: &dyn Progress,
+    ) -> Result<()> {
         let group = self.group_by_id(c.group_id)?;
-        let dst_group = target.replica_group(&group)?;
-        let dst_c = target.replica_container(c, &dst_group, &self.dir().display().to_string())?;
+        target.prepare(&group, c, &self.dir().display().to_string())?;
         let src_store = self.inner.group_store(&group)?;
-        let dst_store = target.inner.group_store(&dst_group)?;
         let streams = self.catalog().streams(c.id)?;
-        let todo: Vec<&StreamRecord> = streams
-            .iter()
-            .filter(|s| {
-                r.sent.get(&s.name) != Some(&s.id)
-                    || target.catalog().stream(dst_c.id, &s.name).ok().flatten().is_none()
-            })
-            .collect();
+        let present: std::collections::HashSet<String> = target.stream_names()?.into_iter().collect();
+        let todo: Vec<&StreamRecord> =
+            streams.iter().filter(|s| r.sent.get(&s.name) != Some(&s.id) || !present.contains(&s.name)).collect();
         run.streams_up_to_date = (streams.len() - todo.len()) as u64;
         progress.set_length(todo.iter().map(|s| s.logical_len).sum());
         let limiter = Limiter { rate: r.limit_bytes_per_s, started: Instant::now() };
         for s in todo {
-            let sender = StreamSender { src: &src_store, dst: &target, dst_store: &dst_store, limiter: &limiter };
-            sender.send(s, &dst_c, run, progress)?;
+            let sender = StreamSender { src: &src_store, limiter: &limiter };
+            sender.send(target, s, run, progress)?;
             r.sent.insert(s.name.clone(), s.id);
             self.catalog().put_meta(&key(c), &*r)?;
         }
         // Streams gone at the source go from the replica.
         let live: std::collections::HashSet<&str> = streams.iter().map(|s| s.name.as_str()).collect();
-        for t in target.catalog().streams(dst_c.id)? {
-            if !live.contains(t.name.as_str()) {
-                target.delete_replica_stream(&dst_c, &dst_store, &t)?;
-                r.sent.remove(&t.name);
-                run.streams_deleted += 1;
-                run.bytes_sent += STREAM_HEADER_BYTES;
-            }
+        for name in present.iter().filter(|n| !live.contains(n.as_str())) {
+            target.delete_stream(name)?;
+            r.sent.remove(name);
+            run.streams_deleted += 1;
         }
         Ok(())
     }
 
     /// The target's copy of a source group: created with the source's policy and encryption
     /// record; an existing one must hold the same keys (new rotated keys are added).
-    fn replica_group(&self, g: &GroupRecord) -> Result<GroupRecord> {
+    pub(crate) fn replica_group(&self, g: &GroupRecord) -> Result<GroupRecord> {
         let _guard = self.inner.group_update.lock();
         let Some(mut t) = self.catalog().group(&g.name)? else {
             let opts = GroupOptions { compression: g.compression, chunking: g.chunking };
@@ -318,7 +343,12 @@ impl Engine {
     }
 
     /// The target's read-only copy of a source container.
-    fn replica_container(&self, c: &ContainerRecord, group: &GroupRecord, source: &str) -> Result<ContainerRecord> {
+    pub(crate) fn replica_container(
+        &self,
+        c: &ContainerRecord,
+        group: &GroupRecord,
+        source: &str,
+    ) -> Result<ContainerRecord> {
         let origin = format!("{source}/{}", c.name);
         if let Some(t) = self.catalog().container(&c.name)? {
             if t.replica_of.as_deref() != Some(origin.as_str()) || t.group_id != group.id {
@@ -336,7 +366,12 @@ impl Engine {
         Ok(t)
     }
 
-    fn delete_replica_stream(&self, c: &ContainerRecord, store: &GroupStore, s: &StreamRecord) -> Result<()> {
+    pub(crate) fn delete_replica_stream(
+        &self,
+        c: &ContainerRecord,
+        store: &GroupStore,
+        s: &StreamRecord,
+    ) -> Result<()> {
         self.delete_with_recipe(store, s.id, || self.catalog().remove_stream_id(c.id, &s.name, s.id).map(|_| ()))
     }
 }
@@ -344,150 +379,84 @@ impl Engine {
 /// Sends one stream.
 struct StreamSender<'a> {
     src: &'a Arc<GroupStore>,
-    dst: &'a Engine,
-    dst_store: &'a Arc<GroupStore>,
     limiter: &'a Limiter,
 }
 
 impl StreamSender<'_> {
     fn send(
         &self,
+        target: &mut dyn ReplicaTarget,
         s: &StreamRecord,
-        dst_c: &ContainerRecord,
         run: &mut ReplicationRun,
         progress: &dyn Progress,
     ) -> Result<()> {
-        let pin = self.dst_store.pin_writer();
-        let result = self.send_pinned(&pin, s, dst_c, run, progress);
-        self.dst_store.unpin(&pin);
-        result
-    }
-
-    fn send_pinned(
-        &self,
-        pin: &WriterPin,
-        s: &StreamRecord,
-        dst_c: &ContainerRecord,
-        run: &mut ReplicationRun,
-        progress: &dyn Progress,
-    ) -> Result<()> {
-        let stream_id = self.dst.catalog().next_id()?;
-        let header = RecipeHeader {
-            group_id: self.dst_store.record().id,
-            stream_id,
-            created: s.created,
-            container: dst_c.name.clone(),
-            stream: s.name.clone(),
-        };
-        let mut recipe = RecipeWriter::create(self.dst_store.recipes_dir(), &header)?;
-        let (mut new_chunks, mut new_stored) = (0u64, 0u64);
+        target.begin_stream(&s.name, s.created)?;
         let mut batch = Vec::with_capacity(BATCH);
         let mut failed = None;
         let path = recipe_path(self.src.recipes_dir(), s.id);
-        let mut flush = |batch: &mut Vec<RecipeEntry>, run: &mut ReplicationRun| -> Result<()> {
-            let placed = self.send_batch(pin, batch, run)?;
-            for (e, (loc, appended)) in batch.iter().zip(&placed) {
-                recipe.push(&RecipeEntry { fp: e.fp, raw_len: e.raw_len, loc: *loc })?;
-                if *appended {
-                    new_chunks += 1;
-                    new_stored += loc.record_len();
-                }
-                progress.inc(e.raw_len as u64);
-            }
-            run.bytes_sent += ENTRY_BYTES * batch.len() as u64;
-            self.limiter.pace(run.bytes_sent);
-            batch.clear();
-            Ok(())
-        };
         visit_recipe(&path, |e| {
             if failed.is_none() {
                 batch.push(*e);
                 if batch.len() == BATCH {
-                    failed = flush(&mut batch, run).err();
+                    failed = self.send_batch(target, &mut batch, run, progress).err();
                 }
             }
         })?;
         if let Some(e) = failed {
             return Err(e);
         }
-        flush(&mut batch, run)?;
-        self.dst_store.make_durable()?;
-        let chunks = recipe.len();
-        let logical_len = recipe.logical_len();
-        recipe.finish()?;
-        let record = StreamRecord {
-            id: stream_id,
-            name: s.name.clone(),
-            logical_len,
-            chunks,
-            new_chunks,
-            new_stored_bytes: new_stored,
-            created: s.created,
-        };
-        let replaced = self.dst.catalog().put_stream(dst_c.id, &record)?;
-        if let Some(old) = replaced {
-            self.dst.inner.remove_recipe(self.dst_store, old.id);
+        if !batch.is_empty() {
+            self.send_batch(target, &mut batch, run, progress)?;
         }
-        run.bytes_sent += STREAM_HEADER_BYTES + s.name.len() as u64;
+        let logical_len = target.end_stream()?;
         run.streams_sent += 1;
         run.logical_bytes += logical_len;
         Ok(())
     }
 
-    /// One exchange: ask which fingerprints the target lacks, send those records, and return
-    /// every entry's location on the target (and whether it was stored now).
+    /// One exchange: ask which chunks the target lacks, then send those records as stored.
     fn send_batch(
         &self,
-        pin: &WriterPin,
-        batch: &[RecipeEntry],
+        target: &mut dyn ReplicaTarget,
+        batch: &mut Vec<RecipeEntry>,
         run: &mut ReplicationRun,
-    ) -> Result<Vec<(ChunkLoc, bool)>> {
-        let fps: Vec<Fingerprint> = batch.iter().map(|e| e.fp).collect();
-        let mut found = Vec::with_capacity(fps.len());
-        self.dst_store.lookup_batch(pin, &fps, &mut found);
-        run.bytes_sent += ASK_BYTES * fps.len() as u64 + (fps.len() as u64).div_ceil(8);
-        // Each missing chunk travels once, however often the batch names it.
-        let mut records: Vec<(RecordHeader, Vec<u8>)> = Vec::new();
-        let mut record_of: std::collections::HashMap<Fingerprint, usize> = std::collections::HashMap::new();
-        for (i, e) in batch.iter().enumerate() {
-            if found[i].is_some() || record_of.contains_key(&e.fp) {
+        progress: &dyn Progress,
+    ) -> Result<()> {
+        let asked: Vec<(Fingerprint, u32)> = batch.iter().map(|e| (e.fp, e.raw_len)).collect();
+        let wanted = target.missing(&asked)?;
+        if wanted.len() != batch.len() {
+            return Err(Error::Conflict(format!(
+                "replication: the target answered {} of {} fingerprints",
+                wanted.len(),
+                batch.len()
+            )));
+        }
+        let mut records = Vec::new();
+        for (e, want) in batch.iter().zip(&wanted) {
+            if *want {
+                records.push(self.read_source_record(e)?);
+                run.chunks_sent += 1;
+            } else {
                 run.chunks_present += 1;
-                continue;
             }
-            let rec = self.read_source_record(e)?;
-            run.bytes_sent += rec.1.len() as u64;
-            run.chunks_sent += 1;
-            record_of.insert(e.fp, records.len());
-            records.push(rec);
         }
-        let mut chunks = Vec::with_capacity(batch.len());
-        for (i, e) in batch.iter().enumerate() {
-            let new = match found[i] {
-                Some(_) => None,
-                None => {
-                    let (h, rec) = &records[record_of[&e.fp]];
-                    Some(NewChunk { fp: e.fp, raw_len: h.raw_len, codec: h.codec, payload: &rec[RECORD_HEADER_LEN..] })
-                }
-            };
-            chunks.push((found[i], new));
-        }
-        let mut out = Vec::with_capacity(batch.len());
-        self.dst_store.store_batch(pin, &chunks, &mut out)?;
-        // Arrived records survive a kill of this process (the next pass finds them); the pause
-        // that keeps the pass to its rate comes after they arrived.
-        self.dst_store.flush_open()?;
-        self.limiter.pace(run.bytes_sent);
-        Ok(out)
+        let refs: Vec<&[u8]> = records.iter().map(|r| r.as_slice()).collect();
+        target.store(&refs)?;
+        progress.inc(batch.iter().map(|e| e.raw_len as u64).sum());
+        // The pause that keeps the pass to its rate comes after the records arrived.
+        self.limiter.pace(target.bytes_sent());
+        batch.clear();
+        Ok(())
     }
 
     /// A chunk's record as the source stores it, checked (header, fingerprint, CRC); found again
     /// through the index if the cleaner moved it.
-    fn read_source_record(&self, e: &RecipeEntry) -> Result<(RecordHeader, Vec<u8>)> {
-        let read = |loc: ChunkLoc| -> Option<(RecordHeader, Vec<u8>)> {
+    fn read_source_record(&self, e: &RecipeEntry) -> Result<Vec<u8>> {
+        let read = |loc: ChunkLoc| -> Option<Vec<u8>> {
             let mut rec = vec![0u8; loc.record_len() as usize];
             self.src.read_at(loc.pack, loc.offset as u64, &mut rec).ok()?;
             let h = decode_record_header(&rec).ok()?;
-            (h.fp == e.fp && check_record_payload(&rec, &h, &rec[RECORD_HEADER_LEN..]).is_ok()).then_some((h, rec))
+            (h.fp == e.fp && check_record_payload(&rec, &h, &rec[RECORD_HEADER_LEN..]).is_ok()).then_some(rec)
         };
         read(e.loc).or_else(|| self.src.locate(&e.fp).filter(|l| *l != e.loc).and_then(read)).ok_or_else(|| {
             Error::corrupt(
