@@ -1,36 +1,46 @@
 //! `qorestor replication add|start|stop|status|resync|delete`.
 
-use anyhow::Result;
+use anyhow::{bail, Result};
 use clap::{Args, Subcommand, ValueEnum};
-use qorestor_core::ReplicationInfo;
+use qorestor_core::{Passphrase, ReplicationInfo};
 
 use crate::context::{Ctx, UsageError};
 use crate::output;
 use crate::progress;
+use crate::secret;
 use crate::values::parse_size;
 
 /// `replication` subcommands.
 #[derive(Debug, Subcommand)]
 #[command(
-    about = "Replicate containers to a second data directory",
+    about = "Replicate containers to a second data directory or another qorestor",
     long_about = "Replicate a container to another data directory (a second disk or a mounted second \
-        site). A pass sends the streams the replica lacks; for each batch of chunks it asks the \
+        site) or to another qorestor over TCP (HOST:PORT, where that system runs `qorestor serve \
+        --replication-listen` and has a replication password set). A pass sends the streams the replica lacks; for each batch of chunks it asks the \
         target which fingerprints it is missing and sends only those records, as stored \
         (compressed, and sealed if the storage group is encrypted: the group's wrapped keys travel \
         with it, so the replica opens with the same passphrase). Streams deleted at the source are \
         deleted from the replica. The replica container has the same storage group and container \
         names (created if missing) and is read-only. An interrupted pass is resumed by the next \
         one without sending again what arrived.\n\n\
-        HOST:PORT targets (another qorestor listening for replication) are not built yet.",
+        Over TCP the source proves it knows the target's replication password (set on the target \
+        with `replication set-password`; given to `replication add` with --password-stdin, \
+        --password-file or QORESTOR_REPLICATION_PASSWORD) and the target proves it too. The wire \
+        is not encrypted yet (--encryption aes128|aes256, TLS, is not built): data of encrypted \
+        storage groups travels sealed, other data in the clear.",
     after_help = "Examples:\n  qorestor replication add nightly --target /mnt/site-b/qorestor --limit 50MB/s\n  \
+        qorestor replication set-password --password-stdin < pw.txt      (on the target)\n  \
+        qorestor replication add nightly --target dr-site:9100 --password-file pw.txt\n  \
         qorestor replication start nightly\n  qorestor --json replication status nightly"
 )]
 pub enum ReplicationCommand {
     /// Set up a container's replication.
     #[command(long_about = "Set up a container's replication to the data directory PATH (created \
-                      if missing; not this one). --limit paces passes to RATE (SIZE/s, e.g. \
-                      50MB/s). --encryption (TLS on the wire) is for HOST:PORT targets and is \
-                      refused for a PATH.\n\nJSON: the replication status object.")]
+                      if missing; not this one) or to HOST:PORT. --limit paces passes to RATE \
+                      (SIZE/s, e.g. 50MB/s). A HOST:PORT target (another qorestor running serve \
+                      --replication-listen) needs its replication password, kept in this \
+                      system's catalog for later passes. --encryption (TLS on the wire) is for \
+                      HOST:PORT targets and is refused for a PATH; only `none` is built yet.\n\nJSON: the replication status object.")]
     Add(AddArgs),
     /// Run one pass now (blocks, with a progress bar; resumes an interrupted pass).
     #[command(long_about = "Run one replication pass now: it blocks, shows a progress bar on a \
@@ -67,6 +77,40 @@ pub enum ReplicationCommand {
         /// The source container.
         container: String,
     },
+    /// Set the password replication sources must give to send to this system (over TCP).
+    #[command(long_about = "Set the password that replication sources must know to send to \
+                      this system through `qorestor serve --replication-listen`. Only a key \
+                      derived from it (Argon2id) is stored. Without one, the listener refuses \
+                      every source.\n\nJSON: {\"password_set\": true}")]
+    SetPassword(PasswordArgs),
+}
+
+/// Where a replication password comes from.
+#[derive(Debug, Args)]
+pub struct PasswordArgs {
+    /// Read the password from the first line of stdin.
+    #[arg(long, conflicts_with = "password_file")]
+    pub password_stdin: bool,
+    /// Read the password from the first line of FILE.
+    #[arg(long, value_name = "FILE")]
+    pub password_file: Option<std::path::PathBuf>,
+}
+
+/// The environment variable that may hold the target's replication password.
+pub const PASSWORD_ENV: &str = "QORESTOR_REPLICATION_PASSWORD";
+
+impl PasswordArgs {
+    /// The password: from stdin or the file if asked, else from [`PASSWORD_ENV`], else none.
+    fn read(&self) -> Result<Option<Passphrase>> {
+        let bytes = if self.password_stdin {
+            Some(secret::read_stdin_line("replication password")?)
+        } else if let Some(f) = &self.password_file {
+            Some(secret::read_file_line(f, "replication password")?)
+        } else {
+            std::env::var_os(PASSWORD_ENV).map(|v| v.as_encoded_bytes().to_vec())
+        };
+        bytes.map(|b| Ok(Passphrase::new(b)?)).transpose()
+    }
 }
 
 /// Encryption on the wire.
@@ -94,6 +138,9 @@ pub struct AddArgs {
     /// Rate limit, SIZE/s (e.g. 50MB/s).
     #[arg(long, value_name = "RATE", value_parser = parse_rate)]
     pub limit: Option<u64>,
+    /// The target's replication password (HOST:PORT targets).
+    #[command(flatten)]
+    pub password: PasswordArgs,
 }
 
 /// Parses RATE: a SIZE followed by `/s`.
@@ -117,7 +164,42 @@ pub fn run(ctx: &Ctx, cmd: ReplicationCommand) -> Result<()> {
                 ))
                 .into());
             }
-            engine.add_replication(&args.container, &args.target, args.limit)?
+            if !qorestor_core::replication::is_host_port(&args.target) {
+                if args.password.password_stdin || args.password.password_file.is_some() {
+                    return Err(UsageError(format!(
+                        "a replication password is for HOST:PORT targets; {} is a directory",
+                        args.target
+                    ))
+                    .into());
+                }
+                engine.add_replication(&args.container, &args.target, args.limit)?
+            } else {
+                if matches!(args.encryption, Some(WireEncryption::Aes128 | WireEncryption::Aes256)) {
+                    bail!(
+                        "cannot encrypt the replication to {}: TLS on the wire is not built yet (use --encryption none)",
+                        args.target
+                    );
+                }
+                let Some(password) = args.password.read()? else {
+                    return Err(UsageError(format!(
+                        "{} is a HOST:PORT target: give its replication password (--password-stdin, --password-file or {PASSWORD_ENV})",
+                        args.target
+                    ))
+                    .into());
+                };
+                engine.add_remote_replication(&args.container, &args.target, args.limit, &password)?
+            }
+        }
+        ReplicationCommand::SetPassword(args) => {
+            let Some(password) = args.read()? else {
+                return Err(UsageError(format!(
+                    "give the password with --password-stdin, --password-file or {PASSWORD_ENV}"
+                ))
+                .into());
+            };
+            engine.set_replication_password(&password)?;
+            let done = serde_json::json!({"password_set": true});
+            return ctx.emit(&done, || "replication password set\n".to_string());
         }
         ReplicationCommand::Start { container } => pass(ctx, &engine, &container, false)?,
         ReplicationCommand::Resync { container } => pass(ctx, &engine, &container, true)?,

@@ -40,6 +40,10 @@ the TZ environment variable applies): one run per opening of a window, asked to 
 window closes (what it has not reached waits for the next window). Each run is reported on \
 stderr; `qorestor cleaner status` shows the last one once serve has stopped.
 
+With --replication-listen, other qorestor systems replicate containers into this one \
+(`qorestor replication add C --target HOST:PORT` on the source); they must know the password \
+set here with `qorestor replication set-password`.
+
 Example:
   qorestor --data /srv/qorestor serve --iscsi-listen 0.0.0.0:3260 --ndmp-listen 127.0.0.1:10000";
 
@@ -52,6 +56,10 @@ pub struct ServeArgs {
     /// Serve NDMP v4 (tape, mover and robot services of the vtl containers) on ADDR:PORT.
     #[arg(long, value_name = "ADDR:PORT")]
     pub ndmp_listen: Option<SocketAddr>,
+    /// Accept container replication from other qorestor systems on ADDR:PORT (sources must
+    /// know the password set with `qorestor replication set-password`).
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub replication_listen: Option<SocketAddr>,
     /// Serve the OST image server on ADDR:PORT (not built yet).
     #[arg(long, value_name = "ADDR:PORT")]
     pub ost_listen: Option<SocketAddr>,
@@ -91,6 +99,16 @@ pub fn run(ctx: &Ctx, args: ServeArgs) -> Result<()> {
     }
     if let Some(addr) = args.ndmp_listen {
         listening.push(start_ndmp(addr, &services)?);
+    }
+    if let Some(addr) = args.replication_listen {
+        if !services.engine.replication_password_set()? {
+            eprintln!(
+                "qorestor serve: no replication password is set: the replication listener will refuse every source until `qorestor replication set-password`"
+            );
+        }
+        let addr = qorestor_core::replication::listen(services.engine.clone(), addr)
+            .with_context(|| format!("cannot listen for replication on {addr}"))?;
+        listening.push(Listening { frontend: "replication", addr });
     }
     if let Some(addr) = args.ost_listen {
         bail!("cannot serve OST on {addr}: the OST frontend is not built yet");

@@ -1,11 +1,12 @@
 //! `qorestor replication ...` through the binary: the status contract (`state`, `bytes_sent`,
-//! `logical_bytes`), a read-only replica, and refused flag combinations.
+//! `logical_bytes`), a read-only replica, refused flag combinations, and a pass over TCP to
+//! another system's `serve --replication-listen`.
 
 mod common;
 
 use std::process::{Output, Stdio};
 
-use common::qorestor;
+use common::{qorestor, random, Server};
 use serde_json::Value;
 
 fn run(data: &std::path::Path, args: &[&str]) -> Output {
@@ -137,4 +138,57 @@ fn a_killed_pass_resumes_and_a_throttled_pass_keeps_its_limit() {
     let sent = full["bytes_sent"].as_u64().unwrap() as f64;
     assert!(sent >= bytes.len() as f64, "{sent}");
     assert!(sent / wall <= 6e6 * 1.10, "{sent} bytes in {wall:.2} s is over the 6 MB/s limit");
+}
+
+/// Runs `qorestor ARGS` with `input` on stdin.
+fn run_with_stdin(data: &std::path::Path, args: &[&str], input: &[u8]) -> Output {
+    let mut child =
+        qorestor(data).args(args).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    // A command refused as bad usage may exit before reading: a closed pipe is fine then.
+    let _ = std::io::Write::write_all(&mut child.stdin.take().unwrap(), input);
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn a_pass_over_tcp_to_another_systems_listener() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (src, dst) = (tmp.path().join("src"), tmp.path().join("dst"));
+    let file = tmp.path().join("f.bin");
+    let bytes = random(3 << 20, 5);
+    std::fs::write(&file, &bytes).unwrap();
+    json(&src, &["container", "add", "nightly", "--type", "object"]);
+    json(&src, &["put", "nightly/mon", file.to_str().unwrap()]);
+    let set = run_with_stdin(&dst, &["--json", "replication", "set-password", "--password-stdin"], b"pw-for-dr\n");
+    assert!(set.status.success(), "{}", String::from_utf8_lossy(&set.stderr));
+
+    let server = Server::start(&dst, &["--replication-listen", "127.0.0.1:0"]);
+    let target = server.listening["replication"].clone();
+    // Refused before anything is stored: no password, a password for a directory, TLS.
+    let none = run(&src, &["replication", "add", "nightly", "--target", &target]);
+    assert_eq!(none.status.code(), Some(2), "{}", String::from_utf8_lossy(&none.stderr));
+    assert!(String::from_utf8_lossy(&none.stderr).contains("replication password"));
+    let dir = tmp.path().join("elsewhere");
+    let args = ["replication", "add", "nightly", "--target", dir.to_str().unwrap(), "--password-stdin"];
+    assert_eq!(run_with_stdin(&src, &args, b"x\n").status.code(), Some(2));
+    let args = ["replication", "add", "nightly", "--target", &target, "--encryption", "aes256", "--password-stdin"];
+    let tls = run_with_stdin(&src, &args, b"pw-for-dr\n");
+    assert_eq!(tls.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&tls.stderr).contains("not built yet"));
+
+    let args = ["--json", "replication", "add", "nightly", "--target", &target, "--password-stdin"];
+    let added = run_with_stdin(&src, &args, b"pw-for-dr\n");
+    assert!(added.status.success(), "{}", String::from_utf8_lossy(&added.stderr));
+    let done = json(&src, &["replication", "start", "nightly"]);
+    assert_eq!((done["state"].as_str(), done["logical_bytes"].as_u64()), (Some("idle"), Some(bytes.len() as u64)));
+    let sent = done["bytes_sent"].as_u64().unwrap();
+    assert!(sent > bytes.len() as u64 && sent < bytes.len() as u64 + 200_000, "{sent}");
+    server.stop();
+    let out = run(&dst, &["get", "nightly/mon", "-"]);
+    assert!(out.status.success() && out.stdout == bytes);
+
+    // A second pass with the daemon down fails, naming the target, and says so in the status.
+    let failed = run(&src, &["replication", "start", "nightly"]);
+    assert_eq!(failed.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&failed.stderr).contains(&target));
+    assert_eq!(json(&src, &["replication", "status", "nightly"])["state"], "failed");
 }

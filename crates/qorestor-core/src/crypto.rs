@@ -58,6 +58,11 @@ const MAX_DATA_KEYS: usize = 10_000;
 pub struct Passphrase(Zeroizing<Vec<u8>>);
 
 impl Passphrase {
+    /// The passphrase's bytes.
+    pub(crate) fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+
     /// Accepts 1 to [`MAX_PASSPHRASE_LEN`] bytes (one trailing newline, as a file or a pipe
     /// gives it, is dropped).
     pub fn new(mut bytes: Vec<u8>) -> Result<Passphrase> {
@@ -170,17 +175,20 @@ impl EncryptionOptions {
     }
 }
 
-fn random<const N: usize>() -> Result<[u8; N]> {
+/// `N` bytes from the system's random source.
+pub(crate) fn random<const N: usize>() -> Result<[u8; N]> {
     let mut b = [0u8; N];
     getrandom::fill(&mut b).map_err(|e| Error::Conflict(format!("the system random source failed: {e}")))?;
     Ok(b)
 }
 
-fn hex(b: &[u8]) -> String {
+/// Lower-case hex of `b`.
+pub(crate) fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
-fn unhex(s: &str) -> Option<Vec<u8>> {
+/// The bytes of a hex string (`None` if it is not hex).
+pub(crate) fn unhex(s: &str) -> Option<Vec<u8>> {
     if !s.len().is_multiple_of(2) || !s.is_ascii() {
         return None;
     }

@@ -176,9 +176,73 @@ fn bad_targets_are_refused_by_name() {
     let e = Engine::create(dir.path()).unwrap();
     e.add_container("c", qorestor_core::DEFAULT_GROUP, ContainerKind::Object).unwrap();
     let host = e.add_replication("c", "backup-site:9443", None).unwrap_err();
-    assert!(host.to_string().contains("backup-site:9443") && host.to_string().contains("not built yet"), "{host}");
+    assert!(
+        host.to_string().contains("backup-site:9443") && host.to_string().contains("replication password"),
+        "{host}"
+    );
     let own = e.add_replication("c", dir.path().to_str().unwrap(), None).unwrap_err();
     assert!(own.to_string().contains("this data directory"), "{own}");
     assert_eq!(e.replication("c").unwrap_err().kind(), ErrorKind::NotFound);
     assert_eq!(e.run_replication("nope", false, &NoProgress).unwrap_err().kind(), ErrorKind::NotFound);
+}
+
+#[test]
+fn a_pass_over_tcp_reaches_a_listener_that_admits_only_its_password() {
+    let _serial = SERIAL.lock();
+    let (src_dir, dst_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let src = Engine::create(src_dir.path()).unwrap();
+    src.add_container("nightly", qorestor_core::DEFAULT_GROUP, ContainerKind::Object).unwrap();
+    let mon = data(1, 4 << 20);
+    let mut tue = mon.clone();
+    tue[1 << 20..(1 << 20) + 200_000].copy_from_slice(&data(2, 200_000));
+    put(&src, "nightly", "mon", &mon);
+    put(&src, "nightly", "tue", &tue);
+    let dst = Engine::create(dst_dir.path()).unwrap();
+    let addr = qorestor_core::replication::listen(dst.clone(), "127.0.0.1:0".parse().unwrap()).unwrap();
+    let target = addr.to_string();
+    let password = || Passphrase::new(b"s3cret replication".to_vec()).unwrap();
+
+    // No password set on the target: refused, saying so.
+    src.add_remote_replication("nightly", &target, None, &password()).unwrap();
+    let e = src.run_replication("nightly", false, &NoProgress).unwrap_err();
+    assert!(e.to_string().contains("no replication password is set"), "{e}");
+    dst.set_replication_password(&password()).unwrap();
+    assert!(dst.replication_password_set().unwrap());
+
+    let first = src.run_replication("nightly", false, &NoProgress).unwrap();
+    assert_eq!(first.state, "idle");
+    let run = first.last.clone().unwrap();
+    assert_eq!((run.streams_sent, run.error.as_deref()), (2, None));
+    assert_eq!(run.logical_bytes, (mon.len() + tue.len()) as u64);
+    // What crossed the wire: about the new chunks of mon, the changed part of tue, and framing.
+    let stored = src.stats(&qorestor_core::StatsScope::System).unwrap().stored_bytes;
+    assert!(run.bytes_sent > stored / 2 && run.bytes_sent < stored + (1 << 20), "{} vs {stored}", run.bytes_sent);
+    assert!(get(&dst, "nightly", "mon").unwrap() == mon && get(&dst, "nightly", "tue").unwrap() == tue);
+    assert!(dst.create_stream("nightly", "x").is_err(), "a replica is read-only");
+
+    // A later pass sends only what changed: a new stream that shares everything but 100 KB,
+    // and a deletion.
+    let mut wed = tue.clone();
+    wed[3 << 20..(3 << 20) + 100_000].copy_from_slice(&data(3, 100_000));
+    put(&src, "nightly", "wed", &wed);
+    src.delete_stream("nightly", "mon").unwrap();
+    let second = src.run_replication("nightly", false, &NoProgress).unwrap().last.unwrap();
+    assert_eq!((second.streams_sent, second.streams_deleted, second.streams_up_to_date), (1, 1, 1));
+    assert!(second.bytes_sent < run.bytes_sent / 5, "{} then {}", run.bytes_sent, second.bytes_sent);
+    assert!(get(&dst, "nightly", "wed").unwrap() == wed);
+    assert_eq!(names(&dst, "nightly").len(), 2);
+
+    // The wrong password is refused, and nothing changes.
+    src.delete_replication("nightly").unwrap();
+    src.add_remote_replication("nightly", &target, None, &Passphrase::new(b"guess".to_vec()).unwrap()).unwrap();
+    let e = src.run_replication("nightly", false, &NoProgress).unwrap_err();
+    assert!(e.to_string().contains("wrong replication password"), "{e}");
+    assert_eq!(names(&dst, "nightly").len(), 2);
+    // Nobody listening: the error names the target.
+    drop(dst);
+    let nobody = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().to_string();
+    src.delete_replication("nightly").unwrap();
+    src.add_remote_replication("nightly", &nobody, None, &password()).unwrap();
+    let e = src.run_replication("nightly", false, &NoProgress).unwrap_err();
+    assert!(e.to_string().contains(&nobody), "{e}");
 }

@@ -1,4 +1,7 @@
-//! Container replication to another data directory (a second disk, or a mounted second site).
+//! Container replication to another data directory (a second disk, or a mounted second site)
+//! or, over TCP, to another qorestor's replication listener ([`remote`]; `HOST:PORT` targets).
+//! Both go through the same [`ReplicaTarget`] steps; the receiving side is [`local`] in either
+//! case (the listener runs it on the target for the remote source).
 //!
 //! One pass ([`Engine::run_replication`]) brings the replica container up to date:
 //! 1. The target gets the source's storage group (same name, policy and, for an encrypted
@@ -16,9 +19,10 @@
 //!
 //! A pass interrupted at any point is resumed by the next one: published streams are skipped
 //! and chunks already stored on the target are found by the exchange and not sent again.
-//! `bytes_sent` counts what the exchange moves: 32 bytes per fingerprint asked, one bit per
-//! answer, every chunk record sent (48-byte header and payload), 36 bytes per recipe entry and
-//! the stream's name and sizes. A rate limit paces the pass to that count.
+//! `bytes_sent` counts what the exchange moves: over TCP, every byte of every frame both ways;
+//! to a directory, the same exchange's size (32 bytes per fingerprint asked, one bit per answer,
+//! every chunk record sent (48-byte header and payload), 36 bytes per recipe entry and the
+//! stream's name and sizes). A rate limit paces the pass to that count.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -28,6 +32,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use crate::catalog::{ContainerRecord, GroupRecord, StreamRecord};
+use crate::crypto::Passphrase;
 use crate::engine::{now_secs, Engine, GroupOptions};
 use crate::error::{Error, Result};
 use crate::fingerprint::Fingerprint;
@@ -38,6 +43,10 @@ use crate::progress::Progress;
 use crate::recipe::{recipe_path, visit_recipe, RecipeEntry};
 
 mod local;
+mod remote;
+pub mod wire;
+
+pub use remote::listen;
 
 /// Recipe entries per "which are missing" exchange (about 2 MiB of chunks at the default
 /// chunk size: what a pass killed mid-way may have to send again).
@@ -55,6 +64,9 @@ struct ReplicationRecord {
     last: Option<ReplicationRun>,
     /// A pass was running (`running` left behind means it was interrupted).
     running: bool,
+    /// For a `HOST:PORT` target: the target's replication password, hex of its bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    password: Option<String>,
 }
 
 /// What one pass did.
@@ -184,23 +196,19 @@ impl Engine {
     }
 
     /// Sets up the replication of `container` to the data directory `target` (created if
-    /// missing), paced to `limit_bytes_per_s` if given. `HOST:PORT` targets are refused: the
-    /// replication listener is not built yet.
+    /// missing), paced to `limit_bytes_per_s` if given. A `HOST:PORT` target needs the target's
+    /// replication password: [`Engine::add_remote_replication`].
     pub fn add_replication(
         &self,
         container: &str,
         target: &str,
         limit_bytes_per_s: Option<u64>,
     ) -> Result<ReplicationInfo> {
-        let c = self.container_record(container)?;
-        if c.replica_of.is_some() {
-            return Err(Error::Conflict(format!("container {container:?} is itself a replica")));
-        }
         if is_host_port(target) {
             return Err(Error::invalid(
                 "replication target",
                 target,
-                "HOST:PORT targets need the replication listener, which is not built yet; give a data directory",
+                "a HOST:PORT target needs the target's replication password",
             ));
         }
         if target.is_empty() {
@@ -210,10 +218,44 @@ impl Engine {
         if std::fs::canonicalize(target).is_ok_and(|t| t == here) {
             return Err(Error::invalid("replication target", target, "it is this data directory"));
         }
+        self.insert_replication(
+            container,
+            ReplicationRecord { target: target.into(), limit_bytes_per_s, ..Default::default() },
+        )
+    }
+
+    /// Sets up the replication of `container` to another qorestor's replication listener at
+    /// `target` (`HOST:PORT`, `qorestor serve --replication-listen`), which admits sources
+    /// that know its replication password (set there with
+    /// [`Engine::set_replication_password`]). The password is kept in this catalog, for later
+    /// passes.
+    pub fn add_remote_replication(
+        &self,
+        container: &str,
+        target: &str,
+        limit_bytes_per_s: Option<u64>,
+        password: &Passphrase,
+    ) -> Result<ReplicationInfo> {
+        if !is_host_port(target) {
+            return Err(Error::invalid("replication target", target, "expected HOST:PORT"));
+        }
+        let r = ReplicationRecord {
+            target: target.into(),
+            limit_bytes_per_s,
+            password: Some(crate::crypto::hex(password.as_bytes())),
+            ..Default::default()
+        };
+        self.insert_replication(container, r)
+    }
+
+    fn insert_replication(&self, container: &str, r: ReplicationRecord) -> Result<ReplicationInfo> {
+        let c = self.container_record(container)?;
+        if c.replica_of.is_some() {
+            return Err(Error::Conflict(format!("container {container:?} is itself a replica")));
+        }
         if self.catalog().meta::<ReplicationRecord>(&key(&c))?.is_some() {
             return Err(Error::AlreadyExists { what: "replication of container", name: container.into() });
         }
-        let r = ReplicationRecord { target: target.into(), limit_bytes_per_s, ..Default::default() };
         self.catalog().put_meta(&key(&c), &r)?;
         Ok(self.replication_info(&c, &r))
     }
@@ -276,8 +318,14 @@ impl Engine {
         run: &mut ReplicationRun,
         progress: &dyn Progress,
     ) -> Result<()> {
-        let mut target = local::LocalReplica::open(Path::new(&r.target))?;
-        let result = self.replicate_to(&mut target, c, r, run, progress);
+        let (mut target, origin): (Box<dyn ReplicaTarget>, String) = if is_host_port(&r.target) {
+            let password = r.password.as_deref().and_then(crate::crypto::unhex);
+            let remote = remote::RemoteReplica::connect(&r.target, password.as_deref())?;
+            (Box::new(remote), format!("{}:{}", self.system_name()?, self.dir().display()))
+        } else {
+            (Box::new(local::LocalReplica::open(Path::new(&r.target))?), self.dir().display().to_string())
+        };
+        let result = self.replicate_to(&mut *target, &origin, c, r, run, progress);
         run.bytes_sent = target.bytes_sent();
         result
     }
@@ -285,13 +333,14 @@ impl Engine {
     fn replicate_to(
         &self,
         target: &mut dyn ReplicaTarget,
+        origin: &str,
         c: &ContainerRecord,
         r: &mut ReplicationRecord,
         run: &mut ReplicationRun,
         progress: &dyn Progress,
     ) -> Result<()> {
         let group = self.group_by_id(c.group_id)?;
-        target.prepare(&group, c, &self.dir().display().to_string())?;
+        target.prepare(&group, c, origin)?;
         let src_store = self.inner.group_store(&group)?;
         let streams = self.catalog().streams(c.id)?;
         let present: std::collections::HashSet<String> = target.stream_names()?.into_iter().collect();

@@ -1,0 +1,373 @@
+//! Replication over TCP: the source's client ([`RemoteReplica`]) and the target's listener
+//! ([`listen`], run by `qorestor serve --replication-listen`).
+//!
+//! The session: the source sends `Hello` (version, nonce); the target answers `Challenge`
+//! (the salt of its replication password's key, its nonce); the source proves it knows the
+//! password with `Auth` (keyed BLAKE3 over both nonces under the Argon2id-derived key) and the
+//! target proves it too with `Welcome`. Then the source drives a [`LocalReplica`] on the target
+//! one request at a time (`Prepare`, `ListStreams`, `Begin`, `Missing`/`Store` per batch, `End`,
+//! `Delete`); each gets `Done`, its answer, or `Failed` with the reason. Records arrive as
+//! stored (compressed, sealed if the group is encrypted) and the target checks each one
+//! (header, fingerprint, checksum) before storing it. The wire itself is not encrypted
+//! (`--encryption` with TLS is not built yet): sealed groups stay sealed, other data is visible
+//! on the network.
+
+use std::io::{BufReader, BufWriter, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use zeroize::Zeroizing;
+
+use super::local::LocalReplica;
+use super::wire::{self, Message};
+use super::ReplicaTarget;
+use crate::catalog::{ContainerRecord, GroupRecord};
+use crate::crypto::{hex, random, unhex, Passphrase};
+use crate::engine::Engine;
+use crate::error::{Error, Result};
+use crate::fingerprint::Fingerprint;
+
+/// Engine state key of the listener's password key.
+const SECRET_KEY: &str = "replication/listener";
+/// Argon2id costs of the password's key (fixed: the source derives the same key).
+const KDF_MEMORY_KIB: u32 = crate::crypto::DEFAULT_KDF_MEMORY_KIB;
+const KDF_ITERATIONS: u32 = crate::crypto::DEFAULT_KDF_ITERATIONS;
+/// How long connecting may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
+/// How long either side waits for the other's next frame (a target may make a large batch
+/// durable before it answers).
+const IO_TIMEOUT: Duration = Duration::from_secs(600);
+/// Sessions a listener serves at once; more are refused.
+const MAX_SESSIONS: usize = 16;
+/// Pause before a wrong password is answered (slows guessing).
+const WRONG_PASSWORD_DELAY: Duration = Duration::from_secs(1);
+
+/// The listener's salt and password key.
+type ListenerKey = ([u8; 16], Zeroizing<[u8; 32]>);
+
+/// The listener's password key, kept in its catalog.
+#[derive(Serialize, Deserialize)]
+struct ListenerSecret {
+    /// Salt, hex (16 bytes).
+    salt: String,
+    /// Argon2id(password, salt), hex (32 bytes).
+    key: String,
+}
+
+fn derive_key(password: &[u8], salt: &[u8; 16]) -> Result<Zeroizing<[u8; 32]>> {
+    let params = argon2::Params::new(KDF_MEMORY_KIB, KDF_ITERATIONS, 1, Some(32))
+        .map_err(|e| Error::Conflict(format!("replication key derivation: {e}")))?;
+    let argon = argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params);
+    let mut key = Zeroizing::new([0u8; 32]);
+    argon
+        .hash_password_into(password, salt, key.as_mut())
+        .map_err(|e| Error::Conflict(format!("replication key derivation: {e}")))?;
+    Ok(key)
+}
+
+/// The proof of one side: keyed BLAKE3 over a label and both nonces (the prover's peer's first).
+fn proof(key: &[u8; 32], label: &[u8], first: &[u8; 32], second: &[u8; 32]) -> blake3::Hash {
+    let mut h = blake3::Hasher::new_keyed(key);
+    h.update(label).update(first).update(second);
+    h.finalize()
+}
+
+fn unhex_array<const N: usize>(s: &str) -> Option<[u8; N]> {
+    unhex(s)?.try_into().ok()
+}
+
+impl Engine {
+    /// Sets the password that replication sources must give to send to this data directory
+    /// (through `qorestor serve --replication-listen`). Only a derived key is stored.
+    pub fn set_replication_password(&self, password: &Passphrase) -> Result<()> {
+        let salt = random::<16>()?;
+        let key = derive_key(password.as_bytes(), &salt)?;
+        self.catalog().put_meta(SECRET_KEY, &ListenerSecret { salt: hex(&salt), key: hex(key.as_ref()) })
+    }
+
+    /// Whether a replication password is set (without one the listener refuses every source).
+    pub fn replication_password_set(&self) -> Result<bool> {
+        Ok(self.catalog().meta::<ListenerSecret>(SECRET_KEY)?.is_some())
+    }
+
+    fn listener_secret(&self) -> Result<Option<ListenerKey>> {
+        let Some(s) = self.catalog().meta::<ListenerSecret>(SECRET_KEY)? else { return Ok(None) };
+        let damaged = || Error::Conflict("the replication password record is damaged; set it again".into());
+        let salt = unhex_array::<16>(&s.salt).ok_or_else(damaged)?;
+        let key = Zeroizing::new(unhex_array::<32>(&s.key).ok_or_else(damaged)?);
+        Ok(Some((salt, key)))
+    }
+}
+
+/// Writes one message; returns the bytes written.
+fn send(w: &mut impl Write, m: &Message) -> std::io::Result<u64> {
+    let frame = wire::encode(m);
+    w.write_all(&frame)?;
+    w.flush()?;
+    Ok(frame.len() as u64)
+}
+
+/// Reads one message (`None` at a clean end of the stream); returns it with its size.
+fn receive(r: &mut impl Read) -> Result<Option<(Message, u64)>> {
+    let mut head = [0u8; 4];
+    match r.read_exact(&mut head) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
+        Err(e) => return Err(Error::io("read from", "the replication peer", e)),
+    }
+    let len = wire::frame_len(head).map_err(|e| Error::Conflict(format!("replication protocol: {e}")))?;
+    let mut frame = vec![0u8; len];
+    frame[..4].copy_from_slice(&head);
+    r.read_exact(&mut frame[4..]).map_err(|e| Error::io("read from", "the replication peer", e))?;
+    let m = wire::decode(&frame).map_err(|e| Error::Conflict(format!("replication protocol: {e}")))?;
+    Ok(Some((m, len as u64)))
+}
+
+/// A replica on another qorestor, reached through its replication listener.
+pub(crate) struct RemoteReplica {
+    target: String,
+    reader: BufReader<TcpStream>,
+    writer: BufWriter<TcpStream>,
+    bytes: u64,
+}
+
+impl RemoteReplica {
+    /// Connects to `target` (`HOST:PORT`) and authenticates with `password`.
+    pub(crate) fn connect(target: &str, password: Option<&[u8]>) -> Result<RemoteReplica> {
+        let password = password.ok_or_else(|| {
+            Error::invalid("replication target", target, "a HOST:PORT target needs the target's replication password")
+        })?;
+        let addrs: Vec<SocketAddr> = target
+            .to_socket_addrs()
+            .map_err(|e| Error::invalid("replication target", target, format!("cannot resolve it: {e}")))?
+            .collect();
+        let mut last = None;
+        let stream = addrs.iter().find_map(|a| match TcpStream::connect_timeout(a, CONNECT_TIMEOUT) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                last = Some(e);
+                None
+            }
+        });
+        let stream = stream.ok_or_else(|| {
+            let e = last.unwrap_or_else(|| std::io::Error::other("no address"));
+            Error::io("connect to", format!("replication target {target}"), e)
+        })?;
+        let io = |e| Error::io("set up the connection to", format!("replication target {target}"), e);
+        stream.set_read_timeout(Some(IO_TIMEOUT)).map_err(io)?;
+        stream.set_write_timeout(Some(IO_TIMEOUT)).map_err(io)?;
+        stream.set_nodelay(true).map_err(io)?;
+        let mut r = RemoteReplica {
+            target: target.into(),
+            reader: BufReader::with_capacity(1 << 16, stream.try_clone().map_err(io)?),
+            writer: BufWriter::with_capacity(1 << 20, stream),
+            bytes: 0,
+        };
+        r.handshake(password)?;
+        Ok(r)
+    }
+
+    fn handshake(&mut self, password: &[u8]) -> Result<()> {
+        let ours = random::<32>()?;
+        let Message::Challenge { salt, nonce: theirs } =
+            self.call(&Message::Hello { version: wire::VERSION, nonce: ours })?
+        else {
+            return Err(self.unexpected("a challenge"));
+        };
+        let key = derive_key(password, &salt)?;
+        let mac = *proof(&key, b"client", &theirs, &ours).as_bytes();
+        let Message::Welcome { mac: back } = self.call(&Message::Auth { mac })? else {
+            return Err(self.unexpected("a welcome"));
+        };
+        // blake3::Hash compares in constant time.
+        if proof(&key, b"target", &ours, &theirs) != blake3::Hash::from_bytes(back) {
+            return Err(Error::Conflict(format!(
+                "replication target {}: it could not prove it knows the replication password",
+                self.target
+            )));
+        }
+        Ok(())
+    }
+
+    /// Sends a request and reads the answer; `Failed` becomes an error naming the target.
+    fn call(&mut self, m: &Message) -> Result<Message> {
+        let io = |e| Error::io("write to", "the replication target", e);
+        self.bytes += send(&mut self.writer, m).map_err(io)?;
+        let (answer, n) = receive(&mut self.reader)?
+            .ok_or_else(|| Error::Conflict(format!("replication target {} closed the connection", self.target)))?;
+        self.bytes += n;
+        match answer {
+            Message::Failed { message } => {
+                Err(Error::Conflict(format!("replication target {}: {message}", self.target)))
+            }
+            a => Ok(a),
+        }
+    }
+
+    fn unexpected(&self, what: &str) -> Error {
+        Error::Conflict(format!("replication target {}: protocol error (expected {what})", self.target))
+    }
+
+    fn call_done(&mut self, m: &Message) -> Result<()> {
+        match self.call(m)? {
+            Message::Done => Ok(()),
+            _ => Err(self.unexpected("done")),
+        }
+    }
+}
+
+impl ReplicaTarget for RemoteReplica {
+    fn prepare(&mut self, group: &GroupRecord, container: &ContainerRecord, origin: &str) -> Result<()> {
+        let json = |v: serde_json::Result<String>| {
+            v.map_err(|e| Error::Conflict(format!("cannot encode a catalog record for replication: {e}")))
+        };
+        let (group, container) = (json(serde_json::to_string(group))?, json(serde_json::to_string(container))?);
+        self.call_done(&Message::Prepare { group, container, origin: origin.into() })
+    }
+
+    fn stream_names(&mut self) -> Result<Vec<String>> {
+        match self.call(&Message::ListStreams)? {
+            Message::Names(n) => Ok(n),
+            _ => Err(self.unexpected("stream names")),
+        }
+    }
+
+    fn begin_stream(&mut self, name: &str, created: u64) -> Result<()> {
+        self.call_done(&Message::Begin { created, name: name.into() })
+    }
+
+    fn missing(&mut self, entries: &[(Fingerprint, u32)]) -> Result<Vec<bool>> {
+        match self.call(&Message::Missing(entries.to_vec()))? {
+            Message::Wanted(w) => Ok(w),
+            _ => Err(self.unexpected("the missing chunks")),
+        }
+    }
+
+    fn store(&mut self, records: &[&[u8]]) -> Result<()> {
+        self.call_done(&Message::Store(records.iter().map(|r| r.to_vec()).collect()))
+    }
+
+    fn end_stream(&mut self) -> Result<u64> {
+        match self.call(&Message::End)? {
+            Message::Ended { logical_len } => Ok(logical_len),
+            _ => Err(self.unexpected("the end of the stream")),
+        }
+    }
+
+    fn delete_stream(&mut self, name: &str) -> Result<()> {
+        self.call_done(&Message::Delete { name: name.into() })
+    }
+
+    fn bytes_sent(&self) -> u64 {
+        self.bytes
+    }
+}
+
+/// Starts the replication listener on `addr` for `engine`; returns the bound address. Each
+/// connection is served on its own thread, at most [`MAX_SESSIONS`] at once.
+pub fn listen(engine: Engine, addr: SocketAddr) -> Result<SocketAddr> {
+    let listener = TcpListener::bind(addr).map_err(|e| Error::io("listen on", addr.to_string(), e))?;
+    let bound = listener.local_addr().map_err(|e| Error::io("listen on", addr.to_string(), e))?;
+    let sessions = Arc::new(AtomicUsize::new(0));
+    std::thread::Builder::new()
+        .name("replication-listen".into())
+        .spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(mut conn) = conn else { continue };
+                if sessions.fetch_add(1, Ordering::SeqCst) >= MAX_SESSIONS {
+                    sessions.fetch_sub(1, Ordering::SeqCst);
+                    let _ = send(&mut conn, &Message::Failed { message: "too many replication sessions".into() });
+                    continue;
+                }
+                let (engine, sessions) = (engine.clone(), sessions.clone());
+                let spawned = std::thread::Builder::new().name("replication".into()).spawn(move || {
+                    let peer = conn.peer_addr().map(|a| a.to_string()).unwrap_or_default();
+                    if let Err(e) = serve_session(&engine, conn) {
+                        eprintln!("replication: session from {peer} ended: {e}");
+                    }
+                    sessions.fetch_sub(1, Ordering::SeqCst);
+                });
+                if spawned.is_err() {
+                    eprintln!("replication: cannot start a session thread");
+                }
+            }
+        })
+        .map_err(|e| Error::io("start", "the replication listener thread", e))?;
+    Ok(bound)
+}
+
+/// Serves one source's session until it closes the connection.
+fn serve_session(engine: &Engine, conn: TcpStream) -> Result<()> {
+    let io = |e| Error::io("set up", "a replication session", e);
+    conn.set_read_timeout(Some(IO_TIMEOUT)).map_err(io)?;
+    conn.set_write_timeout(Some(IO_TIMEOUT)).map_err(io)?;
+    conn.set_nodelay(true).map_err(io)?;
+    let mut reader = BufReader::with_capacity(1 << 20, conn.try_clone().map_err(io)?);
+    let mut writer = BufWriter::with_capacity(1 << 16, conn);
+    let reply = |w: &mut BufWriter<TcpStream>, m: &Message| {
+        send(w, m).map(|_| ()).map_err(|e| Error::io("write to", "the replication source", e))
+    };
+    let failed = |message: String| Message::Failed { message };
+    // Authentication.
+    let Some((Message::Hello { version, nonce: theirs }, _)) = receive(&mut reader)? else {
+        return reply(&mut writer, &failed("expected hello".into()));
+    };
+    if version != wire::VERSION {
+        let m = format!("protocol version {version} is not served (this target speaks {})", wire::VERSION);
+        return reply(&mut writer, &failed(m));
+    }
+    let Some((salt, key)) = engine.listener_secret()? else {
+        let m = "no replication password is set on the target (qorestor replication set-password)".to_string();
+        return reply(&mut writer, &failed(m));
+    };
+    let ours = random::<32>()?;
+    reply(&mut writer, &Message::Challenge { salt, nonce: ours })?;
+    let Some((Message::Auth { mac }, _)) = receive(&mut reader)? else {
+        return reply(&mut writer, &failed("expected the password proof".into()));
+    };
+    if proof(&key, b"client", &ours, &theirs) != blake3::Hash::from_bytes(mac) {
+        std::thread::sleep(WRONG_PASSWORD_DELAY);
+        return reply(&mut writer, &failed("wrong replication password".into()));
+    }
+    reply(&mut writer, &Message::Welcome { mac: *proof(&key, b"target", &theirs, &ours).as_bytes() })?;
+    // Requests.
+    let mut replica = LocalReplica::on(engine.clone());
+    while let Some((request, _)) = receive(&mut reader)? {
+        let answer = answer(&mut replica, request).unwrap_or_else(|e| failed(e.to_string()));
+        reply(&mut writer, &answer)?;
+    }
+    Ok(())
+}
+
+/// Carries out one request on the replica.
+fn answer(replica: &mut LocalReplica, request: Message) -> Result<Message> {
+    let bad = |what: &str, e: serde_json::Error| Error::invalid("replicated record", what.to_string(), e.to_string());
+    Ok(match request {
+        Message::Prepare { group, container, origin } => {
+            let g: GroupRecord = serde_json::from_str(&group).map_err(|e| bad("storage group", e))?;
+            let c: ContainerRecord = serde_json::from_str(&container).map_err(|e| bad("container", e))?;
+            replica.prepare(&g, &c, &origin)?;
+            Message::Done
+        }
+        Message::ListStreams => Message::Names(replica.stream_names()?),
+        Message::Begin { created, name } => {
+            replica.begin_stream(&name, created)?;
+            Message::Done
+        }
+        Message::Missing(entries) => Message::Wanted(replica.missing(&entries)?),
+        Message::Store(records) => {
+            let refs: Vec<&[u8]> = records.iter().map(|r| r.as_slice()).collect();
+            replica.store(&refs)?;
+            Message::Done
+        }
+        Message::End => Message::Ended { logical_len: replica.end_stream()? },
+        Message::Delete { name } => {
+            replica.delete_stream(&name)?;
+            Message::Done
+        }
+        _ => return Err(Error::Conflict("unexpected message: not a request of an authenticated session".into())),
+    })
+}
