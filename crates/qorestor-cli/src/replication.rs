@@ -1,6 +1,6 @@
 //! `qorestor replication add|start|stop|status|resync|delete`.
 
-use anyhow::{bail, Result};
+use anyhow::Result;
 use clap::{Args, Subcommand, ValueEnum};
 use qorestor_core::{Passphrase, ReplicationInfo};
 
@@ -25,12 +25,14 @@ use crate::values::parse_size;
         one without sending again what arrived.\n\n\
         Over TCP the source proves it knows the target's replication password (set on the target \
         with `replication set-password`; given to `replication add` with --password-stdin, \
-        --password-file or QORESTOR_REPLICATION_PASSWORD) and the target proves it too. The wire \
-        is not encrypted yet (--encryption aes128|aes256, TLS, is not built): data of encrypted \
-        storage groups travels sealed, other data in the clear.",
+        --password-file or QORESTOR_REPLICATION_PASSWORD) and the target proves it too. With \
+        --encryption aes128|aes256 the connection is TLS 1.3 and both proofs are bound to the TLS \
+        session (the target's certificate is self-signed; the password is what authenticates it). \
+        Without it, data of unencrypted storage groups crosses in the clear (sealed groups stay \
+        sealed).",
     after_help = "Examples:\n  qorestor replication add nightly --target /mnt/site-b/qorestor --limit 50MB/s\n  \
         qorestor replication set-password --password-stdin < pw.txt      (on the target)\n  \
-        qorestor replication add nightly --target dr-site:9100 --password-file pw.txt\n  \
+        qorestor replication add nightly --target dr-site:9100 --encryption aes256 --password-file pw.txt\n  \
         qorestor replication start nightly\n  qorestor --json replication status nightly"
 )]
 pub enum ReplicationCommand {
@@ -39,8 +41,9 @@ pub enum ReplicationCommand {
                       if missing; not this one) or to HOST:PORT. --limit paces passes to RATE \
                       (SIZE/s, e.g. 50MB/s). A HOST:PORT target (another qorestor running serve \
                       --replication-listen) needs its replication password, kept in this \
-                      system's catalog for later passes. --encryption (TLS on the wire) is for \
-                      HOST:PORT targets and is refused for a PATH; only `none` is built yet.\n\nJSON: the replication status object.")]
+                      system's catalog for later passes. --encryption (TLS 1.3 on the wire, \
+                      AES-128-GCM or AES-256-GCM; default none) is for HOST:PORT targets and is \
+                      refused for a PATH.\n\nJSON: the replication status object.")]
     Add(AddArgs),
     /// Run one pass now (blocks, with a progress bar; resumes an interrupted pass).
     #[command(long_about = "Run one replication pass now: it blocks, shows a progress bar on a \
@@ -118,9 +121,9 @@ impl PasswordArgs {
 pub enum WireEncryption {
     /// Plain TCP.
     None,
-    /// TLS with AES-128.
+    /// TLS 1.3 with AES-128-GCM.
     Aes128,
-    /// TLS with AES-256.
+    /// TLS 1.3 with AES-256-GCM.
     Aes256,
 }
 
@@ -174,12 +177,6 @@ pub fn run(ctx: &Ctx, cmd: ReplicationCommand) -> Result<()> {
                 }
                 engine.add_replication(&args.container, &args.target, args.limit)?
             } else {
-                if matches!(args.encryption, Some(WireEncryption::Aes128 | WireEncryption::Aes256)) {
-                    bail!(
-                        "cannot encrypt the replication to {}: TLS on the wire is not built yet (use --encryption none)",
-                        args.target
-                    );
-                }
                 let Some(password) = args.password.read()? else {
                     return Err(UsageError(format!(
                         "{} is a HOST:PORT target: give its replication password (--password-stdin, --password-file or {PASSWORD_ENV})",
@@ -187,7 +184,12 @@ pub fn run(ctx: &Ctx, cmd: ReplicationCommand) -> Result<()> {
                     ))
                     .into());
                 };
-                engine.add_remote_replication(&args.container, &args.target, args.limit, &password)?
+                let encryption = match args.encryption.unwrap_or(WireEncryption::None) {
+                    WireEncryption::None => qorestor_core::replication::WireEncryption::None,
+                    WireEncryption::Aes128 => qorestor_core::replication::WireEncryption::Aes128,
+                    WireEncryption::Aes256 => qorestor_core::replication::WireEncryption::Aes256,
+                };
+                engine.add_remote_replication(&args.container, &args.target, args.limit, encryption, &password)?
             }
         }
         ReplicationCommand::SetPassword(args) => {

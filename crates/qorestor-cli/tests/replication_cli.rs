@@ -1,5 +1,5 @@
 //! `qorestor replication ...` through the binary: the status contract (`state`, `bytes_sent`,
-//! `logical_bytes`), a read-only replica, refused flag combinations, and a pass over TCP to
+//! `logical_bytes`), a read-only replica, refused flag combinations, and a pass over TLS to
 //! another system's `serve --replication-listen`.
 
 mod common;
@@ -150,7 +150,7 @@ fn run_with_stdin(data: &std::path::Path, args: &[&str], input: &[u8]) -> Output
 }
 
 #[test]
-fn a_pass_over_tcp_to_another_systems_listener() {
+fn a_pass_over_tls_to_another_systems_listener() {
     let tmp = tempfile::tempdir().unwrap();
     let (src, dst) = (tmp.path().join("src"), tmp.path().join("dst"));
     let file = tmp.path().join("f.bin");
@@ -163,21 +163,19 @@ fn a_pass_over_tcp_to_another_systems_listener() {
 
     let server = Server::start(&dst, &["--replication-listen", "127.0.0.1:0"]);
     let target = server.listening["replication"].clone();
-    // Refused before anything is stored: no password, a password for a directory, TLS.
+    // Refused before anything is stored: no password, a password for a directory.
     let none = run(&src, &["replication", "add", "nightly", "--target", &target]);
     assert_eq!(none.status.code(), Some(2), "{}", String::from_utf8_lossy(&none.stderr));
     assert!(String::from_utf8_lossy(&none.stderr).contains("replication password"));
     let dir = tmp.path().join("elsewhere");
     let args = ["replication", "add", "nightly", "--target", dir.to_str().unwrap(), "--password-stdin"];
     assert_eq!(run_with_stdin(&src, &args, b"x\n").status.code(), Some(2));
-    let args = ["replication", "add", "nightly", "--target", &target, "--encryption", "aes256", "--password-stdin"];
-    let tls = run_with_stdin(&src, &args, b"pw-for-dr\n");
-    assert_eq!(tls.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&tls.stderr).contains("not built yet"));
-
-    let args = ["--json", "replication", "add", "nightly", "--target", &target, "--password-stdin"];
+    let args =
+        ["--json", "replication", "add", "nightly", "--target", &target, "--encryption", "aes256", "--password-stdin"];
     let added = run_with_stdin(&src, &args, b"pw-for-dr\n");
     assert!(added.status.success(), "{}", String::from_utf8_lossy(&added.stderr));
+    let added: Value = serde_json::from_slice(&added.stdout).unwrap();
+    assert_eq!(added["encryption"], "aes256");
     let done = json(&src, &["replication", "start", "nightly"]);
     assert_eq!((done["state"].as_str(), done["logical_bytes"].as_u64()), (Some("idle"), Some(bytes.len() as u64)));
     let sent = done["bytes_sent"].as_u64().unwrap();

@@ -12,6 +12,7 @@ use common::data;
 use parking_lot::Mutex;
 use qorestor_core::faults::{self, Fault, FaultOp};
 use qorestor_core::recipe::read_recipe;
+use qorestor_core::replication::WireEncryption;
 use qorestor_core::{
     ChunkParams, Compression, ContainerKind, EncryptionMode, EncryptionOptions, Engine, ErrorKind, Fingerprint,
     GroupOptions, NoProgress, Passphrase,
@@ -203,7 +204,7 @@ fn a_pass_over_tcp_reaches_a_listener_that_admits_only_its_password() {
     let password = || Passphrase::new(b"s3cret replication".to_vec()).unwrap();
 
     // No password set on the target: refused, saying so.
-    src.add_remote_replication("nightly", &target, None, &password()).unwrap();
+    src.add_remote_replication("nightly", &target, None, WireEncryption::None, &password()).unwrap();
     let e = src.run_replication("nightly", false, &NoProgress).unwrap_err();
     assert!(e.to_string().contains("no replication password is set"), "{e}");
     dst.set_replication_password(&password()).unwrap();
@@ -234,7 +235,8 @@ fn a_pass_over_tcp_reaches_a_listener_that_admits_only_its_password() {
 
     // The wrong password is refused, and nothing changes.
     src.delete_replication("nightly").unwrap();
-    src.add_remote_replication("nightly", &target, None, &Passphrase::new(b"guess".to_vec()).unwrap()).unwrap();
+    let guess = Passphrase::new(b"guess".to_vec()).unwrap();
+    src.add_remote_replication("nightly", &target, None, WireEncryption::None, &guess).unwrap();
     let e = src.run_replication("nightly", false, &NoProgress).unwrap_err();
     assert!(e.to_string().contains("wrong replication password"), "{e}");
     assert_eq!(names(&dst, "nightly").len(), 2);
@@ -242,7 +244,79 @@ fn a_pass_over_tcp_reaches_a_listener_that_admits_only_its_password() {
     drop(dst);
     let nobody = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().to_string();
     src.delete_replication("nightly").unwrap();
-    src.add_remote_replication("nightly", &nobody, None, &password()).unwrap();
+    src.add_remote_replication("nightly", &nobody, None, WireEncryption::None, &password()).unwrap();
     let e = src.run_replication("nightly", false, &NoProgress).unwrap_err();
     assert!(e.to_string().contains(&nobody), "{e}");
+}
+
+/// Forwards one connection from a local port to `to`, keeping what the source sent.
+fn tapped_proxy(to: std::net::SocketAddr) -> (String, std::sync::Arc<Mutex<Vec<u8>>>) {
+    use std::net::{TcpListener, TcpStream};
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let seen = std::sync::Arc::new(Mutex::new(Vec::new()));
+    let kept = seen.clone();
+    std::thread::spawn(move || {
+        let (client, _) = listener.accept().unwrap();
+        let server = TcpStream::connect(to).unwrap();
+        let (mut c2, mut s2) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+        std::thread::spawn(move || {
+            let _ = std::io::copy(&mut s2, &mut c2);
+            let _ = c2.shutdown(std::net::Shutdown::Write);
+        });
+        let (mut from, mut to) = (client, server);
+        let mut buf = [0u8; 1 << 16];
+        loop {
+            match from.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    kept.lock().extend_from_slice(&buf[..n]);
+                    if to.write_all(&buf[..n]).is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+        let _ = to.shutdown(std::net::Shutdown::Write);
+    });
+    (addr, seen)
+}
+
+#[test]
+fn with_tls_the_data_is_not_readable_on_the_wire_and_arrives_the_same() {
+    let _serial = SERIAL.lock();
+    let marker = b"PLAINTEXT-MARKER-of-a-customer-file ";
+    let bytes: Vec<u8> = marker.iter().copied().cycle().take(2 << 20).collect();
+    let mut seen_plain = None;
+    for enc in [WireEncryption::None, WireEncryption::Aes128, WireEncryption::Aes256] {
+        let (src_dir, dst_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let src = Engine::create(src_dir.path()).unwrap();
+        // Stored raw, so the records carry the bytes as they are.
+        src.add_storage_group("raw", GroupOptions { compression: Compression::None, chunking: ChunkParams::default() })
+            .unwrap();
+        src.add_container("c", "raw", ContainerKind::Object).unwrap();
+        // Different content per stream so that chunks do not all dedup to one.
+        let mut data = bytes.clone();
+        data.extend_from_slice(&common::data(7, 1 << 20));
+        put(&src, "c", "s", &data);
+        let dst = Engine::create(dst_dir.path()).unwrap();
+        let password = Passphrase::new(b"pw".to_vec()).unwrap();
+        dst.set_replication_password(&password).unwrap();
+        let listening = qorestor_core::replication::listen(dst.clone(), "127.0.0.1:0".parse().unwrap()).unwrap();
+        let (proxy, seen) = tapped_proxy(listening);
+        let info = src.add_remote_replication("c", &proxy, None, enc, &password).unwrap();
+        assert_eq!(info.encryption, enc);
+        let done = src.run_replication("c", false, &NoProgress).unwrap();
+        assert_eq!(done.last.unwrap().error, None);
+        assert!(get(&dst, "c", "s").unwrap() == data, "{enc:?}");
+        let wire = seen.lock().clone();
+        let visible = wire.windows(marker.len()).any(|w| w == marker);
+        assert!(wire.len() > data.len() / 2, "{enc:?}: only {} bytes crossed", wire.len());
+        if enc == WireEncryption::None {
+            seen_plain = Some(visible);
+        } else {
+            assert!(!visible, "{enc:?}: the data is readable on the wire");
+        }
+    }
+    assert_eq!(seen_plain, Some(true), "without TLS the marker should be visible (the check works)");
 }

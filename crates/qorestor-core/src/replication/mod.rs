@@ -44,9 +44,11 @@ use crate::recipe::{recipe_path, visit_recipe, RecipeEntry};
 
 mod local;
 mod remote;
+mod tls;
 pub mod wire;
 
 pub use remote::listen;
+pub use tls::WireEncryption;
 
 /// Recipe entries per "which are missing" exchange (about 2 MiB of chunks at the default
 /// chunk size: what a pass killed mid-way may have to send again).
@@ -67,6 +69,9 @@ struct ReplicationRecord {
     /// For a `HOST:PORT` target: the target's replication password, hex of its bytes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     password: Option<String>,
+    /// For a `HOST:PORT` target: encryption on the wire.
+    #[serde(default)]
+    encryption: WireEncryption,
 }
 
 /// What one pass did.
@@ -105,6 +110,8 @@ pub struct ReplicationInfo {
     pub state: String,
     /// Rate limit, bytes per second.
     pub limit_bytes_per_s: Option<u64>,
+    /// Encryption on the wire (`none` for a directory target).
+    pub encryption: WireEncryption,
     /// Streams the replica holds.
     pub streams_replicated: u64,
     /// Bytes sent by the last pass.
@@ -188,6 +195,7 @@ impl Engine {
             target: r.target.clone(),
             state: state.into(),
             limit_bytes_per_s: r.limit_bytes_per_s,
+            encryption: r.encryption,
             streams_replicated: r.sent.len() as u64,
             bytes_sent: last.as_ref().map_or(0, |l| l.bytes_sent),
             logical_bytes: last.as_ref().map_or(0, |l| l.logical_bytes),
@@ -234,6 +242,7 @@ impl Engine {
         container: &str,
         target: &str,
         limit_bytes_per_s: Option<u64>,
+        encryption: WireEncryption,
         password: &Passphrase,
     ) -> Result<ReplicationInfo> {
         if !is_host_port(target) {
@@ -243,6 +252,7 @@ impl Engine {
             target: target.into(),
             limit_bytes_per_s,
             password: Some(crate::crypto::hex(password.as_bytes())),
+            encryption,
             ..Default::default()
         };
         self.insert_replication(container, r)
@@ -320,7 +330,7 @@ impl Engine {
     ) -> Result<()> {
         let (mut target, origin): (Box<dyn ReplicaTarget>, String) = if is_host_port(&r.target) {
             let password = r.password.as_deref().and_then(crate::crypto::unhex);
-            let remote = remote::RemoteReplica::connect(&r.target, password.as_deref())?;
+            let remote = remote::RemoteReplica::connect(&r.target, password.as_deref(), r.encryption)?;
             (Box::new(remote), format!("{}:{}", self.system_name()?, self.dir().display()))
         } else {
             (Box::new(local::LocalReplica::open(Path::new(&r.target))?), self.dir().display().to_string())

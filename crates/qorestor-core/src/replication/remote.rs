@@ -8,13 +8,13 @@
 //! one request at a time (`Prepare`, `ListStreams`, `Begin`, `Missing`/`Store` per batch, `End`,
 //! `Delete`); each gets `Done`, its answer, or `Failed` with the reason. Records arrive as
 //! stored (compressed, sealed if the group is encrypted) and the target checks each one
-//! (header, fingerprint, checksum) before storing it. The wire itself is not encrypted
-//! (`--encryption` with TLS is not built yet): sealed groups stay sealed, other data is visible
-//! on the network.
+//! (header, fingerprint, checksum) before storing it. With `--encryption aes128|aes256` the
+//! connection is TLS 1.3 ([`super::tls`]) and the proofs are bound to the TLS session; without
+//! it, data of unencrypted groups is visible on the network (sealed groups stay sealed).
 
-use std::io::{BufReader, BufWriter, Read, Write};
+use std::io::{BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -22,6 +22,7 @@ use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
 use super::local::LocalReplica;
+use super::tls::{self, Transport, WireEncryption};
 use super::wire::{self, Message};
 use super::ReplicaTarget;
 use crate::catalog::{ContainerRecord, GroupRecord};
@@ -68,10 +69,11 @@ fn derive_key(password: &[u8], salt: &[u8; 16]) -> Result<Zeroizing<[u8; 32]>> {
     Ok(key)
 }
 
-/// The proof of one side: keyed BLAKE3 over a label and both nonces (the prover's peer's first).
-fn proof(key: &[u8; 32], label: &[u8], first: &[u8; 32], second: &[u8; 32]) -> blake3::Hash {
+/// The proof of one side: keyed BLAKE3 over a label, both nonces (the prover's peer's first)
+/// and the TLS channel binding (zeros on plain TCP).
+fn proof(key: &[u8; 32], label: &[u8], first: &[u8; 32], second: &[u8; 32], binding: &[u8; 32]) -> blake3::Hash {
     let mut h = blake3::Hasher::new_keyed(key);
-    h.update(label).update(first).update(second);
+    h.update(label).update(first).update(second).update(binding);
     h.finalize()
 }
 
@@ -129,14 +131,16 @@ fn receive(r: &mut impl Read) -> Result<Option<(Message, u64)>> {
 /// A replica on another qorestor, reached through its replication listener.
 pub(crate) struct RemoteReplica {
     target: String,
-    reader: BufReader<TcpStream>,
-    writer: BufWriter<TcpStream>,
-    bytes: u64,
+    /// Reads are buffered; a frame is written whole, straight through.
+    conn: BufReader<Box<dyn Transport>>,
+    /// Bytes that crossed the socket both ways (TLS included).
+    bytes: Arc<AtomicU64>,
 }
 
 impl RemoteReplica {
-    /// Connects to `target` (`HOST:PORT`) and authenticates with `password`.
-    pub(crate) fn connect(target: &str, password: Option<&[u8]>) -> Result<RemoteReplica> {
+    /// Connects to `target` (`HOST:PORT`), over TLS unless `enc` is `None`, and authenticates
+    /// with `password`.
+    pub(crate) fn connect(target: &str, password: Option<&[u8]>, enc: WireEncryption) -> Result<RemoteReplica> {
         let password = password.ok_or_else(|| {
             Error::invalid("replication target", target, "a HOST:PORT target needs the target's replication password")
         })?;
@@ -160,12 +164,11 @@ impl RemoteReplica {
         stream.set_read_timeout(Some(IO_TIMEOUT)).map_err(io)?;
         stream.set_write_timeout(Some(IO_TIMEOUT)).map_err(io)?;
         stream.set_nodelay(true).map_err(io)?;
-        let mut r = RemoteReplica {
-            target: target.into(),
-            reader: BufReader::with_capacity(1 << 16, stream.try_clone().map_err(io)?),
-            writer: BufWriter::with_capacity(1 << 20, stream),
-            bytes: 0,
-        };
+        let bytes = Arc::new(AtomicU64::new(0));
+        let counted = tls::Counted { tcp: stream, bytes: bytes.clone() };
+        let transport: Box<dyn Transport> =
+            if enc == WireEncryption::None { Box::new(counted) } else { Box::new(tls::client(counted, enc)?) };
+        let mut r = RemoteReplica { target: target.into(), conn: BufReader::with_capacity(1 << 16, transport), bytes };
         r.handshake(password)?;
         Ok(r)
     }
@@ -178,12 +181,13 @@ impl RemoteReplica {
             return Err(self.unexpected("a challenge"));
         };
         let key = derive_key(password, &salt)?;
-        let mac = *proof(&key, b"client", &theirs, &ours).as_bytes();
+        let binding = self.conn.get_ref().channel_binding()?;
+        let mac = *proof(&key, b"client", &theirs, &ours, &binding).as_bytes();
         let Message::Welcome { mac: back } = self.call(&Message::Auth { mac })? else {
             return Err(self.unexpected("a welcome"));
         };
         // blake3::Hash compares in constant time.
-        if proof(&key, b"target", &ours, &theirs) != blake3::Hash::from_bytes(back) {
+        if proof(&key, b"target", &ours, &theirs, &binding) != blake3::Hash::from_bytes(back) {
             return Err(Error::Conflict(format!(
                 "replication target {}: it could not prove it knows the replication password",
                 self.target
@@ -195,10 +199,9 @@ impl RemoteReplica {
     /// Sends a request and reads the answer; `Failed` becomes an error naming the target.
     fn call(&mut self, m: &Message) -> Result<Message> {
         let io = |e| Error::io("write to", "the replication target", e);
-        self.bytes += send(&mut self.writer, m).map_err(io)?;
-        let (answer, n) = receive(&mut self.reader)?
+        send(self.conn.get_mut(), m).map_err(io)?;
+        let (answer, _) = receive(&mut self.conn)?
             .ok_or_else(|| Error::Conflict(format!("replication target {} closed the connection", self.target)))?;
-        self.bytes += n;
         match answer {
             Message::Failed { message } => {
                 Err(Error::Conflict(format!("replication target {}: {message}", self.target)))
@@ -262,7 +265,7 @@ impl ReplicaTarget for RemoteReplica {
     }
 
     fn bytes_sent(&self) -> u64 {
-        self.bytes
+        self.bytes.load(Ordering::Relaxed)
     }
 }
 
@@ -305,39 +308,43 @@ fn serve_session(engine: &Engine, conn: TcpStream) -> Result<()> {
     conn.set_read_timeout(Some(IO_TIMEOUT)).map_err(io)?;
     conn.set_write_timeout(Some(IO_TIMEOUT)).map_err(io)?;
     conn.set_nodelay(true).map_err(io)?;
-    let mut reader = BufReader::with_capacity(1 << 20, conn.try_clone().map_err(io)?);
-    let mut writer = BufWriter::with_capacity(1 << 16, conn);
-    let reply = |w: &mut BufWriter<TcpStream>, m: &Message| {
-        send(w, m).map(|_| ()).map_err(|e| Error::io("write to", "the replication source", e))
+    let mut first = [0u8; 1];
+    conn.peek(&mut first).map_err(io)?;
+    let transport: Box<dyn Transport> =
+        if first[0] == tls::TLS_HANDSHAKE_BYTE { Box::new(tls::server(engine, conn)?) } else { Box::new(conn) };
+    let mut conn = BufReader::with_capacity(1 << 20, transport);
+    let reply = |c: &mut BufReader<Box<dyn Transport>>, m: &Message| {
+        send(c.get_mut(), m).map(|_| ()).map_err(|e| Error::io("write to", "the replication source", e))
     };
     let failed = |message: String| Message::Failed { message };
     // Authentication.
-    let Some((Message::Hello { version, nonce: theirs }, _)) = receive(&mut reader)? else {
-        return reply(&mut writer, &failed("expected hello".into()));
+    let Some((Message::Hello { version, nonce: theirs }, _)) = receive(&mut conn)? else {
+        return reply(&mut conn, &failed("expected hello".into()));
     };
+    let binding = conn.get_ref().channel_binding()?;
     if version != wire::VERSION {
         let m = format!("protocol version {version} is not served (this target speaks {})", wire::VERSION);
-        return reply(&mut writer, &failed(m));
+        return reply(&mut conn, &failed(m));
     }
     let Some((salt, key)) = engine.listener_secret()? else {
         let m = "no replication password is set on the target (qorestor replication set-password)".to_string();
-        return reply(&mut writer, &failed(m));
+        return reply(&mut conn, &failed(m));
     };
     let ours = random::<32>()?;
-    reply(&mut writer, &Message::Challenge { salt, nonce: ours })?;
-    let Some((Message::Auth { mac }, _)) = receive(&mut reader)? else {
-        return reply(&mut writer, &failed("expected the password proof".into()));
+    reply(&mut conn, &Message::Challenge { salt, nonce: ours })?;
+    let Some((Message::Auth { mac }, _)) = receive(&mut conn)? else {
+        return reply(&mut conn, &failed("expected the password proof".into()));
     };
-    if proof(&key, b"client", &ours, &theirs) != blake3::Hash::from_bytes(mac) {
+    if proof(&key, b"client", &ours, &theirs, &binding) != blake3::Hash::from_bytes(mac) {
         std::thread::sleep(WRONG_PASSWORD_DELAY);
-        return reply(&mut writer, &failed("wrong replication password".into()));
+        return reply(&mut conn, &failed("wrong replication password".into()));
     }
-    reply(&mut writer, &Message::Welcome { mac: *proof(&key, b"target", &theirs, &ours).as_bytes() })?;
+    reply(&mut conn, &Message::Welcome { mac: *proof(&key, b"target", &theirs, &ours, &binding).as_bytes() })?;
     // Requests.
     let mut replica = LocalReplica::on(engine.clone());
-    while let Some((request, _)) = receive(&mut reader)? {
+    while let Some((request, _)) = receive(&mut conn)? {
         let answer = answer(&mut replica, request).unwrap_or_else(|e| failed(e.to_string()));
-        reply(&mut writer, &answer)?;
+        reply(&mut conn, &answer)?;
     }
     Ok(())
 }
