@@ -41,6 +41,9 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 /// How long either side waits for the other's next frame (a target may make a large batch
 /// durable before it answers).
 const IO_TIMEOUT: Duration = Duration::from_secs(600);
+/// How long a listener waits for each frame of the authentication (an idle or slow
+/// unauthenticated connection does not hold a session for long).
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Sessions a listener serves at once; more are refused.
 const MAX_SESSIONS: usize = 16;
 /// Pause before a wrong password is answered (slows guessing).
@@ -305,7 +308,8 @@ pub fn listen(engine: Engine, addr: SocketAddr) -> Result<SocketAddr> {
 /// Serves one source's session until it closes the connection.
 fn serve_session(engine: &Engine, conn: TcpStream) -> Result<()> {
     let io = |e| Error::io("set up", "a replication session", e);
-    conn.set_read_timeout(Some(IO_TIMEOUT)).map_err(io)?;
+    let socket = conn.try_clone().map_err(io)?;
+    conn.set_read_timeout(Some(HANDSHAKE_TIMEOUT)).map_err(io)?;
     conn.set_write_timeout(Some(IO_TIMEOUT)).map_err(io)?;
     conn.set_nodelay(true).map_err(io)?;
     let mut first = [0u8; 1];
@@ -340,7 +344,8 @@ fn serve_session(engine: &Engine, conn: TcpStream) -> Result<()> {
         return reply(&mut conn, &failed("wrong replication password".into()));
     }
     reply(&mut conn, &Message::Welcome { mac: *proof(&key, b"target", &theirs, &ours, &binding).as_bytes() })?;
-    // Requests.
+    // Requests: an authenticated source may take its time between them.
+    socket.set_read_timeout(Some(IO_TIMEOUT)).map_err(io)?;
     let mut replica = LocalReplica::on(engine.clone());
     while let Some((request, _)) = receive(&mut conn)? {
         let answer = answer(&mut replica, request).unwrap_or_else(|e| failed(e.to_string()));
