@@ -1,7 +1,8 @@
 //! Container replication to another data directory (a second disk, or a mounted second site)
-//! or, over TCP, to another qorestor's replication listener ([`remote`]; `HOST:PORT` targets).
-//! Both go through the same [`ReplicaTarget`] steps; the receiving side is [`local`] in either
-//! case (the listener runs it on the target for the remote source).
+//! or, over TCP, to another qorestor's replication listener ([`listen`]; `HOST:PORT` targets,
+//! module `remote`). Both go through the same steps (trait `ReplicaTarget`); the receiving
+//! side is module `local` in either case (the listener runs it on the target for the remote
+//! source).
 //!
 //! One pass ([`Engine::run_replication`]) brings the replica container up to date:
 //! 1. The target gets the source's storage group (same name, policy and, for an encrypted

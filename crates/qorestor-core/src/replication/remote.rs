@@ -273,7 +273,7 @@ impl ReplicaTarget for RemoteReplica {
 }
 
 /// Starts the replication listener on `addr` for `engine`; returns the bound address. Each
-/// connection is served on its own thread, at most [`MAX_SESSIONS`] at once.
+/// connection is served on its own thread, at most 16 at once (more are refused).
 pub fn listen(engine: Engine, addr: SocketAddr) -> Result<SocketAddr> {
     let listener = TcpListener::bind(addr).map_err(|e| Error::io("listen on", addr.to_string(), e))?;
     let bound = listener.local_addr().map_err(|e| Error::io("listen on", addr.to_string(), e))?;
