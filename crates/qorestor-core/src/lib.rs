@@ -49,6 +49,7 @@ mod mmap;
 pub mod pack;
 mod pack_flusher;
 pub mod policy;
+mod pool;
 mod progress;
 mod reader;
 pub mod recipe;

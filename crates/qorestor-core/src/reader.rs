@@ -1,6 +1,6 @@
 //! Reading a stream: `Read + Seek` over its recipe, with parallel prefetch.
 //!
-//! The stream is cut into 4 MiB segments of whole chunks. Worker `w` of `N` decodes segments
+//! The stream is cut into 1 MiB segments of whole chunks. Worker `w` of `N` decodes segments
 //! `w, w+N, w+2N...` ahead of the reader: it reads neighbouring records of a pack with one
 //! `pread` (gaps under 256 KiB are read through), checks each record's CRC, decompresses and
 //! verifies the BLAKE3 fingerprint, and hands the segment to the reader over its own bounded
@@ -19,9 +19,13 @@ use crate::crypto::GroupCrypto;
 use crate::error::{Error, Result};
 use crate::group::GroupStore;
 use crate::pack::{decode_chunk, ChunkLoc};
+use crate::pool::Pool;
 use crate::recipe::{Recipe, RecipeEntry};
 
-const SEGMENT_LEN: u64 = 4 << 20;
+/// Logical bytes per segment: small, so that the few segment buffers in use (reused last in,
+/// first out) stay in the CPU caches between decompressing a segment and handing it on
+/// (restoring generation 5: ~12% less CPU than 4 MiB segments from a FIFO queue, alternated).
+const SEGMENT_LEN: u64 = 1 << 20;
 const MAX_GAP: u64 = 256 << 10;
 const MAX_READ: u64 = 16 << 20;
 
@@ -33,8 +37,8 @@ struct Shared {
     offsets: Vec<u64>,
     name: String,
     /// Decoded segments the reader is done with, for the workers to reuse (no page faults on
-    /// fresh allocations).
-    spare: (crossbeam_channel::Sender<Vec<u8>>, Receiver<Vec<u8>>),
+    /// fresh allocations; the most recently used first).
+    spare: Pool<Vec<u8>>,
 }
 
 impl Shared {
@@ -135,7 +139,7 @@ impl Pipeline {
                     let mut seg = w;
                     let mut io_buf = Vec::new();
                     while seg < nsegs {
-                        let mut out = sh.spare.1.try_recv().unwrap_or_default();
+                        let mut out = sh.spare.take().unwrap_or_default();
                         out.clear();
                         let r = sh.decode_segment(sh.segment(base, seg), &mut io_buf, &mut out).map(|_| out);
                         let failed = r.is_err();
@@ -198,7 +202,7 @@ impl StreamReader {
         }
         offsets.push(at);
         Ok(StreamReader {
-            shared: Arc::new(Shared { group, crypto, entries: recipe.entries, offsets, name, spare: bounded(8) }),
+            shared: Arc::new(Shared { group, crypto, entries: recipe.entries, offsets, name, spare: Pool::new(8) }),
             pos: 0,
             current: None,
             pipeline: None,
@@ -235,7 +239,7 @@ impl StreamReader {
                 Some(Ok((start, d))) => {
                     let hit = self.pos >= start && self.pos < start + d.len() as u64;
                     if let Some((_, old)) = self.current.replace((start, d)) {
-                        let _ = self.shared.spare.0.try_send(old);
+                        self.shared.spare.put(old);
                     }
                     if hit {
                         return Ok(true);

@@ -34,6 +34,7 @@ use crate::fingerprint::Fingerprint;
 use crate::format::RECORD_HEADER_LEN;
 use crate::group::{GroupStore, Lookup, NewChunk, Successors, WriterPin};
 use crate::pack::ChunkLoc;
+use crate::pool::Pool;
 use crate::recipe::{RecipeEntry, RecipeHeader, RecipeWriter};
 
 /// Input bytes per block (see the module documentation).
@@ -88,28 +89,6 @@ impl Buffers {
     }
 }
 
-/// Block buffers returned by the appender, reused last-in first-out: the buffer handed back
-/// most recently is the one most likely still in the CPU caches, so the next input read into
-/// it writes to cache rather than to memory.
-#[derive(Clone, Default)]
-struct BufferPool(Arc<parking_lot::Mutex<Vec<Buffers>>>);
-
-impl BufferPool {
-    /// Most buffers kept.
-    const CAPACITY: usize = QUEUE_DEPTH * 2 + 4;
-
-    fn put(&self, b: Buffers) {
-        let mut v = self.0.lock();
-        if v.len() < Self::CAPACITY {
-            v.push(b);
-        }
-    }
-
-    fn take(&self) -> Option<Buffers> {
-        self.0.lock().pop()
-    }
-}
-
 /// What the writer thread already knows about a chunk it cut.
 #[derive(Clone, Copy)]
 enum Known {
@@ -161,7 +140,7 @@ pub struct StreamWriter {
     to_workers: Option<Sender<Block>>,
     workers: Vec<JoinHandle<()>>,
     appender: Option<JoinHandle<Result<RecipeWriter>>>,
-    pool: BufferPool,
+    pool: Pool<Buffers>,
     counters: Arc<WriteCounters>,
     /// Keeps the packs this stream references safe from the cleaner until it is published.
     pin: Arc<WriterPin>,
@@ -284,7 +263,7 @@ fn appender_loop(
     pin: Arc<WriterPin>,
     mut recipe: RecipeWriter,
     rx: Receiver<HashedBlock>,
-    pool: BufferPool,
+    pool: Pool<Buffers>,
     counters: Arc<WriteCounters>,
     recent_dup_percent: Arc<AtomicU32>,
 ) -> Result<RecipeWriter> {
@@ -351,7 +330,7 @@ impl StreamWriter {
         let counters = Arc::new(WriteCounters::default());
         let (to_workers, from_writer) = bounded::<Block>(QUEUE_DEPTH);
         let (to_appender, from_workers) = bounded::<HashedBlock>(QUEUE_DEPTH);
-        let pool = BufferPool::default();
+        let pool = Pool::new(QUEUE_DEPTH * 2 + 4);
         let pool_tx = pool.clone();
         let pool_rx = pool;
         let pin = Arc::new(group.pin_writer());
