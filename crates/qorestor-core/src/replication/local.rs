@@ -13,7 +13,7 @@ use crate::error::{Error, Result};
 use crate::fingerprint::Fingerprint;
 use crate::format::RECORD_HEADER_LEN;
 use crate::group::{GroupStore, Lookup, NewChunk, WriterPin};
-use crate::pack::{check_record_payload, decode_record_header};
+use crate::pack::{check_record_payload, decode_chunk, decode_record_header};
 use crate::recipe::{RecipeEntry, RecipeHeader, RecipeWriter};
 
 /// Bytes counted per fingerprint asked, per recipe entry, and per stream header (the
@@ -168,7 +168,12 @@ impl ReplicaTarget for LocalReplica {
                 s.records_expected
             )));
         }
-        // Every record is checked before anything is stored: header, fingerprint, checksum.
+        // Every record is checked before anything is stored: header, fingerprint, checksum, and,
+        // when this side can read the group (not encrypted, or unlocked), that its bytes
+        // decode and hash to the fingerprint: a record that does not would poison every later
+        // chunk deduplicated against it.
+        let crypto = store.crypto().ok();
+        let mut scratch = Vec::new();
         let mut headers = Vec::with_capacity(records.len());
         let mut want = vec![None; records.len()];
         for (i, supplier) in s.supplier.iter().enumerate() {
@@ -186,6 +191,10 @@ impl ReplicaTarget for LocalReplica {
                 return Err(bad("the record holds another chunk"));
             }
             check_record_payload(rec, &h, &rec[RECORD_HEADER_LEN..]).map_err(|e| bad(&e.to_string()))?;
+            if let Some(crypto) = &crypto {
+                scratch.clear();
+                decode_chunk(rec, &fp, crypto, &mut scratch).map_err(|e| bad(&e.to_string()))?;
+            }
             headers.push(h);
         }
         let chunks: Vec<(Lookup, Option<NewChunk<'_>>)> = s
@@ -256,5 +265,44 @@ impl ReplicaTarget for LocalReplica {
 
     fn bytes_sent(&self) -> u64 {
         self.bytes
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::ContainerKind;
+    use crate::compress::Codec;
+    use crate::pack::encode_record_header;
+    use crate::stats::StatsScope;
+    use crate::DEFAULT_GROUP;
+
+    #[test]
+    fn a_record_whose_bytes_do_not_hash_to_its_fingerprint_is_refused() {
+        let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let src = Engine::create(a.path()).unwrap();
+        src.add_container("c", DEFAULT_GROUP, ContainerKind::Object).unwrap();
+        let group = src.catalog().group(DEFAULT_GROUP).unwrap().unwrap();
+        let container = src.container_record("c").unwrap();
+        let mut replica = LocalReplica::open(b.path()).unwrap();
+        replica.prepare(&group, &container, "source").unwrap();
+        replica.begin_stream("s", 0).unwrap();
+        // A record with a right header and checksum, but other bytes than the fingerprint's.
+        let claimed = Fingerprint::of(b"the bytes the fingerprint names");
+        let forged = b"other bytes of the same length!";
+        let header = encode_record_header(&claimed, forged.len() as u32, Codec::Raw, forged);
+        let record = [&header[..], &forged[..]].concat();
+        assert_eq!(replica.missing(&[(claimed, forged.len() as u32)]).unwrap(), vec![true]);
+        let e = replica.store(&[&record]).unwrap_err();
+        assert!(e.to_string().contains(&claimed.to_hex()), "{e}");
+        assert_eq!(replica.engine.stats(&StatsScope::System).unwrap().stored_bytes, 0);
+        // The same record with the right bytes goes in.
+        let right = b"the bytes the fingerprint names";
+        let header = encode_record_header(&claimed, right.len() as u32, Codec::Raw, right);
+        let record = [&header[..], &right[..]].concat();
+        replica.begin_stream("s", 0).unwrap();
+        assert_eq!(replica.missing(&[(claimed, right.len() as u32)]).unwrap(), vec![true]);
+        replica.store(&[&record]).unwrap();
+        assert_eq!(replica.end_stream().unwrap(), right.len() as u64);
     }
 }
