@@ -118,10 +118,18 @@ fn fill(s: &mut TcpStream, buf: &mut [u8]) -> std::io::Result<usize> {
 }
 
 /// Network → tape. Returns the halt reason, or `None` if something else halted the mover.
+///
+/// The end of the data stream is acted on only while the mover is active: after a record that
+/// reached the early warning the mover pauses, and a tape mover does not look further until the
+/// DMA has changed the tape and continued. (Halting at once would race the DMA's tape change:
+/// it got the pause, and its MOVER_SET_WINDOW or MOVER_CONTINUE would find the mover halted.)
 fn backup(conn: &Conn, mut stream: TcpStream) -> Option<u32> {
     let size = conn.mover.lock().record_size as usize;
     let mut buf = vec![0u8; size];
     loop {
+        if !wait_while_paused(conn) {
+            return None;
+        }
         let n = match fill(&mut stream, &mut buf) {
             Ok(n) => n,
             Err(_) => return Some(halt::CONNECT_CLOSED),
@@ -134,9 +142,19 @@ fn backup(conn: &Conn, mut stream: TcpStream) -> Option<u32> {
             return None;
         }
         if n < size {
-            return Some(halt::CONNECT_CLOSED);
+            return wait_while_paused(conn).then_some(halt::CONNECT_CLOSED);
         }
     }
+}
+
+/// Waits while the mover is paused; `true` if it is active afterwards (`false`: halted, or
+/// otherwise no longer moving data).
+fn wait_while_paused(conn: &Conn) -> bool {
+    let mut m = conn.mover.lock();
+    while m.state == state::PAUSED {
+        conn.changed.wait(&mut m);
+    }
+    m.state == state::ACTIVE
 }
 
 /// Writes one record, waiting through pauses. `false` when the mover halted.
