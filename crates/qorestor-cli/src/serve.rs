@@ -3,7 +3,8 @@
 //! <addr:port>` once every listener is bound, ticks the libraries every second (so idle drives
 //! make their buffered tape data durable), runs the cleaner in its scheduled windows
 //! ([`crate::scheduler`]), and on SIGTERM or SIGINT stops a cleaner run at its next pack, makes
-//! every drive's data durable and exits 0. Connections still open then are dropped with the process: nothing they
+//! every drive's data durable and exits 0. Connections still open then are dropped with the
+//! process: nothing they
 //! had not been acknowledged is lost, since an acknowledgement comes only after durability
 //! (see `docs/VTL.md`).
 
@@ -103,7 +104,8 @@ pub fn run(ctx: &Ctx, args: ServeArgs) -> Result<()> {
     if let Some(addr) = args.replication_listen {
         if !services.engine.replication_password_set()? {
             eprintln!(
-                "qorestor serve: no replication password is set: the replication listener will refuse every source until `qorestor replication set-password`"
+                "qorestor serve: no replication password is set: the replication listener refuses every source \
+                 (stop serve, run `qorestor replication set-password`, start it again)"
             );
         }
         let addr = qorestor_core::replication::listen(services.engine.clone(), addr)

@@ -11,9 +11,10 @@
 //! so that the few buffers in use stay in the CPU caches: with 4 MiB blocks taken from the pool
 //! in turn, reading the input wrote every byte to memory and read it back (on a duplicate
 //! generation the kernel's copy of the input was a third of all CPU time; 1 MiB blocks and the
-//! last-in first-out pool took ~25% off that generation's CPU, measured alternately). Channels are bounded, so memory stays at a few blocks per stage. The stream is
-//! published by [`StreamWriter::finish`]: packs durable, recipe durable, catalog entry durable,
-//! in that order; only then does `finish` return. A writer dropped without `finish` leaves no
+//! last-in first-out pool took ~25% off that generation's CPU, measured alternately). Channels
+//! are bounded, so memory stays at a few blocks per stage. The stream is published by
+//! [`StreamWriter::finish`]: packs durable, recipe durable, catalog entry durable, in that
+//! order; only then does `finish` return. A writer dropped without `finish` leaves no
 //! visible stream (its chunks become garbage for the cleaner).
 
 use std::collections::BTreeMap;
@@ -331,8 +332,6 @@ impl StreamWriter {
         let (to_workers, from_writer) = bounded::<Block>(QUEUE_DEPTH);
         let (to_appender, from_workers) = bounded::<HashedBlock>(QUEUE_DEPTH);
         let pool = Pool::new(QUEUE_DEPTH * 2 + 4);
-        let pool_tx = pool.clone();
-        let pool_rx = pool;
         let pin = Arc::new(group.pin_writer());
         let nworkers = std::thread::available_parallelism().map_or(2, |n| n.get()).clamp(1, 8);
         let mut workers = Vec::with_capacity(nworkers);
@@ -349,9 +348,10 @@ impl StreamWriter {
         drop(to_appender);
         let recent_dup_percent = Arc::new(AtomicU32::new(0));
         let (g, p, c, d) = (group.clone(), pin.clone(), counters.clone(), recent_dup_percent.clone());
+        let returned = pool.clone();
         let appender = std::thread::Builder::new()
             .name("qorestor-append".into())
-            .spawn(move || appender_loop(g, p, recipe, from_workers, pool_tx, c, d))
+            .spawn(move || appender_loop(g, p, recipe, from_workers, returned, c, d))
             .map_err(|e| Error::io("spawn appender", "", e))?;
         Ok(StreamWriter {
             engine,
@@ -371,7 +371,7 @@ impl StreamWriter {
             to_workers: Some(to_workers),
             workers,
             appender: Some(appender),
-            pool: pool_rx,
+            pool,
             counters,
             pin,
             container_quota,

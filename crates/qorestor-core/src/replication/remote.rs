@@ -322,8 +322,10 @@ fn serve_session(engine: &Engine, conn: TcpStream) -> Result<()> {
     };
     let failed = |message: String| Message::Failed { message };
     // Authentication.
-    let Some((Message::Hello { version, nonce: theirs }, _)) = receive(&mut conn)? else {
-        return reply(&mut conn, &failed("expected hello".into()));
+    let (version, theirs) = match receive(&mut conn)? {
+        Some((Message::Hello { version, nonce }, _)) => (version, nonce),
+        Some((other, _)) => return reply(&mut conn, &failed(format!("expected Hello, got {}", other.name()))),
+        None => return Ok(()),
     };
     let binding = conn.get_ref().channel_binding()?;
     if version != wire::VERSION {
@@ -331,13 +333,17 @@ fn serve_session(engine: &Engine, conn: TcpStream) -> Result<()> {
         return reply(&mut conn, &failed(m));
     }
     let Some((salt, key)) = engine.listener_secret()? else {
-        let m = "no replication password is set on the target (qorestor replication set-password)".to_string();
+        let m = "no replication password is set on the target (stop its qorestor serve, run qorestor replication \
+                 set-password there, start serve again)"
+            .to_string();
         return reply(&mut conn, &failed(m));
     };
     let ours = random::<32>()?;
     reply(&mut conn, &Message::Challenge { salt, nonce: ours })?;
-    let Some((Message::Auth { mac }, _)) = receive(&mut conn)? else {
-        return reply(&mut conn, &failed("expected the password proof".into()));
+    let mac = match receive(&mut conn)? {
+        Some((Message::Auth { mac }, _)) => mac,
+        Some((other, _)) => return reply(&mut conn, &failed(format!("expected Auth, got {}", other.name()))),
+        None => return Ok(()),
     };
     if proof(&key, b"client", &ours, &theirs, &binding) != blake3::Hash::from_bytes(mac) {
         std::thread::sleep(WRONG_PASSWORD_DELAY);
@@ -380,6 +386,6 @@ fn answer(replica: &mut LocalReplica, request: Message) -> Result<Message> {
             replica.delete_stream(&name)?;
             Message::Done
         }
-        _ => return Err(Error::Conflict("unexpected message: not a request of an authenticated session".into())),
+        other => return Err(Error::Conflict(format!("unexpected {} in an authenticated session", other.name()))),
     })
 }

@@ -97,6 +97,30 @@ pub enum Message {
     },
 }
 
+impl Message {
+    /// The message's name, for errors (never its contents, which may be large or secret).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Message::Hello { .. } => "Hello",
+            Message::Auth { .. } => "Auth",
+            Message::Prepare { .. } => "Prepare",
+            Message::ListStreams => "ListStreams",
+            Message::Begin { .. } => "Begin",
+            Message::Missing(_) => "Missing",
+            Message::Store(_) => "Store",
+            Message::End => "End",
+            Message::Delete { .. } => "Delete",
+            Message::Challenge { .. } => "Challenge",
+            Message::Welcome { .. } => "Welcome",
+            Message::Done => "Done",
+            Message::Names(_) => "Names",
+            Message::Wanted(_) => "Wanted",
+            Message::Ended { .. } => "Ended",
+            Message::Failed { .. } => "Failed",
+        }
+    }
+}
+
 mod tag {
     pub const HELLO: u8 = 1;
     pub const AUTH: u8 = 2;
@@ -394,7 +418,12 @@ mod tests {
         /// A flipped bit, a cut or an extension is a typed error (the checksum or a length
         /// catches it), never a panic or a wrong message.
         #[test]
-        fn damaged_frames_are_refused(m in message(), at in any::<prop::sample::Index>(), bit in 0u8..8, cut in any::<prop::sample::Index>()) {
+        fn damaged_frames_are_refused(
+            m in message(),
+            at in any::<prop::sample::Index>(),
+            bit in 0u8..8,
+            cut in any::<prop::sample::Index>(),
+        ) {
             let frame = encode(&m);
             let mut flipped = frame.clone();
             let i = at.index(frame.len());
@@ -409,7 +438,10 @@ mod tests {
 
         /// Arbitrary bytes never panic, whatever their checksum says.
         #[test]
-        fn arbitrary_bodies_are_typed_errors_or_messages(tag in any::<u8>(), body in proptest::collection::vec(any::<u8>(), 0..200)) {
+        fn arbitrary_bodies_are_typed_errors_or_messages(
+            tag in any::<u8>(),
+            body in proptest::collection::vec(any::<u8>(), 0..200),
+        ) {
             let mut frame = ((body.len() + 1) as u32).to_be_bytes().to_vec();
             frame.push(tag);
             frame.extend_from_slice(&body);
