@@ -186,10 +186,28 @@ fn stream_key(container_id: u64, name: &str) -> Vec<u8> {
     k
 }
 
+/// How long [`Catalog::open`] waits for a just-dropped handle of this process to release sled's
+/// file lock.
+pub const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
 impl Catalog {
-    /// Opens (creating) the catalog database in `dir`.
+    /// Opens (creating) the catalog database in `dir`. The caller holds the data directory's
+    /// lock (`engine::DirLock`), so the only other holder of sled's own file lock can be a handle
+    /// this process has just dropped: sled releases that lock from its flusher thread, a moment
+    /// after the drop. Such a conflict is waited out (at most [`LOCK_WAIT`]).
     pub fn open(dir: &Path) -> Result<Self> {
-        let db = sled::Config::new().path(dir).cache_capacity(16 << 20).segment_size(256 << 10).open()?;
+        let config = sled::Config::new().path(dir).cache_capacity(16 << 20).segment_size(256 << 10);
+        let started = std::time::Instant::now();
+        let db = loop {
+            match config.open() {
+                Err(sled::Error::Io(e))
+                    if e.to_string().contains("could not acquire lock") && started.elapsed() < LOCK_WAIT =>
+                {
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+                opened => break opened?,
+            }
+        };
         let catalog = Catalog {
             path: dir.to_path_buf(),
             groups: db.open_tree("groups")?,
