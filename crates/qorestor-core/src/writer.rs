@@ -131,6 +131,9 @@ pub struct StreamWriter {
     bufs: Buffers,
     /// Bytes of `bufs.data` filled with input.
     filled: usize,
+    /// The fill at which the next block is cut: a block's length past the tail carried over,
+    /// so that every cut sees new bytes even when chunks are longer than a block.
+    block_end: usize,
     cuts: Vec<u32>,
     known: Vec<Known>,
     /// The chunks expected next, while the stream repeats stored data.
@@ -363,6 +366,7 @@ impl StreamWriter {
             crypto,
             bufs: Buffers::new(),
             filled: 0,
+            block_end: BLOCK_LEN,
             cuts: Vec::new(),
             known: Vec::new(),
             predictor: None,
@@ -465,6 +469,10 @@ impl StreamWriter {
         self.cuts.clear();
         self.known.clear();
         let used = self.cut_block(eof);
+        // No chunk ended (they can be longer than a block): a block's length more is read
+        // before the next cut. A tail is shorter than a maximum chunk, so this fits the buffer.
+        self.block_end = self.filled - used + BLOCK_LEN;
+        debug_assert!(self.block_end <= BUFFER_LEN);
         if used == 0 {
             return Ok(());
         }
@@ -506,11 +514,8 @@ impl StreamWriter {
     pub fn write_from(&mut self, r: &mut dyn Read, progress: &dyn crate::Progress) -> Result<u64> {
         let mut total = 0u64;
         loop {
-            // Read up to the block length, at least 1 MiB (the buffer has room for more: the
-            // carried tail is shorter than a maximum chunk).
-            let end = BLOCK_LEN.max(self.filled + (1 << 20));
             let n = loop {
-                match r.read(&mut self.bufs.data[self.filled..end]) {
+                match r.read(&mut self.bufs.data[self.filled..self.block_end]) {
                     Ok(n) => break n,
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                     Err(e) => return Err(Error::io("read input of", &self.name, e)),
@@ -524,7 +529,7 @@ impl StreamWriter {
             self.counters.logical_bytes.fetch_add(n as u64, Ordering::Relaxed);
             self.check_quota()?;
             progress.inc(n as u64);
-            if self.filled >= BLOCK_LEN {
+            if self.filled >= self.block_end {
                 self.dispatch(false)?;
             }
         }
@@ -562,14 +567,13 @@ impl Write for StreamWriter {
     fn write(&mut self, data: &[u8]) -> io::Result<usize> {
         let mut rest = data;
         while !rest.is_empty() {
-            let room = BLOCK_LEN.saturating_sub(self.filled).max(1);
-            let take = room.min(rest.len());
+            let take = (self.block_end - self.filled).min(rest.len());
             self.bufs.data[self.filled..self.filled + take].copy_from_slice(&rest[..take]);
             self.filled += take;
             rest = &rest[take..];
             self.counters.logical_bytes.fetch_add(take as u64, Ordering::Relaxed);
             self.check_quota().map_err(io::Error::other)?;
-            if self.filled >= BLOCK_LEN {
+            if self.filled >= self.block_end {
                 self.dispatch(false).map_err(io::Error::other)?;
             }
         }

@@ -37,6 +37,35 @@ fn get(e: &Engine, container: &str, name: &str) -> Vec<u8> {
     out
 }
 
+/// Chunks up to the largest a policy allows (4 MiB), longer than the writer's 1 MiB blocks: both
+/// write paths, a second generation that repeats the first (predicted chunks), and seeks.
+#[test]
+fn chunks_longer_than_a_write_block_round_trip_through_every_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = Engine::create(dir.path()).unwrap();
+    let large = ChunkParams { min: 1 << 20, avg: 2 << 20, max: 4 << 20 };
+    e.add_storage_group("large", GroupOptions { compression: Compression::Fast, chunking: large }).unwrap();
+    e.add_container("c", "large", ContainerKind::Object).unwrap();
+    let bytes = data(5, 24 << 20);
+    put(&e, "c", "calls", &bytes, 64 << 10);
+    let mut w = e.create_stream("c", "bulk").unwrap();
+    w.write_from(&mut &bytes[..], &NoProgress).unwrap();
+    w.finish().unwrap();
+    let mut edited = bytes.clone();
+    edited[9 << 20..(9 << 20) + 1000].copy_from_slice(&data(6, 1000));
+    put(&e, "c", "edited", &edited, 1 << 20);
+    for (name, want) in [("calls", &bytes), ("bulk", &bytes), ("edited", &edited)] {
+        assert!(get(&e, "c", name) == *want, "{name}");
+    }
+    let stream = e.streams("c").unwrap().into_iter().find(|s| s.name == "calls").unwrap();
+    assert!(stream.chunks < 24, "{} chunks: the policy's sizes were not used", stream.chunks);
+    let mut r = e.open_stream("c", "edited").unwrap();
+    r.seek(SeekFrom::Start((9 << 20) - 7)).unwrap();
+    let mut buf = vec![0u8; 3 << 20];
+    r.read_exact(&mut buf).unwrap();
+    assert!(buf[..] == edited[(9 << 20) - 7..(12 << 20) - 7]);
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
 
