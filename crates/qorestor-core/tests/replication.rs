@@ -320,3 +320,50 @@ fn with_tls_the_data_is_not_readable_on_the_wire_and_arrives_the_same() {
     }
     assert_eq!(seen_plain, Some(true), "without TLS the marker should be visible (the check works)");
 }
+
+#[test]
+fn a_group_of_large_chunks_replicates_over_tcp_in_frames_the_target_accepts() {
+    let _serial = SERIAL.lock();
+    let (src_dir, dst_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let src = Engine::create(src_dir.path()).unwrap();
+    // Chunks of 1-4 MiB stored raw: a batch of them holds far more than one frame may carry.
+    let large = ChunkParams { min: 1 << 20, avg: 2 << 20, max: 4 << 20 };
+    src.add_storage_group("images", GroupOptions { compression: Compression::None, chunking: large }).unwrap();
+    src.add_container("vm", "images", ContainerKind::Object).unwrap();
+    let image = data(11, 72 << 20);
+    put(&src, "vm", "disk0", &image);
+    let dst = Engine::create(dst_dir.path()).unwrap();
+    let password = Passphrase::new(b"pw".to_vec()).unwrap();
+    dst.set_replication_password(&password).unwrap();
+    let addr = qorestor_core::replication::listen(dst.clone(), "127.0.0.1:0".parse().unwrap()).unwrap();
+    src.add_remote_replication("vm", &addr.to_string(), None, WireEncryption::None, &password).unwrap();
+    let run = src.run_replication("vm", false, &NoProgress).unwrap().last.unwrap();
+    assert_eq!((run.streams_sent, run.error.as_deref()), (1, None));
+    assert!(get(&dst, "vm", "disk0").unwrap() == image);
+}
+
+#[test]
+fn a_store_that_fails_on_the_target_fails_the_pass_and_publishes_nothing() {
+    let _serial = SERIAL.lock();
+    let (src_dir, dst_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let src = Engine::create(src_dir.path()).unwrap();
+    src.add_storage_group("sg", GroupOptions { compression: Compression::Fast, chunking: SMALL }).unwrap();
+    src.add_container("c", "sg", ContainerKind::Object).unwrap();
+    put(&src, "c", "big", &data(8, 4 << 20));
+    let dst = Engine::create(dst_dir.path()).unwrap();
+    let password = Passphrase::new(b"pw".to_vec()).unwrap();
+    dst.set_replication_password(&password).unwrap();
+    let addr = qorestor_core::replication::listen(dst.clone(), "127.0.0.1:0".parse().unwrap()).unwrap();
+    src.add_remote_replication("c", &addr.to_string(), None, WireEncryption::None, &password).unwrap();
+    // Stores are not waited for one by one: a pack write failing on the target mid-pass must
+    // still fail the pass, with the target's reason, before the stream is published there.
+    faults::inject(FaultOp::Write, 3, Fault::Errno(28));
+    let err = src.run_replication("c", false, &NoProgress).unwrap_err();
+    assert!(faults::clear(), "the fault fired");
+    let text = err.to_string();
+    assert!(text.contains(&addr.to_string()) && text.contains("No space left"), "{text}");
+    let status = src.replication("c").unwrap();
+    assert_eq!(status.state, "failed");
+    assert!(status.last.unwrap().chunks_sent > 0);
+    assert!(names(&dst, "c").is_empty(), "a stream was published after a failed store");
+}

@@ -54,6 +54,9 @@ pub use tls::WireEncryption;
 /// Recipe entries per "which are missing" exchange (about 2 MiB of chunks at the default
 /// chunk size: what a pass killed mid-way may have to send again).
 const BATCH: usize = 128;
+/// Stored bytes of the chunks of one exchange, at most (a batch ends when it reaches this): with
+/// chunks of up to 4 MiB, 128 of them would not fit one frame of the network protocol.
+const BATCH_BYTES: u64 = 16 << 20;
 
 /// A container's replication: where to, how fast, and what the last pass did. Kept in the
 /// source catalog's engine state records under `replication/<container id>`.
@@ -452,13 +455,16 @@ impl StreamSender<'_> {
     ) -> Result<()> {
         target.begin_stream(&s.name, s.created)?;
         let mut batch = Vec::with_capacity(BATCH);
+        let mut batch_bytes = 0;
         let mut failed = None;
         let path = recipe_path(self.src.recipes_dir(), s.id);
         visit_recipe(&path, |e| {
             if failed.is_none() {
                 batch.push(*e);
-                if batch.len() == BATCH {
+                batch_bytes += e.loc.record_len();
+                if batch.len() == BATCH || batch_bytes >= BATCH_BYTES {
                     failed = self.send_batch(target, &mut batch, run, progress).err();
+                    batch_bytes = 0;
                 }
             }
         })?;

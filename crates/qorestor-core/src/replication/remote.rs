@@ -138,6 +138,8 @@ pub(crate) struct RemoteReplica {
     conn: BufReader<Box<dyn Transport>>,
     /// Bytes that crossed the socket both ways (TLS included).
     bytes: Arc<AtomicU64>,
+    /// `Store` requests sent whose answer has not been read yet (see [`RemoteReplica::store`]).
+    unanswered: usize,
 }
 
 impl RemoteReplica {
@@ -171,7 +173,12 @@ impl RemoteReplica {
         let counted = tls::Counted { tcp: stream, bytes: bytes.clone() };
         let transport: Box<dyn Transport> =
             if enc == WireEncryption::None { Box::new(counted) } else { Box::new(tls::client(counted, enc)?) };
-        let mut r = RemoteReplica { target: target.into(), conn: BufReader::with_capacity(1 << 16, transport), bytes };
+        let mut r = RemoteReplica {
+            target: target.into(),
+            conn: BufReader::with_capacity(1 << 16, transport),
+            bytes,
+            unanswered: 0,
+        };
         r.handshake(password)?;
         Ok(r)
     }
@@ -199,10 +206,23 @@ impl RemoteReplica {
         Ok(())
     }
 
-    /// Sends a request and reads the answer; `Failed` becomes an error naming the target.
+    /// Sends a request and reads its answer; `Failed` becomes an error naming the target.
+    ///
+    /// The answers of stores sent before are read first. A `Missing` request goes out before
+    /// them, so that the next batch's question travels while the target stores the last one;
+    /// any other request only once every store before it succeeded.
     fn call(&mut self, m: &Message) -> Result<Message> {
-        let io = |e| Error::io("write to", "the replication target", e);
-        send(self.conn.get_mut(), m).map_err(io)?;
+        let pipelined = matches!(m, Message::Missing(_));
+        if !pipelined {
+            self.settle()?;
+        }
+        send(self.conn.get_mut(), m).map_err(|e| Error::io("write to", "the replication target", e))?;
+        self.settle()?;
+        self.answer()
+    }
+
+    /// Reads the next answer; `Failed` becomes an error naming the target.
+    fn answer(&mut self) -> Result<Message> {
         let (answer, _) = receive(&mut self.conn)?
             .ok_or_else(|| Error::Conflict(format!("replication target {} closed the connection", self.target)))?;
         match answer {
@@ -211,6 +231,17 @@ impl RemoteReplica {
             }
             a => Ok(a),
         }
+    }
+
+    /// Reads the answers of the stores sent so far: each must be `Done`.
+    fn settle(&mut self) -> Result<()> {
+        while self.unanswered > 0 {
+            self.unanswered -= 1;
+            if !matches!(self.answer()?, Message::Done) {
+                return Err(self.unexpected("done"));
+            }
+        }
+        Ok(())
     }
 
     fn unexpected(&self, what: &str) -> Error {
@@ -252,8 +283,22 @@ impl ReplicaTarget for RemoteReplica {
         }
     }
 
+    /// Sends the records without waiting for the target to store them: its answer is read
+    /// with the next request's (a failure fails that request, and nothing after it commits).
     fn store(&mut self, records: &[&[u8]]) -> Result<()> {
-        self.call_done(&Message::Store(records.iter().map(|r| r.to_vec()).collect()))
+        let frame = wire::encode(&Message::Store(records.iter().map(|r| r.to_vec()).collect()));
+        // The frame's length field counts all but itself and the 4-byte checksum.
+        if frame.len() - 8 > wire::MAX_FRAME {
+            return Err(Error::Conflict(format!(
+                "replication: a batch of {} chunk records ({} bytes) is over the protocol's frame limit",
+                records.len(),
+                frame.len()
+            )));
+        }
+        let w = self.conn.get_mut();
+        w.write_all(&frame).and_then(|()| w.flush()).map_err(|e| Error::io("write to", "the replication target", e))?;
+        self.unanswered += 1;
+        Ok(())
     }
 
     fn end_stream(&mut self) -> Result<u64> {
