@@ -90,6 +90,31 @@ proptest! {
     }
 
     #[test]
+    fn put_then_get_is_bit_exact_under_any_chunking_policy(
+        seed in any::<u64>(),
+        bits in 10u32..=21,
+        min_part in 1u32..100,
+        max_mult in 2u32..=8,
+        len in 0usize..10_000_000,
+        call in 1usize..3_000_000,
+    ) {
+        // Every policy the engine accepts, up to 4 MiB chunks (longer than a write block).
+        let avg = 1u32 << bits;
+        let params = ChunkParams { min: (avg / 100 * min_part).max(64), avg, max: (avg * max_mult).min(4 << 20) };
+        let dir = tempfile::tempdir().unwrap();
+        let e = Engine::create(dir.path()).unwrap();
+        e.add_storage_group("g", GroupOptions { compression: Compression::Fast, chunking: params }).unwrap();
+        e.add_container("c", "g", ContainerKind::Object).unwrap();
+        let bytes = data(seed, len);
+        put(&e, "c", "calls", &bytes, call);
+        let mut w = e.create_stream("c", "bulk").unwrap();
+        w.write_from(&mut &bytes[..], &NoProgress).unwrap();
+        w.finish().unwrap();
+        prop_assert!(get(&e, "c", "calls") == bytes, "{:?}", params);
+        prop_assert!(get(&e, "c", "bulk") == bytes, "{:?}", params);
+    }
+
+    #[test]
     fn edited_generations_read_back_bit_exact(seed in any::<u64>(), edits in prop::collection::vec((0usize..14_000_000, 0usize..5000, any::<bool>()), 1..6)) {
         // Multi-block streams after a stored base: predictions start, fail at the edits, and
         // the chunker takes over inside the worker.
