@@ -51,11 +51,13 @@ pub mod wire;
 pub use remote::listen;
 pub use tls::WireEncryption;
 
-/// Recipe entries per "which are missing" exchange (about 2 MiB of chunks at the default
-/// chunk size: what a pass killed mid-way may have to send again).
-const BATCH: usize = 128;
-/// Stored bytes of the chunks of one exchange, at most (a batch ends when it reaches this): with
-/// chunks of up to 4 MiB, 128 of them would not fit one frame of the network protocol.
+/// Recipe entries per "which are missing" exchange, at most (the protocol's limit). Each
+/// exchange costs a round trip to a remote target, so a batch is as large as it can be: a pass
+/// over a 50 ms link moves one batch per 50 ms.
+const BATCH: usize = wire::MAX_BATCH;
+/// Stored bytes of the chunks of one batch, at most (a batch ends when it reaches this): what a
+/// pass killed mid-way may have to send again, and what one protocol frame must hold (chunks
+/// can be up to 4 MiB).
 const BATCH_BYTES: u64 = 16 << 20;
 
 /// A container's replication: where to, how fast, and what the last pass did. Kept in the
@@ -151,6 +153,15 @@ impl Limiter {
             if let Some(wait) = due.checked_sub(self.started.elapsed()) {
                 std::thread::sleep(wait);
             }
+        }
+    }
+
+    /// Stored bytes per batch: [`BATCH_BYTES`], or half a second's worth at the pass's rate
+    /// limit (at least 256 KiB), so that a limited pass sends in small bursts.
+    fn batch_bytes(&self) -> u64 {
+        match self.rate.filter(|r| *r > 0) {
+            Some(rate) => (rate / 2).clamp(256 << 10, BATCH_BYTES),
+            None => BATCH_BYTES,
         }
     }
 }
@@ -456,13 +467,14 @@ impl StreamSender<'_> {
         target.begin_stream(&s.name, s.created)?;
         let mut batch = Vec::with_capacity(BATCH);
         let mut batch_bytes = 0;
+        let most_bytes = self.limiter.batch_bytes();
         let mut failed = None;
         let path = recipe_path(self.src.recipes_dir(), s.id);
         visit_recipe(&path, |e| {
             if failed.is_none() {
                 batch.push(*e);
                 batch_bytes += e.loc.record_len();
-                if batch.len() == BATCH || batch_bytes >= BATCH_BYTES {
+                if batch.len() == BATCH || batch_bytes >= most_bytes {
                     failed = self.send_batch(target, &mut batch, run, progress).err();
                     batch_bytes = 0;
                 }
