@@ -115,8 +115,9 @@ fn send(w: &mut impl Write, m: &Message) -> std::io::Result<u64> {
     Ok(frame.len() as u64)
 }
 
-/// Reads one message (`None` at a clean end of the stream); returns it with its size.
-fn receive(r: &mut impl Read) -> Result<Option<(Message, u64)>> {
+/// Reads one message (`None` at a clean end of the stream) through `buf`, whose allocation is
+/// reused from one frame to the next (a `Store` is up to 16 MiB).
+fn receive(r: &mut impl Read, buf: &mut Vec<u8>) -> Result<Option<Message>> {
     let mut head = [0u8; 4];
     match r.read_exact(&mut head) {
         Ok(()) => {}
@@ -124,11 +125,17 @@ fn receive(r: &mut impl Read) -> Result<Option<(Message, u64)>> {
         Err(e) => return Err(Error::io("read from", "the replication peer", e)),
     }
     let len = wire::frame_len(head).map_err(|e| Error::Conflict(format!("replication protocol: {e}")))?;
-    let mut frame = vec![0u8; len];
-    frame[..4].copy_from_slice(&head);
-    r.read_exact(&mut frame[4..]).map_err(|e| Error::io("read from", "the replication peer", e))?;
-    let m = wire::decode(&frame).map_err(|e| Error::Conflict(format!("replication protocol: {e}")))?;
-    Ok(Some((m, len as u64)))
+    buf.clear();
+    buf.reserve(len);
+    buf.extend_from_slice(&head);
+    let read = r.take((len - 4) as u64).read_to_end(buf);
+    let read = read.and_then(|n| match n == len - 4 {
+        true => Ok(()),
+        false => Err(std::io::ErrorKind::UnexpectedEof.into()),
+    });
+    read.map_err(|e| Error::io("read from", "the replication peer", e))?;
+    let m = wire::decode(buf).map_err(|e| Error::Conflict(format!("replication protocol: {e}")))?;
+    Ok(Some(m))
 }
 
 /// A replica on another qorestor, reached through its replication listener.
@@ -140,6 +147,8 @@ pub(crate) struct RemoteReplica {
     bytes: Arc<AtomicU64>,
     /// `Store` requests sent whose answer has not been read yet (see [`RemoteReplica::store`]).
     unanswered: usize,
+    /// The last `Store` frame's buffer, reused for the next.
+    frame: Vec<u8>,
 }
 
 impl RemoteReplica {
@@ -178,6 +187,7 @@ impl RemoteReplica {
             conn: BufReader::with_capacity(1 << 16, transport),
             bytes,
             unanswered: 0,
+            frame: Vec::new(),
         };
         r.handshake(password)?;
         Ok(r)
@@ -223,7 +233,7 @@ impl RemoteReplica {
 
     /// Reads the next answer; `Failed` becomes an error naming the target.
     fn answer(&mut self) -> Result<Message> {
-        let (answer, _) = receive(&mut self.conn)?
+        let answer = receive(&mut self.conn, &mut Vec::new())?
             .ok_or_else(|| Error::Conflict(format!("replication target {} closed the connection", self.target)))?;
         match answer {
             Message::Failed { message } => {
@@ -286,17 +296,19 @@ impl ReplicaTarget for RemoteReplica {
     /// Sends the records without waiting for the target to store them: its answer is read
     /// with the next request's (a failure fails that request, and nothing after it commits).
     fn store(&mut self, records: &[&[u8]]) -> Result<()> {
-        let frame = wire::encode(&Message::Store(records.iter().map(|r| r.to_vec()).collect()));
+        wire::encode_store_into(records, &mut self.frame);
         // The frame's length field counts all but itself and the 4-byte checksum.
-        if frame.len() - 8 > wire::MAX_FRAME {
+        if self.frame.len() - 8 > wire::MAX_FRAME {
             return Err(Error::Conflict(format!(
                 "replication: a batch of {} chunk records ({} bytes) is over the protocol's frame limit",
                 records.len(),
-                frame.len()
+                self.frame.len()
             )));
         }
         let w = self.conn.get_mut();
-        w.write_all(&frame).and_then(|()| w.flush()).map_err(|e| Error::io("write to", "the replication target", e))?;
+        w.write_all(&self.frame)
+            .and_then(|()| w.flush())
+            .map_err(|e| Error::io("write to", "the replication target", e))?;
         self.unanswered += 1;
         Ok(())
     }
@@ -367,9 +379,10 @@ fn serve_session(engine: &Engine, conn: TcpStream) -> Result<()> {
     };
     let failed = |message: String| Message::Failed { message };
     // Authentication.
-    let (version, theirs) = match receive(&mut conn)? {
-        Some((Message::Hello { version, nonce }, _)) => (version, nonce),
-        Some((other, _)) => return reply(&mut conn, &failed(format!("expected Hello, got {}", other.name()))),
+    let mut buf = Vec::new();
+    let (version, theirs) = match receive(&mut conn, &mut buf)? {
+        Some(Message::Hello { version, nonce }) => (version, nonce),
+        Some(other) => return reply(&mut conn, &failed(format!("expected Hello, got {}", other.name()))),
         None => return Ok(()),
     };
     let binding = conn.get_ref().channel_binding()?;
@@ -385,9 +398,9 @@ fn serve_session(engine: &Engine, conn: TcpStream) -> Result<()> {
     };
     let ours = random::<32>()?;
     reply(&mut conn, &Message::Challenge { salt, nonce: ours })?;
-    let mac = match receive(&mut conn)? {
-        Some((Message::Auth { mac }, _)) => mac,
-        Some((other, _)) => return reply(&mut conn, &failed(format!("expected Auth, got {}", other.name()))),
+    let mac = match receive(&mut conn, &mut buf)? {
+        Some(Message::Auth { mac }) => mac,
+        Some(other) => return reply(&mut conn, &failed(format!("expected Auth, got {}", other.name()))),
         None => return Ok(()),
     };
     if proof(&key, b"client", &ours, &theirs, &binding) != blake3::Hash::from_bytes(mac) {
@@ -398,7 +411,7 @@ fn serve_session(engine: &Engine, conn: TcpStream) -> Result<()> {
     // Requests: an authenticated source may take its time between them.
     socket.set_read_timeout(Some(IO_TIMEOUT)).map_err(io)?;
     let mut replica = LocalReplica::on(engine.clone());
-    while let Some((request, _)) = receive(&mut conn)? {
+    while let Some(request) = receive(&mut conn, &mut buf)? {
         let answer = answer(&mut replica, request).unwrap_or_else(|e| failed(e.to_string()));
         reply(&mut conn, &answer)?;
     }

@@ -177,13 +177,7 @@ pub fn encode(m: &Message) -> Vec<u8> {
                 b.extend_from_slice(&raw_len.to_be_bytes());
             }
         }
-        Message::Store(records) => {
-            b.push(tag::STORE);
-            b.extend_from_slice(&(records.len() as u32).to_be_bytes());
-            for r in records {
-                put_str(&mut b, r);
-            }
-        }
+        Message::Store(records) => put_store(&mut b, records.iter().map(Vec::as_slice)),
         Message::End => b.push(tag::END),
         Message::Delete { name } => {
             b.push(tag::DELETE);
@@ -224,11 +218,35 @@ pub fn encode(m: &Message) -> Vec<u8> {
             put_str(&mut b, message.as_bytes());
         }
     }
+    seal(&mut b);
+    b
+}
+
+/// Encodes a `Store` of borrowed records into `out`, as [`encode`] would the same records
+/// owned; `out` is cleared first and its allocation reused (a batch is up to 16 MiB).
+pub fn encode_store_into(records: &[&[u8]], out: &mut Vec<u8>) {
+    out.clear();
+    out.reserve(FRAME_OVERHEAD + 4 + records.iter().map(|r| 4 + r.len()).sum::<usize>());
+    out.extend_from_slice(&[0; 4]);
+    put_store(out, records.iter().copied());
+    seal(out);
+}
+
+fn put_store<'a>(b: &mut Vec<u8>, records: impl ExactSizeIterator<Item = &'a [u8]>) {
+    b.push(tag::STORE);
+    b.extend_from_slice(&(records.len() as u32).to_be_bytes());
+    for r in records {
+        b.extend_from_slice(&(r.len() as u32).to_be_bytes());
+        b.extend_from_slice(r);
+    }
+}
+
+/// Fills in the length field (the first 4 bytes, reserved) and appends the checksum.
+fn seal(b: &mut Vec<u8>) {
     let len = (b.len() - 4) as u32;
     b[..4].copy_from_slice(&len.to_be_bytes());
     let crc = crc32fast::hash(&b[4..]);
     b.extend_from_slice(&crc.to_be_bytes());
-    b
 }
 
 /// The length of the frame that starts with these 4 bytes (length, tag, body and checksum),
@@ -413,6 +431,18 @@ mod tests {
             let frame = encode(&m);
             prop_assert_eq!(frame_len(frame[..4].try_into().unwrap()).unwrap(), frame.len());
             prop_assert_eq!(decode(&frame).unwrap(), m);
+        }
+
+        /// A `Store` encoded from borrowed records into a reused buffer is the same frame.
+        #[test]
+        fn a_store_from_borrowed_records_is_the_same_frame(
+            records in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..300), 0..10),
+            stale in proptest::collection::vec(any::<u8>(), 0..100),
+        ) {
+            let mut out = stale;
+            let borrowed: Vec<&[u8]> = records.iter().map(Vec::as_slice).collect();
+            encode_store_into(&borrowed, &mut out);
+            prop_assert_eq!(out, encode(&Message::Store(records)));
         }
 
         /// A flipped bit, a cut or an extension is a typed error (the checksum or a length
