@@ -94,7 +94,10 @@ pub enum Error {
     #[error("{0}")]
     Conflict(String),
     /// A durability failure poisoned the storage group's pack writer.
-    #[error("storage group {group:?} refuses writes after an earlier failure: {reason}")]
+    #[error(
+        "storage group {group:?} refuses writes after an earlier failure: {reason} (it takes writes again once \
+         the data directory is opened anew: fix the cause, then restart qorestor serve or the writing process)"
+    )]
     Poisoned {
         /// The storage group.
         group: String,

@@ -92,6 +92,8 @@ fn injected_write_and_fsync_faults_are_reported_and_leave_a_consistent_store() {
                             match put(&e, "after-fault", b"more data") {
                                 Err(err) => {
                                     assert_eq!(err.kind(), ErrorKind::Poisoned, "{what}: {err}");
+                                    // The message tells the operator how writes come back.
+                                    assert!(err.to_string().contains("restart qorestor serve"), "{err}");
                                     poisoned_count += 1;
                                 }
                                 Ok(()) => {
