@@ -179,7 +179,8 @@ pub(crate) trait ReplicaTarget {
     /// For a batch of the stream's chunks (fingerprint, raw length), in order: whether the
     /// target wants the record (it lacks the chunk, and this is its first mention in the batch).
     fn missing(&mut self, entries: &[(Fingerprint, u32)]) -> Result<Vec<bool>>;
-    /// The records wanted by the last `missing`, in order, as the source stores them.
+    /// The records wanted by the last `missing`, in order, as the source stores them. A remote
+    /// target may return before it stored them; its failure then fails the next call.
     fn store(&mut self, records: &[&[u8]]) -> Result<()>;
     /// Publishes the stream (durable packs, recipe, catalog entry); returns its logical length.
     fn end_stream(&mut self) -> Result<u64>;
