@@ -17,7 +17,6 @@ import time
 def pump(src, dst, delay):
     queue = collections.deque()
     ready = threading.Condition()
-    done = []
 
     def reader():
         while True:
@@ -32,7 +31,7 @@ def pump(src, dst, delay):
                 return
 
     threading.Thread(target=reader, daemon=True).start()
-    while not done:
+    while True:
         with ready:
             while not queue:
                 ready.wait()

@@ -127,6 +127,16 @@ pub enum WireEncryption {
     Aes256,
 }
 
+impl From<WireEncryption> for qorestor_core::replication::WireEncryption {
+    fn from(e: WireEncryption) -> Self {
+        match e {
+            WireEncryption::None => Self::None,
+            WireEncryption::Aes128 => Self::Aes128,
+            WireEncryption::Aes256 => Self::Aes256,
+        }
+    }
+}
+
 /// Arguments of `replication add`.
 #[derive(Debug, Args)]
 pub struct AddArgs {
@@ -184,11 +194,7 @@ pub fn run(ctx: &Ctx, cmd: ReplicationCommand) -> Result<()> {
                     ))
                     .into());
                 };
-                let encryption = match args.encryption.unwrap_or(WireEncryption::None) {
-                    WireEncryption::None => qorestor_core::replication::WireEncryption::None,
-                    WireEncryption::Aes128 => qorestor_core::replication::WireEncryption::Aes128,
-                    WireEncryption::Aes256 => qorestor_core::replication::WireEncryption::Aes256,
-                };
+                let encryption = args.encryption.unwrap_or(WireEncryption::None).into();
                 engine.add_remote_replication(&args.container, &args.target, args.limit, encryption, &password)?
             }
         }

@@ -107,12 +107,15 @@ impl Engine {
     }
 }
 
-/// Writes one message; returns the bytes written.
-fn send(w: &mut impl Write, m: &Message) -> std::io::Result<u64> {
-    let frame = wire::encode(m);
-    w.write_all(&frame)?;
-    w.flush()?;
-    Ok(frame.len() as u64)
+/// Writes one message.
+fn send(w: &mut impl Write, m: &Message) -> std::io::Result<()> {
+    write_frame(w, &wire::encode(m))
+}
+
+/// Writes one encoded frame and pushes it out.
+fn write_frame(w: &mut impl Write, frame: &[u8]) -> std::io::Result<()> {
+    w.write_all(frame)?;
+    w.flush()
 }
 
 /// Reads one message (`None` at a clean end of the stream) through `buf`, whose allocation is
@@ -305,9 +308,7 @@ impl ReplicaTarget for RemoteReplica {
                 self.frame.len()
             )));
         }
-        let w = self.conn.get_mut();
-        w.write_all(&self.frame)
-            .and_then(|()| w.flush())
+        write_frame(self.conn.get_mut(), &self.frame)
             .map_err(|e| Error::io("write to", "the replication target", e))?;
         self.unanswered += 1;
         Ok(())
@@ -375,7 +376,7 @@ fn serve_session(engine: &Engine, conn: TcpStream) -> Result<()> {
         if first[0] == tls::TLS_HANDSHAKE_BYTE { Box::new(tls::server(engine, conn)?) } else { Box::new(conn) };
     let mut conn = BufReader::with_capacity(1 << 20, transport);
     let reply = |c: &mut BufReader<Box<dyn Transport>>, m: &Message| {
-        send(c.get_mut(), m).map(|_| ()).map_err(|e| Error::io("write to", "the replication source", e))
+        send(c.get_mut(), m).map_err(|e| Error::io("write to", "the replication source", e))
     };
     let failed = |message: String| Message::Failed { message };
     // Authentication.
