@@ -47,6 +47,14 @@ pub struct MoverStateReply {
     pub data_connection: Option<TcpAddr>,
 }
 
+/// TAPE_GET_STATE's invalid (v3) / unsupported (v4) bit: soft errors.
+const TAPE_STATE_SOFT_ERRORS_UNKNOWN: u32 = 0x2;
+/// TAPE_GET_STATE's invalid (v3) / unsupported (v4) bit: block number
+/// (NDMP3_TAPE_STATE_BLOCKNO_INVALID, NDMP4_TAPE_STATE_BLOCKNO_UNS).
+const TAPE_STATE_BLOCKNO_UNKNOWN: u32 = 0x8;
+/// The value of a 32-bit field that is not known.
+const UNKNOWN_U32: u32 = u32::MAX;
+
 /// TAPE_GET_STATE's fields.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct TapeStateReply {
@@ -56,8 +64,9 @@ pub struct TapeStateReply {
     pub file_num: u32,
     /// Block size (0: variable).
     pub block_size: u32,
-    /// Block number within the file.
-    pub blockno: u32,
+    /// Block number within the file; `None` when it is not known (after moving back over a
+    /// filemark), sent as `0xFFFFFFFF` with the BLOCKNO invalid (v3) / unsupported (v4) bit.
+    pub blockno: Option<u32>,
     /// Capacity.
     pub total_space: u64,
     /// Space left.
@@ -224,14 +233,16 @@ pub fn encode_reply(version: u16, message_code: u32, reply: &Reply) -> Vec<u8> {
             e.u32(ok).u32(*status as u32).u32(*dataout_len).opaque(datain).opaque(sense);
         }
         Reply::TapeState(s) => {
-            // unsupported: soft_errors are not counted.
-            e.u32(0x2)
+            // invalid (v3) / unsupported (v4): soft errors are not counted, and the block
+            // number may be unknown.
+            let unknown = if s.blockno.is_none() { TAPE_STATE_BLOCKNO_UNKNOWN } else { 0 };
+            e.u32(TAPE_STATE_SOFT_ERRORS_UNKNOWN | unknown)
                 .u32(ok)
                 .u32(s.flags)
                 .u32(s.file_num)
                 .u32(0)
                 .u32(s.block_size)
-                .u32(s.blockno)
+                .u32(s.blockno.unwrap_or(UNKNOWN_U32))
                 .u64(s.total_space)
                 .u64(s.space_remain);
             if version < 4 {

@@ -8,7 +8,13 @@
 //!   spaced over without leaving the file;
 //! - a read at end of data is EOM_ERR; spacing into BOT or end of data is not an error, it
 //!   leaves a residual count.
+//!
+//! TAPE_GET_STATE reports the block number as unknown after the tape moved back over a
+//! filemark (BSF; a BSR, a version 4 read or FSR that steps back over one), as real drives and
+//! Linux st do: a drive does not know how many blocks the file it moved into holds. It is known
+//! again at BOT and after moving forward over a filemark (block 0 of the next file).
 
+use std::cell::Cell;
 use std::sync::Arc;
 
 use qorestor_vtl::sense::{BLANK_CHECK, DATA_PROTECT, NOT_READY, NO_SENSE, UNIT_ATTENTION, VOLUME_OVERFLOW};
@@ -34,6 +40,10 @@ pub mod mtio {
 const MAX_SPACE: u32 = 0x7F_FFFF;
 /// TAPE_GET_STATE flag: write protected.
 const STATE_WR_PROT: u32 = 0x10;
+/// SCSI READ(6): the data path, which crosses filemarks only forward.
+const READ_6: u8 = 0x08;
+/// SCSI WRITE(6): the data path, which crosses no filemark.
+const WRITE_6: u8 = 0x0A;
 
 /// A drive opened by a session.
 pub struct Tape {
@@ -41,6 +51,8 @@ pub struct Tape {
     drive: u16,
     writable: bool,
     v4: bool,
+    /// Whether the block number within the current file is known (see the module's doc).
+    blockno_known: Cell<bool>,
 }
 
 /// What a write did.
@@ -66,7 +78,7 @@ impl Tape {
     /// refuses an empty drive (NO_TAPE_LOADED) and a read-write open of a write-protected
     /// cartridge (WRITE_PROTECT).
     pub fn open(vtl: Arc<Vtl>, drive: u16, writable: bool, version: u16) -> Result<Tape, NdmpError> {
-        let tape = Tape { vtl, drive, writable, v4: version >= 4 };
+        let tape = Tape { vtl, drive, writable, v4: version >= 4, blockno_known: Cell::new(true) };
         let mut ready = false;
         for _ in 0..4 {
             let r = tape.exec(&[0; 6], &[]);
@@ -100,9 +112,32 @@ impl Tape {
         self.drive as u64 + 1
     }
 
-    /// Runs a CDB on the drive (TAPE_EXECUTE_CDB and every operation here).
+    /// The drive's (file, block) position, if a cartridge is loaded.
+    fn file_position(&self) -> Option<(u64, u64)> {
+        self.vtl.drive_position(self.drive).ok().flatten().map(|p| (p.file, p.block))
+    }
+
+    /// Runs a CDB on the drive (TAPE_EXECUTE_CDB and every operation here), and keeps track
+    /// of whether the block number is known from how the file number moved.
     pub fn exec(&self, cdb: &[u8], data_out: &[u8]) -> ScsiResponse {
-        self.vtl.execute(self.lun(), cdb, data_out)
+        let opcode = cdb.first().copied();
+        if matches!(opcode, Some(READ_6 | WRITE_6)) {
+            let r = self.vtl.execute(self.lun(), cdb, data_out);
+            if opcode == Some(READ_6) && r.status != GOOD && r.sense_flags().0 {
+                // Read forward over a filemark: block 0 of the next file.
+                self.blockno_known.set(true);
+            }
+            return r;
+        }
+        let before = self.file_position();
+        let r = self.vtl.execute(self.lun(), cdb, data_out);
+        match (before, self.file_position()) {
+            (_, None | Some((0, 0))) => self.blockno_known.set(true),
+            (Some((from, _)), Some((to, _))) if to < from => self.blockno_known.set(false),
+            (Some((from, _)), Some((to, _))) if to > from => self.blockno_known.set(true),
+            _ => {}
+        }
+        r
     }
 
     /// TAPE_WRITE / the mover: one variable-length block.
@@ -219,7 +254,7 @@ impl Tape {
             flags: if p.write_protected { STATE_WR_PROT } else { 0 },
             file_num: p.file.min(u32::MAX as u64) as u32,
             block_size: 0,
-            blockno: p.block.min(u32::MAX as u64) as u32,
+            blockno: self.blockno_known.get().then(|| p.block.min(u64::from(u32::MAX - 1)) as u32),
             total_space: p.capacity,
             space_remain: p.capacity.saturating_sub(p.used),
         })

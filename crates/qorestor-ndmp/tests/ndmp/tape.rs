@@ -1,6 +1,7 @@
-//! The tape service's NDMP v4 positioning rules, as ndmjob's T-WRITE, T-READ and T-MTIO
-//! series check them: records and filemarks, file and block numbers from TAPE_GET_STATE,
-//! residual counts at BOT, at a filemark and at end of data.
+//! The tape service's positioning rules, as ndmjob's T-WRITE, T-READ and T-MTIO series check
+//! them (v4, and v3's SCSI positions): records and filemarks, file and block numbers from
+//! TAPE_GET_STATE (the block number unknown after moving back over a filemark, as real drives
+//! report it), residual counts at BOT, at a filemark and at end of data.
 
 use qorestor_ndmp::client::Client;
 use qorestor_ndmp::message::{code, NdmpError};
@@ -23,17 +24,37 @@ fn mt(c: &mut Client, op: u32, count: u32) -> (u32, u32) {
     (d.u32("error").unwrap(), d.u32("resid").unwrap())
 }
 
-/// (file number, block number).
-fn position(c: &mut Client) -> (u32, u32) {
+/// The invalid (v3) / unsupported (v4) bit of the block number.
+const BLOCKNO_UNKNOWN: u32 = 0x8;
+
+/// (file number, block number; `None` when reported unknown: the bit set and the value
+/// `0xFFFFFFFF`, both, as ndmjob accepts either and older DMAs look at one or the other).
+fn position(c: &mut Client) -> (u32, Option<u32>) {
     let a = c.call(code::TAPE_GET_STATE, &[]).unwrap();
     let d = &mut Decoder::new(&a.body);
-    d.u32("unsupported").unwrap();
+    let unknown = d.u32("unsupported").unwrap();
     assert_eq!(d.u32("error").unwrap(), 0);
     d.u32("flags").unwrap();
     let file = d.u32("file_num").unwrap();
     d.u32("soft_errors").unwrap();
     d.u32("block_size").unwrap();
-    (file, d.u32("blockno").unwrap())
+    let blockno = d.u32("blockno").unwrap();
+    assert_eq!(unknown & BLOCKNO_UNKNOWN != 0, blockno == u32::MAX, "bits {unknown:#x}, blockno {blockno:#x}");
+    (file, (blockno != u32::MAX).then_some(blockno))
+}
+
+/// Writes [`SERIES`] from BOT: each file's records, then a filemark (T-WRITE).
+fn write_series(c: &mut Client) {
+    assert_eq!(c.tape_open(TAPE, 1).unwrap().error(), 0);
+    assert_eq!(mt(c, mtio::REW, 1), (0, 0));
+    for (file, &(n, size)) in SERIES.iter().enumerate() {
+        for r in 0..n {
+            assert_eq!(write(c, &record(file, r, size)), 0);
+        }
+        assert_eq!(mt(c, mtio::EOF, 1), (0, 0));
+        assert_eq!(position(c), (file as u32 + 1, Some(0)));
+    }
+    c.call_ok(code::TAPE_CLOSE, &[]).unwrap();
 }
 
 /// (error, data).
@@ -76,19 +97,11 @@ fn blank_tape_and_one_filemark() {
 fn write_read_and_seek_series() {
     let f = Fixture::new();
     let mut c = f.client();
-    // T-WRITE: each file's records, then a filemark.
-    assert_eq!(c.tape_open(TAPE, 1).unwrap().error(), 0);
-    assert_eq!(mt(&mut c, mtio::REW, 1), (0, 0));
-    for (file, &(n, size)) in SERIES.iter().enumerate() {
-        for r in 0..n {
-            assert_eq!(write(&mut c, &record(file, r, size)), 0);
-        }
-        assert_eq!(mt(&mut c, mtio::EOF, 1), (0, 0));
-    }
-    c.call_ok(code::TAPE_CLOSE, &[]).unwrap();
+    write_series(&mut c);
 
     // T-READ: every record, a read larger than the record returns the record; the filemark
-    // is EOF_ERR and leaves the position before it.
+    // is EOF_ERR and leaves the position before it, having stepped back over it: the block
+    // number is unknown until the FSF over the filemark.
     assert_eq!(c.tape_open(TAPE, 0).unwrap().error(), 0);
     assert_eq!(mt(&mut c, mtio::REW, 1), (0, 0));
     for (file, &(n, size)) in SERIES.iter().enumerate() {
@@ -96,10 +109,12 @@ fn write_read_and_seek_series() {
             let (err, got) = read(&mut c, 65536);
             assert_eq!(err, 0);
             assert_eq!(got, record(file, r, size), "file {file} record {r}");
+            assert_eq!(position(&mut c), (file as u32, Some(r + 1)));
         }
         assert_eq!(read(&mut c, size as u32).0, EOF_ERR);
-        assert_eq!(position(&mut c), (file as u32, n));
+        assert_eq!(position(&mut c), (file as u32, None));
         assert_eq!(mt(&mut c, mtio::FSF, 1), (0, 0));
+        assert_eq!(position(&mut c), (file as u32 + 1, Some(0)));
     }
     assert_eq!(read(&mut c, 1024).0, EOM_ERR);
 
@@ -107,24 +122,26 @@ fn write_read_and_seek_series() {
     for (file, &(n, size)) in SERIES.iter().enumerate() {
         let file_u = file as u32;
         assert_eq!(mt(&mut c, mtio::REW, 1), (0, 0));
-        assert_eq!(position(&mut c), (0, 0));
+        assert_eq!(position(&mut c), (0, Some(0)));
         assert_eq!(mt(&mut c, mtio::FSF, file_u), (0, 0));
-        assert_eq!(position(&mut c), (file_u, 0));
-        // FSR stops before the filemark, on this file's last record boundary.
+        assert_eq!(position(&mut c), (file_u, Some(0)));
+        // FSR stops before the filemark, on this file's last record boundary, having stepped
+        // back over it: the block number is unknown (ndmjob expects n or unknown).
         assert_eq!(mt(&mut c, mtio::FSR, 1_000_000), (0, 1_000_000 - n));
-        assert_eq!(position(&mut c), (file_u, n));
-        // BSR stops after the previous filemark, at this file's start.
+        assert_eq!(position(&mut c), (file_u, None));
+        // BSR stops after the previous filemark (stepping forward over it again), at this
+        // file's start, block 0 again.
         assert_eq!(mt(&mut c, mtio::BSR, 1_000_000), (0, 1_000_000 - n));
-        assert_eq!(position(&mut c), (file_u, 0));
+        assert_eq!(position(&mut c), (file_u, Some(0)));
         assert_eq!(mt(&mut c, mtio::FSR, 0), (0, 0));
         let half = n / 2;
         assert_eq!(mt(&mut c, mtio::FSR, half), (0, 0));
-        assert_eq!(position(&mut c), (file_u, half));
+        assert_eq!(position(&mut c), (file_u, Some(half)));
         let (err, got) = read(&mut c, size as u32);
         assert_eq!((err, got), (0, record(file, half, size)));
         if half + 1 > 1 {
             assert_eq!(mt(&mut c, mtio::BSR, 2), (0, 0));
-            assert_eq!(position(&mut c), (file_u, half - 1));
+            assert_eq!(position(&mut c), (file_u, Some(half - 1)));
             assert_eq!(read(&mut c, size as u32), (0, record(file, half - 1, size)));
         }
     }
@@ -169,6 +186,61 @@ fn version_3_keeps_scsi_positions() {
 }
 
 #[test]
+fn version_3_block_number_is_unknown_after_moving_back_over_a_filemark() {
+    let f = Fixture::new();
+    let mut c = Client::connect(f.addr).unwrap();
+    assert_eq!(c.login_version(3, crate::fixture::USER, crate::fixture::PASSWORD).unwrap().error(), 0);
+    write_series(&mut c);
+    assert_eq!(c.tape_open(TAPE, 0).unwrap().error(), 0);
+    // T-READ in v3: a read that meets the filemark ends after it, block 0 of the next file.
+    assert_eq!(mt(&mut c, mtio::REW, 1), (0, 0));
+    for (file, &(n, size)) in SERIES.iter().enumerate() {
+        assert_eq!(mt(&mut c, mtio::FSR, n), (0, 0));
+        assert_eq!(read(&mut c, size as u32).0, EOF_ERR);
+        assert_eq!(position(&mut c), (file as u32 + 1, Some(0)));
+    }
+    // T-MTIO in v3, as ndmjob runs it on each file.
+    for (file, &(n, _)) in SERIES.iter().enumerate() {
+        let file_u = file as u32;
+        assert_eq!(mt(&mut c, mtio::REW, 1), (0, 0));
+        assert_eq!(mt(&mut c, mtio::FSF, file_u), (0, 0));
+        // FSR over the filemark ends after it: the next file's block 0.
+        assert_eq!(mt(&mut c, mtio::FSR, 1_000_000), (0, 1_000_000 - n));
+        assert_eq!(position(&mut c), (file_u + 1, Some(0)));
+        // "bsf 1 after fsr(1m)": back over the filemark, block unknown.
+        assert_eq!(mt(&mut c, mtio::BSF, 1), (0, 0));
+        assert_eq!(position(&mut c), (file_u, None));
+        // Spacing records within the file leaves it unknown, unless that reaches BOT.
+        assert_eq!(mt(&mut c, mtio::BSR, 1), (0, 0));
+        let at_bot = file == 0 && n == 1;
+        assert_eq!(position(&mut c), (file_u, at_bot.then_some(0)));
+        assert_eq!(mt(&mut c, mtio::FSR, 1), (0, 0));
+        assert_eq!(position(&mut c), (file_u, at_bot.then_some(1)));
+        // BSR(1m) ends on the BOT side of the previous filemark (still unknown), or at BOT.
+        assert_eq!(mt(&mut c, mtio::BSR, 1_000_000), (0, 1_000_000 - n));
+        if file > 0 {
+            assert_eq!(position(&mut c), (file_u - 1, None));
+            assert_eq!(mt(&mut c, mtio::FSF, 1), (0, 0));
+        }
+        assert_eq!(position(&mut c), (file_u, Some(0)));
+    }
+    // BSF from the middle of a file to BOT: BOT is block 0.
+    assert_eq!(mt(&mut c, mtio::REW, 1), (0, 0));
+    assert_eq!(mt(&mut c, mtio::FSF, 1), (0, 0));
+    assert_eq!(mt(&mut c, mtio::FSR, 3), (0, 0));
+    assert_eq!(mt(&mut c, mtio::BSF, 5), (0, 4));
+    assert_eq!(position(&mut c), (0, Some(0)));
+    // Writing filemarks ends in the next file at block 0; a new open starts known.
+    c.call_ok(code::TAPE_CLOSE, &[]).unwrap();
+    assert_eq!(c.tape_open(TAPE, 1).unwrap().error(), 0);
+    assert_eq!(mt(&mut c, mtio::FSF, 2), (0, 0));
+    assert_eq!(mt(&mut c, mtio::BSF, 1), (0, 0));
+    assert_eq!(position(&mut c), (1, None));
+    assert_eq!(mt(&mut c, mtio::EOF, 1), (0, 0));
+    assert_eq!(position(&mut c), (2, Some(0)));
+}
+
+#[test]
 fn tape_execute_cdb_reaches_the_drive() {
     let f = Fixture::new();
     let mut c = f.client();
@@ -199,4 +271,12 @@ fn tape_execute_cdb_reaches_the_drive() {
     d.u32("dataout_len").unwrap();
     d.opaque("datain", 0).unwrap();
     assert_eq!(d.opaque("sense", 64).unwrap()[2] & 0x0F, 5);
+    // SPACE back over a filemark through a CDB: the block number becomes unknown; REWIND
+    // makes it known again.
+    assert_eq!(mt(&mut c, mtio::EOF, 2), (0, 0));
+    assert_eq!(position(&mut c), (2, Some(0)));
+    assert_eq!(cdb(&mut c, &[0x11, 1, 0xFF, 0xFF, 0xFF, 0], 0).1, 0);
+    assert_eq!(position(&mut c), (1, None));
+    assert_eq!(cdb(&mut c, &[0x01, 0, 0, 0, 0, 0], 0).1, 0);
+    assert_eq!(position(&mut c), (0, Some(0)));
 }
