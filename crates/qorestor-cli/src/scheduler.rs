@@ -108,7 +108,7 @@ fn run_until(
             }
             thread::sleep(POLL);
         }
-        run.join().unwrap_or_else(|_| Err(qorestor_core::Error::Conflict("the cleaner run panicked".into())))
+        run.join().unwrap_or_else(|_| Err(qorestor_core::Error::Internal("the cleaner run panicked".into())))
     })
 }
 

@@ -63,7 +63,7 @@ use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, Result};
 use crate::fingerprint::Fingerprint;
 use crate::format::RECORD_HEADER_LEN;
 use crate::group::{GroupStore, NewChunk};
@@ -279,12 +279,17 @@ impl Survey {
                 Ok(_) => {}
                 // Deleted since it was listed: its chunks are garbage now.
                 Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => continue,
-                Err(e) => {
-                    return Err(Error::Conflict(format!(
-                        "cleaner stopped: the recipe of {} cannot be read ({e}); run qorestor verify",
-                        r.name
-                    )))
+                Err(e) if e.kind() == ErrorKind::Corrupt => {
+                    return Err(Error::corrupt(
+                        "recipe",
+                        &r.path,
+                        format!(
+                            "the cleaner stopped: the recipe of {} cannot be read ({e}); run qorestor verify",
+                            r.name
+                        ),
+                    ))
                 }
+                Err(e) => return Err(e),
             }
         }
         Ok(())

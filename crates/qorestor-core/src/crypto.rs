@@ -178,7 +178,7 @@ impl EncryptionOptions {
 /// `N` bytes from the system's random source.
 pub(crate) fn random<const N: usize>() -> Result<[u8; N]> {
     let mut b = [0u8; N];
-    getrandom::fill(&mut b).map_err(|e| Error::Conflict(format!("the system random source failed: {e}")))?;
+    getrandom::fill(&mut b).map_err(|e| Error::internal(format!("the system random source failed: {e}")))?;
     Ok(b)
 }
 
@@ -196,7 +196,7 @@ pub(crate) fn unhex(s: &str) -> Option<Vec<u8>> {
 }
 
 fn corrupt(detail: impl Into<String>) -> Error {
-    Error::Conflict(format!("the storage group's encryption record is damaged: {}", detail.into()))
+    Error::damaged("encryption record of the storage group", detail)
 }
 
 fn derive_kek(pass: &Passphrase, kdf: &KdfParams) -> Result<Zeroizing<[u8; KEY_LEN]>> {
@@ -228,7 +228,7 @@ fn wrap(kek: &Aes256Gcm, id: u32, key: &[u8; KEY_LEN]) -> Result<String> {
     let mut buf = key.to_vec();
     let tag = kek
         .encrypt_in_place_detached(Nonce::from_slice(&nonce), &wrap_aad(id), &mut buf)
-        .map_err(|_| Error::Conflict("key wrapping failed".into()))?;
+        .map_err(|_| Error::internal("key wrapping failed"))?;
     let mut all = nonce.to_vec();
     all.extend_from_slice(&buf);
     all.extend_from_slice(&tag);
@@ -360,7 +360,7 @@ impl GroupKeys {
         let tag = key
             .cipher
             .encrypt_in_place_detached(Nonce::from_slice(&nonce), aad, &mut buf[start + 16..])
-            .map_err(|_| Error::Conflict("chunk encryption failed".into()))?;
+            .map_err(|_| Error::internal("chunk encryption failed"))?;
         buf.extend_from_slice(&tag);
         Ok(())
     }
@@ -476,6 +476,15 @@ mod tests {
         assert!(GroupKeys::unlock("g", &rec, &Passphrase::new(b"correct horse".to_vec()).unwrap()).is_ok());
         let e = GroupKeys::unlock("g", &rec, &Passphrase::new(b"wrong".to_vec()).unwrap()).err().unwrap();
         assert!(matches!(e, Error::WrongPassphrase { .. }), "{e}");
+    }
+
+    #[test]
+    fn a_damaged_encryption_record_is_corrupt_data() {
+        let (mut rec, _) = GroupKeys::create(&opts(EncryptionMode::Static), 1).unwrap();
+        rec.kdf.salt = "zz".into();
+        let e = GroupKeys::unlock("g", &rec, &Passphrase::new(b"correct horse".to_vec()).unwrap()).err().unwrap();
+        assert_eq!(e.kind(), crate::ErrorKind::Corrupt, "{e}");
+        assert!(e.to_string().contains("encryption record") && e.to_string().contains("bad salt"), "{e}");
     }
 
     #[test]

@@ -145,7 +145,8 @@ impl DedupState {
 struct SyncProgress {
     submitted: u64,
     done: u64,
-    error: Option<String>,
+    /// The first failure: the file and the operating system's error (kind and text).
+    error: Option<(PathBuf, std::io::ErrorKind, String)>,
 }
 
 /// Background fsync of sealed packs.
@@ -168,7 +169,7 @@ impl Syncer {
                     let mut g = p.0.lock();
                     g.done += 1;
                     if let Err(e) = r {
-                        g.error.get_or_insert(format!("fsync {}: {e}", path.display()));
+                        g.error.get_or_insert((path, e.kind(), e.to_string()));
                     }
                     p.1.notify_all();
                 }
@@ -188,13 +189,13 @@ impl Syncer {
         self.progress.0.lock().submitted
     }
 
-    fn wait(&self, target: u64) -> std::result::Result<(), String> {
+    fn wait(&self, target: u64) -> Result<()> {
         let mut g = self.progress.0.lock();
         while g.done < target && g.error.is_none() {
             self.progress.1.wait(&mut g);
         }
         match &g.error {
-            Some(e) => Err(e.clone()),
+            Some((path, kind, text)) => Err(Error::io("fsync", path, std::io::Error::new(*kind, text.clone()))),
             None => Ok(()),
         }
     }
@@ -595,9 +596,16 @@ impl GroupStore {
         Ok(())
     }
 
-    fn poison(&self, st: &mut DedupState, e: &Error) -> Error {
+    /// Makes the group refuse further appends after `e`. The error returned for the failing
+    /// operation itself is `e` when it is [`crate::ErrorKind::OutOfSpace`] (so that the write which
+    /// found the disk full says so: a tape drive reports it as the end of the volume), else
+    /// [`Error::Poisoned`].
+    fn poison(&self, st: &mut DedupState, e: Error) -> Error {
         st.poisoned.get_or_insert_with(|| e.to_string());
-        Error::Poisoned { group: self.record.name.clone(), reason: e.to_string() }
+        match e {
+            Error::OutOfSpace { .. } => e,
+            _ => Error::Poisoned { group: self.record.name.clone(), reason: e.to_string() },
+        }
     }
 
     fn check_poison(&self, st: &DedupState) -> Result<()> {
@@ -618,7 +626,7 @@ impl GroupStore {
         }
         if st.open.is_none() {
             let id = st.next_pack;
-            let w = PackWriter::create(&self.packs_dir, self.record.id, id).map_err(|e| self.poison(st, &e))?;
+            let w = PackWriter::create(&self.packs_dir, self.record.id, id).map_err(|e| self.poison(st, e))?;
             st.next_pack += 1;
             st.open = Some(w);
         }
@@ -626,7 +634,7 @@ impl GroupStore {
         let id = open.id();
         let loc = match open.append(&c.fp, c.raw_len, c.codec, c.payload) {
             Ok(l) => l,
-            Err(e) => return Err(self.poison(st, &e)),
+            Err(e) => return Err(self.poison(st, e)),
         };
         st.open_map.insert(c.fp, loc);
         if index {
@@ -646,7 +654,7 @@ impl GroupStore {
             open.len() + (open.entries().len() * crate::format::FOOTER_ENTRY_LEN + crate::format::TRAILER_LEN) as u64;
         let (file, path, entries) = match open.seal() {
             Ok(x) => x,
-            Err(e) => return Err(self.poison(st, &e)),
+            Err(e) => return Err(self.poison(st, e)),
         };
         st.open_map.clear();
         st.sealed_bytes += sealed_len;
@@ -660,7 +668,7 @@ impl GroupStore {
             // Packs below the watermark are not checked again at open: they must be on disk.
             let target = self.syncer.submitted();
             if let Err(e) = self.syncer.wait(target) {
-                return Err(self.poison(st, &Error::io("fsync", &self.packs_dir, std::io::Error::other(e))));
+                return Err(self.poison(st, e));
             }
             let watermark = Self::safe_watermark(st);
             st.index.checkpoint(watermark)?;
@@ -678,21 +686,17 @@ impl GroupStore {
                 Some(o) => o.flush().map(|_| Some(o.file().clone())),
                 None => Ok(None),
             };
-            let file = flushed.map_err(|e| self.poison(&mut st, &e))?;
+            let file = flushed.map_err(|e| self.poison(&mut st, e))?;
             (file, self.syncer.submitted())
         };
         let synced = match file {
             Some(f) => crate::faults::sync_data(&f).map_err(|e| Error::io("fsync", &self.packs_dir, e)),
             None => Ok(()),
         };
-        let result = synced
-            .and_then(|_| {
-                self.syncer.wait(target).map_err(|e| Error::io("fsync", &self.packs_dir, std::io::Error::other(e)))
-            })
-            .and_then(|_| sync_dir(&self.packs_dir));
+        let result = synced.and_then(|_| self.syncer.wait(target)).and_then(|_| sync_dir(&self.packs_dir));
         if let Err(e) = result {
             let mut st = self.state.lock();
-            return Err(self.poison(&mut st, &e));
+            return Err(self.poison(&mut st, e));
         }
         Ok(())
     }
@@ -702,7 +706,7 @@ impl GroupStore {
     pub fn flush_open(&self) -> Result<()> {
         let mut st = self.state.lock();
         let flushed = st.open.as_mut().map_or(Ok(()), |o| o.flush());
-        flushed.map_err(|e| self.poison(&mut st, &e))
+        flushed.map_err(|e| self.poison(&mut st, e))
     }
 
     /// Seals the open pack, if any (the cleaner reclaims sealed packs only).
@@ -897,7 +901,7 @@ impl GroupStore {
         }
         self.seal_locked(&mut st)?;
         let target = self.syncer.submitted();
-        self.syncer.wait(target).map_err(|e| Error::io("fsync", &self.packs_dir, std::io::Error::other(e)))?;
+        self.syncer.wait(target)?;
         sync_dir(&self.packs_dir)?;
         let watermark = Self::safe_watermark(&st);
         st.index.checkpoint(watermark)

@@ -69,7 +69,7 @@ pub use crypto::{EncryptionMode, EncryptionOptions, Passphrase};
 pub use engine::{
     check_object_name, check_stream_name, ContainerInfo, Engine, GroupInfo, GroupOptions, StreamInfo, DEFAULT_GROUP,
 };
-pub use error::{DecodeError, Error, ErrorKind, Result};
+pub use error::{CatalogError, DecodeError, Error, ErrorKind, Result};
 pub use fingerprint::Fingerprint;
 pub use maintenance::CleanerStatus;
 pub use policy::{ContainerUpdate, RecycledInfo};

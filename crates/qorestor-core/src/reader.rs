@@ -167,7 +167,7 @@ impl Pipeline {
         let start = shared.offsets[range.start];
         Some(match rx.recv() {
             Ok(r) => r.map(|d| (start, d)),
-            Err(_) => Err(Error::Conflict(format!("reader of {} stopped", shared.name))),
+            Err(_) => Err(Error::internal(format!("reader of {} stopped", shared.name))),
         })
     }
 }

@@ -289,7 +289,7 @@ fn appender_loop(
         }
     }
     if !waiting.is_empty() {
-        return Err(Error::Conflict("stream pipeline stopped with blocks missing".into()));
+        return Err(Error::internal("stream pipeline stopped with blocks missing"));
     }
     Ok(recipe)
 }
@@ -489,10 +489,7 @@ impl StreamWriter {
         self.seq += 1;
         let sent = self.to_workers.as_ref().is_some_and(|tx| tx.send(block).is_ok());
         if !sent {
-            return Err(self
-                .stop_pipeline()
-                .err()
-                .unwrap_or_else(|| Error::Conflict("stream pipeline stopped".into())));
+            return Err(self.stop_pipeline().err().unwrap_or_else(|| Error::internal("stream pipeline stopped")));
         }
         Ok(())
     }
@@ -504,8 +501,8 @@ impl StreamWriter {
             let _ = w.join();
         }
         match self.appender.take() {
-            Some(a) => a.join().unwrap_or_else(|_| Err(Error::Conflict("stream appender panicked".into()))),
-            None => Err(Error::Conflict("stream pipeline already stopped".into())),
+            Some(a) => a.join().unwrap_or_else(|_| Err(Error::internal("stream appender panicked"))),
+            None => Err(Error::internal("stream pipeline already stopped")),
         }
     }
 

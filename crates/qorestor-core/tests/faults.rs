@@ -19,7 +19,7 @@ use common::data;
 
 fn put(e: &Engine, name: &str, bytes: &[u8]) -> qorestor_core::Result<()> {
     let mut w = e.create_stream("c", name)?;
-    w.write_all(bytes).map_err(|err| qorestor_core::Error::Conflict(err.to_string()))?;
+    w.write_all(bytes).map_err(|err| qorestor_core::Error::from_stream_io(err, "write", name))?;
     w.finish().map(|_| ())
 }
 
@@ -86,8 +86,12 @@ fn injected_write_and_fsync_faults_are_reported_and_leave_a_consistent_store() {
                                 model.insert(name.clone(), bytes);
                             }
                         }
-                        (Err(_), true) => {
+                        (Err(err), true) => {
                             fired_count += 1;
+                            // A full disk is reported as such by the operation that found it.
+                            if matches!(fault, Fault::Errno(28) | Fault::ShortWrite) {
+                                assert_eq!(err.kind(), ErrorKind::OutOfSpace, "{what}: {err}");
+                            }
                             // Appends after a failed pack write or sync are refused, not retried.
                             match put(&e, "after-fault", b"more data") {
                                 Err(err) => {

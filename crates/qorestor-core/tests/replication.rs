@@ -207,6 +207,8 @@ fn a_pass_over_tcp_reaches_a_listener_that_admits_only_its_password() {
     src.add_remote_replication("nightly", &target, None, WireEncryption::None, &password()).unwrap();
     let e = src.run_replication("nightly", false, &NoProgress).unwrap_err();
     assert!(e.to_string().contains("no replication password is set"), "{e}");
+    assert_eq!(e.kind(), ErrorKind::Remote, "{e}");
+    assert!(matches!(&e, qorestor_core::Error::Remote { target: t, .. } if *t == target), "{e:?}");
     dst.set_replication_password(&password()).unwrap();
     assert!(dst.replication_password_set().unwrap());
 
@@ -239,6 +241,7 @@ fn a_pass_over_tcp_reaches_a_listener_that_admits_only_its_password() {
     src.add_remote_replication("nightly", &target, None, WireEncryption::None, &guess).unwrap();
     let e = src.run_replication("nightly", false, &NoProgress).unwrap_err();
     assert!(e.to_string().contains("wrong replication password"), "{e}");
+    assert_eq!(e.kind(), ErrorKind::Remote, "{e}");
     assert_eq!(names(&dst, "nightly").len(), 2);
     // Nobody listening: the error names the target.
     drop(dst);
@@ -247,6 +250,35 @@ fn a_pass_over_tcp_reaches_a_listener_that_admits_only_its_password() {
     src.add_remote_replication("nightly", &nobody, None, WireEncryption::None, &password()).unwrap();
     let e = src.run_replication("nightly", false, &NoProgress).unwrap_err();
     assert!(e.to_string().contains(&nobody), "{e}");
+    assert_eq!(e.kind(), ErrorKind::Remote, "{e}");
+}
+
+#[test]
+fn a_target_breaking_the_protocol_is_a_protocol_error_naming_it() {
+    let src_dir = tempfile::tempdir().unwrap();
+    let src = Engine::create(src_dir.path()).unwrap();
+    src.add_container("nightly", qorestor_core::DEFAULT_GROUP, ContainerKind::Object).unwrap();
+    put(&src, "nightly", "mon", &data(1, 100_000));
+    // A "target" that answers the source's Hello with a frame of the wrong checksum.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let target = listener.local_addr().unwrap().to_string();
+    let server = std::thread::spawn(move || {
+        let (mut conn, _) = listener.accept().unwrap();
+        let mut head = [0u8; 4];
+        conn.read_exact(&mut head).unwrap();
+        // The rest of the Hello frame: its body and the 4-byte checksum.
+        let mut rest = vec![0u8; u32::from_be_bytes(head) as usize + 4];
+        conn.read_exact(&mut rest).unwrap();
+        conn.write_all(&[0, 0, 0, 8, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]).unwrap();
+        // Until the source hangs up.
+        let _ = conn.read_to_end(&mut Vec::new());
+    });
+    let password = Passphrase::new(b"s3cret replication".to_vec()).unwrap();
+    src.add_remote_replication("nightly", &target, None, WireEncryption::None, &password).unwrap();
+    let e = src.run_replication("nightly", false, &NoProgress).unwrap_err();
+    server.join().unwrap();
+    assert_eq!(e.kind(), ErrorKind::Protocol, "{e}");
+    assert!(e.to_string().contains(&target), "{e}");
 }
 
 /// Forwards one connection from a local port to `to`, keeping what the source sent.

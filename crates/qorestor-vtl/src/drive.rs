@@ -217,8 +217,9 @@ impl Mounted {
         let mut off = offset;
         let mut left = len;
         while left > 0 {
-            let (index, in_seg) = self.map.segment_at(off).ok_or_else(|| {
-                qorestor_core::Error::Conflict(format!("cartridge {} has no data at byte {off}", self.barcode))
+            let (index, in_seg) = self.map.segment_at(off).ok_or_else(|| qorestor_core::Error::Damaged {
+                what: format!("map of cartridge {}", self.barcode),
+                detail: format!("no data at byte {off}"),
             })?;
             let seg = self.map.segments()[index];
             if self.reader.as_ref().is_none_or(|r| r.index != index) {
@@ -243,7 +244,7 @@ impl Mounted {
 }
 
 fn io_err(barcode: &str, e: std::io::Error) -> qorestor_core::Error {
-    qorestor_core::Error::Conflict(format!("reading cartridge {barcode}: {e}"))
+    qorestor_core::Error::from_stream_io(e, "read", format!("cartridge {barcode}"))
 }
 
 /// Reads and validates a cartridge's durable map (an empty tape if it has none).

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
-use super::ReplicaTarget;
+use super::{ReplicaTarget, SOURCE};
 use crate::catalog::{ContainerRecord, GroupRecord, StreamRecord};
 use crate::engine::Engine;
 use crate::error::{Error, Result};
@@ -60,11 +60,11 @@ impl LocalReplica {
     }
 
     fn dest(&self) -> Result<&(Arc<GroupStore>, ContainerRecord)> {
-        self.dest.as_ref().ok_or_else(|| Error::Conflict("replication: no replica container prepared".into()))
+        self.dest.as_ref().ok_or_else(|| Error::protocol(SOURCE, "no replica container prepared"))
     }
 
     fn stream(&mut self) -> Result<&mut IncomingStream> {
-        self.stream.as_mut().ok_or_else(|| Error::Conflict("replication: no stream begun".into()))
+        self.stream.as_mut().ok_or_else(|| Error::protocol(SOURCE, "no stream begun"))
     }
 
     /// Unpins and forgets the stream being received (its temporary recipe goes with it).
@@ -131,7 +131,7 @@ impl ReplicaTarget for LocalReplica {
         let store = self.dest()?.0.clone();
         let s = self.stream()?;
         if s.records_expected > 0 {
-            return Err(Error::Conflict("replication: the previous batch's records never came".into()));
+            return Err(Error::protocol(SOURCE, "the previous batch's records never came"));
         }
         s.asked = entries.to_vec();
         let fps: Vec<Fingerprint> = entries.iter().map(|e| e.0).collect();
@@ -162,11 +162,10 @@ impl ReplicaTarget for LocalReplica {
         let store = self.dest()?.0.clone();
         let s = self.stream()?;
         if records.len() != s.records_expected {
-            return Err(Error::Conflict(format!(
-                "replication: {} chunk records sent for {} missing",
-                records.len(),
-                s.records_expected
-            )));
+            return Err(Error::protocol(
+                SOURCE,
+                format!("{} chunk records sent for {} missing", records.len(), s.records_expected),
+            ));
         }
         // Every record is checked before anything is stored: header, fingerprint, checksum, and,
         // when this side can read the group (not encrypted, or unlocked), that its bytes
@@ -230,7 +229,7 @@ impl ReplicaTarget for LocalReplica {
     fn end_stream(&mut self) -> Result<u64> {
         let (store, c) = self.dest()?.clone();
         if self.stream()?.records_expected > 0 {
-            return Err(Error::Conflict("replication: the last batch's records never came".into()));
+            return Err(Error::protocol(SOURCE, "the last batch's records never came"));
         }
         let s = self.stream.take().expect("checked above");
         let result = (|| {

@@ -55,6 +55,8 @@ pub use tls::WireEncryption;
 /// exchange costs a round trip to a remote target, so a batch is as large as it can be: a pass
 /// over a 50 ms link moves one batch per 50 ms.
 const BATCH: usize = wire::MAX_BATCH;
+/// How errors name the sending side of a replication session (a target names itself).
+const SOURCE: &str = "the replication source";
 /// Stored bytes of the chunks of one batch, at most (a batch ends when it reaches this): what a
 /// pass killed mid-way may have to send again, and what one protocol frame must hold (chunks
 /// can be up to 4 MiB).
@@ -504,11 +506,10 @@ impl StreamSender<'_> {
         let asked: Vec<(Fingerprint, u32)> = batch.iter().map(|e| (e.fp, e.raw_len)).collect();
         let wanted = target.missing(&asked)?;
         if wanted.len() != batch.len() {
-            return Err(Error::Conflict(format!(
-                "replication: the target answered {} of {} fingerprints",
-                wanted.len(),
-                batch.len()
-            )));
+            return Err(Error::protocol(
+                "the replication target",
+                format!("it answered {} of {} fingerprints", wanted.len(), batch.len()),
+            ));
         }
         let mut records = Vec::new();
         for (e, want) in batch.iter().zip(&wanted) {

@@ -25,6 +25,7 @@ use super::local::LocalReplica;
 use super::tls::{self, Transport, WireEncryption};
 use super::wire::{self, Message};
 use super::ReplicaTarget;
+use super::SOURCE;
 use crate::catalog::{ContainerRecord, GroupRecord};
 use crate::crypto::{hex, random, unhex, Passphrase};
 use crate::engine::Engine;
@@ -63,12 +64,12 @@ struct ListenerSecret {
 
 fn derive_key(password: &[u8], salt: &[u8; 16]) -> Result<Zeroizing<[u8; 32]>> {
     let params = argon2::Params::new(KDF_MEMORY_KIB, KDF_ITERATIONS, 1, Some(32))
-        .map_err(|e| Error::Conflict(format!("replication key derivation: {e}")))?;
+        .map_err(|e| Error::internal(format!("replication key derivation: {e}")))?;
     let argon = argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params);
     let mut key = Zeroizing::new([0u8; 32]);
     argon
         .hash_password_into(password, salt, key.as_mut())
-        .map_err(|e| Error::Conflict(format!("replication key derivation: {e}")))?;
+        .map_err(|e| Error::internal(format!("replication key derivation: {e}")))?;
     Ok(key)
 }
 
@@ -100,7 +101,7 @@ impl Engine {
 
     fn listener_secret(&self) -> Result<Option<ListenerKey>> {
         let Some(s) = self.catalog().meta::<ListenerSecret>(SECRET_KEY)? else { return Ok(None) };
-        let damaged = || Error::Conflict("the replication password record is damaged; set it again".into());
+        let damaged = || Error::damaged("replication password record", "bad hex; set the password again");
         let salt = unhex_array::<16>(&s.salt).ok_or_else(damaged)?;
         let key = Zeroizing::new(unhex_array::<32>(&s.key).ok_or_else(damaged)?);
         Ok(Some((salt, key)))
@@ -119,15 +120,15 @@ fn write_frame(w: &mut impl Write, frame: &[u8]) -> std::io::Result<()> {
 }
 
 /// Reads one message (`None` at a clean end of the stream) through `buf`, whose allocation is
-/// reused from one frame to the next (a `Store` is up to 16 MiB).
-fn receive(r: &mut impl Read, buf: &mut Vec<u8>) -> Result<Option<Message>> {
+/// reused from one frame to the next (a `Store` is up to 16 MiB). Errors name `peer`.
+fn receive(r: &mut impl Read, buf: &mut Vec<u8>, peer: &str) -> Result<Option<Message>> {
     let mut head = [0u8; 4];
     match r.read_exact(&mut head) {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
-        Err(e) => return Err(Error::io("read from", "the replication peer", e)),
+        Err(e) => return Err(Error::io("read from", peer, e)),
     }
-    let len = wire::frame_len(head).map_err(|e| Error::Conflict(format!("replication protocol: {e}")))?;
+    let len = wire::frame_len(head).map_err(|e| Error::protocol(peer, e.to_string()))?;
     buf.clear();
     buf.reserve(len);
     buf.extend_from_slice(&head);
@@ -136,8 +137,8 @@ fn receive(r: &mut impl Read, buf: &mut Vec<u8>) -> Result<Option<Message>> {
         true => Ok(()),
         false => Err(std::io::ErrorKind::UnexpectedEof.into()),
     });
-    read.map_err(|e| Error::io("read from", "the replication peer", e))?;
-    let m = wire::decode(buf).map_err(|e| Error::Conflict(format!("replication protocol: {e}")))?;
+    read.map_err(|e| Error::io("read from", peer, e))?;
+    let m = wire::decode(buf).map_err(|e| Error::protocol(peer, e.to_string()))?;
     Ok(Some(m))
 }
 
@@ -175,9 +176,9 @@ impl RemoteReplica {
         });
         let stream = stream.ok_or_else(|| {
             let e = last.unwrap_or_else(|| std::io::Error::other("no address"));
-            Error::io("connect to", format!("replication target {target}"), e)
+            Error::remote(target, format!("cannot connect: {e}"))
         })?;
-        let io = |e| Error::io("set up the connection to", format!("replication target {target}"), e);
+        let io = |e| Error::remote(target, format!("cannot set up the connection: {e}"));
         stream.set_read_timeout(Some(IO_TIMEOUT)).map_err(io)?;
         stream.set_write_timeout(Some(IO_TIMEOUT)).map_err(io)?;
         stream.set_nodelay(true).map_err(io)?;
@@ -211,10 +212,7 @@ impl RemoteReplica {
         };
         // blake3::Hash compares in constant time.
         if proof(&key, b"target", &ours, &theirs, &binding) != blake3::Hash::from_bytes(back) {
-            return Err(Error::Conflict(format!(
-                "replication target {}: it could not prove it knows the replication password",
-                self.target
-            )));
+            return Err(Error::remote(&self.target, "it could not prove it knows the replication password"));
         }
         Ok(())
     }
@@ -229,19 +227,21 @@ impl RemoteReplica {
         if !pipelined {
             self.settle()?;
         }
-        send(self.conn.get_mut(), m).map_err(|e| Error::io("write to", "the replication target", e))?;
+        send(self.conn.get_mut(), m).map_err(|e| self.lost("write to", e))?;
         self.settle()?;
         self.answer()
     }
 
     /// Reads the next answer; `Failed` becomes an error naming the target.
     fn answer(&mut self) -> Result<Message> {
-        let answer = receive(&mut self.conn, &mut Vec::new())?
-            .ok_or_else(|| Error::Conflict(format!("replication target {} closed the connection", self.target)))?;
+        let peer = format!("replication target {}", self.target);
+        let answer = match receive(&mut self.conn, &mut Vec::new(), &peer) {
+            Ok(a) => a.ok_or_else(|| Error::remote(&self.target, "it closed the connection"))?,
+            Err(Error::Io { source, .. }) => return Err(self.lost("read from", source)),
+            Err(e) => return Err(e),
+        };
         match answer {
-            Message::Failed { message } => {
-                Err(Error::Conflict(format!("replication target {}: {message}", self.target)))
-            }
+            Message::Failed { message } => Err(Error::remote(&self.target, message)),
             a => Ok(a),
         }
     }
@@ -257,8 +257,13 @@ impl RemoteReplica {
         Ok(())
     }
 
+    /// A failed read or write on the connection: the target (or the network to it) failed.
+    fn lost(&self, op: &str, e: std::io::Error) -> Error {
+        Error::remote(&self.target, format!("cannot {op} it: {e}"))
+    }
+
     fn unexpected(&self, what: &str) -> Error {
-        Error::Conflict(format!("replication target {}: protocol error (expected {what})", self.target))
+        Error::protocol(format!("replication target {}", self.target), format!("expected {what}"))
     }
 
     fn call_done(&mut self, m: &Message) -> Result<()> {
@@ -272,7 +277,7 @@ impl RemoteReplica {
 impl ReplicaTarget for RemoteReplica {
     fn prepare(&mut self, group: &GroupRecord, container: &ContainerRecord, origin: &str) -> Result<()> {
         let json = |v: serde_json::Result<String>| {
-            v.map_err(|e| Error::Conflict(format!("cannot encode a catalog record for replication: {e}")))
+            v.map_err(|e| Error::internal(format!("cannot encode a catalog record for replication: {e}")))
         };
         let (group, container) = (json(serde_json::to_string(group))?, json(serde_json::to_string(container))?);
         self.call_done(&Message::Prepare { group, container, origin: origin.into() })
@@ -302,14 +307,13 @@ impl ReplicaTarget for RemoteReplica {
         wire::encode_store_into(records, &mut self.frame);
         // The frame's length field counts all but itself and the 4-byte checksum.
         if self.frame.len() - 8 > wire::MAX_FRAME {
-            return Err(Error::Conflict(format!(
+            return Err(Error::internal(format!(
                 "replication: a batch of {} chunk records ({} bytes) is over the protocol's frame limit",
                 records.len(),
                 self.frame.len()
             )));
         }
-        write_frame(self.conn.get_mut(), &self.frame)
-            .map_err(|e| Error::io("write to", "the replication target", e))?;
+        write_frame(self.conn.get_mut(), &self.frame).map_err(|e| self.lost("write to", e))?;
         self.unanswered += 1;
         Ok(())
     }
@@ -381,7 +385,7 @@ fn serve_session(engine: &Engine, conn: TcpStream) -> Result<()> {
     let failed = |message: String| Message::Failed { message };
     // Authentication.
     let mut buf = Vec::new();
-    let (version, theirs) = match receive(&mut conn, &mut buf)? {
+    let (version, theirs) = match receive(&mut conn, &mut buf, SOURCE)? {
         Some(Message::Hello { version, nonce }) => (version, nonce),
         Some(other) => return reply(&mut conn, &failed(format!("expected Hello, got {}", other.name()))),
         None => return Ok(()),
@@ -399,7 +403,7 @@ fn serve_session(engine: &Engine, conn: TcpStream) -> Result<()> {
     };
     let ours = random::<32>()?;
     reply(&mut conn, &Message::Challenge { salt, nonce: ours })?;
-    let mac = match receive(&mut conn, &mut buf)? {
+    let mac = match receive(&mut conn, &mut buf, SOURCE)? {
         Some(Message::Auth { mac }) => mac,
         Some(other) => return reply(&mut conn, &failed(format!("expected Auth, got {}", other.name()))),
         None => return Ok(()),
@@ -412,7 +416,7 @@ fn serve_session(engine: &Engine, conn: TcpStream) -> Result<()> {
     // Requests: an authenticated source may take its time between them.
     socket.set_read_timeout(Some(IO_TIMEOUT)).map_err(io)?;
     let mut replica = LocalReplica::on(engine.clone());
-    while let Some(request) = receive(&mut conn, &mut buf)? {
+    while let Some(request) = receive(&mut conn, &mut buf, SOURCE)? {
         let answer = answer(&mut replica, request).unwrap_or_else(|e| failed(e.to_string()));
         reply(&mut conn, &answer)?;
     }
@@ -445,6 +449,8 @@ fn answer(replica: &mut LocalReplica, request: Message) -> Result<Message> {
             replica.delete_stream(&name)?;
             Message::Done
         }
-        other => return Err(Error::Conflict(format!("unexpected {} in an authenticated session", other.name()))),
+        other => {
+            return Err(Error::protocol(SOURCE, format!("unexpected {} in an authenticated session", other.name())))
+        }
     })
 }

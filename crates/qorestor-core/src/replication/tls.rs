@@ -117,7 +117,7 @@ impl Transport for StreamOwned<ServerConnection, TcpStream> {
 }
 
 fn tls_error(e: rustls::Error) -> Error {
-    Error::Conflict(format!("replication TLS: {e}"))
+    Error::internal(format!("replication TLS: {e}"))
 }
 
 /// The ring provider with only the given suites.
@@ -130,7 +130,7 @@ pub(crate) fn client(tcp: Counted, enc: WireEncryption) -> Result<StreamOwned<Cl
     let suite = match enc {
         WireEncryption::Aes128 => ring::cipher_suite::TLS13_AES_128_GCM_SHA256,
         WireEncryption::Aes256 => ring::cipher_suite::TLS13_AES_256_GCM_SHA384,
-        WireEncryption::None => return Err(Error::Conflict("replication TLS: no suite for `none`".into())),
+        WireEncryption::None => return Err(Error::internal("replication TLS: no suite for `none`")),
     };
     let provider = provider(vec![suite]);
     let config = rustls::ClientConfig::builder_with_provider(provider.clone())
@@ -175,13 +175,13 @@ impl Engine {
             Some(c) => c,
             None => {
                 let made = rcgen::generate_simple_self_signed(vec!["qorestor-replication".to_string()])
-                    .map_err(|e| Error::Conflict(format!("cannot make the replication TLS certificate: {e}")))?;
+                    .map_err(|e| Error::internal(format!("cannot make the replication TLS certificate: {e}")))?;
                 let c = ListenerCertificate { cert: hex(made.cert.der()), key: hex(&made.key_pair.serialize_der()) };
                 self.catalog().put_meta(TLS_KEY, &c)?;
                 c
             }
         };
-        let damaged = || Error::Conflict("the replication TLS certificate record is damaged".into());
+        let damaged = || Error::damaged("replication TLS certificate record", "bad hex");
         let cert = CertificateDer::from(unhex(&stored.cert).ok_or_else(damaged)?);
         let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(unhex(&stored.key).ok_or_else(damaged)?));
         Ok((cert, key))
@@ -226,5 +226,20 @@ impl ServerCertVerifier for PasswordAuthenticated {
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn asking_for_tls_without_a_suite_is_an_internal_error() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let tcp = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let counted = Counted { tcp, bytes: Arc::new(std::sync::atomic::AtomicU64::new(0)) };
+        let e = client(counted, WireEncryption::None).err().unwrap();
+        assert_eq!(e.kind(), crate::ErrorKind::Internal, "{e}");
+        assert!(e.to_string().starts_with("internal error: replication TLS"), "{e}");
     }
 }
