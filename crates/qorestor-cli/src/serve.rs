@@ -22,7 +22,7 @@ use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
 use crate::context::Ctx;
-use crate::scheduler::Scheduler;
+use crate::scheduler::{Scheduler, SystemClock};
 
 /// Long help of `serve`.
 pub const LONG_ABOUT: &str = "\
@@ -131,7 +131,7 @@ pub fn run(ctx: &Ctx, args: ServeArgs) -> Result<()> {
             eprintln!("qorestor serve: cannot make buffered tape data durable: {e}");
         }
     })?;
-    let scheduler = Scheduler::start(services.engine.clone())?;
+    let scheduler = Scheduler::start(services.engine.clone(), Arc::new(SystemClock))?;
     let signal = signals.forever().next().unwrap_or(SIGTERM);
     let name = if signal == SIGINT { "SIGINT" } else { "SIGTERM" };
     eprintln!("qorestor serve: {name}: making tape data durable and stopping");

@@ -60,18 +60,6 @@ fn system_name_defaults_to_the_host_name_and_can_be_set() {
     );
 }
 
-/// Waits for a stderr line of `server` containing `what`; returns every line seen.
-fn wait_for_line(server: &Server, what: &str) -> Vec<String> {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let mut seen = Vec::new();
-    while !seen.iter().any(|l: &String| l.contains(what)) {
-        assert!(Instant::now() < deadline, "serve never printed {what:?}; it printed {seen:?}");
-        std::thread::sleep(Duration::from_millis(50));
-        seen.extend(server.stderr_lines());
-    }
-    seen
-}
-
 #[test]
 fn serve_runs_the_cleaner_once_in_an_open_window() {
     let tmp = tempfile::tempdir().unwrap();
@@ -106,7 +94,7 @@ fn serve_runs_the_cleaner_once_in_an_open_window() {
     );
 
     let server = Server::start(&data, &[]);
-    let lines = wait_for_line(&server, "cleaner: scheduled run finished");
+    let lines = server.wait_for_stderr("cleaner: scheduled run finished");
     assert!(lines.iter().any(|l| l.contains("scheduled run started (schedule 1: daily")), "{lines:?}");
     server.stop();
     let status: serde_json::Value = serde_json::from_slice(&run(&["cleaner", "status", "--json"], None)).unwrap();
@@ -115,10 +103,10 @@ fn serve_runs_the_cleaner_once_in_an_open_window() {
     assert_eq!(report["stopped_early"], false, "{status}");
     assert!(run(&["get", "nightly/tue", "-"], None) == kept);
 
-    // Restarted inside the same window: it already had its run.
+    // Restarted inside the same window: the scheduler's first look finds it already had its run.
     let server = Server::start(&data, &[]);
-    std::thread::sleep(Duration::from_secs(3));
-    let lines = server.stderr_lines();
+    let lines = server.wait_for_stderr("cleaner: the window is open (schedule 1: daily");
+    assert!(lines.iter().any(|l| l.contains("but a run already started in it")), "{lines:?}");
     assert!(!lines.iter().any(|l| l.contains("scheduled run")), "{lines:?}");
     server.stop();
     let again: serde_json::Value = serde_json::from_slice(&run(&["cleaner", "status", "--json"], None)).unwrap();

@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 use qorestor_core::{Engine, StreamReader, StreamWriter};
 
 use crate::cdb::{Command, LocateTo, PositionForm, SpaceCode};
+use crate::clock::Clock;
 use crate::map::{CartMap, Object, Segment, TapeMap};
 use crate::model::{density_code, generation};
 use crate::sense::{Outcome, Sense, BLANK_CHECK, MEDIUM_ERROR, NO_SENSE, VOLUME_OVERFLOW};
@@ -53,6 +54,8 @@ pub(crate) struct DriveCtx<'a> {
     pub flush_bytes: u64,
     /// Flush after buffered writes this old.
     pub flush_after: Duration,
+    /// What the flush interval counts on.
+    pub clock: &'a dyn Clock,
 }
 
 struct OpenSegment {
@@ -118,7 +121,7 @@ impl Mounted {
             pending_delete: Vec::new(),
             dirty: false,
             unflushed: 0,
-            since: Instant::now(),
+            since: ctx.clock.now(),
         })
     }
 
@@ -146,7 +149,9 @@ impl Mounted {
 
     /// Whether the flush interval has passed.
     pub fn flush_due(&self, ctx: &DriveCtx<'_>) -> bool {
-        self.has_buffered() && (self.unflushed >= ctx.flush_bytes || self.since.elapsed() >= ctx.flush_after)
+        self.has_buffered()
+            && (self.unflushed >= ctx.flush_bytes
+                || ctx.clock.now().saturating_duration_since(self.since) >= ctx.flush_after)
     }
 
     /// Makes everything written so far durable. On failure the cartridge goes back to its
@@ -182,7 +187,7 @@ impl Mounted {
             }
         }
         self.unflushed = 0;
-        self.since = Instant::now();
+        self.since = ctx.clock.now();
         Ok(())
     }
 
@@ -588,7 +593,7 @@ fn write_blocks(m: &mut Mounted, ctx: &DriveCtx<'_>, size: u32, count: u64, data
     if m.writer.is_none() {
         if !m.has_buffered() {
             // The flush interval counts from the first buffered write.
-            m.since = Instant::now();
+            m.since = ctx.clock.now();
         }
         let id = m.map.new_segment_id();
         let writer = ctx.engine.create_stream(ctx.library, &m.name(id)).map_err(engine_error)?;

@@ -34,6 +34,7 @@
 //! ```
 
 pub mod cdb;
+pub mod clock;
 pub mod drive;
 pub mod error;
 pub mod libraries;
@@ -45,6 +46,7 @@ pub mod sense;
 pub mod spc;
 
 pub use cdb::{parse_cdb, parse_mode_select, Command, DeviceKind};
+pub use clock::{Clock, SystemClock};
 pub use error::{Error, ErrorKind, Result};
 pub use libraries::Libraries;
 pub use library::{LibraryConfig, LibraryInfo, TapePosition, Vtl};

@@ -7,6 +7,7 @@
 //! catalog before the call returns. Dropping a [`Vtl`] does not flush buffered tape writes,
 //! exactly like a crash: call [`Vtl::flush_all`] on a clean shutdown.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use parking_lot::Mutex;
@@ -15,6 +16,7 @@ use serde::Serialize;
 use qorestor_core::{ContainerKind, Engine};
 
 use crate::cdb::{parse_cdb, parse_mode_select, Command, DeviceKind};
+use crate::clock::{Clock, SystemClock};
 use crate::drive::{load_map, segment_name, Drive, DriveCtx, Mounted};
 use crate::error::{Error, Result};
 use crate::model::*;
@@ -155,6 +157,7 @@ pub struct Vtl {
     drives: Vec<Mutex<Drive>>,
     flush_bytes: u64,
     flush_after: Duration,
+    clock: Arc<dyn Clock>,
 }
 
 fn fnv(b: &[u8]) -> u64 {
@@ -253,6 +256,12 @@ impl Vtl {
     /// first. Streams of a cartridge that its durable map does not name (left by a crash) are
     /// deleted.
     pub fn open(engine: &Engine, name: &str) -> Result<Vtl> {
+        Vtl::open_with_clock(engine, name, Arc::new(SystemClock))
+    }
+
+    /// [`Vtl::open`] with the flush interval counted on `clock` instead of the system's (a
+    /// test advances its own clock rather than sleeping).
+    pub fn open_with_clock(engine: &Engine, name: &str, clock: Arc<dyn Clock>) -> Result<Vtl> {
         let info = engine.container(name)?;
         if info.kind != ContainerKind::Vtl {
             return Err(Error::invalid("library", name, format!("container is of type {}", info.kind.as_str())));
@@ -273,7 +282,7 @@ impl Vtl {
             detail,
         })?;
         let flush_after = Duration::from_secs(rec.flush_secs);
-        let ctx = DriveCtx { engine, library: name, flush_bytes: rec.flush_bytes, flush_after };
+        let ctx = DriveCtx { engine, library: name, flush_bytes: rec.flush_bytes, flush_after, clock: &*clock };
         let mut drives = Vec::new();
         for (i, serial) in rec.drive_serials.iter().enumerate() {
             let mut d = Drive::new(drive_identity(&rec, serial));
@@ -289,6 +298,7 @@ impl Vtl {
             changer: Mutex::new(UnitState { attention: Some(Sense::power_on()), ..UnitState::default() }),
             flush_bytes: rec.flush_bytes,
             flush_after,
+            clock,
             record: Mutex::new(rec),
             drives,
         })
@@ -310,6 +320,7 @@ impl Vtl {
             library: &self.name,
             flush_bytes: self.flush_bytes,
             flush_after: self.flush_after,
+            clock: &*self.clock,
         }
     }
 
@@ -560,8 +571,8 @@ impl Vtl {
         Ok(())
     }
 
-    /// Makes buffered writes durable on drives whose flush interval has passed; a server calls
-    /// this every second or so, so that idle drives are flushed too.
+    /// Makes buffered writes durable on drives whose flush interval has passed on the library's
+    /// clock; a server calls this every second or so, so that idle drives are flushed too.
     pub fn tick(&self) -> Result<()> {
         let ctx = self.ctx();
         for d in &self.drives {

@@ -115,6 +115,26 @@ impl Server {
     pub fn stderr_lines(&self) -> Vec<String> {
         self.stderr.try_iter().collect()
     }
+
+    /// Waits for a stderr line containing `what` (reading the lines as they come; the
+    /// timeout only bounds a hang); returns the lines seen since the last call, that one last.
+    pub fn wait_for_stderr(&self, what: &str) -> Vec<String> {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut seen = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.stderr.recv_timeout(left) {
+                Ok(line) => {
+                    let found = line.contains(what);
+                    seen.push(line);
+                    if found {
+                        return seen;
+                    }
+                }
+                Err(e) => panic!("serve never printed {what:?} ({e}); it printed {seen:?}"),
+            }
+        }
+    }
 }
 
 impl Drop for Server {

@@ -1,7 +1,11 @@
 //! Restarts, crashes, the flush interval, and dedup across tapes.
 
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
 use qorestor_core::{StatsScope, DEFAULT_GROUP};
-use qorestor_vtl::LibraryRecord;
+use qorestor_vtl::{Clock, LibraryRecord};
 
 use super::cdbs::*;
 use super::{bytes, Lib};
@@ -157,21 +161,48 @@ fn the_same_backup_on_two_tapes_is_stored_once() {
     assert_eq!(l.ok(2, &read6(false, false, 256 << 10), &[]), &data[..256 << 10]);
 }
 
+/// A clock that moves only when told to.
+#[derive(Default)]
+struct ManualClock {
+    elapsed: Mutex<Duration>,
+}
+
+impl ManualClock {
+    fn advance(&self, by: Duration) {
+        *self.elapsed.lock() += by;
+    }
+}
+
+impl Clock for ManualClock {
+    fn now(&self) -> Instant {
+        static START: OnceLock<Instant> = OnceLock::new();
+        *START.get_or_init(Instant::now) + *self.elapsed.lock()
+    }
+}
+
 #[test]
 fn tick_flushes_an_idle_drive_once_the_interval_has_passed() {
     let mut l = Lib::small(CAP);
     let mut rec: LibraryRecord = l.engine().container_meta("lib", "library").unwrap().unwrap();
     rec.flush_secs = 1;
     l.engine().put_container_meta("lib", "library", &rec).unwrap();
-    l.crash_and_reopen();
+    let clock = Arc::new(ManualClock::default());
+    l.crash_and_reopen_with_clock(clock.clone());
     let mut l = l.loaded("QS0001L5");
+    // Just short of the interval: the tick leaves the write buffered, and a crash loses it.
     l.ok(1, &write6(false, 100), &[5; 100]);
-    // Not a timing measurement: only waits until the interval has surely passed.
-    std::thread::sleep(std::time::Duration::from_millis(1100));
+    clock.advance(Duration::from_millis(999));
+    l.vtl().tick().unwrap();
+    l.crash_and_reopen_with_clock(clock.clone());
+    l.settle(1);
+    l.check(1, &read6(false, false, 100), &[], (8, 0, 5));
+    // The interval reached: the tick makes it durable.
+    l.ok(1, &write6(false, 100), &[6; 100]);
+    clock.advance(Duration::from_millis(1000));
     l.vtl().tick().unwrap();
     l.crash_and_reopen();
     l.settle(1);
-    assert_eq!(l.ok(1, &read6(false, false, 100), &[]), vec![5; 100]);
+    assert_eq!(l.ok(1, &read6(false, false, 100), &[]), vec![6; 100]);
 }
 
 /// The child half of the SIGKILL test: writes a durable file and buffered blocks, says so,
@@ -189,7 +220,7 @@ fn killed_child(dir: &std::path::Path) {
     }
     println!("ready");
     loop {
-        std::thread::sleep(std::time::Duration::from_secs(1));
+        std::thread::park();
     }
 }
 

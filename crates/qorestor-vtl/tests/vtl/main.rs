@@ -15,8 +15,10 @@ mod smc;
 mod spc;
 mod ssc;
 
+use std::sync::Arc;
+
 use qorestor_core::{Engine, DEFAULT_GROUP};
-use qorestor_vtl::{LibraryConfig, ScsiResponse, Vtl, CHECK_CONDITION, GOOD};
+use qorestor_vtl::{Clock, LibraryConfig, ScsiResponse, SystemClock, Vtl, CHECK_CONDITION, GOOD};
 
 /// A library in a temporary data directory.
 pub struct Lib {
@@ -93,10 +95,15 @@ impl Lib {
 
     /// Drops the library and the engine without flushing (a crash) and opens them again.
     pub fn crash_and_reopen(&mut self) {
+        self.crash_and_reopen_with_clock(Arc::new(SystemClock));
+    }
+
+    /// [`Lib::crash_and_reopen`], the library's flush interval counting on `clock`.
+    pub fn crash_and_reopen_with_clock(&mut self, clock: Arc<dyn Clock>) {
         self.vtl = None;
         self.engine = None;
         let engine = Engine::open(self.dir.path()).unwrap();
-        self.vtl = Some(Vtl::open(&engine, "lib").unwrap());
+        self.vtl = Some(Vtl::open_with_clock(&engine, "lib", clock).unwrap());
         self.engine = Some(engine);
     }
 }
