@@ -3,7 +3,7 @@
 //! back). Not a general NDMP client: replies are returned as raw bodies.
 
 use std::io::{self, Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpStream, ToSocketAddrs};
+use std::net::{Ipv4Addr, Shutdown, SocketAddr, TcpStream, ToSocketAddrs};
 use std::time::{Duration, Instant};
 
 use crate::message::{code, mover_mode, Header, MESSAGE_REQUEST};
@@ -12,6 +12,9 @@ use crate::record::{decode_record, MAX_RECORD};
 use crate::reply::frame;
 use crate::request::{decode_addr, Addr};
 use crate::xdr::{Decoder, Encoder};
+
+/// How long a read waits for the server before failing (only bounds a hang).
+const READ_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// A control connection to an NDMP server.
 pub struct Client {
@@ -45,7 +48,7 @@ impl Client {
     /// Connects and reads the server's NOTIFY_CONNECTION_STATUS.
     pub fn connect(addr: impl ToSocketAddrs) -> io::Result<Client> {
         let stream = TcpStream::connect(addr)?;
-        stream.set_read_timeout(Some(Duration::from_secs(60)))?;
+        stream.set_read_timeout(Some(READ_TIMEOUT))?;
         let mut c = Client { stream, sequence: 0, buf: Vec::new(), posts: Vec::new() };
         let (h, _) = c.read_message()?;
         if h.message_code != code::NOTIFY_CONNECTION_STATUS {
@@ -121,18 +124,46 @@ impl Client {
 
     /// Waits for a post with `message_code` (one already received counts); returns its body.
     pub fn wait_post(&mut self, message_code: u32, timeout: Duration) -> io::Result<Vec<u8>> {
+        self.wait_any_post(&[message_code], timeout).map(|(_, body)| body)
+    }
+
+    /// Waits for a post with one of `codes` (one already received counts), reading the
+    /// connection until it comes or `timeout` has passed; returns its code and body.
+    pub fn wait_any_post(&mut self, codes: &[u32], timeout: Duration) -> io::Result<(u32, Vec<u8>)> {
         let end = Instant::now() + timeout;
         loop {
-            if let Some(i) = self.posts.iter().position(|(c, _)| *c == message_code) {
-                return Ok(self.posts.remove(i).1);
+            if let Some(i) = self.posts.iter().position(|(c, _)| codes.contains(c)) {
+                return Ok(self.posts.remove(i));
             }
-            if Instant::now() > end {
-                return Err(io::Error::new(io::ErrorKind::TimedOut, format!("no post {message_code:#x}")));
+            let left = end.saturating_duration_since(Instant::now());
+            let timed_out = || io::Error::new(io::ErrorKind::TimedOut, format!("no post {codes:#x?} in {timeout:?}"));
+            if left.is_zero() {
+                return Err(timed_out());
             }
-            // MOVER_GET_STATE as a no-op to receive posts.
-            self.call(code::MOVER_GET_STATE, &[])?;
-            std::thread::sleep(Duration::from_millis(5));
+            self.stream.set_read_timeout(Some(left))?;
+            let message = self.read_message();
+            self.stream.set_read_timeout(Some(READ_TIMEOUT))?;
+            let (h, body) = match message {
+                Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
+                    return Err(timed_out())
+                }
+                other => other?,
+            };
+            // A reply here answers nothing pending: dropped.
+            if h.message_type == MESSAGE_REQUEST {
+                self.posts.push((h.message_code, body));
+            }
         }
+    }
+
+    /// Goes away as a DMA does at the end of a session: closes the sending half of the
+    /// connection and reads (dropping posts) until the server closes it, which it does once
+    /// the session has ended: its mover halted and its devices free.
+    pub fn hang_up(mut self) -> io::Result<()> {
+        self.stream.shutdown(Shutdown::Write)?;
+        let mut chunk = [0u8; 4096];
+        while self.stream.read(&mut chunk)? > 0 {}
+        Ok(())
     }
 
     /// CONNECT_OPEN (version 4) and CONNECT_CLIENT_AUTH with a clear-text password.
@@ -185,7 +216,7 @@ impl Client {
         let mut data_conn = TcpStream::connect(addr)?;
         data_conn.write_all(data)?;
         drop(data_conn);
-        self.wait_post(code::NOTIFY_MOVER_HALTED, Duration::from_secs(60))?;
+        self.wait_post(code::NOTIFY_MOVER_HALTED, READ_TIMEOUT)?;
         self.call_ok(code::MOVER_STOP, &[])?;
         self.mtio(crate::tape::mtio::EOF, 1)?;
         Ok(())
@@ -198,11 +229,16 @@ impl Client {
         self.call_ok(code::MOVER_SET_WINDOW, Encoder::new().u64(0).u64(u64::MAX).as_bytes())?;
         let addr = self.mover_listen(mover_mode::WRITE)?;
         let mut data_conn = TcpStream::connect(addr)?;
+        // NDMP has no notification for the mover taking the data connection: ask until it has.
+        let end = Instant::now() + READ_TIMEOUT;
         while self.mover_state()? == state::LISTEN {
-            std::thread::sleep(Duration::from_millis(2));
+            if Instant::now() > end {
+                return Err(io::Error::new(io::ErrorKind::TimedOut, "the mover never took the data connection"));
+            }
+            std::thread::sleep(Duration::from_millis(1));
         }
         self.call_ok(code::MOVER_READ, Encoder::new().u64(0).u64(u64::MAX).as_bytes())?;
-        self.wait_post(code::NOTIFY_MOVER_PAUSED, Duration::from_secs(60))?;
+        self.wait_post(code::NOTIFY_MOVER_PAUSED, READ_TIMEOUT)?;
         self.call_ok(code::MOVER_CLOSE, &[])?;
         let mut out = Vec::new();
         data_conn.read_to_end(&mut out)?;

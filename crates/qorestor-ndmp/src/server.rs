@@ -76,8 +76,7 @@ pub fn start(addr: SocketAddr, shared: Arc<Shared>) -> Result<SocketAddr> {
                 let slot = Slot(live.clone());
                 let shared = shared.clone();
                 let spawned = thread::Builder::new().name("ndmp-session".into()).spawn(move || {
-                    let _slot = slot;
-                    if let Err(e) = serve_connection(stream, shared) {
+                    if let Err(e) = serve_connection(stream, shared, slot) {
                         eprintln!("ndmp: connection ended: {e}");
                     }
                 });
@@ -90,7 +89,10 @@ pub fn start(addr: SocketAddr, shared: Arc<Shared>) -> Result<SocketAddr> {
     Ok(bound)
 }
 
-fn serve_connection(mut stream: TcpStream, shared: Arc<Shared>) -> Result<()> {
+/// Serves one control connection. The session ends (mover halted, devices freed) and its
+/// `slot` is given back before the connection closes, so a DMA that sees it close can open the
+/// next session at once.
+fn serve_connection(mut stream: TcpStream, shared: Arc<Shared>, slot: Slot) -> Result<()> {
     let _ = stream.set_nodelay(true);
     let local_ip = match stream.local_addr().map(|a| a.ip()) {
         Ok(IpAddr::V4(ip)) => ip,
@@ -103,29 +105,29 @@ fn serve_connection(mut stream: TcpStream, shared: Arc<Shared>) -> Result<()> {
     let _ = stream.set_read_timeout(Some(LOGIN_TIMEOUT));
     let mut buf: Vec<u8> = Vec::new();
     let mut chunk = vec![0u8; 64 << 10];
-    loop {
-        match decode_record(&buf, MAX_RECORD)? {
-            Some((record, used)) => {
+    let result = loop {
+        match decode_record(&buf, MAX_RECORD) {
+            Err(e) => break Err(e.into()),
+            Ok(Some((record, used))) => {
                 buf.drain(..used);
                 let was = session.authenticated();
                 if !handle_record(&mut session, &control, &record) {
-                    break;
+                    break Ok(());
                 }
                 if !was && session.authenticated() {
                     let _ = stream.set_read_timeout(None);
                 }
             }
-            None => {
-                let n = stream.read(&mut chunk).map_err(|e| Error::io("cannot read the control socket", e))?;
-                if n == 0 {
-                    break;
-                }
-                buf.extend_from_slice(&chunk[..n]);
-            }
+            Ok(None) => match stream.read(&mut chunk) {
+                Err(e) => break Err(Error::io("cannot read the control socket", e)),
+                Ok(0) => break Ok(()),
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            },
         }
-    }
+    };
     session.finish();
-    Ok(())
+    drop(slot);
+    result
 }
 
 /// Handles one message; `false` to close the connection.

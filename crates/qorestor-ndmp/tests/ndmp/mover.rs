@@ -1,9 +1,10 @@
 //! The mover: backup and restore through the data connection, end of medium, and a client
-//! that disappears mid-backup.
+//! that disappears mid-backup. Waits are on the server's posts and on the connection closing
+//! (blocking reads); their timeouts only bound a hang.
 
 use std::io::Write;
 use std::net::TcpStream;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use qorestor_ndmp::client::Client;
 use qorestor_ndmp::message::{code, mover_mode, NdmpError};
@@ -12,6 +13,15 @@ use qorestor_ndmp::tape::mtio;
 use qorestor_ndmp::xdr::{Decoder, Encoder};
 
 use crate::fixture::{data, Fixture, TAPE};
+
+/// Bounds a wait that should end at once: only a hung server reaches it.
+const HANG: Duration = Duration::from_secs(60);
+
+/// MOVER_GET_STATE's record number.
+fn record_num(c: &mut Client) -> u32 {
+    let a = c.call_ok(code::MOVER_GET_STATE, &[]).unwrap();
+    Decoder::new(&a.body[24..]).u32("record_num").unwrap()
+}
 
 #[test]
 fn backup_and_restore_at_two_record_sizes() {
@@ -86,13 +96,13 @@ fn end_of_medium_pauses_the_mover() {
         // More than the cartridge holds; the write fails once the mover stops reading.
         let _ = s.write_all(&data(3 << 20, 3));
     });
-    let paused = c.wait_post(code::NOTIFY_MOVER_PAUSED, Duration::from_secs(30)).unwrap();
-    let log = c.wait_post(code::LOG_MESSAGE, Duration::from_secs(1)).unwrap();
+    let paused = c.wait_post(code::NOTIFY_MOVER_PAUSED, HANG).unwrap();
+    let log = c.wait_post(code::LOG_MESSAGE, HANG).unwrap();
     assert!(String::from_utf8_lossy(&log).contains("end of medium"));
     assert_eq!(Decoder::new(&paused).u32("reason").unwrap(), pause::EOM);
     assert_eq!(c.mover_state().unwrap(), state::PAUSED);
     c.call_ok(code::MOVER_ABORT, &[]).unwrap();
-    let halted = c.wait_post(code::NOTIFY_MOVER_HALTED, Duration::from_secs(30)).unwrap();
+    let halted = c.wait_post(code::NOTIFY_MOVER_HALTED, HANG).unwrap();
     assert_eq!(Decoder::new(&halted).u32("reason").unwrap(), halt::ABORTED);
     writer.join().unwrap();
 }
@@ -110,32 +120,21 @@ fn a_client_gone_mid_backup_leaves_a_readable_tape_and_a_free_drive() {
         let addr = c.mover_listen(mover_mode::READ).unwrap();
         let mut s = TcpStream::connect(addr).unwrap();
         s.write_all(&sent).unwrap();
-        // Wait until the mover wrote the 50 whole records, then vanish without closing the
-        // data connection (the partial record never completes).
-        let mut moved = 0;
-        for _ in 0..500 {
-            let a = c.call_ok(code::MOVER_GET_STATE, &[]).unwrap();
-            let d = &mut Decoder::new(&a.body[24..]);
-            moved = d.u32("record_num").unwrap();
-            if moved == 50 {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(10));
+        // Wait until the mover wrote the 50 whole records (NDMP posts nothing per record:
+        // ask), then vanish without closing the data connection (the partial record never
+        // completes). The server closes the control connection once the session has ended.
+        let end = Instant::now() + HANG;
+        while record_num(&mut c) < 50 {
+            assert!(Instant::now() < end, "the mover wrote {} of 50 records", record_num(&mut c));
+            std::thread::sleep(Duration::from_millis(1));
         }
-        assert_eq!(moved, 50);
-        drop(c);
+        assert_eq!(record_num(&mut c), 50);
+        c.hang_up().unwrap();
         std::mem::forget(s);
     }
+    // The drive is free at once.
     let mut c = f.client();
-    let mut opened = false;
-    for _ in 0..200 {
-        if c.tape_open(TAPE, 0).unwrap().error() == 0 {
-            opened = true;
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    assert!(opened, "the drive stayed busy");
+    assert_eq!(c.tape_open(TAPE, 0).unwrap().error(), 0, "the drive stayed busy");
     c.mtio(mtio::REW, 1).unwrap();
     let mut got = Vec::new();
     loop {
@@ -167,7 +166,7 @@ fn mover_connect_reaches_a_listening_data_service() {
         Encoder::new().u32(mover_mode::READ).u32(1).u32(1).u32(0x7F00_0001).u32(port as u32).u32(0).as_bytes().to_vec();
     c.call_ok(code::MOVER_CONNECT, &addr).unwrap();
     feeder.join().unwrap();
-    let halted = c.wait_post(code::NOTIFY_MOVER_HALTED, Duration::from_secs(30)).unwrap();
+    let halted = c.wait_post(code::NOTIFY_MOVER_HALTED, HANG).unwrap();
     assert_eq!(Decoder::new(&halted).u32("reason").unwrap(), halt::CONNECT_CLOSED);
     c.call_ok(code::MOVER_STOP, &[]).unwrap();
     c.mtio(mtio::EOF, 1).unwrap();
@@ -192,16 +191,12 @@ fn a_backup_spans_cartridges_through_end_of_medium_pauses() {
     let mut tapes = vec!["QS0001L5".to_string()];
     loop {
         // Wait for a pause (tape full) or the halt (all data written).
-        let s = loop {
-            let s = c.mover_state().unwrap();
-            if s == state::PAUSED || s == state::HALTED {
-                break s;
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        };
-        if s == state::HALTED {
+        let (post, _) = c.wait_any_post(&[code::NOTIFY_MOVER_PAUSED, code::NOTIFY_MOVER_HALTED], HANG).unwrap();
+        if post == code::NOTIFY_MOVER_HALTED {
+            assert_eq!(c.mover_state().unwrap(), state::HALTED);
             break;
         }
+        assert_eq!(c.mover_state().unwrap(), state::PAUSED);
         // Change tapes as a DMA does: close, unload, load the next, open, window, continue.
         c.call_ok(code::TAPE_CLOSE, &[]).unwrap();
         vtl.unload(0).unwrap();
