@@ -83,6 +83,9 @@ pub struct MoverState {
     pub window_length: u64,
     /// Data connection.
     pub data_connection: Option<TcpAddr>,
+    /// Counts the mover's starts (MOVER_LISTEN, MOVER_CONNECT): a pump thread serves only the
+    /// start it was spawned for, and leaves a later one alone however late it wakes.
+    pub activation: u64,
 }
 
 impl Default for MoverState {
@@ -101,6 +104,7 @@ impl Default for MoverState {
             window_offset: 0,
             window_length: u64::MAX,
             data_connection: None,
+            activation: 0,
         }
     }
 }
@@ -166,16 +170,20 @@ impl MoverState {
         Ok(())
     }
 
-    /// Now listening on `addr`.
+    /// Now listening on `addr` (a new start).
     pub fn listening(&mut self, mode: u32, addr: TcpAddr) {
+        self.activation += 1;
         self.state = state::LISTEN;
         self.mode = mode;
         self.data_connection = Some(addr);
         self.bytes_moved = 0;
     }
 
-    /// The data connection is up (accepted or connected).
+    /// The data connection is up: accepted while listening, or connected (a new start).
     pub fn connected(&mut self, mode: u32, peer: TcpAddr) {
+        if self.state != state::LISTEN {
+            self.activation += 1;
+        }
         self.state = state::ACTIVE;
         self.mode = mode;
         self.data_connection = Some(peer);
@@ -204,7 +212,7 @@ impl MoverState {
         if self.state != state::HALTED {
             return Err(NdmpError::IllegalState);
         }
-        *self = MoverState { record_size: self.record_size, ..MoverState::default() };
+        *self = MoverState { record_size: self.record_size, activation: self.activation, ..MoverState::default() };
         Ok(())
     }
 

@@ -59,18 +59,25 @@ pub fn try_accept(conn: &Conn) {
     }
 }
 
-/// Starts listening on `listener` for the data connection: a pump thread waits for it (until
-/// the mover leaves LISTEN), then runs.
-pub fn spawn_listen(conn: Arc<Conn>, listener: TcpListener) -> std::io::Result<()> {
+/// Starts listening on `listener` for the data connection of the mover's start `activation`:
+/// a pump thread waits for it (until the mover leaves LISTEN), then runs.
+pub fn spawn_listen(conn: Arc<Conn>, listener: TcpListener, activation: u64) -> std::io::Result<()> {
     listener.set_nonblocking(true)?;
     *conn.listener.lock() = Some(listener);
     thread::Builder::new().name("ndmp-mover".into()).spawn(move || loop {
         try_accept(&conn);
-        if let Some(s) = conn.accepted.lock().take() {
-            run(&conn, s);
+        let mut m = conn.mover.lock();
+        if m.activation != activation {
             return;
         }
-        let mut m = conn.mover.lock();
+        // Out of its lock before the pump runs: the pump takes the mover's lock, and
+        // try_accept takes this one under it.
+        let accepted = conn.accepted.lock().take();
+        if let Some(s) = accepted {
+            drop(m);
+            run(&conn, s, activation);
+            return;
+        }
         if m.state != state::LISTEN {
             conn.listener.lock().take();
             return;
@@ -80,13 +87,15 @@ pub fn spawn_listen(conn: Arc<Conn>, listener: TcpListener) -> std::io::Result<(
     Ok(())
 }
 
-/// Runs the pump on a connected data stream in a new thread.
-pub fn spawn_run(conn: Arc<Conn>, stream: TcpStream) -> std::io::Result<()> {
-    thread::Builder::new().name("ndmp-mover".into()).spawn(move || run(&conn, stream))?;
+/// Runs the pump of the mover's start `activation` on a connected data stream in a new thread.
+pub fn spawn_run(conn: Arc<Conn>, stream: TcpStream, activation: u64) -> std::io::Result<()> {
+    thread::Builder::new().name("ndmp-mover".into()).spawn(move || run(&conn, stream, activation))?;
     Ok(())
 }
 
-fn run(conn: &Conn, stream: TcpStream) {
+/// The pump of the mover's start `activation`: it moves data while the mover is in that start,
+/// and halts it only then.
+fn run(conn: &Conn, stream: TcpStream, activation: u64) {
     match stream.try_clone() {
         Ok(s) => *conn.data.lock() = Some(s),
         Err(_) => {
@@ -96,9 +105,16 @@ fn run(conn: &Conn, stream: TcpStream) {
         }
     }
     let mode = conn.mover.lock().mode;
-    let reason = if mode == mover_mode::READ { backup(conn, stream) } else { restore(conn, stream) };
+    let reason =
+        if mode == mover_mode::READ { backup(conn, stream, activation) } else { restore(conn, stream, activation) };
     if let Some(r) = reason {
-        let posts = conn.halt(r);
+        let mut m = conn.mover.lock();
+        if m.activation != activation {
+            return;
+        }
+        let posts = m.halt(r);
+        drop(m);
+        conn.close_data();
         conn.send(posts);
     }
 }
@@ -123,11 +139,11 @@ fn fill(s: &mut TcpStream, buf: &mut [u8]) -> std::io::Result<usize> {
 /// reached the early warning the mover pauses, and a tape mover does not look further until the
 /// DMA has changed the tape and continued. (Halting at once would race the DMA's tape change:
 /// it got the pause, and its MOVER_SET_WINDOW or MOVER_CONTINUE would find the mover halted.)
-fn backup(conn: &Conn, mut stream: TcpStream) -> Option<u32> {
+fn backup(conn: &Conn, mut stream: TcpStream, activation: u64) -> Option<u32> {
     let size = conn.mover.lock().record_size as usize;
     let mut buf = vec![0u8; size];
     loop {
-        if !wait_while_paused(conn) {
+        if !wait_while_paused(conn, activation) {
             return None;
         }
         let n = match fill(&mut stream, &mut buf) {
@@ -138,29 +154,33 @@ fn backup(conn: &Conn, mut stream: TcpStream) -> Option<u32> {
             return Some(halt::CONNECT_CLOSED);
         }
         buf[n..].fill(0);
-        if !write_record(conn, &buf, n as u64) {
+        if !write_record(conn, &buf, n as u64, activation) {
             return None;
         }
         if n < size {
-            return wait_while_paused(conn).then_some(halt::CONNECT_CLOSED);
+            return wait_while_paused(conn, activation).then_some(halt::CONNECT_CLOSED);
         }
     }
 }
 
-/// Waits while the mover is paused; `true` if it is active afterwards (`false`: halted, or
-/// otherwise no longer moving data).
-fn wait_while_paused(conn: &Conn) -> bool {
+/// Waits while the mover is paused; `true` if it is active afterwards in start `activation`
+/// (`false`: halted, or otherwise no longer moving data for this pump).
+fn wait_while_paused(conn: &Conn, activation: u64) -> bool {
     let mut m = conn.mover.lock();
-    while m.state == state::PAUSED {
+    while m.activation == activation && m.state == state::PAUSED {
         conn.changed.wait(&mut m);
     }
-    m.state == state::ACTIVE
+    m.activation == activation && m.state == state::ACTIVE
 }
 
-/// Writes one record, waiting through pauses. `false` when the mover halted.
-fn write_record(conn: &Conn, record: &[u8], data_len: u64) -> bool {
+/// Writes one record, waiting through pauses. `false` when the mover halted (or is no longer
+/// in start `activation`).
+fn write_record(conn: &Conn, record: &[u8], data_len: u64, activation: u64) -> bool {
     let mut m = conn.mover.lock();
     loop {
+        if m.activation != activation {
+            return false;
+        }
         match m.state {
             state::ACTIVE => {}
             state::PAUSED => {
@@ -211,10 +231,10 @@ struct Held {
 }
 
 /// Tape → network. Returns the halt reason, or `None` if something else halted the mover.
-fn restore(conn: &Conn, mut stream: TcpStream) -> Option<u32> {
+fn restore(conn: &Conn, mut stream: TcpStream, activation: u64) -> Option<u32> {
     let mut held: Option<Held> = None;
     loop {
-        let chunk = match next_chunk(conn, &mut held) {
+        let chunk = match next_chunk(conn, &mut held, activation) {
             Ok(Some(c)) => c,
             Ok(None) => continue,
             Err(reason) => return reason,
@@ -226,10 +246,14 @@ fn restore(conn: &Conn, mut stream: TcpStream) -> Option<u32> {
 }
 
 /// Waits for a pending MOVER_READ and returns the next bytes to send (`None`: paused,
-/// try again). `Err` ends the pump with an optional halt reason.
-fn next_chunk(conn: &Conn, held: &mut Option<Held>) -> Result<Option<Vec<u8>>, Option<u32>> {
+/// try again). `Err` ends the pump with an optional halt reason (at once if the mover is no
+/// longer in start `activation`).
+fn next_chunk(conn: &Conn, held: &mut Option<Held>, activation: u64) -> Result<Option<Vec<u8>>, Option<u32>> {
     let mut m = conn.mover.lock();
     loop {
+        if m.activation != activation {
+            return Err(None);
+        }
         match m.state {
             state::ACTIVE if m.bytes_left_to_read > 0 => break,
             state::ACTIVE | state::PAUSED => {

@@ -457,8 +457,9 @@ impl Session {
         let port = listener.local_addr().map_err(|_| NdmpError::Io)?.port();
         let addr = TcpAddr { ip: u32::from(self.local_ip), port };
         m.listening(mode, addr);
+        let activation = m.activation;
         drop(m);
-        if pump::spawn_listen(self.conn.clone(), listener).is_err() {
+        if pump::spawn_listen(self.conn.clone(), listener, activation).is_err() {
             let posts = self.conn.halt(halt::INTERNAL_ERROR);
             self.conn.send(posts);
         }
@@ -481,8 +482,9 @@ impl Session {
             })
             .ok_or(NdmpError::Connect)?;
         m.connected(mode, stream.1);
+        let activation = m.activation;
         drop(m);
-        if pump::spawn_run(self.conn.clone(), stream.0).is_err() {
+        if pump::spawn_run(self.conn.clone(), stream.0, activation).is_err() {
             let posts = self.conn.halt(halt::INTERNAL_ERROR);
             self.conn.send(posts);
         }
