@@ -2,10 +2,10 @@
 //! starts the frontends whose `--*-listen` flag is given, prints `listening <frontend>
 //! <addr:port>` once every listener is bound, ticks the libraries every second (so idle drives
 //! make their buffered tape data durable), runs the cleaner in its scheduled windows
-//! ([`crate::scheduler`]), and on SIGTERM or SIGINT stops a cleaner run at its next pack, makes
-//! every drive's data durable and exits 0. Connections still open then are dropped with the
-//! process: nothing they
-//! had not been acknowledged is lost, since an acknowledgement comes only after durability
+//! ([`crate::scheduler`]), and on SIGTERM or SIGINT first stops every listener (no new
+//! connection; the open ones are ended and their threads joined), then stops a cleaner run at
+//! its next pack, makes every drive's data durable and exits 0. Nothing a session had been
+//! acknowledged is lost by ending it, since an acknowledgement comes only after durability
 //! (see `docs/VTL.md`).
 
 use std::io::Write;
@@ -34,7 +34,8 @@ printed on stdout:
 
 While serve runs it owns the data directory: other qorestor commands on it fail with \
 \"data directory DIR is in use by qorestor serve (pid N)\". SIGTERM or SIGINT stops it cleanly \
-(exit 0) after making every tape drive's buffered data durable.
+(exit 0): the listeners stop first (open sessions are ended), then every tape drive's buffered \
+data is made durable.
 
 serve runs the cleaner in the windows stored with `qorestor cleaner schedule add` (local time; \
 the TZ environment variable applies): one run per opening of a window, asked to stop when the \
@@ -77,14 +78,45 @@ pub struct Services {
     pub libraries: Arc<Libraries>,
 }
 
-/// A frontend listening: its name in the `listening` line and its bound address.
+/// A frontend listening: its name in the `listening` line, its bound address and its server.
 struct Listening {
     frontend: &'static str,
     addr: SocketAddr,
+    server: Box<dyn Frontend>,
+}
+
+/// What `serve` does with a frontend's server at shutdown.
+trait Frontend {
+    /// Stops accepting and ends the sessions.
+    fn stop(&self);
+    /// Waits for its threads, at most `limit`; whether they all ended.
+    fn join_within(&self, limit: Duration) -> bool;
+}
+
+impl Frontend for qorestor_core::listener::Server {
+    fn stop(&self) {
+        qorestor_core::listener::Server::stop(self)
+    }
+
+    fn join_within(&self, limit: Duration) -> bool {
+        qorestor_core::listener::Server::join_within(self, limit)
+    }
+}
+
+impl Frontend for qorestor_iscsi::Server {
+    fn stop(&self) {
+        qorestor_iscsi::Server::stop(self)
+    }
+
+    fn join_within(&self, limit: Duration) -> bool {
+        qorestor_iscsi::Server::join_within(self, limit)
+    }
 }
 
 /// How often the libraries are ticked.
 const TICK: Duration = Duration::from_secs(1);
+/// How long a stop waits for a frontend's sessions to end (one may be finishing a command).
+const SESSION_END: Duration = Duration::from_secs(20);
 
 /// Runs `serve` until SIGTERM or SIGINT.
 pub fn run(ctx: &Ctx, args: ServeArgs) -> Result<()> {
@@ -108,9 +140,9 @@ pub fn run(ctx: &Ctx, args: ServeArgs) -> Result<()> {
                  (stop serve, run `qorestor replication set-password`, start it again)"
             );
         }
-        let addr = qorestor_core::replication::listen(services.engine.clone(), addr)
+        let server = qorestor_core::replication::listen(services.engine.clone(), addr)
             .with_context(|| format!("cannot listen for replication on {addr}"))?;
-        listening.push(Listening { frontend: "replication", addr });
+        listening.push(Listening { frontend: "replication", addr: server.local_addr(), server: Box::new(server) });
     }
     if let Some(addr) = args.ost_listen {
         bail!("cannot serve OST on {addr}: the OST frontend is not built yet");
@@ -134,7 +166,21 @@ pub fn run(ctx: &Ctx, args: ServeArgs) -> Result<()> {
     let scheduler = Scheduler::start(services.engine.clone(), Arc::new(SystemClock))?;
     let signal = signals.forever().next().unwrap_or(SIGTERM);
     let name = if signal == SIGINT { "SIGINT" } else { "SIGTERM" };
-    eprintln!("qorestor serve: {name}: making tape data durable and stopping");
+    eprintln!("qorestor serve: {name}: stopping the listeners, then making tape data durable");
+    // No new session may write once the flush has begun: every frontend stops accepting and
+    // ends its sessions (what they had acknowledged is durable already), then its threads end.
+    for l in &listening {
+        l.server.stop();
+    }
+    for l in &listening {
+        if !l.server.join_within(SESSION_END) {
+            eprintln!(
+                "qorestor serve: {} sessions still running after {} s; making tape data durable anyway",
+                l.frontend,
+                SESSION_END.as_secs()
+            );
+        }
+    }
     scheduler.stop();
     libraries.flush_all().context("cannot make buffered tape data durable at shutdown")?;
     Ok(())
@@ -145,7 +191,7 @@ pub fn run(ctx: &Ctx, args: ServeArgs) -> Result<()> {
 fn start_iscsi(addr: SocketAddr, services: &Services) -> Result<Listening> {
     let portal = qorestor_iscsi::config::portal(&services.engine, &services.libraries)?;
     let server = qorestor_iscsi::Server::start(addr, Arc::new(portal))?;
-    Ok(Listening { frontend: "iscsi", addr: server.local_addr() })
+    Ok(Listening { frontend: "iscsi", addr: server.local_addr(), server: Box::new(server) })
 }
 
 /// Starts the NDMP server on `addr`.
@@ -163,6 +209,6 @@ fn start_ndmp(addr: SocketAddr, services: &Services) -> Result<Listening> {
         }),
         opened: Default::default(),
     };
-    let addr = qorestor_ndmp::server::start(addr, Arc::new(shared)).context("cannot start the NDMP server")?;
-    Ok(Listening { frontend: "ndmp", addr })
+    let server = qorestor_ndmp::server::start(addr, Arc::new(shared)).context("cannot start the NDMP server")?;
+    Ok(Listening { frontend: "ndmp", addr: server.local_addr(), server: Box::new(server) })
 }

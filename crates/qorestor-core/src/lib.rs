@@ -44,6 +44,7 @@ pub mod format;
 mod fsutil;
 pub mod group;
 pub mod index;
+pub mod listener;
 mod maintenance;
 mod mmap;
 pub mod pack;

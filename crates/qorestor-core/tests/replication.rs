@@ -199,8 +199,8 @@ fn a_pass_over_tcp_reaches_a_listener_that_admits_only_its_password() {
     put(&src, "nightly", "mon", &mon);
     put(&src, "nightly", "tue", &tue);
     let dst = Engine::create(dst_dir.path()).unwrap();
-    let addr = qorestor_core::replication::listen(dst.clone(), "127.0.0.1:0".parse().unwrap()).unwrap();
-    let target = addr.to_string();
+    let listener = qorestor_core::replication::listen(dst.clone(), "127.0.0.1:0".parse().unwrap()).unwrap();
+    let target = listener.local_addr().to_string();
     let password = || Passphrase::new(b"s3cret replication".to_vec()).unwrap();
 
     // No password set on the target: refused, saying so.
@@ -334,8 +334,8 @@ fn with_tls_the_data_is_not_readable_on_the_wire_and_arrives_the_same() {
         let dst = Engine::create(dst_dir.path()).unwrap();
         let password = Passphrase::new(b"pw".to_vec()).unwrap();
         dst.set_replication_password(&password).unwrap();
-        let listening = qorestor_core::replication::listen(dst.clone(), "127.0.0.1:0".parse().unwrap()).unwrap();
-        let (proxy, seen) = tapped_proxy(listening);
+        let listener = qorestor_core::replication::listen(dst.clone(), "127.0.0.1:0".parse().unwrap()).unwrap();
+        let (proxy, seen) = tapped_proxy(listener.local_addr());
         let info = src.add_remote_replication("c", &proxy, None, enc, &password).unwrap();
         assert_eq!(info.encryption, enc);
         let done = src.run_replication("c", false, &NoProgress).unwrap();
@@ -367,7 +367,8 @@ fn a_group_of_large_chunks_replicates_over_tcp_in_frames_the_target_accepts() {
     let dst = Engine::create(dst_dir.path()).unwrap();
     let password = Passphrase::new(b"pw".to_vec()).unwrap();
     dst.set_replication_password(&password).unwrap();
-    let addr = qorestor_core::replication::listen(dst.clone(), "127.0.0.1:0".parse().unwrap()).unwrap();
+    let listener = qorestor_core::replication::listen(dst.clone(), "127.0.0.1:0".parse().unwrap()).unwrap();
+    let addr = listener.local_addr();
     src.add_remote_replication("vm", &addr.to_string(), None, WireEncryption::None, &password).unwrap();
     let run = src.run_replication("vm", false, &NoProgress).unwrap().last.unwrap();
     assert_eq!((run.streams_sent, run.error.as_deref()), (1, None));
@@ -385,7 +386,8 @@ fn a_store_that_fails_on_the_target_fails_the_pass_and_publishes_nothing() {
     let dst = Engine::create(dst_dir.path()).unwrap();
     let password = Passphrase::new(b"pw".to_vec()).unwrap();
     dst.set_replication_password(&password).unwrap();
-    let addr = qorestor_core::replication::listen(dst.clone(), "127.0.0.1:0".parse().unwrap()).unwrap();
+    let listener = qorestor_core::replication::listen(dst.clone(), "127.0.0.1:0".parse().unwrap()).unwrap();
+    let addr = listener.local_addr();
     src.add_remote_replication("c", &addr.to_string(), None, WireEncryption::None, &password).unwrap();
     // Stores are not waited for one by one: a pack write failing on the target mid-pass must
     // still fail the pass, with the target's reason, before the stream is published there.
@@ -398,4 +400,68 @@ fn a_store_that_fails_on_the_target_fails_the_pass_and_publishes_nothing() {
     assert_eq!(status.state, "failed");
     assert!(status.last.unwrap().chunks_sent > 0);
     assert!(names(&dst, "c").is_empty(), "a stream was published after a failed store");
+}
+
+/// Reads until the peer closes the connection; the bytes read.
+fn read_until_closed(s: &mut std::net::TcpStream) -> usize {
+    s.set_read_timeout(Some(std::time::Duration::from_secs(30))).unwrap();
+    let mut got = Vec::new();
+    let _ = s.read_to_end(&mut got);
+    got.len()
+}
+
+#[test]
+fn the_listener_stops_through_its_handle_with_sessions_open() {
+    use qorestor_core::replication::wire::{self, Message};
+    let dst_dir = tempfile::tempdir().unwrap();
+    let dst = Engine::create(dst_dir.path()).unwrap();
+    dst.set_replication_password(&Passphrase::new(b"pw".to_vec()).unwrap()).unwrap();
+    let listener = qorestor_core::replication::listen(dst.clone(), "127.0.0.1:0".parse().unwrap()).unwrap();
+    let addr = listener.local_addr();
+    let mut silent = std::net::TcpStream::connect(addr).unwrap();
+    let mut talking = std::net::TcpStream::connect(addr).unwrap();
+    talking.write_all(&wire::encode(&Message::Hello { version: wire::VERSION, nonce: [7; 32] })).unwrap();
+    // The challenge comes once the second connection is admitted, and so the first before it.
+    let mut head = [0u8; 4];
+    talking.read_exact(&mut head).unwrap();
+    let mut frame = head.to_vec();
+    frame.resize(wire::frame_len(head).unwrap(), 0);
+    talking.read_exact(&mut frame[4..]).unwrap();
+    assert!(matches!(wire::decode(&frame).unwrap(), Message::Challenge { .. }));
+    let sessions = listener.sessions();
+    assert_eq!(sessions.len(), 2, "{sessions:?}");
+    assert!(sessions.iter().all(|s| s.peer.ip() == addr.ip() && !s.authenticated && s.state == "handshake"));
+
+    listener.stop();
+    listener.join();
+    assert_eq!(read_until_closed(&mut silent), 0);
+    assert_eq!(read_until_closed(&mut talking), 0);
+    assert!(listener.sessions().is_empty());
+    assert!(std::net::TcpStream::connect(addr).is_err(), "the port still accepts");
+}
+
+#[test]
+fn before_authentication_a_frame_over_the_budget_closes_the_connection_at_its_header() {
+    use qorestor_core::replication::{wire, PRE_AUTH_MAX_FRAME};
+    let dst_dir = tempfile::tempdir().unwrap();
+    let dst = Engine::create(dst_dir.path()).unwrap();
+    let listener = qorestor_core::replication::listen(dst.clone(), "127.0.0.1:0".parse().unwrap()).unwrap();
+    let mut s = std::net::TcpStream::connect(listener.local_addr()).unwrap();
+    // A header announcing 40 MiB (the protocol's largest frame), then data: the listener closes
+    // the connection after the header instead of taking the frame in.
+    s.write_all(&(wire::MAX_FRAME as u32).to_be_bytes()).unwrap();
+    let mut sent = 0usize;
+    let block = vec![0u8; 64 << 10];
+    while sent < 39 << 20 {
+        match s.write(&block) {
+            Ok(n) => sent += n,
+            Err(_) => break,
+        }
+    }
+    assert!(sent < 39 << 20, "the listener took {sent} bytes of a frame over {PRE_AUTH_MAX_FRAME} bytes");
+    drop(s);
+    // It keeps serving.
+    let mut ok = std::net::TcpStream::connect(listener.local_addr()).unwrap();
+    ok.write_all(&wire::encode(&wire::Message::Hello { version: wire::VERSION, nonce: [1; 32] })).unwrap();
+    assert!(read_until_closed(&mut ok) > 0, "no answer to a Hello");
 }

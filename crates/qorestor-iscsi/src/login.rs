@@ -272,6 +272,11 @@ impl Login {
             "Discovery" => SessionKind::Discovery,
             _ => return Err(status::INITIATOR_ERROR),
         };
+        if self.kind == SessionKind::Discovery {
+            // A discovery session stays within the login's budget: 8 KiB data segments.
+            let login_max = crate::connection::LOGIN_MAX_DATA;
+            self.params.max_recv_data_segment = self.params.max_recv_data_segment.min(login_max);
+        }
         if self.kind == SessionKind::Normal {
             let t = pairs.get("TargetName").ok_or(status::MISSING_PARAMETER)?;
             self.target = Some(self.portal.target(t).ok_or(status::NOT_FOUND)?.clone());

@@ -53,7 +53,7 @@ pub struct Timeouts {
 impl Default for Timeouts {
     fn default() -> Timeouts {
         Timeouts {
-            login: Duration::from_secs(30),
+            login: crate::server::LOGIN_TIMEOUT,
             nop_interval: Duration::from_secs(30),
             nop_timeout: Duration::from_secs(30),
         }

@@ -3,6 +3,11 @@
 //! its [`Connection`], and writes what comes back. Reads time out every [`POLL`] so that the
 //! connection's timers (login timeout, keep-alive ping) run on a quiet connection.
 //!
+//! Admission is [`LIMITS`] (see [`qorestor_core::listener`]): a connection counts as
+//! unauthenticated until a normal session reaches the full feature phase (discovery sessions
+//! stay so: they get 8 KiB data segments and must end within [`LOGIN_TIMEOUT`] of the
+//! accept); then it takes one of [`MAX_SESSIONS`] session slots.
+//!
 //! Session reinstatement (RFC 7143 §6.3.5): a new login with the InitiatorName, ISID and
 //! target of a running session replaces it; the old session's connection is shut down, as
 //! ErrorRecoveryLevel 0 implies (a backup host that restarts logs in again with the same ISID).
@@ -15,6 +20,8 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime};
 
+use qorestor_core::listener::{self, Conn, Handler, Limits, Refusal, SessionInfo};
+
 use crate::chap::CHALLENGE_LEN;
 use crate::connection::{Connection, Output};
 use crate::error::{Error, Result};
@@ -24,30 +31,93 @@ use crate::session::Action;
 
 /// How often a quiet connection checks its timers.
 pub const POLL: Duration = Duration::from_millis(500);
-/// How much is read from the socket at a time.
-const READ_CHUNK: usize = 256 * 1024;
+/// Normal sessions (one connection each) in full feature phase at once.
+pub const MAX_SESSIONS: usize = 64;
+/// How long after its accept a connection may take to reach the full feature phase of a
+/// normal session (a discovery session must also end within it).
+pub const LOGIN_TIMEOUT: Duration = Duration::from_secs(15);
+/// What the target admits: connections before the full feature phase of a normal session per
+/// peer address and in all, the time they get (the portal's login timeout, by default
+/// [`LOGIN_TIMEOUT`]), and the normal sessions served at once.
+pub const LIMITS: Limits = Limits::with(LOGIN_TIMEOUT, MAX_SESSIONS);
+/// The first read of a connection; each read that fills its space doubles it, up to
+/// [`MAX_READ`] (only in a normal session's full feature phase: a login PDU is at most 9 KiB).
+const FIRST_READ: usize = 16 * 1024;
+/// The largest read.
+const MAX_READ: usize = 256 * 1024;
 
-/// A running iSCSI target.
+/// A running iSCSI target: stop it, join it, list its connections.
 pub struct Server {
-    addr: SocketAddr,
+    inner: listener::Server,
 }
 
 impl Server {
-    /// Binds `addr` and serves `portal` on a background thread, one thread per connection.
+    /// Binds `addr` and serves `portal` on background threads, one per connection.
     pub fn start(addr: SocketAddr, portal: Arc<Portal>) -> Result<Server> {
         let listener =
             TcpListener::bind(addr).map_err(|source| Error::Io { what: format!("cannot listen on {addr}"), source })?;
-        let addr = listener.local_addr().map_err(|source| Error::Io { what: "local address".into(), source })?;
-        thread::Builder::new()
-            .name("iscsi-accept".into())
-            .spawn(move || accept_loop(listener, portal))
-            .map_err(|source| Error::Io { what: "cannot start the iSCSI accept thread".into(), source })?;
-        Ok(Server { addr })
+        let limits = Limits { pre_auth_timeout: portal.timeouts.login, ..LIMITS };
+        let handler = Arc::new(Target { portal, registry: Registry::default() });
+        let inner = listener::Server::spawn("iscsi", listener, limits, handler)
+            .map_err(|source| Error::Io { what: "cannot start the iSCSI threads".into(), source })?;
+        Ok(Server { inner })
     }
 
     /// The bound address.
     pub fn local_addr(&self) -> SocketAddr {
-        self.addr
+        self.inner.local_addr()
+    }
+
+    /// The open connections (initiator name, `login`, `discovery` or `full feature`), oldest
+    /// first.
+    pub fn sessions(&self) -> Vec<SessionInfo> {
+        self.inner.sessions()
+    }
+
+    /// Stops accepting and shuts down every connection; [`Server::join`] waits for them.
+    pub fn stop(&self) {
+        self.inner.stop()
+    }
+
+    /// Waits for every thread of the target (after [`Server::stop`]).
+    pub fn join(&self) {
+        self.inner.join()
+    }
+
+    /// As [`Server::join`], giving up after `limit`; whether every thread ended.
+    pub fn join_within(&self, limit: Duration) -> bool {
+        self.inner.join_within(limit)
+    }
+}
+
+/// The connection handler.
+struct Target {
+    portal: Arc<Portal>,
+    registry: Registry,
+}
+
+impl Handler for Target {
+    fn serve(&self, stream: TcpStream, conn: Conn) {
+        conn.set_state("login");
+        let mut entered = None;
+        let result = serve(stream, self.portal.clone(), &self.registry, &conn, &mut entered);
+        if let Some((key, id)) = entered {
+            self.registry.leave(&key, id);
+        }
+        match result {
+            Err(_) if conn.timed_out() => {} // the watchdog logged it
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    ErrorKind::ConnectionReset | ErrorKind::BrokenPipe | ErrorKind::UnexpectedEof
+                ) => {}
+            Err(e) => eprintln!("iscsi: connection from {}: {e}", conn.peer()),
+            Ok(()) => {}
+        }
+    }
+
+    fn refuse(&self, _stream: TcpStream, _why: &Refusal) {
+        // Nothing is sent before a Login Request: the connection is closed.
     }
 }
 
@@ -82,37 +152,6 @@ impl Registry {
     }
 }
 
-fn accept_loop(listener: TcpListener, portal: Arc<Portal>) {
-    let registry = Arc::new(Registry::default());
-    for stream in listener.incoming() {
-        let stream = match stream {
-            Ok(s) => s,
-            Err(e) => {
-                eprintln!("iscsi: accept failed: {e}");
-                thread::sleep(Duration::from_millis(100));
-                continue;
-            }
-        };
-        let (portal, registry) = (portal.clone(), registry.clone());
-        let spawned = thread::Builder::new().name("iscsi-conn".into()).spawn(move || {
-            let peer = stream.peer_addr().map(|a| a.to_string()).unwrap_or_default();
-            let mut entered = None;
-            let result = serve(stream, portal, &registry, &mut entered);
-            if let Some((key, id)) = entered {
-                registry.leave(&key, id);
-            }
-            if let Err(e) = result {
-                if !matches!(e.kind(), ErrorKind::ConnectionReset | ErrorKind::BrokenPipe | ErrorKind::UnexpectedEof) {
-                    eprintln!("iscsi: connection from {peer}: {e}");
-                }
-            }
-        });
-        if let Err(e) = spawned {
-            eprintln!("iscsi: cannot start a connection thread: {e}");
-        }
-    }
-}
-
 /// Bytes for the CHAP identifier and challenge: the kernel's random source, or (should it be
 /// unreadable) a hash of the time and thread, which is still unique per connection.
 fn entropy() -> [u8; 1 + CHALLENGE_LEN] {
@@ -131,6 +170,7 @@ fn serve(
     mut stream: TcpStream,
     portal: Arc<Portal>,
     registry: &Registry,
+    admitted: &Conn,
     entered: &mut Option<(SessionKey, u64)>,
 ) -> std::io::Result<()> {
     stream.set_nodelay(true)?;
@@ -138,10 +178,11 @@ fn serve(
     let local = stream.local_addr()?.to_string();
     let mut conn = Connection::new(portal, local, entropy(), Instant::now());
     let mut framing = Connection::initial_framing();
-    // Received bytes not yet framed are buf[start..end]. The buffer is zeroed once and reused:
-    // it grows only to hold one PDU (bounded by the framing limits) plus a read.
-    let mut buf = vec![0u8; READ_CHUNK * 2];
+    // Received bytes not yet framed are buf[start..end]. The buffer grows as data arrives: it
+    // holds one PDU (bounded by the framing limits in force) plus a read.
+    let mut buf = Vec::new();
     let (mut start, mut end) = (0, 0);
+    let mut read_size = FIRST_READ;
     let mut wire = Vec::new();
     loop {
         loop {
@@ -157,10 +198,23 @@ fn serve(
             // so that a later login reinstating it always finds it.
             if entered.is_none() {
                 if let Some(est) = conn.session().map(|s| s.established()) {
-                    if let Some(t) = &est.target {
-                        let key = (est.initiator.clone(), est.isid, t.name.clone());
-                        let id = registry.enter(key.clone(), &stream);
-                        *entered = Some((key, id));
+                    match &est.target {
+                        Some(t) => {
+                            // Out of session slots: the connection closes before the final
+                            // Login Response.
+                            if let Err(why) = admitted.authenticated(Some(&est.initiator), "full feature") {
+                                eprintln!("iscsi: refused a session of {}: {why}", est.initiator);
+                                let _ = stream.shutdown(Shutdown::Both);
+                                return Ok(());
+                            }
+                            let key = (est.initiator.clone(), est.isid, t.name.clone());
+                            let id = registry.enter(key.clone(), &stream);
+                            *entered = Some((key, id));
+                        }
+                        None => {
+                            admitted.set_user(&est.initiator);
+                            admitted.set_state("discovery");
+                        }
                     }
                 }
             }
@@ -168,17 +222,22 @@ fn serve(
                 return Ok(());
             }
         }
-        if buf.len() - end < READ_CHUNK {
+        if buf.len() - end < read_size {
             buf.copy_within(start..end, 0);
             end -= start;
             start = 0;
-            if buf.len() - end < READ_CHUNK {
-                buf.resize(end + READ_CHUNK, 0);
+            if buf.len() - end < read_size {
+                buf.resize(end + read_size, 0);
             }
         }
-        end += match stream.read(&mut buf[end..]) {
+        end += match stream.read(&mut buf[end..end + read_size]) {
             Ok(0) => return Ok(()),
-            Ok(n) => n,
+            Ok(n) => {
+                if n == read_size && entered.is_some() {
+                    read_size = (read_size * 2).min(MAX_READ);
+                }
+                n
+            }
             Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted) => 0,
             Err(e) => return Err(e),
         };

@@ -15,6 +15,8 @@ use crate::xdr::{Decoder, Encoder};
 
 /// How long a read waits for the server before failing (only bounds a hang).
 const READ_TIMEOUT: Duration = Duration::from_secs(60);
+/// NOTIFY_CONNECTION_STATUS reason CONNECTED.
+const CONNECTED: u32 = 0;
 
 /// A control connection to an NDMP server.
 pub struct Client {
@@ -47,12 +49,25 @@ impl Answer {
 impl Client {
     /// Connects and reads the server's NOTIFY_CONNECTION_STATUS.
     pub fn connect(addr: impl ToSocketAddrs) -> io::Result<Client> {
-        let stream = TcpStream::connect(addr)?;
+        Client::on(TcpStream::connect(addr)?)
+    }
+
+    /// Reads the server's NOTIFY_CONNECTION_STATUS on a connected socket. A status other than
+    /// CONNECTED (such as REFUSED) is an error of kind `ConnectionRefused` carrying its text.
+    pub fn on(stream: TcpStream) -> io::Result<Client> {
         stream.set_read_timeout(Some(READ_TIMEOUT))?;
         let mut c = Client { stream, sequence: 0, buf: Vec::new(), posts: Vec::new() };
-        let (h, _) = c.read_message()?;
+        let (h, body) = c.read_message()?;
         if h.message_code != code::NOTIFY_CONNECTION_STATUS {
             return Err(bad(format!("expected NOTIFY_CONNECTION_STATUS, got {:#x}", h.message_code)));
+        }
+        let d = &mut Decoder::new(&body);
+        let reason = d.u32("reason").map_err(bad)?;
+        if reason != CONNECTED {
+            d.u32("protocol_version").map_err(bad)?;
+            let text = d.string("text_reason", 4096).unwrap_or_default();
+            let why = format!("the server refused the connection (status {reason}): {text}");
+            return Err(io::Error::new(io::ErrorKind::ConnectionRefused, why));
         }
         Ok(c)
     }

@@ -1,22 +1,24 @@
 //! The TCP server: one thread accepts control connections, one thread per connection reads
 //! records, decodes them and runs the [`Session`]; replies and notifications are written under
-//! one lock so they never interleave. At most [`MAX_SESSIONS`] connections are served at once
-//! (more are refused with NOTIFY_CONNECTION_STATUS REFUSED), and a connection that has not
-//! authenticated within [`LOGIN_TIMEOUT`] of its last message is closed.
+//! one lock so they never interleave. Admission is [`LIMITS`] (see
+//! [`qorestor_core::listener`]): until CONNECT_CLIENT_AUTH succeeds a connection holds a slot of
+//! the pre-authentication pool (limited per peer address), may send records of at most
+//! [`PRE_AUTH_MAX_RECORD`] bytes and is closed [`LOGIN_TIMEOUT`] after its accept; a connection
+//! that is not admitted gets NOTIFY_CONNECTION_STATUS REFUSED. At most [`MAX_SESSIONS`]
+//! authenticated sessions are served at once.
 
 use std::io::{Read, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::thread;
 use std::time::Duration;
 
 use parking_lot::Mutex;
+use qorestor_core::listener::{is_timeout, Conn, Handler, Limits, Refusal, Server};
 
 use crate::error::{Error, Result};
 use crate::message::{Header, NdmpError, MESSAGE_REPLY, VERSION};
-use crate::record::{decode_record, MAX_RECORD};
-use crate::reply::{encode_reply, Outgoing, Post};
+use crate::record::{Assembler, MAX_RECORD, PRE_AUTH_MAX_RECORD};
+use crate::reply::{encode_reply, Outgoing, Post, Reply};
 use crate::request::decode_request;
 use crate::session::{Outbox, Outcome, Session, Shared};
 use crate::xdr::Decoder;
@@ -41,58 +43,61 @@ impl Outbox for Control {
     }
 }
 
-/// Most control connections served at once.
+/// Authenticated sessions served at once.
 pub const MAX_SESSIONS: usize = 64;
-/// How long an unauthenticated connection may stay silent.
-pub const LOGIN_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long after its accept a connection may take to authenticate (CONNECT_CLIENT_AUTH).
+pub const LOGIN_TIMEOUT: Duration = Duration::from_secs(15);
+/// What the server admits: unauthenticated connections per peer address and in all, the time
+/// one has to authenticate, and the sessions served at once.
+pub const LIMITS: Limits = Limits::with(LOGIN_TIMEOUT, MAX_SESSIONS);
+/// Bytes read from the socket at a time before authentication, and after.
+const PRE_AUTH_READ: usize = 4096;
+const READ: usize = 64 << 10;
 
-/// Counts a live session; the count drops with it.
-struct Slot(Arc<AtomicUsize>);
+/// NOTIFY_CONNECTION_STATUS reason REFUSED.
+const REFUSED: u32 = 2;
 
-impl Drop for Slot {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::SeqCst);
+/// Binds `addr` and serves NDMP on it in background threads; returns the server's handle.
+pub fn start(addr: SocketAddr, shared: Arc<Shared>) -> Result<Server> {
+    let listener = TcpListener::bind(addr).map_err(|e| Error::io(format!("cannot listen on {addr}"), e))?;
+    Server::spawn("ndmp", listener, LIMITS, Arc::new(Ndmp { shared }))
+        .map_err(|e| Error::io("cannot start the NDMP server threads", e))
+}
+
+/// The server's connection handler.
+struct Ndmp {
+    shared: Arc<Shared>,
+}
+
+impl Handler for Ndmp {
+    fn serve(&self, stream: TcpStream, conn: Conn) {
+        if let Err(e) = serve_connection(stream, self.shared.clone(), &conn) {
+            if conn.timed_out() {
+                return; // the watchdog logged it
+            }
+            match e {
+                Error::Io { source, .. } if is_timeout(&source) => eprintln!(
+                    "ndmp: connection from {} timed out: not authenticated within {} s; closed",
+                    conn.peer(),
+                    LOGIN_TIMEOUT.as_secs()
+                ),
+                e => eprintln!("ndmp: connection from {} ended: {e}", conn.peer()),
+            }
+        }
+    }
+
+    fn refuse(&self, mut stream: TcpStream, why: &Refusal) {
+        // The accept thread must not wait: a record this small fits the empty socket buffer.
+        let _ = stream.set_nonblocking(true);
+        let refused = Post::ConnectionStatus { reason: REFUSED, version: VERSION, text: format!("refused: {why}") };
+        let _ = stream.write_all(&Outgoing::default().post(&refused));
     }
 }
 
-/// Binds `addr` and serves NDMP on it in background threads; returns the bound address.
-pub fn start(addr: SocketAddr, shared: Arc<Shared>) -> Result<SocketAddr> {
-    let listener = TcpListener::bind(addr).map_err(|e| Error::io(format!("cannot listen on {addr}"), e))?;
-    let bound = listener.local_addr().map_err(|e| Error::io("cannot read the bound address", e))?;
-    thread::Builder::new()
-        .name("ndmp-accept".into())
-        .spawn(move || {
-            let live = Arc::new(AtomicUsize::new(0));
-            for stream in listener.incoming() {
-                let Ok(mut stream) = stream else { continue };
-                if live.fetch_add(1, Ordering::SeqCst) >= MAX_SESSIONS {
-                    live.fetch_sub(1, Ordering::SeqCst);
-                    let refused =
-                        Post::ConnectionStatus { reason: 2, version: VERSION, text: "too many sessions".into() };
-                    let _ = stream.write_all(&Outgoing::default().post(&refused));
-                    eprintln!("ndmp: refused a connection: {MAX_SESSIONS} sessions are open");
-                    continue;
-                }
-                let slot = Slot(live.clone());
-                let shared = shared.clone();
-                let spawned = thread::Builder::new().name("ndmp-session".into()).spawn(move || {
-                    if let Err(e) = serve_connection(stream, shared, slot) {
-                        eprintln!("ndmp: connection ended: {e}");
-                    }
-                });
-                if spawned.is_err() {
-                    eprintln!("ndmp: cannot start a session thread");
-                }
-            }
-        })
-        .map_err(|e| Error::io("cannot start the NDMP accept thread", e))?;
-    Ok(bound)
-}
-
-/// Serves one control connection. The session ends (mover halted, devices freed) and its
-/// `slot` is given back before the connection closes, so a DMA that sees it close can open the
-/// next session at once.
-fn serve_connection(mut stream: TcpStream, shared: Arc<Shared>, slot: Slot) -> Result<()> {
+/// Serves one control connection. The session ends (mover halted, devices freed) before the
+/// connection closes, and its slot is given back with `conn` (whose descriptor keeps the
+/// connection open until then), so a DMA that sees it close can open the next session at once.
+fn serve_connection(mut stream: TcpStream, shared: Arc<Shared>, conn: &Conn) -> Result<()> {
     let _ = stream.set_nodelay(true);
     let local_ip = match stream.local_addr().map(|a| a.ip()) {
         Ok(IpAddr::V4(ip)) => ip,
@@ -100,38 +105,49 @@ fn serve_connection(mut stream: TcpStream, shared: Arc<Shared>, slot: Slot) -> R
     };
     let writer = stream.try_clone().map_err(|e| Error::io("cannot clone the control socket", e))?;
     let control = Arc::new(Control { out: Mutex::new((writer, Outgoing::default())) });
+    conn.set_state("unauthenticated");
     control.post(Session::greeting());
     let mut session = Session::new(shared, control.clone(), local_ip);
     let _ = stream.set_read_timeout(Some(LOGIN_TIMEOUT));
+    // Bytes received and not yet taken by the assembler: at most one fragment (within the
+    // record limit in force) and one read.
     let mut buf: Vec<u8> = Vec::new();
-    let mut chunk = vec![0u8; 64 << 10];
+    let mut records = Assembler::default();
     let result = loop {
-        match decode_record(&buf, MAX_RECORD) {
+        let (limit, read) =
+            if session.authenticated() { (MAX_RECORD, READ) } else { (PRE_AUTH_MAX_RECORD, PRE_AUTH_READ) };
+        let (used, record) = match records.take(&buf, limit) {
+            Ok(taken) => taken,
             Err(e) => break Err(e.into()),
-            Ok(Some((record, used))) => {
-                buf.drain(..used);
-                let was = session.authenticated();
-                if !handle_record(&mut session, &control, &record) {
-                    break Ok(());
-                }
-                if !was && session.authenticated() {
-                    let _ = stream.set_read_timeout(None);
-                }
+        };
+        buf.drain(..used);
+        if let Some(record) = record {
+            let was = session.authenticated();
+            if !handle_record(&mut session, &control, &record, conn) {
+                break Ok(());
             }
-            Ok(None) => match stream.read(&mut chunk) {
-                Err(e) => break Err(Error::io("cannot read the control socket", e)),
-                Ok(0) => break Ok(()),
-                Ok(n) => buf.extend_from_slice(&chunk[..n]),
-            },
+            if !was && session.authenticated() {
+                // An authenticated DMA may stay quiet as long as it likes.
+                let _ = stream.set_read_timeout(None);
+            }
+            continue;
+        }
+        let old = buf.len();
+        buf.resize(old + read, 0);
+        match stream.read(&mut buf[old..]) {
+            Err(e) => break Err(Error::io("cannot read the control socket", e)),
+            Ok(0) => break Ok(()),
+            Ok(n) => buf.truncate(old + n),
         }
     };
     session.finish();
-    drop(slot);
     result
 }
 
-/// Handles one message; `false` to close the connection.
-fn handle_record(session: &mut Session, control: &Control, record: &[u8]) -> bool {
+/// Handles one message; `false` to close the connection. A successful authentication moves
+/// the connection to a session slot; when none is free the DMA gets NOT_AUTHORIZED and the
+/// connection is closed.
+fn handle_record(session: &mut Session, control: &Control, record: &[u8], conn: &Conn) -> bool {
     let d = &mut Decoder::new(record);
     let Ok(header) = Header::decode(d) else {
         eprintln!("ndmp: closing a connection that sent a malformed header");
@@ -141,9 +157,18 @@ fn handle_record(session: &mut Session, control: &Control, record: &[u8]) -> boo
         return true;
     }
     let body = &record[record.len() - d.remaining()..];
+    let was = session.authenticated();
+    let mut open = true;
     let outcome = match decode_request(session.version(), header.message_code, body) {
         Ok(req) => {
-            let o = session.handle(req);
+            let mut o = session.handle(req);
+            if !was && session.authenticated() {
+                if let Err(why) = conn.authenticated(session.user(), "authenticated") {
+                    eprintln!("ndmp: refused a session for {}: {why}", conn.peer());
+                    o = Outcome::Reply(Reply::Error(NdmpError::NotAuthorized));
+                    open = false;
+                }
+            }
             // CONNECT_OPEN may have chosen the version: posts from now on use it.
             control.out.lock().1.version = session.version();
             o
@@ -161,5 +186,5 @@ fn handle_record(session: &mut Session, control: &Control, record: &[u8]) -> boo
         Outcome::HeaderError(e) => control.send(|o| o.reply(&header, e, &[])),
         Outcome::Close => return false,
     }
-    true
+    open
 }

@@ -102,6 +102,8 @@ pub struct Session {
     version: u16,
     opened: bool,
     authenticated: bool,
+    /// The user that authenticated.
+    user: Option<String>,
     challenge: Option<[u8; 64]>,
     tape_device: Option<String>,
     scsi: Option<(Arc<Vtl>, String)>,
@@ -146,6 +148,7 @@ impl Session {
             version: VERSION,
             opened: false,
             authenticated: false,
+            user: None,
             challenge: None,
             tape_device: None,
             scsi: None,
@@ -155,6 +158,11 @@ impl Session {
     /// Whether CONNECT_CLIENT_AUTH succeeded.
     pub fn authenticated(&self) -> bool {
         self.authenticated
+    }
+
+    /// The user that authenticated, once one has.
+    pub fn user(&self) -> Option<&str> {
+        self.user.as_deref()
     }
 
     /// The protocol version (4 until CONNECT_OPEN chose 3).
@@ -234,6 +242,7 @@ impl Session {
             return err(NdmpError::NotAuthorized);
         }
         self.authenticated = true;
+        self.user = Some(creds.user);
         err(NdmpError::NoErr)
     }
 

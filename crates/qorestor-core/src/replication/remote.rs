@@ -1,5 +1,7 @@
 //! Replication over TCP: the source's client ([`RemoteReplica`]) and the target's listener
-//! ([`listen`], run by `qorestor serve --replication-listen`).
+//! ([`listen`], run by `qorestor serve --replication-listen`; admission as in
+//! [`LISTENER_LIMITS`]: before `Welcome` a connection may send frames of at most
+//! [`PRE_AUTH_MAX_FRAME`] bytes and must authenticate within [`HANDSHAKE_TIMEOUT`]).
 //!
 //! The session: the source sends `Hello` (version, nonce); the target answers `Challenge`
 //! (the salt of its replication password's key, its nonce); the source proves it knows the
@@ -14,7 +16,7 @@
 
 use std::io::{BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -31,6 +33,7 @@ use crate::crypto::{hex, random, unhex, Passphrase};
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::fingerprint::Fingerprint;
+use crate::listener::{is_timeout, Conn, Handler, Limits, Refusal, Server};
 
 /// Engine state key of the listener's password key.
 const SECRET_KEY: &str = "replication/listener";
@@ -42,10 +45,12 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 /// How long either side waits for the other's next frame (a target may make a large batch
 /// durable before it answers).
 const IO_TIMEOUT: Duration = Duration::from_secs(600);
-/// How long a listener waits for each frame of the authentication (an idle or slow
-/// unauthenticated connection does not hold a session for long).
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
-/// Sessions a listener serves at once; more are refused.
+/// How long after its accept a connection may take to authenticate (an idle or slow
+/// unauthenticated connection does not hold a slot for long).
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(15);
+/// Largest frame a listener accepts before `Welcome` (`Hello` and `Auth` are under 80 bytes).
+pub const PRE_AUTH_MAX_FRAME: usize = 4096;
+/// Authenticated sessions a listener serves at once; more are refused.
 const MAX_SESSIONS: usize = 16;
 /// Pause before a wrong password is answered (slows guessing).
 const WRONG_PASSWORD_DELAY: Duration = Duration::from_secs(1);
@@ -119,9 +124,11 @@ fn write_frame(w: &mut impl Write, frame: &[u8]) -> std::io::Result<()> {
     w.flush()
 }
 
-/// Reads one message (`None` at a clean end of the stream) through `buf`, whose allocation is
-/// reused from one frame to the next (a `Store` is up to 16 MiB). Errors name `peer`.
-fn receive(r: &mut impl Read, buf: &mut Vec<u8>, peer: &str) -> Result<Option<Message>> {
+/// Reads one message (`None` at a clean end of the stream) of at most `max` bytes through `buf`,
+/// whose allocation is reused from one frame to the next (a `Store` is up to 16 MiB). The
+/// buffer grows as the frame's bytes arrive, never by the announced length up front. Errors
+/// name `peer`.
+fn receive(r: &mut impl Read, buf: &mut Vec<u8>, peer: &str, max: usize) -> Result<Option<Message>> {
     let mut head = [0u8; 4];
     match r.read_exact(&mut head) {
         Ok(()) => {}
@@ -129,8 +136,10 @@ fn receive(r: &mut impl Read, buf: &mut Vec<u8>, peer: &str) -> Result<Option<Me
         Err(e) => return Err(Error::io("read from", peer, e)),
     }
     let len = wire::frame_len(head).map_err(|e| Error::protocol(peer, e.to_string()))?;
+    if len > max {
+        return Err(Error::protocol(peer, format!("a frame of {len} bytes before authentication (at most {max})")));
+    }
     buf.clear();
-    buf.reserve(len);
     buf.extend_from_slice(&head);
     let read = r.take((len - 4) as u64).read_to_end(buf);
     let read = read.and_then(|n| match n == len - 4 {
@@ -235,7 +244,7 @@ impl RemoteReplica {
     /// Reads the next answer; `Failed` becomes an error naming the target.
     fn answer(&mut self) -> Result<Message> {
         let peer = format!("replication target {}", self.target);
-        let answer = match receive(&mut self.conn, &mut Vec::new(), &peer) {
+        let answer = match receive(&mut self.conn, &mut Vec::new(), &peer, wire::MAX_FRAME) {
             Ok(a) => a.ok_or_else(|| Error::remote(&self.target, "it closed the connection"))?,
             Err(Error::Io { source, .. }) => return Err(self.lost("read from", source)),
             Err(e) => return Err(e),
@@ -334,58 +343,65 @@ impl ReplicaTarget for RemoteReplica {
     }
 }
 
-/// Starts the replication listener on `addr` for `engine`; returns the bound address. Each
-/// connection is served on its own thread, at most 16 at once (more are refused).
-pub fn listen(engine: Engine, addr: SocketAddr) -> Result<SocketAddr> {
+/// What a replication listener admits: unauthenticated connections (before `Welcome`) per
+/// peer address and in all, the time one has to authenticate, and the sessions served at once.
+pub const LISTENER_LIMITS: Limits = Limits::with(HANDSHAKE_TIMEOUT, MAX_SESSIONS);
+
+/// Starts the replication listener on `addr` for `engine`. Each connection is served on its
+/// own thread, admitted as [`LISTENER_LIMITS`] says (more are refused with a `Failed` frame).
+pub fn listen(engine: Engine, addr: SocketAddr) -> Result<Server> {
     let listener = TcpListener::bind(addr).map_err(|e| Error::io("listen on", addr.to_string(), e))?;
-    let bound = listener.local_addr().map_err(|e| Error::io("listen on", addr.to_string(), e))?;
-    let sessions = Arc::new(AtomicUsize::new(0));
-    std::thread::Builder::new()
-        .name("replication-listen".into())
-        .spawn(move || {
-            for conn in listener.incoming() {
-                let Ok(mut conn) = conn else { continue };
-                if sessions.fetch_add(1, Ordering::SeqCst) >= MAX_SESSIONS {
-                    sessions.fetch_sub(1, Ordering::SeqCst);
-                    let _ = send(&mut conn, &Message::Failed { message: "too many replication sessions".into() });
-                    continue;
-                }
-                let (engine, sessions) = (engine.clone(), sessions.clone());
-                let spawned = std::thread::Builder::new().name("replication".into()).spawn(move || {
-                    let peer = conn.peer_addr().map(|a| a.to_string()).unwrap_or_default();
-                    if let Err(e) = serve_session(&engine, conn) {
-                        eprintln!("replication: session from {peer} ended: {e}");
-                    }
-                    sessions.fetch_sub(1, Ordering::SeqCst);
-                });
-                if spawned.is_err() {
-                    eprintln!("replication: cannot start a session thread");
-                }
+    Server::spawn("replication", listener, LISTENER_LIMITS, Arc::new(Listener { engine }))
+        .map_err(|e| Error::io("start", format!("the replication listener on {addr}"), e))
+}
+
+/// The listener's connection handler.
+struct Listener {
+    engine: Engine,
+}
+
+impl Handler for Listener {
+    fn serve(&self, stream: TcpStream, conn: Conn) {
+        let peer = conn.peer();
+        match serve_session(&self.engine, stream, &conn) {
+            Ok(()) => {}
+            // The watchdog logged it.
+            Err(_) if conn.timed_out() => {}
+            Err(Error::Io { source, .. }) if is_timeout(&source) => {
+                eprintln!("replication: connection from {peer} timed out waiting for its next frame; closed")
             }
-        })
-        .map_err(|e| Error::io("start", "the replication listener thread", e))?;
-    Ok(bound)
+            Err(e) => eprintln!("replication: session from {peer} ended: {e}"),
+        }
+    }
+
+    fn refuse(&self, mut stream: TcpStream, why: &Refusal) {
+        // The accept thread must not wait: a frame this small fits the empty socket buffer.
+        let _ = stream.set_nonblocking(true);
+        let _ = send(&mut stream, &Message::Failed { message: format!("refused: {why}") });
+    }
 }
 
 /// Serves one source's session until it closes the connection.
-fn serve_session(engine: &Engine, conn: TcpStream) -> Result<()> {
+fn serve_session(engine: &Engine, conn: TcpStream, admitted: &Conn) -> Result<()> {
     let io = |e| Error::io("set up", "a replication session", e);
     let socket = conn.try_clone().map_err(io)?;
     conn.set_read_timeout(Some(HANDSHAKE_TIMEOUT)).map_err(io)?;
     conn.set_write_timeout(Some(IO_TIMEOUT)).map_err(io)?;
     conn.set_nodelay(true).map_err(io)?;
+    admitted.set_state("handshake");
     let mut first = [0u8; 1];
-    conn.peek(&mut first).map_err(io)?;
+    conn.peek(&mut first).map_err(|e| Error::io("read from", SOURCE, e))?;
     let transport: Box<dyn Transport> =
         if first[0] == tls::TLS_HANDSHAKE_BYTE { Box::new(tls::server(engine, conn)?) } else { Box::new(conn) };
-    let mut conn = BufReader::with_capacity(1 << 20, transport);
+    // Small until the source has authenticated: buffered bytes are part of its budget.
+    let mut conn = BufReader::with_capacity(PRE_AUTH_MAX_FRAME, transport);
     let reply = |c: &mut BufReader<Box<dyn Transport>>, m: &Message| {
         send(c.get_mut(), m).map_err(|e| Error::io("write to", "the replication source", e))
     };
     let failed = |message: String| Message::Failed { message };
     // Authentication.
     let mut buf = Vec::new();
-    let (version, theirs) = match receive(&mut conn, &mut buf, SOURCE)? {
+    let (version, theirs) = match receive(&mut conn, &mut buf, SOURCE, PRE_AUTH_MAX_FRAME)? {
         Some(Message::Hello { version, nonce }) => (version, nonce),
         Some(other) => return reply(&mut conn, &failed(format!("expected Hello, got {}", other.name()))),
         None => return Ok(()),
@@ -403,7 +419,7 @@ fn serve_session(engine: &Engine, conn: TcpStream) -> Result<()> {
     };
     let ours = random::<32>()?;
     reply(&mut conn, &Message::Challenge { salt, nonce: ours })?;
-    let mac = match receive(&mut conn, &mut buf, SOURCE)? {
+    let mac = match receive(&mut conn, &mut buf, SOURCE, PRE_AUTH_MAX_FRAME)? {
         Some(Message::Auth { mac }) => mac,
         Some(other) => return reply(&mut conn, &failed(format!("expected Auth, got {}", other.name()))),
         None => return Ok(()),
@@ -412,11 +428,22 @@ fn serve_session(engine: &Engine, conn: TcpStream) -> Result<()> {
         std::thread::sleep(WRONG_PASSWORD_DELAY);
         return reply(&mut conn, &failed("wrong replication password".into()));
     }
+    if let Err(why) = admitted.authenticated(None, "authenticated") {
+        return reply(&mut conn, &failed(format!("refused: {why}")));
+    }
     reply(&mut conn, &Message::Welcome { mac: *proof(&key, b"target", &theirs, &ours, &binding).as_bytes() })?;
-    // Requests: an authenticated source may take its time between them.
+    // Requests: an authenticated source may take its time between them, and gets a larger
+    // read buffer (the source sends nothing between Auth and Welcome, so none is buffered).
     socket.set_read_timeout(Some(IO_TIMEOUT)).map_err(io)?;
+    if conn.buffer().is_empty() {
+        conn = BufReader::with_capacity(1 << 20, conn.into_inner());
+    }
     let mut replica = LocalReplica::on(engine.clone());
-    while let Some(request) = receive(&mut conn, &mut buf, SOURCE)? {
+    while let Some(request) = receive(&mut conn, &mut buf, SOURCE, wire::MAX_FRAME)? {
+        if let Message::Prepare { origin, .. } = &request {
+            admitted.set_user(origin);
+            admitted.set_state("replicating");
+        }
         let answer = answer(&mut replica, request).unwrap_or_else(|e| failed(e.to_string()));
         reply(&mut conn, &answer)?;
     }

@@ -31,8 +31,9 @@ fn discovery_session_lists_every_target_without_authentication() {
     let (keys, st, transit, _) = login_reply(&r[0]);
     assert_eq!((st, transit), ((0, 0), true));
     assert_eq!(keys.get("AuthMethod"), Some("None"));
-    // Declared on the way to full feature phase; no TargetPortalGroupTag in discovery.
-    assert_eq!(keys.get("MaxRecvDataSegmentLength"), Some("262144"));
+    // Declared on the way to full feature phase, and a discovery session keeps the login's
+    // 8 KiB (it stays within the pre-authentication budget); no TargetPortalGroupTag.
+    assert_eq!(keys.get("MaxRecvDataSegmentLength"), Some("8192"));
     assert_eq!(keys.get("TargetPortalGroupTag"), None);
     let text = Pdu::Text {
         immediate: true,

@@ -39,6 +39,21 @@ impl Client {
     }
 }
 
+/// A normal session of `initiator` (ISID 0) logged in to [`TARGET`] without digests.
+fn logged_in(addr: std::net::SocketAddr, initiator: &str) -> Client {
+    let s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let mut c = Client { s, buf: Vec::new(), digests: Digests::default() };
+    c.send(&login(
+        stage::SECURITY,
+        stage::FULL_FEATURE,
+        true,
+        &[("InitiatorName", initiator), ("TargetName", TARGET), ("AuthMethod", "None")],
+    ));
+    assert_eq!(login_reply(&c.recv()).1, (0, 0));
+    c
+}
+
 #[test]
 fn several_sessions_at_once_with_digests() {
     let (p, units) = portal(None);
@@ -147,24 +162,35 @@ fn a_data_segment_beyond_the_login_limit_drops_the_connection() {
 fn a_login_with_the_same_isid_reinstates_the_session() {
     let (p, _) = portal(None);
     let server = Server::start("127.0.0.1:0".parse().unwrap(), p).unwrap();
-    let connect = || {
-        let s = TcpStream::connect(server.local_addr()).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-        let mut c = Client { s, buf: Vec::new(), digests: Digests::default() };
-        c.send(&login(
-            stage::SECURITY,
-            stage::FULL_FEATURE,
-            true,
-            &[("InitiatorName", "iqn.test:i"), ("TargetName", TARGET), ("AuthMethod", "None")],
-        ));
-        assert_eq!(login_reply(&c.recv()).1, (0, 0));
-        c
-    };
-    let mut old = connect();
-    let mut new = connect();
+    let mut old = logged_in(server.local_addr(), "iqn.test:i");
+    let mut new = logged_in(server.local_addr(), "iqn.test:i");
     // The old connection is shut down; the new session works.
     let mut rest = Vec::new();
     assert_eq!(old.s.read_to_end(&mut rest).unwrap_or(0), 0);
     new.send(&crate::ping(3, 1));
     assert!(matches!(new.recv(), Pdu::NopIn { itt: 3, .. }));
+}
+
+#[test]
+fn the_target_stops_through_its_handle_with_sessions_open() {
+    let (p, _) = portal(None);
+    let server = Server::start("127.0.0.1:0".parse().unwrap(), p).unwrap();
+    let addr = server.local_addr();
+    // Accepted first, so admitted before the session below logs in.
+    let mut silent = TcpStream::connect(addr).unwrap();
+    let mut c = logged_in(addr, "iqn.test:stop");
+    let sessions = server.sessions();
+    assert_eq!(sessions.len(), 2, "{sessions:?}");
+    assert_eq!((sessions[0].state.as_str(), sessions[0].authenticated), ("login", false));
+    assert_eq!(sessions[1].user.as_deref(), Some("iqn.test:stop"));
+    assert_eq!((sessions[1].state.as_str(), sessions[1].authenticated), ("full feature", true));
+
+    server.stop();
+    server.join();
+    assert!(server.sessions().is_empty());
+    let mut rest = Vec::new();
+    assert_eq!(c.s.read_to_end(&mut rest).unwrap_or(0), 0, "the session outlived the stop");
+    silent.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    assert_eq!(silent.read_to_end(&mut rest).unwrap_or(0), 0);
+    assert!(TcpStream::connect(addr).is_err(), "the port still accepts");
 }

@@ -3,7 +3,7 @@
 
 use proptest::prelude::*;
 use qorestor_ndmp::message::{code, Header};
-use qorestor_ndmp::record::{decode_record, encode_record, MAX_RECORD};
+use qorestor_ndmp::record::{decode_record, encode_record, Assembler, MAX_RECORD, PRE_AUTH_MAX_RECORD};
 use qorestor_ndmp::reply::{encode_reply, frame, Reply};
 use qorestor_ndmp::request::{decode_request, Request};
 use qorestor_ndmp::xdr::{Decoder, Encoder};
@@ -38,6 +38,39 @@ proptest! {
         // Any prefix is incomplete, never an error.
         let cut = cut.min(framed.len().saturating_sub(1));
         prop_assert_eq!(decode_record(&framed[..cut], MAX_RECORD).unwrap(), None);
+    }
+
+    /// The assembler, fed the bytes in any pieces (the server's reads), takes the same records
+    /// as the pure decoder, and leaves at most one incomplete fragment untaken.
+    #[test]
+    fn the_assembler_takes_records_however_the_bytes_arrive(
+        bodies in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..1500), 1..4),
+        sizes in proptest::collection::vec(0usize..600, 0..8),
+        pieces in proptest::collection::vec(1usize..700, 1..40)) {
+        let mut wire = Vec::new();
+        for b in &bodies {
+            wire.extend_from_slice(&fragmented(b, &sizes));
+        }
+        let mut assembler = Assembler::default();
+        let (mut pending, mut got) = (Vec::new(), Vec::new());
+        let mut at = 0;
+        let mut piece = pieces.iter().cycle();
+        while at < wire.len() {
+            let n = (*piece.next().unwrap()).min(wire.len() - at);
+            pending.extend_from_slice(&wire[at..at + n]);
+            at += n;
+            loop {
+                let (used, record) = assembler.take(&pending, MAX_RECORD).unwrap();
+                pending.drain(..used);
+                match record {
+                    Some(r) => got.push(r),
+                    None => break,
+                }
+            }
+            prop_assert!(pending.len() < 4 + 1500, "{} bytes untaken", pending.len());
+        }
+        prop_assert_eq!(got, bodies);
+        prop_assert_eq!(assembler.pending(), 0);
     }
 
     #[test]
@@ -79,6 +112,20 @@ fn oversized_lengths_are_refused_before_allocation() {
         many.extend_from_slice(&[0; 600]);
     }
     assert!(matches!(decode_record(&many, 1024), Err(DecodeError::TooLong { what: "record", .. })));
+    // Empty fragments count their headers: a drip of them reaches the record limit.
+    let empty = vec![0u8; PRE_AUTH_MAX_RECORD + 4];
+    let r = Assembler::default().take(&empty, PRE_AUTH_MAX_RECORD);
+    assert!(matches!(r, Err(DecodeError::TooLong { what: "record", .. })), "{r:?}");
+    let mut a = Assembler::default();
+    let refused = empty.chunks(100).any(|chunk| match a.take(chunk, PRE_AUTH_MAX_RECORD) {
+        Ok((used, None)) => {
+            assert_eq!(used, chunk.len());
+            false
+        }
+        Err(DecodeError::TooLong { what: "record", .. }) => true,
+        other => panic!("{other:?}"),
+    });
+    assert!(refused && a.pending() <= PRE_AUTH_MAX_RECORD, "the assembler took every empty fragment");
     // A TAPE_WRITE claiming more than the largest block, with few bytes behind it.
     let body = Encoder::new().u32(u32::MAX).as_bytes().to_vec();
     assert!(matches!(decode_request(4, code::TAPE_WRITE, &body), Err(DecodeError::TooLong { .. })));

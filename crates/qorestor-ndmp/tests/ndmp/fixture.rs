@@ -19,6 +19,8 @@ pub const TAPE: &str = "lib/tape0";
 pub struct Fixture {
     pub _dir: tempfile::TempDir,
     pub addr: SocketAddr,
+    /// The server's handle (dropping it stops the server).
+    pub server: qorestor_core::listener::Server,
     pub libraries: Arc<Libraries>,
     pub credentials: Arc<Mutex<Option<Credentials>>>,
 }
@@ -41,8 +43,8 @@ impl Fixture {
             credentials: Box::new(move || creds.lock().clone()),
             opened: Default::default(),
         };
-        let addr = server::start("127.0.0.1:0".parse().unwrap(), Arc::new(shared)).unwrap();
-        Fixture { _dir: dir, addr, libraries, credentials }
+        let server = server::start("127.0.0.1:0".parse().unwrap(), Arc::new(shared)).unwrap();
+        Fixture { _dir: dir, addr: server.local_addr(), server, libraries, credentials }
     }
 
     pub fn new() -> Fixture {

@@ -1,5 +1,7 @@
 //! Connection, authentication and error codes.
 
+use std::io::{Read, Write};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream};
 use std::time::Duration;
 
 use qorestor_ndmp::client::Client;
@@ -163,19 +165,13 @@ fn robot_moves_media_through_execute_cdb() {
 }
 
 #[test]
-fn sessions_are_bounded() {
-    use std::io::Read;
+fn authenticated_sessions_are_bounded() {
     let f = Fixture::new();
-    let held: Vec<Client> =
-        (0..qorestor_ndmp::server::MAX_SESSIONS).map(|_| Client::connect(f.addr).unwrap()).collect();
-    let mut s = std::net::TcpStream::connect(f.addr).unwrap();
-    // Only bounds a hang: the server answers and closes at once.
-    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
-    let mut got = Vec::new();
-    s.read_to_end(&mut got).unwrap();
-    let (record, _) = qorestor_ndmp::record::decode_record(&got, 1024).unwrap().unwrap();
-    let d = &mut Decoder::new(&record[24..]);
-    assert_eq!(d.u32("reason").unwrap(), 2, "REFUSED");
+    let held: Vec<Client> = (0..qorestor_ndmp::server::MAX_SESSIONS).map(|_| f.client()).collect();
+    // One more authenticates correctly but finds no session slot: NOT_AUTHORIZED, then closed.
+    let mut extra = Client::connect(f.addr).unwrap();
+    assert_eq!(extra.login(USER, PASSWORD).unwrap().error(), e(NdmpError::NotAuthorized));
+    assert!(extra.call(code::CONFIG_GET_SERVER_INFO, &[]).is_err(), "the refused connection stayed open");
     // A session's place is given back before its connection closes: once one has gone, a
     // new session is served at once.
     let mut held = held.into_iter();
@@ -183,4 +179,97 @@ fn sessions_are_bounded() {
     let mut c = Client::connect(f.addr).unwrap();
     assert_eq!(c.login(USER, PASSWORD).unwrap().error(), 0, "no session after another ended");
     drop(held);
+}
+
+/// A TCP connection to `to` from the local address `from` (any address of 127.0.0.0/8).
+pub fn connect_from(from: IpAddr, to: SocketAddr) -> TcpStream {
+    use rustix::net::{bind, connect, socket, AddressFamily, SocketType};
+    let fd = socket(AddressFamily::INET, SocketType::STREAM, None).unwrap();
+    bind(&fd, &SocketAddr::new(from, 0)).unwrap();
+    connect(&fd, &to).unwrap();
+    TcpStream::from(fd)
+}
+
+const HOSTILE: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2));
+
+#[test]
+fn unauthenticated_connections_are_bounded_per_address() {
+    let f = Fixture::new();
+    let per_peer = qorestor_core::listener::PRE_AUTH_PER_PEER;
+    // 127.0.0.2 fills its share of unauthenticated connections; its next one is refused.
+    let held: Vec<TcpStream> = (0..per_peer)
+        .map(|_| {
+            let mut s = connect_from(HOSTILE, f.addr);
+            assert_eq!(greeting(&mut s), 0, "CONNECTED");
+            s
+        })
+        .collect();
+    let refused = Client::on(connect_from(HOSTILE, f.addr)).err().expect("a connection over the share was served");
+    assert_eq!(refused.kind(), std::io::ErrorKind::ConnectionRefused, "{refused}");
+    assert!(refused.to_string().contains("127.0.0.2"), "{refused}");
+    // Another address is served, and its authenticated session leaves the pool.
+    let mut c = Client::connect(f.addr).unwrap();
+    assert_eq!(c.login(USER, PASSWORD).unwrap().error(), 0);
+    let sessions = f.server.sessions();
+    assert_eq!(sessions.len(), per_peer + 1, "{sessions:?}");
+    let authenticated: Vec<_> = sessions.iter().filter(|s| s.authenticated).collect();
+    assert_eq!(authenticated.len(), 1);
+    assert_eq!((authenticated[0].user.as_deref(), authenticated[0].state.as_str()), (Some(USER), "authenticated"));
+    // A slot is released with its connection: the server closes its side (and so the client
+    // reads the end) only after releasing it.
+    for mut s in held {
+        s.shutdown(std::net::Shutdown::Write).unwrap();
+        let _ = s.read_to_end(&mut Vec::new());
+    }
+    Client::on(connect_from(HOSTILE, f.addr)).expect("127.0.0.2 stayed refused after its connections closed");
+    c.call_ok(code::CONFIG_GET_SERVER_INFO, &[]).unwrap();
+}
+
+/// Reads the first record on `s` (the server's greeting) and returns its reason.
+fn greeting(s: &mut TcpStream) -> u32 {
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut got = Vec::new();
+    let mut chunk = [0u8; 1024];
+    loop {
+        if let Some((record, _)) = qorestor_ndmp::record::decode_record(&got, 1024).unwrap() {
+            return Decoder::new(&record[24..]).u32("reason").unwrap();
+        }
+        let n = s.read(&mut chunk).unwrap();
+        assert!(n > 0, "closed before a greeting");
+        got.extend_from_slice(&chunk[..n]);
+    }
+}
+
+#[test]
+fn a_drip_of_empty_fragments_closes_the_connection_at_the_budget() {
+    let f = Fixture::new();
+    let mut s = connect_from(HOSTILE, f.addr);
+    let empty = [0u8; 4096];
+    let mut sent = 0usize;
+    while sent < 32 << 20 {
+        match s.write(&empty) {
+            Ok(n) => sent += n,
+            Err(_) => break,
+        }
+    }
+    assert!(sent < 32 << 20, "the server took 32 MiB of empty fragments");
+    // Another client is served meanwhile.
+    f.client().call_ok(code::CONFIG_GET_SERVER_INFO, &[]).unwrap();
+}
+
+#[test]
+fn the_server_stops_through_its_handle_with_sessions_open() {
+    let f = Fixture::new();
+    let mut authenticated = f.client();
+    let silent = Client::connect(f.addr).unwrap();
+    let sessions = f.server.sessions();
+    assert_eq!(sessions.len(), 2, "{sessions:?}");
+    assert_eq!(sessions[0].user.as_deref(), Some(USER));
+    assert_eq!(sessions[1].state, "unauthenticated");
+    f.server.stop();
+    f.server.join();
+    assert!(f.server.sessions().is_empty());
+    assert!(authenticated.call(code::CONFIG_GET_SERVER_INFO, &[]).is_err(), "a session outlived the stop");
+    drop(silent);
+    assert!(TcpStream::connect(f.addr).is_err(), "the port still accepts");
 }
