@@ -203,13 +203,13 @@ impl Shared {
             for e in st.entries.values_mut() {
                 if !e.info.authenticated && !e.timed_out && e.deadline <= now {
                     e.timed_out = true;
-                    let _ = e.socket.shutdown(Shutdown::Both);
                     let (name, timeout) = (self.name, self.limits.pre_auth_timeout);
                     eprintln!(
                         "{name}: connection from {} timed out: not authenticated within {} s of connecting; closed",
                         e.info.peer,
                         timeout.as_secs_f64()
                     );
+                    let _ = e.socket.shutdown(Shutdown::Both);
                 }
             }
             let next = st.entries.values().filter(|e| !e.info.authenticated && !e.timed_out).map(|e| e.deadline).min();
