@@ -1,8 +1,9 @@
 //! The iSCSI target end to end: `qorestor iscsi ...` commands, and `serve --iscsi-listen`
-//! driven by real initiators from `../shared/harness`: libiscsi's tools (`vtl_probe.sh`, strict,
-//! open and with CHAP) and the Linux kernel's tape stack in a QEMU guest
-//! (`qemu_linux_client.sh`). Where a client is missing these tests are skipped with the reason
-//! printed, except under `CI=true`, where a missing client fails them.
+//! driven by real initiators through the repository's `harness/`: libiscsi's tools and raw
+//! SMC/SSC CDBs sent through libiscsi (`vtl_probe.py`, open and with CHAP), and the Linux
+//! kernel's tape stack in a QEMU guest (`qemu_tape_client.sh`). Every server binds port 0.
+//! Where a client is missing these tests are skipped with the reason printed, except under
+//! `CI=true`, where a missing client fails them.
 
 mod common;
 
@@ -13,18 +14,15 @@ use std::sync::Mutex;
 use common::{qorestor, Server};
 use serde_json::Value;
 
-/// The harness scripts write under fixed /tmp paths: one run at a time.
+/// One real-client run at a time: the QEMU guest alone keeps a core busy.
 static HARNESS: Mutex<()> = Mutex::new(());
 
 const SYSTEM: &str = "itest";
 const IQN: &str = "iqn.2024-01.org.qorestor:itest:lib1";
 
-/// `../shared/harness` beside the repository (or `$QORESTOR_SHARED/harness`).
+/// The repository's `harness/` directory.
 fn harness() -> PathBuf {
-    match std::env::var_os("QORESTOR_SHARED") {
-        Some(s) => PathBuf::from(s).join("harness"),
-        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/harness"),
-    }
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../harness")
 }
 
 /// Whether the clients `tools` exist; when one is missing, fails under CI and otherwise says
@@ -47,11 +45,10 @@ fn clients_present(tools: &[&str]) -> bool {
             }
         })
         .collect();
-    let script_missing = !harness().join("vtl_probe.sh").exists();
-    if missing.is_empty() && !script_missing {
+    if missing.is_empty() {
         return true;
     }
-    let why = format!("missing {:?} (harness at {}, present: {})", missing, harness().display(), !script_missing);
+    let why = format!("missing {missing:?} (scripts/test-all.sh installs them as root)");
     assert!(std::env::var("CI").as_deref() != Ok("true"), "CI=true: real-client test cannot run: {why}");
     eprintln!("skipped: {why}");
     false
@@ -96,9 +93,11 @@ fn set_password(data: &Path, args: &[&str], secret: &str) -> Output {
     child.wait_with_output().unwrap()
 }
 
-/// Runs a harness script; returns its output and the counts of its last line.
+/// Runs a harness script (`.py` with python3, `.sh` with bash); returns its output and the
+/// counts of its last line, "N passed, M failed, K skipped".
 fn run_script(script: &str, args: &[&str]) -> (String, (u32, u32, u32)) {
-    let out = Command::new("bash").arg(harness().join(script)).args(args).stdin(Stdio::null()).output().unwrap();
+    let interpreter = if script.ends_with(".py") { "python3" } else { "bash" };
+    let out = Command::new(interpreter).arg(harness().join(script)).args(args).stdin(Stdio::null()).output().unwrap();
     let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     let last = text.lines().rev().find(|l| l.contains(" passed, ")).unwrap_or_default().to_string();
     let n: Vec<u32> = last.split(|c: char| !c.is_ascii_digit()).filter_map(|w| w.parse().ok()).collect();
@@ -168,7 +167,7 @@ fn iscsi_show_and_chap_commands() {
 
 #[test]
 fn vtl_probe_passes_strict_open_and_with_chap() {
-    if !clients_present(&["iscsi-ls", "iscsi-inq", "gcc", "pkg-config", "python3"]) {
+    if !clients_present(&["iscsi-ls", "iscsi-inq", "cc", "pkg-config", "python3", "/usr/include/iscsi/iscsi.h"]) {
         return;
     }
     let _one = HARNESS.lock().unwrap_or_else(|e| e.into_inner());
@@ -177,10 +176,10 @@ fn vtl_probe_passes_strict_open_and_with_chap() {
     // Open target: every check, none skipped.
     let server = Server::start(&data, &["--iscsi-listen", "127.0.0.1:0"]);
     let addr = server.listening["iscsi"].clone();
-    let (text, (passed, failed, skipped)) = run_script("vtl_probe.sh", &[&addr, IQN]);
+    let (text, (passed, failed, skipped)) = run_script("vtl_probe.py", &[&addr, IQN]);
     println!("{text}");
-    assert_eq!((failed, skipped), (0, 0), "vtl_probe.sh (open):\n{text}");
-    assert!(passed >= 40, "{text}");
+    assert_eq!((failed, skipped), (0, 0), "vtl_probe.py (open):\n{text}");
+    assert!(passed >= 46, "{text}");
     server.stop();
 
     // CHAP with mutual credentials.
@@ -196,10 +195,10 @@ fn vtl_probe_passes_strict_open_and_with_chap() {
     let server = Server::start(&data, &["--iscsi-listen", "127.0.0.1:0"]);
     let addr = server.listening["iscsi"].clone();
     let portal = format!("backup01%initiator-secret@{addr}");
-    let (text, (passed, failed, skipped)) = run_script("vtl_probe.sh", &[&portal, IQN]);
+    let (text, (passed, failed, skipped)) = run_script("vtl_probe.py", &[&portal, IQN]);
     println!("{text}");
-    assert_eq!((failed, skipped), (0, 0), "vtl_probe.sh (CHAP):\n{text}");
-    assert!(passed >= 40, "{text}");
+    assert_eq!((failed, skipped), (0, 0), "vtl_probe.py (CHAP):\n{text}");
+    assert!(passed >= 46, "{text}");
 
     // Discovery stays open; a normal session with a wrong secret (or none) sees no LUN.
     let i = ["-i", "iqn.2024-01.test.harness:itest"];
@@ -255,9 +254,9 @@ fn linux_tape_stack_in_qemu_passes() {
     let server = Server::start(&data, &["--iscsi-listen", "127.0.0.1:0"]);
     let addr = server.listening["iscsi"].clone();
     // LUN 1 is drive 0, the drive with the lowest element address.
-    let (text, (passed, failed, skipped)) = run_script("qemu_linux_client.sh", &[&addr, IQN, "0", "1"]);
+    let (text, (passed, failed, skipped)) = run_script("qemu_tape_client.sh", &[&addr, IQN, "0", "1"]);
     println!("{text}");
-    assert_eq!((failed, skipped), (0, 0), "qemu_linux_client.sh:\n{text}");
+    assert_eq!((failed, skipped), (0, 0), "qemu_tape_client.sh:\n{text}");
     assert!(passed >= 16, "{text}");
     server.stop();
     // The data the guest wrote is on the cartridge after the daemon stopped.
