@@ -7,7 +7,7 @@
 #
 # Usage: bench/cleaner.sh            (THRESHOLDS="0 0.3 0.5 0.7 0.9" to change the list;
 #                                     SKIP_RESTIC=1 to measure qorestor only)
-# Needs: the dataset (python3 ../shared/bench/gen_dataset.py /tmp/qorestor-bench/ds --size-gib 1
+# Needs: the dataset (python3 bench/gen_dataset.py /tmp/qorestor-bench/ds --size-gib 1
 # --gens 5 --seed 42), Debian packages restic and b3sum.
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)

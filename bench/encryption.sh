@@ -6,7 +6,7 @@
 # keyed hashing only), and the encrypted/plain ratio of each (target: under 1.15).
 #
 # Usage: bench/encryption.sh      (ROUNDS=3 by default; MODES="static internal")
-# Needs: the dataset (python3 ../shared/bench/gen_dataset.py /tmp/qorestor-bench/ds --size-gib 1
+# Needs: the dataset (python3 bench/gen_dataset.py /tmp/qorestor-bench/ds --size-gib 1
 # --gens 5 --seed 42).
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# iSCSI tape throughput: ../shared/harness/iscsi-tape-bench.c (libiscsi, one login, 256 KiB
+# iSCSI tape throughput: bench/iscsi_tape_stream.c (libiscsi, one login, 256 KiB
 # WRITE(6)/READ(6) in variable-block mode) writes and reads back MIB MiB on a virtual tape over
 # loopback, with random data and with repeated data (a second full backup, as a dedup target
 # sees it), next to the VTL's in-process write speed (`vtl_throughput` example: Vtl::execute
@@ -14,7 +14,6 @@
 # shared machine are noisy: quote them with the CPU seconds and the same run's reference figures.
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
-HARNESS=${HARNESS:-$here/../shared/harness}
 MIB=${MIB:-1024}
 WORK=${WORK:-/tmp/qorestor-bench/iscsi}
 rm -rf "$WORK" && mkdir -p "$WORK"
@@ -22,7 +21,7 @@ rm -rf "$WORK" && mkdir -p "$WORK"
 cargo build --release --quiet --manifest-path "$here/Cargo.toml" -p qorestor-cli
 cargo build --release --quiet --manifest-path "$here/Cargo.toml" -p qorestor-vtl --example vtl_throughput
 QS="$here/target/release/qorestor"
-gcc -O2 -Wall -o "$WORK/iscsi-tape-bench" "$HARNESS/iscsi-tape-bench.c" $(pkg-config --cflags --libs libiscsi)
+cc -O2 -Wall -o "$WORK/iscsi_tape_stream" "$here/bench/iscsi_tape_stream.c" $(pkg-config --cflags --libs libiscsi)
 
 data=$WORK/data
 "$QS" --data "$data" system set-name bench >/dev/null
@@ -43,7 +42,7 @@ results=()
 for pattern in random repeat; do
   before=$(cpu)
   # The changer (LUN 0) moves the cartridge of slot 1000 into drive 500 (LUN 1) and back.
-  out=$("$WORK/iscsi-tape-bench" -m "$MIB" -p "$pattern" -c 0 -s 1000 -d 500 "iscsi://$ADDR/$IQN/1")
+  out=$("$WORK/iscsi_tape_stream" -m "$MIB" -p "$pattern" -c 0 -s 1000 -d 500 "iscsi://$ADDR/$IQN/1")
   after=$(cpu)
   echo "$out" | sed "s/^/iscsi $pattern: /"
   w=$(echo "$out" | awk '/^write/{print $2}'); r=$(echo "$out" | awk '/^read/{print $2}')
@@ -78,7 +77,7 @@ if [ "${TGT:-1}" != 0 ] && command -v tgtd >/dev/null && [ "$(id -u)" = 0 ]; the
   tgt_cpu() { awk -v hz="$(getconf CLK_TCK)" '{printf "%.2f", ($14 + $15) / hz}' "/proc/$TGTD/stat"; }
   for pattern in random repeat; do
     before=$(tgt_cpu)
-    out=$("$WORK/iscsi-tape-bench" -m "$MIB" -p "$pattern" "iscsi://127.0.0.1:$TGT_PORT/$TGT_IQN/1")
+    out=$("$WORK/iscsi_tape_stream" -m "$MIB" -p "$pattern" "iscsi://127.0.0.1:$TGT_PORT/$TGT_IQN/1")
     after=$(tgt_cpu)
     echo "$out" | sed "s/^/tgt $pattern: /"
     w=$(echo "$out" | awk '/^write/{print $2}'); r=$(echo "$out" | awk '/^read/{print $2}')

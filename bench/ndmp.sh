@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # NDMP benchmark: backup and restore of a 1 GiB generation tree of the shared dataset through
-# `qorestor serve --ndmp-listen` with Amanda's ndmjob as DMA (../shared/harness/ndmp_probe.sh,
-# its e2e tests at 10 KiB and 64 KiB records: TIME lines), next to writing the same tar
+# `qorestor serve --ndmp-listen` with Amanda's ndmjob as DMA (harness/ndmp_probe.py, its e2e
+# tests at 10 KiB and 64 KiB records: TIME lines; harness/build_ndmjob.sh builds ndmjob once), next to writing the same tar
 # straight through `qorestor put` and reading it back with `qorestor get` in the same run.
 #
 # Usage: bench/ndmp.sh                 (TREE=DIR to back up another tree)
-# Needs: the dataset (python3 ../shared/bench/gen_dataset.py /tmp/qorestor-bench/ds --size-gib 1
+# Needs: the dataset (python3 bench/gen_dataset.py /tmp/qorestor-bench/ds --size-gib 1
 # --gens 5 --seed 42), amanda-common, tar. Numbers on a shared machine are noisy: compare the
 # lines of one run with each other, not across runs.
 set -euo pipefail
@@ -31,9 +31,8 @@ serve=$!
 trap 'kill $serve 2>/dev/null || true' EXIT
 for _ in $(seq 1 100); do grep -q '^listening ndmp' "$WORK/serve.out" && break; sleep 0.1; done
 port=$(awk '/^listening ndmp/ { n = split($3, a, ":"); print a[n] }' "$WORK/serve.out")
-NDMP_PROBE_TESTS=e2e NDMP_PROBE_SRC="$TREE" NDMP_PROBE_CAPTURE=no NDMP_PROBE_TIMEOUT=3600 \
-    NDMP_PROBE_WORK="$WORK/probe" bash "$here/../shared/harness/ndmp_probe.sh" \
-    127.0.0.1 "$port" ndmp bench lib/tape0 | grep -E '^(TIME|PASS|FAIL|SKIP)|passed'
+python3 "$here/harness/ndmp_probe.py" --port "$port" --user ndmp --password bench --tape lib/tape0 \
+    --tests e2e --source "$TREE" --timeout 3600 --work "$WORK/probe" | grep -E '^(TIME|PASS|FAIL|SKIP)|passed'
 kill -TERM $serve; wait $serve || true
 trap - EXIT
 "$QS" --data "$D" stats --json > "$WORK/ndmp-stats.json"

@@ -7,7 +7,7 @@
 #
 # Usage: bench/replication.sh       (DELAYS="0 5 25" by default; QS_OTHER=/path/to/qorestor adds
 #                                    a second source binary, run alternately, for an A/B)
-# Needs: the dataset (python3 ../shared/bench/gen_dataset.py /tmp/qorestor-bench/ds --size-gib 1
+# Needs: the dataset (python3 bench/gen_dataset.py /tmp/qorestor-bench/ds --size-gib 1
 # --gens 5 --seed 42), python3, b3sum.
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)

@@ -1,7 +1,8 @@
 //! Throughput of the engine's per-byte primitives on this machine: chunking, fingerprinting,
-//! compression and the decode path, on the first generation of the shared dataset when it
-//! exists (else on generated data). `cargo bench -p qorestor-core --bench primitives`.
-//! Prints MB/s per single core; compare with `../shared/bench/LIMITS.md`.
+//! compression and the decode path, on the first generation of the benchmark dataset
+//! (`bench/gen_dataset.py`) when it exists (else on generated data).
+//! `cargo bench -p qorestor-core --bench primitives`. Prints MB/s per single core; compare
+//! with the figures in `docs/CHUNKING.md` ("This host against the reference machine").
 
 use std::time::Instant;
 
