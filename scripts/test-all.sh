@@ -32,7 +32,7 @@ missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f '${db:Status-Status}' "$p" 2> /dev/null | grep -qx installed || missing+=("$p")
 done
-no_indexes=$( [ -n "$(apt-get indextargets 'Created-By: Packages' 2> /dev/null)" ] || echo yes)
+no_indexes=$(compgen -G '/var/lib/apt/lists/*_Packages*' > /dev/null || echo yes)
 if [ ${#missing[@]} -gt 0 ] || [ -n "$no_indexes" ]; then
   if [ "$(id -u)" != 0 ]; then
     echo "test-all.sh: missing Debian packages ${missing[*]:-} or package indexes; run as root to install them" >&2

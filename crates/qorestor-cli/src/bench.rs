@@ -26,17 +26,17 @@ use crate::context::Ctx;
 use crate::group::EncryptionArg;
 use crate::values::parse_size_u32;
 
+/// The long help of `qorestor bench`.
+pub const LONG_ABOUT: &str = "Benchmark ingest and restore on the benchmark dataset.\n\n\
+    Ingests DATASET/tars/gen1.tar .. genN.tar (made by bench/gen_dataset.py in the source tree) as \
+    streams of one container in a fresh data directory (--work, not --data), restores the last \
+    generation to a file, verifies it with BLAKE3, and reports MB/s, CPU-seconds per GB, peak RSS, \
+    stored bytes and dedup/compression ratios.\n\n\
+    Example:\n  python3 bench/gen_dataset.py /tmp/qorestor-bench/ds --size-gib 1 --gens 5 --seed 42\n  \
+    qorestor bench --dataset /tmp/qorestor-bench/ds";
+
 /// Arguments of `qorestor bench`.
 #[derive(Debug, Args)]
-#[command(
-    about = "Benchmark ingest and restore on the shared backup dataset",
-    long_about = "Ingests DATASET/tars/gen1.tar .. genN.tar (made by ../shared/bench/gen_dataset.py) as \
-        streams of one container in a fresh data directory (--work, not --data), restores the last \
-        generation to a file, verifies it with BLAKE3, and reports MB/s, CPU-seconds per GB, peak RSS, \
-        stored bytes and dedup/compression ratios.\n\n\
-        Example:\n  python3 ../shared/bench/gen_dataset.py /tmp/qorestor-bench/ds --size-gib 1 --gens 5 --seed 42\n  \
-        qorestor bench --dataset /tmp/qorestor-bench/ds"
-)]
 pub struct BenchArgs {
     /// Dataset directory holding tars/genN.tar.
     #[arg(long, value_name = "DIR", default_value = "/tmp/qorestor-bench/ds")]

@@ -141,7 +141,8 @@ pub enum Command {
     /// Check packs, recipes, catalog and index; --repair heals.
     #[command(long_about = verify::LONG_ABOUT)]
     Verify(verify::VerifyArgs),
-    /// Benchmark ingest and restore on the shared backup dataset.
+    /// Benchmark ingest and restore on the benchmark dataset (bench/gen_dataset.py).
+    #[command(long_about = bench::LONG_ABOUT)]
     Bench(bench::BenchArgs),
     /// Manage virtual tape libraries.
     #[command(subcommand)]
