@@ -644,11 +644,13 @@ impl Engine {
     }
 
     /// Deletes a container; with streams in it only when `force` is set (they are deleted).
-    /// A container whose streams a frontend owns is deleted through that frontend
+    /// A tape library's container is deleted through the library
     /// ([`OwnedStreams::delete_container`]).
     pub fn delete_container(&self, name: &str, force: bool) -> Result<()> {
         let c = self.container_record(name)?;
-        owned::check_not_owned(&c)?;
+        if c.kind == ContainerKind::Vtl {
+            owned::check_not_owned(&c)?;
+        }
         self.remove_container(&c, force)
     }
 

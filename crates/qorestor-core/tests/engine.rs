@@ -267,6 +267,10 @@ fn the_streams_of_a_tape_library_belong_to_it() {
     assert!(e.recycle_bin("lib9").unwrap().is_empty());
     tape.delete_container(true).unwrap();
     assert!(e.containers(None).unwrap().is_empty());
+    // An OST storage unit's images belong to the OST server; the unit itself can be deleted.
+    e.add_container("lsu1", DEFAULT_GROUP, ContainerKind::Ost).unwrap();
+    assert_eq!(e.create_stream("lsu1", "image").err().unwrap().kind(), ErrorKind::Conflict);
+    e.delete_container("lsu1", false).unwrap();
 }
 
 #[test]

@@ -2,7 +2,8 @@
 //! library's segments, an `ost` container's those of the OST server.
 //!
 //! The engine's general calls ([`Engine::create_stream`], [`Engine::delete_stream`],
-//! [`Engine::restore_stream`], [`Engine::delete_container`]) refuse such a container, so every
+//! [`Engine::restore_stream`]; [`Engine::delete_container`] for a `vtl` container, whose
+//! library is deleted with `qorestor vtl delete`) refuse such a container, so every
 //! caller that is not the owner (the CLI, later REST) is held to it; the owning frontend goes
 //! through [`OwnedStreams`], which it gets with [`Engine::owned_streams`]. A `vtl` container's
 //! recycle bin cannot be turned on (a tape's segments are never binned).
