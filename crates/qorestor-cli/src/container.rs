@@ -138,7 +138,7 @@ pub struct AddArgs {
 #[derive(Debug, Args)]
 pub struct SettingsArgs {
     /// Quota on the logical bytes of the container's live streams (none removes it).
-    #[arg(long, value_name = "SIZE|none", value_parser = parse_quota)]
+    #[arg(long, value_name = "SIZE|none", value_parser = parse_quota, allow_hyphen_values = true)]
     pub quota: Option<Quota>,
     /// Keep deleted streams in a recycle bin (on) or delete them at once (off, the default).
     #[arg(long, value_enum, value_name = "on|off")]
@@ -250,7 +250,7 @@ fn details(c: &ContainerInfo) -> String {
 }
 
 /// The human rendering of a container list.
-fn table(list: &[ContainerInfo]) -> String {
+pub(crate) fn table(list: &[ContainerInfo]) -> String {
     let mut t = Table::new(&[
         ("NAME", Align::Left),
         ("TYPE", Align::Left),

@@ -2,8 +2,9 @@
 
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
-use anyhow::Result;
+use anyhow::{anyhow, bail, Result};
 use qorestor_core::{Engine, Passphrase};
 use serde::Serialize;
 
@@ -18,12 +19,20 @@ pub struct Ctx {
     pub json: bool,
     /// `--passphrase-file`, if given.
     pub passphrase_file: Option<PathBuf>,
+    /// How long to wait for a data directory another command holds (`--lock-wait`).
+    pub lock_wait: Duration,
 }
+
+/// How to choose or make a data directory, for errors about a missing or unusable one.
+const DIR_HINT: &str = "choose another with --data DIR or QORESTOR_DATA, or initialise this one with `qorestor init`";
+
+/// How often a waiting command tries the lock again.
+const LOCK_RETRY: Duration = Duration::from_millis(100);
 
 impl Ctx {
     /// Builds the context from the global flags.
-    pub fn new(data: PathBuf, json: bool, passphrase_file: Option<PathBuf>) -> Self {
-        Ctx { data, json, passphrase_file }
+    pub fn new(data: PathBuf, json: bool, passphrase_file: Option<PathBuf>, lock_wait: Duration) -> Self {
+        Ctx { data, json, passphrase_file, lock_wait }
     }
 
     /// The passphrase of encrypted storage groups, if given (`--passphrase-file`, else
@@ -37,16 +46,83 @@ impl Ctx {
         &self.data
     }
 
-    /// Opens the data directory (initialising it first if it never was), holding it as
-    /// `holder` (other processes name the holder when they find the directory in use).
-    /// Encrypted storage groups are unlocked with the passphrase, if one is given.
+    /// Opens the initialised data directory, holding it as `holder` (other processes name the
+    /// holder when they find the directory in use); waits for another command holding it (see
+    /// [`Ctx::hold`]). A missing or never-initialised directory is an error that says how to
+    /// choose another. Encrypted storage groups are unlocked with the passphrase, if one is
+    /// given.
     pub fn open(&self, holder: &str) -> Result<Engine> {
-        let pass = self.passphrase()?.map(Passphrase::new).transpose()?;
-        let engine = Engine::open_or_create_as(&self.data, holder)?;
-        if let Some(p) = pass {
+        match Engine::is_initialised(&self.data) {
+            Ok(true) => {}
+            Ok(false) if self.data.exists() => {
+                bail!("data directory {} was never initialised ({DIR_HINT})", self.data.display())
+            }
+            Ok(false) => bail!("data directory {} does not exist ({DIR_HINT})", self.data.display()),
+            Err(e) => bail!("cannot use data directory {}: {e} ({DIR_HINT})", self.data.display()),
+        }
+        self.unlocked(self.hold(|| Engine::open_as(&self.data, holder))?)
+    }
+
+    /// Like [`Ctx::open`], but creates and initialises the directory if it is the default one
+    /// (for `serve`, which a service manager starts on a fresh system).
+    pub fn open_or_create_default(&self, holder: &str) -> Result<Engine> {
+        if self.data != Path::new(crate::DEFAULT_DATA_DIR) || Engine::is_initialised(&self.data).unwrap_or(true) {
+            return self.open(holder);
+        }
+        self.unlocked(self.hold(|| Engine::open_or_create_as(&self.data, holder))?)
+    }
+
+    /// Gives the engine the passphrase, if one is given.
+    fn unlocked(&self, engine: Engine) -> Result<Engine> {
+        if let Some(p) = self.passphrase()?.map(Passphrase::new).transpose()? {
             engine.set_passphrase(p)?;
         }
         Ok(engine)
+    }
+
+    /// Runs `open` until it does not find the directory held by another command, at most
+    /// `--lock-wait` long, saying once on stderr whom it waits for. A directory held by `serve`
+    /// is not waited for (the daemon holds it until stopped).
+    pub fn hold<T>(&self, mut open: impl FnMut() -> qorestor_core::Result<T>) -> Result<T> {
+        let started = Instant::now();
+        let mut told = false;
+        loop {
+            let (path, holder) = match open() {
+                Err(qorestor_core::Error::Locked { path, holder }) => (path, holder),
+                other => return other.map_err(|e| self.with_hint(e)),
+            };
+            let waited = started.elapsed();
+            if holder.starts_with("qorestor serve") || waited >= self.lock_wait {
+                let e = qorestor_core::Error::Locked { path, holder };
+                if told {
+                    bail!("{e}: gave up after waiting {} (--lock-wait)", humantime(waited));
+                }
+                return Err(e.into());
+            }
+            if !told {
+                eprintln!(
+                    "qorestor: data directory {} is in use by {holder}; waiting for it (at most {}, --lock-wait)",
+                    path.display(),
+                    humantime(self.lock_wait)
+                );
+                told = true;
+            }
+            std::thread::sleep(LOCK_RETRY.min(self.lock_wait - waited));
+        }
+    }
+
+    /// An engine error; a permission error on the data directory also says how to choose another.
+    fn with_hint(&self, e: qorestor_core::Error) -> anyhow::Error {
+        use std::error::Error as _;
+        let denied = e
+            .source()
+            .and_then(|s| s.downcast_ref::<std::io::Error>())
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::PermissionDenied);
+        if denied {
+            anyhow!("cannot use data directory {}: {e} ({DIR_HINT})", self.data.display())
+        } else {
+            e.into()
+        }
     }
 
     /// Prints a result: `value` as JSON with `--json`, else the human rendering `human` writes.
@@ -56,6 +132,18 @@ impl Ctx {
         } else {
             output::print_text(&human())
         }
+    }
+}
+
+/// A duration as people write it: `90s`, `10m`, `2h`, `1h30m`.
+fn humantime(d: Duration) -> String {
+    let s = d.as_secs();
+    match (s / 3600, s % 3600 / 60, s % 60) {
+        (0, 0, sec) => format!("{sec}s"),
+        (0, m, 0) => format!("{m}m"),
+        (0, m, sec) => format!("{m}m{sec}s"),
+        (h, 0, 0) => format!("{h}h"),
+        (h, m, _) => format!("{h}h{m}m"),
     }
 }
 

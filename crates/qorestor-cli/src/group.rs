@@ -138,7 +138,7 @@ pub struct AddArgs {
     #[arg(long, value_name = "SIZE", value_parser = parse_size_u32)]
     pub chunk_max: Option<u32>,
     /// Quota on the group's stored (pack) bytes; writes that would pass it fail.
-    #[arg(long, value_name = "SIZE", value_parser = parse_quota)]
+    #[arg(long, value_name = "SIZE", value_parser = parse_quota, allow_hyphen_values = true)]
     pub quota: Option<Quota>,
     /// Encrypt the group's chunks at rest (cannot be turned off later).
     #[arg(long, value_enum)]
@@ -223,7 +223,7 @@ pub struct UpdateArgs {
     #[arg(long, value_enum)]
     pub compression: Option<CompressionArg>,
     /// New quota on the group's stored (pack) bytes, or none to remove it.
-    #[arg(long, value_name = "SIZE|none", value_parser = parse_quota)]
+    #[arg(long, value_name = "SIZE|none", value_parser = parse_quota, allow_hyphen_values = true)]
     pub quota: Option<Quota>,
 }
 

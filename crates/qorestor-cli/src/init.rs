@@ -11,7 +11,8 @@ pub const LONG_ABOUT: &str = "\
 Initialise the data directory: create it (and its parents) with the default storage group.
 
 Idempotent: on a directory that is already initialised it only checks that it can be opened.
-Other commands initialise a new directory by themselves; init makes it explicit.
+Only init creates a data directory: other commands refuse a missing or never-initialised one
+(so a typo in --data or an unmounted mount point is reported, not filled).
 
 JSON: {\"data_dir\": DIR, \"created\": true|false}
 
@@ -28,13 +29,13 @@ struct InitReport {
 /// Runs `init`.
 pub fn run(ctx: &Ctx) -> Result<()> {
     const HOLDER: &str = "qorestor init";
-    let created = match Engine::create_as(ctx.data(), HOLDER) {
+    let created = match ctx.hold(|| Engine::create_as(ctx.data(), HOLDER)) {
         Ok(_) => true,
-        Err(e) if e.kind() == ErrorKind::AlreadyExists => {
-            Engine::open_as(ctx.data(), HOLDER)?;
+        Err(e) if e.downcast_ref::<qorestor_core::Error>().is_some_and(|e| e.kind() == ErrorKind::AlreadyExists) => {
+            ctx.hold(|| Engine::open_as(ctx.data(), HOLDER))?;
             false
         }
-        Err(e) => return Err(e.into()),
+        Err(e) => return Err(e),
     };
     let report = InitReport { data_dir: ctx.data().display().to_string(), created };
     ctx.emit(&report, || {

@@ -58,11 +58,13 @@ const AFTER_HELP: &str = "\
 Examples:
   qorestor init
   qorestor container add nightly --type object
-  tar cf - /home | qorestor put nightly/home-monday.tar
+  set -o pipefail; tar cf - /home | qorestor put nightly/home-monday.tar
   qorestor get nightly/home-monday.tar restored.tar
   qorestor --json stats --container nightly
 
-Exit codes: 0 success, 1 the operation failed, 2 bad usage, 3 verify found damage.
+Exit codes: 0 success, 1 the operation failed (a refusal due to state: exists, missing, in use,
+wrong secret, refused overwrite), 2 bad usage (a value refused for its form or range, whoever
+refuses it), 3 verify found damage.
 With --json every command prints exactly one JSON document on stdout (lists are JSON arrays).";
 
 /// Command-line arguments of `qorestor`.
@@ -74,8 +76,10 @@ With --json every command prints exactly one JSON document on stdout (lists are 
     long_about = "qorestor: deduplicating backup storage.\n\n\
         A data directory holds storage groups (dedup domains with a compression and chunking \
         policy), containers (typed namespaces in a storage group) and streams (named byte \
-        streams in a container, addressed CONTAINER/STREAM). Any command on a data directory \
-        that was never initialised initialises it first.",
+        streams in a container, addressed CONTAINER/STREAM). Only `qorestor init` creates a data \
+        directory (and `serve` the default one): other commands refuse a missing or \
+        never-initialised one. A command that finds the directory in use by another command \
+        waits for it (--lock-wait).",
     after_help = AFTER_HELP,
     subcommand_required = true,
     arg_required_else_help = true
@@ -99,6 +103,11 @@ pub struct Cli {
     /// the QORESTOR_PASSPHRASE environment variable).
     #[arg(long, global = true, value_name = "PATH")]
     pub passphrase_file: Option<PathBuf>,
+
+    /// How long to wait for a data directory another command holds (e.g. 90s, 10m, 1h; 0
+    /// fails at once). A directory held by `qorestor serve` is never waited for.
+    #[arg(long, global = true, value_name = "DURATION", default_value = "10m", value_parser = values::parse_duration)]
+    pub lock_wait: std::time::Duration,
 
     /// The command to run.
     #[command(subcommand)]
@@ -166,7 +175,7 @@ pub enum Command {
 
 /// Runs one parsed command line.
 fn run(cli: Cli) -> anyhow::Result<()> {
-    let ctx = Ctx::new(cli.data, cli.json, cli.passphrase_file);
+    let ctx = Ctx::new(cli.data, cli.json, cli.passphrase_file, cli.lock_wait);
     match cli.command {
         Command::Init => init::run(&ctx),
         Command::StorageGroup(cmd) => group::run(&ctx, cmd),
@@ -189,9 +198,27 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
-/// Turns a clap error into one line: its message and details, without the usage block.
+/// Turns a clap error into one line: its message and details, without the usage block. A value
+/// refused by one of our parsers is named by the parser's own message, so clap's copy of it is
+/// left out (a 10,000-byte name is printed once, shortened); other long values are shortened.
 fn one_line(err: &clap::Error) -> String {
-    let text = err.to_string();
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    let value = match err.get(ContextKind::InvalidValue) {
+        Some(ContextValue::String(v)) => Some(v.as_str()),
+        _ => None,
+    };
+    let source = std::error::Error::source(err).map(ToString::to_string);
+    if let (ErrorKind::ValueValidation, Some(v), Some(msg), Some(ContextValue::String(arg))) =
+        (err.kind(), value, &source, err.get(ContextKind::InvalidArg))
+    {
+        if msg.contains(&format!("{:?}", qorestor_core::shortened(v))) {
+            return format!("invalid value for {arg}: {msg} (see --help)");
+        }
+    }
+    let mut text = err.to_string();
+    if let Some(v) = value.filter(|v| v.len() > 80) {
+        text = text.replace(v, &output::name(&qorestor_core::shortened(v)));
+    }
     let mut parts = Vec::new();
     for line in text.lines().map(str::trim) {
         if line.is_empty() || line.starts_with("Usage:") || line.starts_with("For more information") {
@@ -214,6 +241,13 @@ fn error_line(e: &anyhow::Error) -> String {
         }
     }
     line
+}
+
+/// Whether the engine or the library refused a value for its form or range (exit code 2, as
+/// for clap's own refusals; a refusal due to state is exit code 1).
+fn refused_value(e: &anyhow::Error) -> bool {
+    e.downcast_ref::<qorestor_core::Error>().is_some_and(|e| e.kind() == qorestor_core::ErrorKind::InvalidInput)
+        || e.downcast_ref::<qorestor_vtl::Error>().is_some_and(|e| e.kind() == qorestor_vtl::ErrorKind::InvalidInput)
 }
 
 /// Whether an error comes from writing to a pipe whose reader has gone.
@@ -241,7 +275,7 @@ fn main() -> ExitCode {
         Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("qorestor: {}", error_line(&e));
-            if e.downcast_ref::<UsageError>().is_some() {
+            if e.downcast_ref::<UsageError>().is_some() || refused_value(&e) {
                 ExitCode::from(EXIT_USAGE)
             } else if e.downcast_ref::<DamageFound>().is_some() {
                 ExitCode::from(EXIT_DAMAGE)

@@ -162,9 +162,32 @@ pub fn fields(items: &[(&str, String)]) -> String {
     out
 }
 
+/// A name as printed for people: control characters escaped (`\u{1b}`, `\n`, `\t`), so a
+/// name never writes to the terminal nor breaks a one-name-per-line listing.
+pub fn name(s: &str) -> std::borrow::Cow<'_, str> {
+    if !s.chars().any(char::is_control) {
+        return std::borrow::Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn names_print_control_characters_escaped() {
+        assert_eq!(name("plain/név.tar"), "plain/név.tar");
+        assert_eq!(name("a\u{1b}[2J\u{7}b\tc\nd"), "a\\u{1b}[2J\\u{7}b\\tc\\nd");
+    }
 
     #[test]
     fn human_sizes() {

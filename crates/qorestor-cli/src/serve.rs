@@ -123,7 +123,7 @@ pub fn run(ctx: &Ctx, args: ServeArgs) -> Result<()> {
     // Signals are caught from before the first listener is bound, so that a stop sent right
     // after the `listening` lines is never lost.
     let mut signals = Signals::new([SIGTERM, SIGINT]).context("cannot install the signal handlers")?;
-    let engine = ctx.open("qorestor serve")?;
+    let engine = ctx.open_or_create_default("qorestor serve")?;
     let libraries = Arc::new(Libraries::open_all(&engine)?);
     let services = Services { engine, libraries: libraries.clone() };
     let mut listening = Vec::new();

@@ -8,12 +8,13 @@
 use std::ffi::OsString;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, IsTerminal, Write};
+use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use qorestor_core::StreamInfo;
+use qorestor_core::{ErrorKind, StreamInfo};
 use serde::Serialize;
 
 use crate::context::Ctx;
@@ -25,17 +26,21 @@ use crate::values::StreamAddr;
 pub const PUT_ABOUT: &str = "\
 Store a stream: read FILE (or stdin when FILE is - or omitted) into CONTAINER/STREAM.
 
-The stream name is everything after the first / and may contain more /. A stream of the same
-name is replaced when the new one is complete; an interrupted put leaves no stream. A progress
-bar (bytes, rate, dedup and compression reduction so far) is drawn on stderr when it is a
-terminal.
+The stream name is everything after the first / and may contain more /. An existing stream of
+the same name is refused (before any input is read) unless --replace is given; it is then
+replaced when the new one is complete (with the container's recycle bin on, the replaced
+version goes to the bin). With --replace, empty input is refused unless --allow-empty: a
+producer that failed (a tar that could not start) usually gives empty input. An interrupted put
+leaves no stream and the old one as it was. A progress bar (bytes, rate, dedup and compression
+reduction so far) is drawn on stderr when it is a terminal.
 
 JSON: the stream object (container, name, logical_bytes, chunks, new_chunks, new_stored_bytes,
 created) plus seconds and mb_per_s (10^6 bytes per second).
 
 Examples:
   qorestor put nightly/home-monday.tar home.tar
-  tar cf - /home | qorestor put nightly/2024/03/01/home.tar";
+  set -o pipefail; tar cf - /home | qorestor put nightly/2024/03/01/home.tar
+  tar cf - /home | qorestor put --replace nightly/home-latest.tar";
 
 /// Long help of `get`.
 pub const GET_ABOUT: &str = "\
@@ -54,12 +59,14 @@ Examples:
 
 /// Long help of `ls`.
 pub const LS_ABOUT: &str = "\
-List the streams of a container, by name.
+List the streams of a container, by name; without a container, list the containers (as
+container list does). Control characters in names are printed escaped (\\u{1b}, \\n).
 
 JSON: an array of stream objects (container, name, logical_bytes, chunks, new_chunks,
-new_stored_bytes, created).
+new_stored_bytes, created); without a container, of container objects.
 
-Example:
+Examples:
+  qorestor ls
   qorestor ls nightly";
 
 /// Long help of `rm`.
@@ -81,6 +88,12 @@ pub struct PutArgs {
     /// The input file; - reads stdin.
     #[arg(value_name = "FILE|-", default_value = "-")]
     pub input: PathBuf,
+    /// Replace an existing stream of the same name (without it, an existing name is refused).
+    #[arg(long)]
+    pub replace: bool,
+    /// With --replace, accept empty input (refused by default: a failed producer gives none).
+    #[arg(long, requires = "replace")]
+    pub allow_empty: bool,
 }
 
 /// Arguments of `get`.
@@ -97,8 +110,8 @@ pub struct GetArgs {
 /// Arguments of `ls`.
 #[derive(Debug, Args)]
 pub struct LsArgs {
-    /// The container.
-    pub container: String,
+    /// The container (without it: the containers).
+    pub container: Option<String>,
 }
 
 /// Arguments of `rm`.
@@ -125,27 +138,40 @@ struct PutReport<'a> {
 
 /// Runs `put`.
 pub fn put(ctx: &Ctx, args: PutArgs) -> Result<()> {
-    let file = if is_dash(&args.input) {
-        None
+    let mut input = if is_dash(&args.input) {
+        stdin_file()?
     } else {
-        let f = File::open(&args.input).with_context(|| format!("cannot open {}", args.input.display()))?;
-        Some(f)
+        File::open(&args.input).with_context(|| format!("cannot open {}", args.input.display()))?
     };
-    let len = match &file {
-        Some(f) => f.metadata().ok().filter(|m| m.is_file()).map(|m| m.len()),
-        None => None,
+    let len = input.metadata().ok().filter(|m| m.is_file()).map(|m| m.len());
+    let engine = ctx.open("qorestor put")?;
+    let (container, name) = (&args.addr.container, &args.addr.stream);
+    let start = Instant::now();
+    // The writer checks the container (it exists, takes writes from us); nothing is visible
+    // unless it finishes.
+    let mut writer = engine.create_stream(container, name)?;
+    let exists = match engine.stream(container, name) {
+        Ok(_) => true,
+        Err(e) if e.kind() == ErrorKind::NotFound => false,
+        Err(e) => return Err(e.into()),
     };
-    if file.is_none() && !ctx.json && io::stdin().is_terminal() {
+    if exists && !args.replace {
+        bail!("stream {} already exists; nothing was read or changed (add --replace to replace it)", args.addr);
+    }
+    if is_dash(&args.input) && !ctx.json && io::stdin().is_terminal() {
         eprintln!("qorestor: reading {} from the terminal; end it with Ctrl-D", args.addr);
     }
-    let engine = ctx.open("qorestor put")?;
-    let start = Instant::now();
-    let mut writer = engine.create_stream(&args.addr.container, &args.addr.stream)?;
     let bar = progress::transfer(progress::enabled(ctx.json), len, Some(writer.counters()));
-    match file {
-        Some(mut f) => writer.write_from(&mut f, &*bar)?,
-        None => writer.write_from(&mut io::stdin().lock(), &*bar)?,
-    };
+    let read = writer.write_from(&mut input, &*bar)?;
+    if read == 0 && args.replace && !args.allow_empty {
+        bar.finish();
+        drop(writer);
+        bail!(
+            "the input for {} is empty; nothing was changed (a failed producer gives empty input; add --allow-empty \
+             to store an empty stream)",
+            args.addr
+        );
+    }
     let info = writer.finish()?;
     bar.finish();
     let seconds = start.elapsed().as_secs_f64();
@@ -161,9 +187,8 @@ pub fn put(ctx: &Ctx, args: PutArgs) -> Result<()> {
             format!("{} reduction", output::ratio(info.logical_bytes as f64 / info.new_stored_bytes as f64))
         };
         format!(
-            "stored {}/{}: {} in {:.2} s ({}); {} chunks, {} new, {} added to storage ({})",
-            info.container,
-            info.name,
+            "stored {}: {} in {:.2} s ({}); {} chunks, {} new, {} added to storage ({})",
+            args.addr,
             output::bytes(info.logical_bytes),
             seconds,
             output::rate(info.logical_bytes as f64 / seconds.max(1e-9)),
@@ -173,6 +198,33 @@ pub fn put(ctx: &Ctx, args: PutArgs) -> Result<()> {
             reduction
         )
     })
+}
+
+/// Standard input as a file, refused when it is closed or unusable (a closed stdin would
+/// otherwise read as empty and store an empty stream).
+fn stdin_file() -> Result<File> {
+    const UNUSABLE: &str = "cannot read standard input (it is closed or unusable)";
+    if stdin_was_closed() {
+        bail!("{UNUSABLE}: it was closed when qorestor started (give a FILE, or redirect stdin from it)");
+    }
+    let fd = io::stdin().as_fd().try_clone_to_owned().context(UNUSABLE)?;
+    Ok(File::from(fd))
+}
+
+/// Whether standard input was closed when the process started: Rust's runtime then opens
+/// `/dev/null` read-write in its place (a shell's `< /dev/null` opens it read-only), which would
+/// read as empty input. Linux: the open flags come from `/proc/self/fdinfo/0`.
+fn stdin_was_closed() -> bool {
+    use std::os::unix::fs::FileTypeExt;
+    use std::os::unix::fs::MetadataExt;
+    let Ok(stdin) = io::stdin().as_fd().try_clone_to_owned().map(File::from) else { return false };
+    let (Ok(meta), Ok(null)) = (stdin.metadata(), fs::metadata("/dev/null")) else { return false };
+    if !meta.file_type().is_char_device() || meta.rdev() != null.rdev() {
+        return false;
+    }
+    let Ok(info) = fs::read_to_string("/proc/self/fdinfo/0") else { return false };
+    let flags = info.lines().find_map(|l| l.strip_prefix("flags:")).map(str::trim);
+    flags.and_then(|f| u32::from_str_radix(f, 8).ok()).is_some_and(|f| f & 0o3 == 0o2)
 }
 
 /// The JSON result of `get`.
@@ -289,7 +341,11 @@ fn replace_file(path: &Path, write: impl FnOnce(&mut File) -> Result<u64>) -> Re
 /// Runs `ls`.
 pub fn ls(ctx: &Ctx, args: LsArgs) -> Result<()> {
     let engine = ctx.open("qorestor ls")?;
-    let streams = engine.streams(&args.container)?;
+    let Some(container) = args.container else {
+        let list = engine.containers(None)?;
+        return ctx.emit(&list, || crate::container::table(&list));
+    };
+    let streams = engine.streams(&container)?;
     ctx.emit(&streams, || {
         let mut t = Table::new(&[
             ("NAME", Align::Left),
@@ -301,7 +357,7 @@ pub fn ls(ctx: &Ctx, args: LsArgs) -> Result<()> {
         ]);
         for s in &streams {
             t.row(vec![
-                s.name.clone(),
+                output::name(&s.name).into_owned(),
                 output::bytes(s.logical_bytes),
                 s.chunks.to_string(),
                 s.new_chunks.to_string(),

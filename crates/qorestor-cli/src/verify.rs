@@ -3,6 +3,7 @@
 use anyhow::Result;
 use clap::{Args, ValueEnum};
 use qorestor_core::{VerifyOptions, VerifyReport, VerifyScope};
+use serde::Serialize;
 
 use crate::context::{Ctx, DamageFound};
 use crate::output;
@@ -21,6 +22,10 @@ copy), quarantines what it cannot heal (never used for dedup again: the next bac
 data stores a fresh copy, and a later repair heals from it), rebuilds the fingerprint index from
 the packs, rebuilds damaged pack footers and corrects catalog entries from recipes. It never
 deletes a chunk.
+
+Every tape library's cartridge maps are also checked against the segment streams they name: a
+missing segment, or one shorter than its map says, is damage, printed as the segment's address
+LIBRARY/BARCODE/NNNNNNNNNN (JSON: damaged_tape_segments; --repair cannot heal it).
 
 Output: each damaged stream as CONTAINER/STREAM on its own line on stdout (with --repair: the
 streams still losing data), a summary on stderr. Exit codes: 0 nothing damaged (or everything
@@ -53,6 +58,14 @@ pub struct VerifyArgs {
     pub repair: bool,
 }
 
+/// The JSON result of `verify`: the engine's report and the tape maps' damage.
+#[derive(Serialize)]
+struct FullReport<'a> {
+    #[serde(flatten)]
+    report: &'a VerifyReport,
+    damaged_tape_segments: &'a [String],
+}
+
 /// Runs `verify`.
 pub fn run(ctx: &Ctx, args: VerifyArgs) -> Result<()> {
     let scope = match args.scope {
@@ -63,17 +76,25 @@ pub fn run(ctx: &Ctx, args: VerifyArgs) -> Result<()> {
     let engine = ctx.open("qorestor verify")?;
     let progress = crate::progress::transfer(crate::progress::enabled(ctx.json), Some(0), None);
     let report = engine.verify(&VerifyOptions { scope, repair: args.repair }, progress.as_ref())?;
+    // The engine cannot see tape maps: every library's maps are checked against their segments.
+    let damaged_tape_segments = qorestor_vtl::damaged_segments(&engine)?;
     let damaged = if report.repair { &report.lost_streams } else { &report.damaged_streams };
-    let lines: String = damaged.iter().map(|s| format!("{s}\n")).collect();
-    ctx.emit(&report, || lines.clone())?;
+    let lines: String =
+        damaged.iter().chain(&damaged_tape_segments).map(|s| format!("{}\n", output::name(s))).collect();
+    let full = FullReport { report: &report, damaged_tape_segments: &damaged_tape_segments };
+    ctx.emit(&full, || lines.clone())?;
     if !ctx.json {
         eprint!("{}", summary(&report));
+        for s in &damaged_tape_segments {
+            eprintln!("damaged tape segment (missing or shorter than its tape map): {s}");
+        }
     }
-    if report.damage_remains() {
+    if report.damage_remains() || !damaged_tape_segments.is_empty() {
         return Err(DamageFound(format!(
-            "verify found damage: {} damaged streams, {} damaged packs, {} other problems",
+            "verify found damage: {} damaged streams, {} damaged packs, {} damaged tape segments, {} other problems",
             damaged.len(),
             report.damaged_packs.len(),
+            damaged_tape_segments.len(),
             report.problems.len() - if report.repair { report.fixed.len() } else { 0 }
         ))
         .into());

@@ -1,15 +1,15 @@
-//! `qorestor vtl add|show|carts add|import|export|set-rw|load|unload`: the operator's view of a
+//! `qorestor vtl add|list|show|delete|carts add|import|export|set-rw|load|unload`: the operator's view of a
 //! virtual tape library (the library itself lives in [`qorestor_vtl`]).
 
 use anyhow::Result;
 use clap::{Args, Subcommand, ValueEnum};
-use qorestor_core::DEFAULT_GROUP;
+use qorestor_core::{ContainerKind, DEFAULT_GROUP};
 use qorestor_vtl::library::CartridgeInfo;
 use qorestor_vtl::model::{MAX_CAPACITY, MIN_OPERATOR_CAPACITY};
 use qorestor_vtl::{LibraryConfig, LibraryInfo, Vtl};
 use serde::Serialize;
 
-use crate::context::{Ctx, UsageError};
+use crate::context::Ctx;
 use crate::output::{self, Align, Table};
 use crate::values::{parse_object_name, parse_size};
 
@@ -24,6 +24,7 @@ use crate::values::{parse_object_name, parse_size};
         the drive with the N-th lowest element address (drive 0 is LUN 1; LUN 0 is the changer).",
     after_help = "Examples:\n  \
         qorestor vtl add lib1 --storage-group DefaultGroup --slots 40 --drives 2 --tapes 10 --tape-size 100GB\n  \
+        qorestor vtl list\n  \
         qorestor --json vtl show lib1\n  \
         qorestor vtl carts add lib1 --count 5\n  \
         qorestor vtl load lib1 --barcode QS0001L5 --drive 0\n  \
@@ -36,11 +37,27 @@ pub enum VtlCommand {
     /// Create a vtl container with its library.
     #[command(long_about = ADD_ABOUT)]
     Add(AddArgs),
+    /// List the libraries.
+    #[command(long_about = "List the libraries (vtl containers).\n\nJSON: an array of library \
+                      objects, as vtl show prints them, by name.")]
+    List,
     /// Show a library: drives, slots, cartridges.
     #[command(long_about = SHOW_ABOUT)]
     Show {
         /// The library (vtl container).
         name: String,
+    },
+    /// Delete a library with its cartridges and their data.
+    #[command(long_about = "Delete a library: its vtl container, its cartridges and the data on \
+                      them (space returns when the cleaner runs). Refused, naming them, when a \
+                      cartridge holds data, unless --force.\n\nJSON: {\"name\", \"deleted\": true}\n\n\
+                      Example:\n  qorestor vtl delete lib1 --force")]
+    Delete {
+        /// The library (vtl container).
+        name: String,
+        /// Delete it even though cartridges hold data.
+        #[arg(long)]
+        force: bool,
     },
     /// Manage cartridges.
     #[command(subcommand)]
@@ -252,17 +269,28 @@ pub fn run(ctx: &Ctx, cmd: VtlCommand) -> Result<()> {
                 tapes: a.tapes,
                 tape_size: a.tape_size,
             };
-            if a.tapes > a.slots {
-                return Err(UsageError(format!("--tapes {} is more than --slots {}", a.tapes, a.slots)).into());
-            }
             let vtl = Vtl::create(&engine, &a.name, &a.storage_group, &config)?;
             let info = vtl.info()?;
             ctx.emit(&info, || format!("created library {}\n{}", info.name, show(&info)))
+        }
+        VtlCommand::List => {
+            let engine = ctx.open(holder)?;
+            let mut libraries = Vec::new();
+            for c in engine.containers(None)?.into_iter().filter(|c| c.kind == ContainerKind::Vtl) {
+                libraries.push(Vtl::open(&engine, &c.name)?.info()?);
+            }
+            ctx.emit(&libraries, || list(&libraries))
         }
         VtlCommand::Show { name } => {
             let engine = ctx.open(holder)?;
             let info = Vtl::open(&engine, &name)?.info()?;
             ctx.emit(&info, || show(&info))
+        }
+        VtlCommand::Delete { name, force } => {
+            let engine = ctx.open(holder)?;
+            Vtl::delete(&engine, &name, force)?;
+            let report = serde_json::json!({ "name": name, "deleted": true });
+            ctx.emit(&report, || format!("deleted library {name}; its space returns when the cleaner runs"))
         }
         VtlCommand::Carts(CartsCommand::Add(a)) => {
             let engine = ctx.open(holder)?;
@@ -313,6 +341,32 @@ pub fn run(ctx: &Ctx, cmd: VtlCommand) -> Result<()> {
             ctx.emit(&r, || format!("unloaded {barcode} from drive {} to {}", a.drive, where_is(&r.cartridge)))
         }
     }
+}
+
+/// The human rendering of the library list.
+fn list(libraries: &[LibraryInfo]) -> String {
+    if libraries.is_empty() {
+        return "no libraries (create one with qorestor vtl add)".into();
+    }
+    let mut t = Table::new(&[
+        ("NAME", Align::Left),
+        ("STORAGE GROUP", Align::Left),
+        ("DRIVES", Align::Right),
+        ("SLOTS", Align::Right),
+        ("CARTRIDGES", Align::Right),
+        ("USED", Align::Right),
+    ]);
+    for l in libraries {
+        t.row(vec![
+            l.name.clone(),
+            l.storage_group.clone(),
+            l.drives.len().to_string(),
+            l.slots.len().to_string(),
+            l.cartridges.len().to_string(),
+            output::bytes(l.cartridges.iter().map(|c| c.used_bytes).sum()),
+        ]);
+    }
+    t.render()
 }
 
 /// The human rendering of a library.

@@ -28,6 +28,13 @@ impl Env {
         Env { _tmp: tmp, data, scratch }
     }
 
+    /// A data directory made with `qorestor init`.
+    fn initialised() -> Env {
+        let env = Env::new();
+        env.ok(&["init"]);
+        env
+    }
+
     /// `qorestor --data DIR` with a clean environment.
     fn cmd(&self) -> Command {
         let mut c = bare();
@@ -133,8 +140,24 @@ fn init_is_idempotent_and_creates_parents() {
 }
 
 #[test]
-fn any_command_initialises_a_new_directory() {
+fn only_init_creates_a_data_directory() {
     let env = Env::new();
+    // A directory that does not exist (a typo in --data) stays so.
+    let err = env.fail(&["stats"], 1);
+    assert!(err.contains(s(&env.data)) && err.contains("does not exist"), "{err}");
+    for way in ["--data", "QORESTOR_DATA", "qorestor init"] {
+        assert!(err.contains(way), "{way} missing: {err}");
+    }
+    env.fail(&["container", "add", "c", "--type", "object"], 1);
+    assert!(!env.data.exists(), "a failed command created the directory");
+    // An existing empty directory (an unmounted mount point) is not initialised either.
+    fs::create_dir_all(&env.data).unwrap();
+    let err = env.fail(&["stats"], 1);
+    assert!(err.contains(s(&env.data)) && err.contains("never initialised"), "{err}");
+    assert!(err.contains("qorestor init"), "{err}");
+    assert_eq!(fs::read_dir(&env.data).unwrap().count(), 0, "a failed command wrote into the directory");
+    // init does.
+    assert_eq!(env.json(&["init"])["created"], true);
     let groups = env.json(&["storage-group", "list"]);
     assert_eq!(names(&groups, "name"), ["DefaultGroup"]);
     assert_eq!(env.json(&["init"])["created"], false);
@@ -142,7 +165,7 @@ fn any_command_initialises_a_new_directory() {
 
 #[test]
 fn storage_groups() {
-    let env = Env::new();
+    let env = Env::initialised();
     let g = env.json(&[
         "storage-group",
         "add",
@@ -201,7 +224,7 @@ fn storage_groups() {
 
 #[test]
 fn containers() {
-    let env = Env::new();
+    let env = Env::initialised();
     env.json(&["storage-group", "add", "sg2"]);
     let c = env.json(&["container", "add", "nightly", "--type", "object"]);
     assert_eq!(c["name"], "nightly");
@@ -238,7 +261,7 @@ fn containers() {
 
 #[test]
 fn put_get_ls_stats_rm() {
-    let env = Env::new();
+    let env = Env::initialised();
     env.ok(&["container", "add", "c", "--type", "object"]);
     let data = sample();
     let input = env.file("input.bin");
@@ -337,7 +360,7 @@ fn put_get_ls_stats_rm() {
 
 #[test]
 fn put_errors() {
-    let env = Env::new();
+    let env = Env::initialised();
     env.ok(&["container", "add", "c", "--type", "object"]);
     let missing = env.file("missing");
     let err = env.fail(&["put", "c/s", s(&missing)], 1);
@@ -352,7 +375,7 @@ fn put_errors() {
 
 #[test]
 fn empty_stream_round_trips() {
-    let env = Env::new();
+    let env = Env::initialised();
     env.ok(&["container", "add", "c", "--type", "object"]);
     let empty = env.file("empty");
     fs::write(&empty, b"").unwrap();
@@ -363,7 +386,7 @@ fn empty_stream_round_trips() {
 #[test]
 fn a_reader_that_stops_early_ends_get_quietly() {
     // `qorestor get c/s | head -c 10`: the pipe closes while get still writes.
-    let env = Env::new();
+    let env = Env::initialised();
     env.ok(&["container", "add", "c", "--type", "object"]);
     let src = env.file("big");
     fs::write(&src, random(20 << 20, 5)).unwrap();
@@ -399,7 +422,7 @@ fn bad_usage_exits_2() {
 
 #[test]
 fn json_flag_before_or_after_the_command() {
-    let env = Env::new();
+    let env = Env::initialised();
     let before =
         run(bare().arg("--json").arg("--data").arg(&env.data).args(["container", "add", "c", "--type", "ost"]));
     assert_success(&before, &"--json before");
@@ -415,12 +438,14 @@ fn json_flag_before_or_after_the_command() {
 #[test]
 fn data_directory_from_the_environment() {
     let env = Env::new();
+    assert_success(&run(bare().env("QORESTOR_DATA", &env.data).arg("init")), &"init with QORESTOR_DATA");
     let out = run(bare().env("QORESTOR_DATA", &env.data).args(["--json", "container", "add", "c", "--type", "nas"]));
     assert_success(&out, &"with QORESTOR_DATA");
     let shown = env.json(&["container", "show", "c"]);
     assert_eq!(shown["type"], "nas");
     // --data wins over the environment.
     let other = env.scratch.join("other");
+    assert_success(&run(bare().arg("--data").arg(&other).arg("init")), &"init of another directory");
     let out =
         run(bare().env("QORESTOR_DATA", &env.data).arg("--data").arg(&other).args(["--json", "container", "list"]));
     assert_success(&out, &"--data over QORESTOR_DATA");
@@ -462,7 +487,7 @@ fn help_names_the_default_directory_and_covers_every_command() {
 
 #[test]
 fn a_second_process_finds_the_directory_in_use() {
-    let env = Env::new();
+    let env = Env::initialised();
     env.ok(&["container", "add", "c", "--type", "object"]);
     let mut child = env
         .cmd()
@@ -481,7 +506,7 @@ fn a_second_process_finds_the_directory_in_use() {
         assert!(Instant::now() < deadline, "put never took the lock");
         std::thread::sleep(Duration::from_millis(20));
     }
-    let err = env.fail(&["ls", "c"], 1);
+    let err = env.fail(&["--lock-wait", "0", "ls", "c"], 1);
     let want = format!("data directory {} is in use by {holder}", env.data.display());
     assert!(err.contains(&want), "{err}");
     drop(stdin);
@@ -494,7 +519,7 @@ fn a_second_process_finds_the_directory_in_use() {
 
 #[test]
 fn cleaner_run_status_and_schedules() {
-    let env = Env::new();
+    let env = Env::initialised();
     env.ok(&["container", "add", "c", "--type", "object"]);
     let a = env.file("a.bin");
     let b = env.file("b.bin");
@@ -529,13 +554,14 @@ fn cleaner_run_status_and_schedules() {
     assert_eq!(added["day"], "saturday");
     let list = env.json(&["cleaner", "schedule", "list"]);
     assert_eq!(list.as_array().unwrap().len(), 1);
-    let err = env.fail(&["cleaner", "schedule", "add", "--day", "someday", "--start", "22:00", "--stop", "06:00"], 1);
+    // Values refused for their form or range exit 2, whoever refuses them.
+    let err = env.fail(&["cleaner", "schedule", "add", "--day", "someday", "--start", "22:00", "--stop", "06:00"], 2);
     assert!(err.contains("someday"), "{err}");
-    let err = env.fail(&["cleaner", "schedule", "add", "--day", "mon", "--start", "25:00", "--stop", "06:00"], 1);
+    let err = env.fail(&["cleaner", "schedule", "add", "--day", "mon", "--start", "25:00", "--stop", "06:00"], 2);
     assert!(err.contains("25:00"), "{err}");
     env.ok(&["cleaner", "schedule", "delete", &added["id"].to_string()]);
     assert_eq!(env.json(&["cleaner", "schedule", "list"]).as_array().unwrap().len(), 0);
-    let err = env.fail(&["cleaner", "run", "--compact-below", "2"], 1);
+    let err = env.fail(&["cleaner", "run", "--compact-below", "2"], 2);
     assert!(err.contains('2'), "{err}");
 }
 
@@ -558,7 +584,7 @@ fn pack_files(dir: &Path) -> Vec<PathBuf> {
 
 #[test]
 fn verify_names_damage_exits_3_and_repair_heals_from_a_new_copy() {
-    let env = Env::new();
+    let env = Env::initialised();
     env.ok(&["container", "add", "c", "--type", "object"]);
     let a = env.file("a.bin");
     fs::write(&a, random(1 << 20, 7)).unwrap();
@@ -594,7 +620,7 @@ fn verify_names_damage_exits_3_and_repair_heals_from_a_new_copy() {
 
 #[test]
 fn quotas_and_the_recycle_bin() {
-    let env = Env::new();
+    let env = Env::initialised();
     let c = env.json(&["container", "add", "q", "--type", "object", "--quota", "3MB"]);
     assert_eq!(c["quota_bytes"], 3_000_000);
     let a = env.file("a.bin");

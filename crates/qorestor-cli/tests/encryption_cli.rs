@@ -33,6 +33,7 @@ fn ok(out: &Output) -> serde_json::Value {
 fn encrypted_group_end_to_end_through_the_cli() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
+    common::init(&data);
     let file = tmp.path().join("backup.bin");
     let bytes: Vec<u8> = (0..3_000_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
     std::fs::write(&file, &bytes).unwrap();

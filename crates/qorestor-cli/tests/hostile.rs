@@ -136,6 +136,8 @@ fn installed(tool: &str) -> bool {
 /// replicates container `nightly` to it.
 fn setup(tmp: &Path) -> (std::path::PathBuf, std::path::PathBuf, Vec<u8>) {
     let (src, dst) = (tmp.join("src"), tmp.join("dst"));
+    common::init(&src);
+    common::init(&dst);
     run(&dst, &["system", "set-name", SYSTEM], None);
     run(
         &dst,

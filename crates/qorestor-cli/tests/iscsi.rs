@@ -70,6 +70,7 @@ fn json(data: &Path, args: &[&str]) -> Value {
 fn library() -> (tempfile::TempDir, PathBuf) {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
+    common::init(&data);
     ok(&data, &["system", "set-name", SYSTEM]);
     ok(
         &data,

@@ -38,6 +38,7 @@ fn set_user(data: &Path, user: &str, password: &str) {
 fn setup(loaded: u16) -> (tempfile::TempDir, PathBuf) {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
+    common::init(&data);
     run(
         &data,
         &[
@@ -68,6 +69,7 @@ fn setup(loaded: u16) -> (tempfile::TempDir, PathBuf) {
 fn show_lists_devices_and_slots_and_update_sets_the_user() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
+    common::init(&data);
     run(
         &data,
         &["vtl", "add", "lib", "--storage-group", "DefaultGroup", "--drives", "2", "--slots", "4", "--tapes", "2"],

@@ -25,6 +25,7 @@ fn json(data: &std::path::Path, args: &[&str]) -> Value {
 fn replication_commands_end_to_end() {
     let tmp = tempfile::tempdir().unwrap();
     let (src, dst) = (tmp.path().join("src"), tmp.path().join("dst"));
+    common::init(&src);
     let file = tmp.path().join("f.bin");
     let bytes: Vec<u8> = (0..2_000_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 11) as u8).collect();
     std::fs::write(&file, &bytes).unwrap();
@@ -87,6 +88,7 @@ fn pack_bytes(dir: &std::path::Path) -> u64 {
 fn a_killed_pass_resumes_and_a_throttled_pass_keeps_its_limit() {
     let tmp = tempfile::tempdir().unwrap();
     let (src, dst) = (tmp.path().join("src"), tmp.path().join("dst"));
+    common::init(&src);
     let file = tmp.path().join("random.bin");
     // Incompressible: every byte of the 12 MB crosses.
     let mut x = 0x9E37_79B9_7F4A_7C15u64;
@@ -153,6 +155,8 @@ fn run_with_stdin(data: &std::path::Path, args: &[&str], input: &[u8]) -> Output
 fn a_pass_over_tls_to_another_systems_listener() {
     let tmp = tempfile::tempdir().unwrap();
     let (src, dst) = (tmp.path().join("src"), tmp.path().join("dst"));
+    common::init(&src);
+    common::init(&dst);
     let file = tmp.path().join("f.bin");
     let bytes = random(3 << 20, 5);
     std::fs::write(&file, &bytes).unwrap();

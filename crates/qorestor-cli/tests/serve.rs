@@ -13,6 +13,7 @@ use common::{qorestor, random, Server};
 fn serve_owns_the_directory_and_stops_cleanly_on_term_and_int() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
+    common::init(&data);
     let ok = qorestor(&data).args(["vtl", "add", "lib1", "--storage-group", "DefaultGroup"]).output().unwrap();
     assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
 
@@ -42,6 +43,7 @@ fn serve_owns_the_directory_and_stops_cleanly_on_term_and_int() {
 fn system_name_defaults_to_the_host_name_and_can_be_set() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
+    common::init(&data);
     let show = |args: &[&str]| {
         let out = qorestor(&data).args(args).arg("--json").output().unwrap();
         assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
@@ -53,7 +55,7 @@ fn system_name_defaults_to_the_host_name_and_can_be_set() {
     assert_eq!(show(&["system", "set-name", "backup-01.example"]), "backup-01.example");
     assert_eq!(show(&["system", "show"]), "backup-01.example");
     let bad = qorestor(&data).args(["system", "set-name", "bad name"]).output().unwrap();
-    assert_eq!(bad.status.code(), Some(1));
+    assert_eq!(bad.status.code(), Some(2), "a value refused for its form");
     assert!(
         String::from_utf8_lossy(&bad.stderr).contains("'bad name'")
             || String::from_utf8_lossy(&bad.stderr).contains("bad name")
@@ -64,6 +66,7 @@ fn system_name_defaults_to_the_host_name_and_can_be_set() {
 fn serve_runs_the_cleaner_once_in_an_open_window() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
+    common::init(&data);
     let run = |args: &[&str], stdin: Option<&[u8]>| {
         let mut child = qorestor(&data)
             .args(args)

@@ -14,7 +14,9 @@ impl Env {
     fn new() -> Env {
         let tmp = tempfile::tempdir().unwrap();
         let data = tmp.path().join("data");
-        Env { _tmp: tmp, data }
+        let env = Env { _tmp: tmp, data };
+        env.json(&["init"]);
+        env
     }
 
     fn run(&self, args: &[&str]) -> Output {

@@ -122,8 +122,9 @@ pub struct StreamRecord {
     pub created: u64,
 }
 
-/// A stream in a container's recycle bin: its entry as it was, when it was deleted and when
-/// the cleaner may reclaim it.
+/// A stream version in a container's recycle bin: its entry as it was, when it was deleted (or
+/// replaced) and when the cleaner may reclaim it. Its bin id is its stream id (unique for ever,
+/// so never reused within a container).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RecycledRecord {
     /// The stream's catalog entry (its recipe is kept).
@@ -132,6 +133,14 @@ pub struct RecycledRecord {
     pub deleted: u64,
     /// From this time on the cleaner deletes it for good.
     pub expires: u64,
+    /// When it was binned, as a value of the id counter (a later binning has a larger value;
+    /// 0 for entries binned before format 2, left out of the record then).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub binned: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 const KIND_GROUP: u8 = 1;
@@ -139,7 +148,12 @@ const KIND_CONTAINER: u8 = 2;
 const KIND_STREAM: u8 = 3;
 /// Kind byte of engine state kept in the `meta` tree (cleaner status, schedules).
 const KIND_META: u8 = 4;
+/// Kind byte of a recycle bin entry of format 1 (tree `recycle`, one per stream name; read
+/// only to migrate it).
 const KIND_RECYCLED: u8 = 5;
+/// Kind byte of a recycle bin entry of format 2 (tree `recycle_bin`, one per kept version).
+/// Kind 6 is a container metadata record (`engine::meta`).
+pub const KIND_BIN_ENTRY: u8 = 7;
 
 /// Wraps a catalog value: magic, version, kind, JSON body, CRC-32.
 pub fn encode_value<T: Serialize>(kind: u8, v: &T) -> Vec<u8> {
@@ -177,13 +191,26 @@ pub struct Catalog {
     containers: sled::Tree,
     streams: sled::Tree,
     meta: sled::Tree,
-    recycle: sled::Tree,
+    /// The recycle bins, format 2: key = container id (big-endian u64), then the stream id
+    /// (big-endian u64); value kind [`KIND_BIN_ENTRY`].
+    bin: sled::Tree,
+}
+
+fn bin_key(container_id: u64, id: u64) -> Vec<u8> {
+    let mut k = container_id.to_be_bytes().to_vec();
+    k.extend_from_slice(&id.to_be_bytes());
+    k
 }
 
 fn stream_key(container_id: u64, name: &str) -> Vec<u8> {
     let mut k = container_id.to_be_bytes().to_vec();
     k.extend_from_slice(name.as_bytes());
     k
+}
+
+/// The sled settings of the catalog (a database must be opened with the settings it was made with).
+fn sled_config(dir: &Path) -> sled::Config {
+    sled::Config::new().path(dir).cache_capacity(16 << 20).segment_size(256 << 10)
 }
 
 /// How long [`Catalog::open`] waits for a just-dropped handle of this process to release sled's
@@ -196,7 +223,7 @@ impl Catalog {
     /// this process has just dropped: sled releases that lock from its flusher thread, a moment
     /// after the drop. Such a conflict is waited out (at most [`LOCK_WAIT`]).
     pub fn open(dir: &Path) -> Result<Self> {
-        let config = sled::Config::new().path(dir).cache_capacity(16 << 20).segment_size(256 << 10);
+        let config = sled_config(dir);
         let started = std::time::Instant::now();
         let db = loop {
             match config.open() {
@@ -214,9 +241,10 @@ impl Catalog {
             containers: db.open_tree("containers")?,
             streams: db.open_tree("streams")?,
             meta: db.open_tree("meta")?,
-            recycle: db.open_tree("recycle")?,
+            bin: db.open_tree("recycle_bin")?,
             db,
         };
+        catalog.migrate_recycle_bins()?;
         catalog.raise_id_counter()?;
         Ok(catalog)
     }
@@ -228,13 +256,48 @@ impl Catalog {
         for c in self.containers()? {
             max = max.max(c.id);
             max = self.streams(c.id)?.iter().map(|s| s.id).fold(max, u64::max);
-            max = self.recycled(c.id)?.iter().map(|r| r.stream.id).fold(max, u64::max);
         }
+        let binned: Vec<RecycledRecord> = self.all(self.bin.iter(), KIND_BIN_ENTRY)?;
+        max = binned.iter().map(|r| r.stream.id).fold(max, u64::max);
         if self.current_id()? < max {
             self.meta.insert(b"next_id", &max.to_le_bytes()[..])?;
             self.flush()?;
         }
         Ok(())
+    }
+
+    /// Moves the recycle bin entries of format 1 (tree `recycle`, keyed by stream name) to the
+    /// format-2 tree `recycle_bin` (keyed by stream id), each in one transaction, then drops the
+    /// old tree. An interrupted migration resumes at the next open.
+    fn migrate_recycle_bins(&self) -> Result<()> {
+        use sled::Transactional;
+        if !self.db.tree_names().iter().any(|n| n.as_ref() == b"recycle") {
+            return Ok(());
+        }
+        let old = self.db.open_tree("recycle")?;
+        for item in old.iter() {
+            let (key, value) = item?;
+            let r: RecycledRecord = decode_value(KIND_RECYCLED, &value).map_err(|e| e.at(&self.path))?;
+            let container_id = key.get(..8).and_then(|b| <[u8; 8]>::try_from(b).ok()).map(u64::from_be_bytes);
+            let Some(container_id) = container_id else {
+                return Err(Error::corrupt("recycle bin key", &self.path, format!("{} bytes", key.len())));
+            };
+            let new_key = bin_key(container_id, r.stream.id);
+            let new_value = encode_value(KIND_BIN_ENTRY, &r);
+            (&old, &self.bin)
+                .transaction(|(old, bin)| {
+                    bin.insert(new_key.as_slice(), new_value.as_slice())?;
+                    old.remove(&key)?;
+                    Ok::<_, sled::transaction::ConflictableTransactionError<()>>(())
+                })
+                .map_err(|e| match e {
+                    sled::transaction::TransactionError::Storage(e) => Error::from(e),
+                    sled::transaction::TransactionError::Abort(()) => Error::Conflict("recycle bin migration".into()),
+                })?;
+        }
+        self.flush()?;
+        self.db.drop_tree("recycle")?;
+        self.flush()
     }
 
     fn current_id(&self) -> Result<u64> {
@@ -383,20 +446,20 @@ impl Catalog {
         }
     }
 
-    /// The recycle bin of a container, by stream name.
+    /// The recycle bin of a container: every kept version, by id (the order they were made).
     pub fn recycled(&self, container_id: u64) -> Result<Vec<RecycledRecord>> {
-        self.all(self.recycle.scan_prefix(container_id.to_be_bytes()), KIND_RECYCLED)
+        self.all(self.bin.scan_prefix(container_id.to_be_bytes()), KIND_BIN_ENTRY)
     }
 
     /// Moves a live stream to the recycle bin in one transaction (only if the live entry is
-    /// still stream `r.stream.id`). Returns the bin entry of the same name it replaced, whose
-    /// recipe the caller deletes, or `Err(Conflict)` if the live entry changed meanwhile.
-    pub fn recycle_stream(&self, container_id: u64, r: &RecycledRecord) -> Result<Option<RecycledRecord>> {
+    /// still stream `r.stream.id`); `Err(Conflict)` if the live entry changed meanwhile. Give
+    /// `r.binned` a fresh [`Catalog::next_id`].
+    pub fn recycle_stream(&self, container_id: u64, r: &RecycledRecord) -> Result<()> {
         use sled::transaction::{ConflictableTransactionError as Abort, TransactionError};
         use sled::Transactional;
         let key = stream_key(container_id, &r.stream.name);
-        let value = encode_value(KIND_RECYCLED, r);
-        let outcome = (&self.streams, &self.recycle).transaction(|(streams, recycle)| {
+        let value = encode_value(KIND_BIN_ENTRY, r);
+        let outcome = (&self.streams, &self.bin).transaction(|(streams, bin)| {
             let current = streams.get(&key)?;
             let same = current
                 .as_ref()
@@ -406,65 +469,100 @@ impl Catalog {
                 return Err(Abort::Abort(()));
             }
             streams.remove(key.as_slice())?;
-            Ok(recycle.insert(key.as_slice(), value.as_slice())?)
+            bin.insert(bin_key(container_id, r.stream.id), value.as_slice())?;
+            Ok(())
+        });
+        match outcome {
+            Ok(()) => self.flush(),
+            Err(TransactionError::Abort(())) => {
+                Err(Error::Conflict(format!("stream {:?} changed while it was being deleted", r.stream.name)))
+            }
+            Err(TransactionError::Storage(e)) => Err(e.into()),
+        }
+    }
+
+    /// Publishes a finished stream like [`Catalog::put_stream`]; the stream it replaces, if
+    /// any, goes to the recycle bin in the same transaction (`deleted`, `expires` given).
+    /// Returns the replaced record.
+    pub fn put_stream_binning_replaced(
+        &self,
+        container_id: u64,
+        s: &StreamRecord,
+        deleted: u64,
+        expires: u64,
+    ) -> Result<Option<StreamRecord>> {
+        use sled::transaction::{ConflictableTransactionError as Abort, TransactionError};
+        use sled::Transactional;
+        let key = stream_key(container_id, &s.name);
+        let value = encode_value(KIND_STREAM, s);
+        let binned = self.next_id()?;
+        let outcome = (&self.streams, &self.bin).transaction(|(streams, bin)| {
+            let Some(old) = streams.insert(key.as_slice(), value.as_slice())? else { return Ok(None) };
+            let old: StreamRecord = decode_value(KIND_STREAM, &old).map_err(Abort::Abort)?;
+            let entry = RecycledRecord { stream: old.clone(), deleted, expires, binned };
+            bin.insert(bin_key(container_id, old.id), encode_value(KIND_BIN_ENTRY, &entry))?;
+            Ok(Some(old))
         });
         let old = match outcome {
             Ok(old) => old,
-            Err(TransactionError::Abort(())) => {
-                return Err(Error::Conflict(format!("stream {:?} changed while it was being deleted", r.stream.name)))
-            }
+            Err(TransactionError::Abort(e)) => return Err(e.at(&self.path)),
             Err(TransactionError::Storage(e)) => return Err(e.into()),
         };
         self.flush()?;
-        old.map(|v| decode_value(KIND_RECYCLED, &v).map_err(|e| e.at(&self.path))).transpose()
+        Ok(old)
     }
 
-    /// Moves a stream back from the recycle bin to the live streams in one transaction.
-    /// `Err(NotFound)` if it is not in the bin, `Err(AlreadyExists)` if a live stream has its
+    /// Moves a stream back from the recycle bin to the live streams in one transaction: bin
+    /// entry `id`, or the most recently binned version of `name` when `id` is `None`.
+    /// `Err(NotFound)` if there is no such entry, `Err(AlreadyExists)` if a live stream has the
     /// name.
-    pub fn restore_recycled(&self, container_id: u64, name: &str) -> Result<RecycledRecord> {
+    pub fn restore_recycled(&self, container_id: u64, name: &str, id: Option<u64>) -> Result<RecycledRecord> {
         use sled::transaction::{ConflictableTransactionError as Abort, TransactionError};
         use sled::Transactional;
+        let versions: Vec<RecycledRecord> =
+            self.recycled(container_id)?.into_iter().filter(|r| r.stream.name == name).collect();
+        let chosen = match id {
+            Some(id) => versions.into_iter().find(|r| r.stream.id == id),
+            None => versions.into_iter().max_by_key(|r| (r.binned, r.deleted)),
+        };
+        let Some(chosen) = chosen else {
+            let what = match id {
+                Some(id) => format!("{name} with id {id}"),
+                None => name.to_string(),
+            };
+            return Err(Error::not_found("stream in the recycle bin", what));
+        };
         let key = stream_key(container_id, name);
-        let outcome = (&self.streams, &self.recycle).transaction(|(streams, recycle)| {
-            let Some(v) = recycle.get(&key)? else { return Err(Abort::Abort(true)) };
+        let entry_key = bin_key(container_id, chosen.stream.id);
+        let value = encode_value(KIND_STREAM, &chosen.stream);
+        let outcome = (&self.streams, &self.bin).transaction(|(streams, bin)| {
+            if bin.get(&entry_key)?.is_none() {
+                return Err(Abort::Abort(true));
+            }
             if streams.get(&key)?.is_some() {
                 return Err(Abort::Abort(false));
             }
-            let r: RecycledRecord = match decode_value(KIND_RECYCLED, &v) {
-                Ok(r) => r,
-                Err(_) => return Err(Abort::Abort(true)),
-            };
-            streams.insert(key.as_slice(), encode_value(KIND_STREAM, &r.stream))?;
-            recycle.remove(key.as_slice())?;
-            Ok(r)
+            streams.insert(key.as_slice(), value.as_slice())?;
+            bin.remove(entry_key.as_slice())?;
+            Ok(())
         });
-        let r = match outcome {
-            Ok(r) => r,
+        match outcome {
+            Ok(()) => {}
             Err(TransactionError::Abort(true)) => return Err(Error::not_found("stream in the recycle bin", name)),
             Err(TransactionError::Abort(false)) => {
                 return Err(Error::AlreadyExists { what: "live stream", name: name.to_string() })
             }
             Err(TransactionError::Storage(e)) => return Err(e.into()),
-        };
+        }
         self.flush()?;
-        Ok(r)
+        Ok(chosen)
     }
 
-    /// Removes a recycle bin entry durably if it is still stream `id`. Returns whether it was.
-    pub fn remove_recycled_id(&self, container_id: u64, name: &str, id: u64) -> Result<bool> {
-        let key = stream_key(container_id, name);
-        loop {
-            let Some(current) = self.recycle.get(&key)? else { return Ok(false) };
-            let r: RecycledRecord = decode_value(KIND_RECYCLED, &current).map_err(|e| e.at(&self.path))?;
-            if r.stream.id != id {
-                return Ok(false);
-            }
-            if self.recycle.compare_and_swap(&key, Some(current), None::<&[u8]>)?.is_ok() {
-                self.flush()?;
-                return Ok(true);
-            }
-        }
+    /// Removes recycle bin entry `id` of a container durably. Returns whether it was there.
+    pub fn remove_recycled_id(&self, container_id: u64, id: u64) -> Result<bool> {
+        let old = self.bin.remove(bin_key(container_id, id))?;
+        self.flush()?;
+        Ok(old.is_some())
     }
 
     /// Removes a stream entry durably if it is still the stream with id `id` (not one that
@@ -488,6 +586,71 @@ impl Catalog {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn stream(id: u64, name: &str) -> StreamRecord {
+        StreamRecord {
+            id,
+            name: name.into(),
+            logical_len: id * 10,
+            chunks: 1,
+            new_chunks: 1,
+            new_stored_bytes: 5,
+            created: 100,
+        }
+    }
+
+    #[test]
+    fn format_1_recycle_bins_migrate_to_one_entry_per_version() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            // A catalog as format 1 left it: one bin entry per name, keyed by the name.
+            let db = sled_config(dir.path()).open().unwrap();
+            let old = db.open_tree("recycle").unwrap();
+            for (cid, id, name) in [(3u64, 40u64, "a"), (3, 41, "b/c"), (9, 42, "a")] {
+                let r = RecycledRecord { stream: stream(id, name), deleted: 1_000 + id, expires: 9_000, binned: 0 };
+                old.insert(stream_key(cid, name), encode_value(KIND_RECYCLED, &r)).unwrap();
+            }
+            db.flush().unwrap();
+        }
+        let catalog = Catalog::open(dir.path()).unwrap();
+        let ids = |cid| catalog.recycled(cid).unwrap().iter().map(|r| (r.stream.id, r.stream.name.clone())).collect();
+        let in_3: Vec<(u64, String)> = ids(3);
+        assert_eq!(in_3, [(40, "a".to_string()), (41, "b/c".to_string())]);
+        let in_9: Vec<(u64, String)> = ids(9);
+        assert_eq!(in_9, [(42, "a".to_string())]);
+        assert!(!catalog.db.tree_names().iter().any(|n| n.as_ref() == b"recycle"), "the old tree is gone");
+        assert!(catalog.next_id().unwrap() > 42, "ids of migrated entries are never handed out again");
+        drop(catalog);
+        // Opening again changes nothing.
+        let catalog = Catalog::open(dir.path()).unwrap();
+        assert_eq!(catalog.recycled(3).unwrap().len(), 2);
+    }
+
+    #[test]
+    fn the_bin_keeps_every_version_and_restores_the_one_asked() {
+        let dir = tempfile::tempdir().unwrap();
+        let catalog = Catalog::open(dir.path()).unwrap();
+        catalog.put_stream(1, &stream(10, "x")).unwrap();
+        let binned = catalog.next_id().unwrap();
+        catalog
+            .recycle_stream(1, &RecycledRecord { stream: stream(10, "x"), deleted: 6, expires: 50, binned })
+            .unwrap();
+        catalog.put_stream(1, &stream(11, "x")).unwrap();
+        let replaced = catalog.put_stream_binning_replaced(1, &stream(12, "x"), 6, 60).unwrap();
+        assert_eq!(replaced.map(|r| r.id), Some(11));
+        let bin: Vec<u64> = catalog.recycled(1).unwrap().iter().map(|r| r.stream.id).collect();
+        assert_eq!(bin, [10, 11]);
+        // A live stream has the name: refused.
+        assert!(matches!(catalog.restore_recycled(1, "x", None), Err(Error::AlreadyExists { .. })));
+        catalog.remove_stream_id(1, "x", 12).unwrap();
+        assert!(matches!(catalog.restore_recycled(1, "x", Some(99)), Err(Error::NotFound { .. })));
+        assert_eq!(catalog.restore_recycled(1, "x", Some(10)).unwrap().stream.id, 10);
+        assert_eq!(catalog.stream(1, "x").unwrap().map(|s| s.id), Some(10));
+        catalog.remove_stream_id(1, "x", 10).unwrap();
+        // Without an id: the most recently binned.
+        assert_eq!(catalog.restore_recycled(1, "x", None).unwrap().stream.id, 11);
+        assert!(catalog.recycled(1).unwrap().is_empty());
+    }
 
     #[test]
     fn value_wrapper_rejects_damage() {

@@ -12,7 +12,7 @@
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
-use std::io::{Read, Write};
+use std::io::{Read, Seek, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -32,7 +32,11 @@ use crate::writer::StreamWriter;
 
 mod encryption;
 mod meta;
+mod owned;
 mod prefix;
+
+pub use owned::OwnedStreams;
+pub(crate) use owned::{bin_retention, check_not_owned};
 
 /// Name of the storage group every new data directory starts with (as in QoreStor).
 pub const DEFAULT_GROUP: &str = "DefaultGroup";
@@ -140,24 +144,56 @@ impl StreamInfo {
     }
 }
 
-/// Checks a storage group or container name: `[A-Za-z0-9._-]{1,64}`.
+/// Checks a storage group or container name: `[A-Za-z0-9._-]{1,64}`, except `.` and `..`.
 pub fn check_object_name(what: &'static str, name: &str) -> Result<()> {
     let ok = !name.is_empty()
         && name.len() <= MAX_OBJECT_NAME_LEN
         && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-');
-    if ok {
-        Ok(())
-    } else {
-        Err(Error::invalid(what, name, "use 1 to 64 of A-Z a-z 0-9 . _ -"))
+    if !ok {
+        return Err(Error::invalid(what, shortened(name), "use 1 to 64 of A-Z a-z 0-9 . _ -"));
     }
-}
-
-/// Checks a stream name: not empty, at most 1,024 bytes, no NUL.
-pub fn check_stream_name(name: &str) -> Result<()> {
-    if name.is_empty() || name.len() > MAX_STREAM_NAME_LEN || name.contains('\0') {
-        return Err(Error::invalid("stream name", name, "use 1 to 1024 bytes without NUL"));
+    if name == "." || name == ".." {
+        return Err(Error::invalid(what, name, "\".\" and \"..\" are not names"));
     }
     Ok(())
+}
+
+/// Checks the name of a stream being addressed: not empty, at most 1,024 bytes, no NUL (names
+/// stored before control characters were refused stay addressable).
+pub fn check_stream_address(name: &str) -> Result<()> {
+    if name.is_empty() || name.len() > MAX_STREAM_NAME_LEN || name.contains('\0') {
+        return Err(Error::invalid("stream name", shortened(name), "use 1 to 1024 bytes without NUL"));
+    }
+    Ok(())
+}
+
+/// Checks a new stream's name: as [`check_stream_address`], and no control character (they
+/// would reach terminals and break one-name-per-line listings).
+pub fn check_stream_name(name: &str) -> Result<()> {
+    check_stream_address(name)?;
+    if let Some(c) = name.chars().find(|c| c.is_control()) {
+        return Err(Error::invalid(
+            "stream name",
+            shortened(name),
+            format!("control character {:?} (U+{:04X}) is not allowed in a name", c, c as u32),
+        ));
+    }
+    Ok(())
+}
+
+/// Longest value an error message quotes in full.
+const QUOTED_MAX: usize = 80;
+
+/// A value as an error message quotes it: its first characters and its length when it is long.
+pub fn shortened(value: &str) -> String {
+    if value.len() <= QUOTED_MAX {
+        return value.to_string();
+    }
+    let mut end = QUOTED_MAX;
+    while !value.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}... ({} bytes)", &value[..end], value.len())
 }
 
 /// Refuses changes to a replica container (only replication writes it).
@@ -168,9 +204,15 @@ pub(crate) fn check_writable(c: &ContainerRecord) -> Result<()> {
     }
 }
 
-/// The exclusive hold of a data directory by one process.
+/// How long a process that finds the lock held waits for the holder to write its name (it
+/// writes it right after taking the lock).
+const HOLDER_NAME_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// The exclusive hold of a data directory by one process. The lock file holds one line naming
+/// the holder while it is held, and is emptied when the hold ends (a process killed outright
+/// leaves its line, which the next holder overwrites at once).
 struct DirLock {
-    _file: File,
+    file: File,
 }
 
 impl DirLock {
@@ -183,18 +225,41 @@ impl DirLock {
             .truncate(false)
             .open(&path)
             .map_err(|e| Error::io("open", &path, e))?;
-        if file.try_lock().is_err() {
-            let mut who = String::new();
-            let _ = file.read_to_string(&mut who);
-            let who = who.trim();
-            return Err(Error::Locked {
-                path: dir.to_path_buf(),
-                holder: if who.is_empty() { "another process".into() } else { who.to_string() },
-            });
+        let started = std::time::Instant::now();
+        loop {
+            if file.try_lock().is_ok() {
+                file.set_len(0).map_err(|e| Error::io("write", &path, e))?;
+                file.write_all(format!("{holder} (pid {})\n", std::process::id()).as_bytes())
+                    .map_err(|e| Error::io("write", &path, e))?;
+                return Ok(DirLock { file });
+            }
+            // Held: the holder's line names it, unless the holder has only just taken the
+            // lock and not written its line yet (then look again in a moment).
+            if let Some(who) = holder_line(&mut file) {
+                return Err(Error::Locked { path: dir.to_path_buf(), holder: who });
+            }
+            if started.elapsed() >= HOLDER_NAME_WAIT {
+                return Err(Error::Locked { path: dir.to_path_buf(), holder: "another process".into() });
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
         }
-        file.set_len(0).map_err(|e| Error::io("write", &path, e))?;
-        writeln!(file, "{holder} (pid {})", std::process::id()).map_err(|e| Error::io("write", &path, e))?;
-        Ok(DirLock { _file: file })
+    }
+}
+
+/// The complete first line of the lock file, if it has one.
+fn holder_line(file: &mut File) -> Option<String> {
+    let mut text = String::new();
+    file.seek(std::io::SeekFrom::Start(0)).ok()?;
+    file.read_to_string(&mut text).ok()?;
+    let line = text.split_inclusive('\n').next().filter(|l| l.ends_with('\n'))?.trim();
+    (!line.is_empty()).then(|| line.to_string())
+}
+
+impl Drop for DirLock {
+    fn drop(&mut self) {
+        // Empty before the lock goes (with the file), so no later reader takes this line for
+        // the name of a newer holder.
+        let _ = self.file.set_len(0);
     }
 }
 
@@ -280,7 +345,7 @@ fn finish_deletions(dir: &Path, catalog: &Catalog) -> Result<()> {
         }
         for r in catalog.recycled(c.id)? {
             if doomed.contains_key(&r.stream.id) {
-                catalog.remove_recycled_id(c.id, &r.stream.name, r.stream.id)?;
+                catalog.remove_recycled_id(c.id, r.stream.id)?;
             }
         }
     }
@@ -293,7 +358,7 @@ fn finish_deletions(dir: &Path, catalog: &Catalog) -> Result<()> {
 /// The deduplication engine over one data directory. Cheap to clone; `Send + Sync`.
 ///
 /// ```
-/// use std::io::{Read, Write};
+/// use std::io::{Read, Seek, Write};
 /// use qorestor_core::{ContainerKind, Engine, DEFAULT_GROUP};
 ///
 /// let dir = tempfile::tempdir().unwrap();
@@ -312,6 +377,16 @@ pub struct Engine {
 }
 
 impl Engine {
+    /// Whether `dir` is an initialised data directory (`Ok(false)` when it, or its format
+    /// marker, does not exist; an error when it cannot be looked at, e.g. for permissions).
+    pub fn is_initialised(dir: &Path) -> std::io::Result<bool> {
+        match std::fs::metadata(dir.join(MARKER)) {
+            Ok(_) => Ok(true),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Opens an existing data directory.
     pub fn open(dir: &Path) -> Result<Engine> {
         Self::open_as(dir, "another qorestor process")
@@ -358,7 +433,7 @@ impl Engine {
     ///
     /// The format marker is written last, after the catalog holds the default storage group:
     /// a directory without it was never initialised, or its initialisation was interrupted
-    /// (nothing was stored in it yet, since every command initialises first), and creating
+    /// (nothing was stored in it yet, since [`Engine::open`] refuses it), and creating
     /// it again finishes the job.
     pub fn create_as(dir: &Path, holder: &str) -> Result<Engine> {
         let marker = dir.join(MARKER);
@@ -569,8 +644,18 @@ impl Engine {
     }
 
     /// Deletes a container; with streams in it only when `force` is set (they are deleted).
+    /// A tape library's container is deleted through the library
+    /// ([`OwnedStreams::delete_container`]).
     pub fn delete_container(&self, name: &str, force: bool) -> Result<()> {
         let c = self.container_record(name)?;
+        if c.kind == ContainerKind::Vtl {
+            owned::check_not_owned(&c)?;
+        }
+        self.remove_container(&c, force)
+    }
+
+    fn remove_container(&self, c: &ContainerRecord, force: bool) -> Result<()> {
+        let name = c.name.as_str();
         let streams = self.catalog().streams(c.id)?;
         if !streams.is_empty() && !force {
             return Err(Error::Conflict(format!(
@@ -579,15 +664,15 @@ impl Engine {
             )));
         }
         // Deleted for good (a container's recycle bin goes with it).
-        let store = self.store_for(&c)?;
+        let store = self.store_for(c)?;
         for s in &streams {
             self.delete_with_recipe(&store, s.id, || self.catalog().remove_stream_id(c.id, &s.name, s.id).map(|_| ()))?;
         }
         for r in self.catalog().recycled(c.id)? {
-            let (n, id) = (&r.stream.name, r.stream.id);
-            self.delete_with_recipe(&store, id, || self.catalog().remove_recycled_id(c.id, n, id).map(|_| ()))?;
+            let id = r.stream.id;
+            self.delete_with_recipe(&store, id, || self.catalog().remove_recycled_id(c.id, id).map(|_| ()))?;
         }
-        self.remove_all_container_meta(&c)?;
+        self.remove_all_container_meta(c)?;
         self.catalog().remove_container(name)
     }
 
@@ -607,10 +692,16 @@ impl Engine {
 
     /// Starts writing a stream; it becomes visible (replacing one of the same name) when
     /// [`StreamWriter::finish`] returns.
+    /// A container whose streams a frontend owns is refused (see [`OwnedStreams`]).
     pub fn create_stream(&self, container: &str, name: &str) -> Result<StreamWriter> {
         check_stream_name(name)?;
         let c = self.container_record(container)?;
         check_writable(&c)?;
+        owned::check_not_owned(&c)?;
+        self.start_stream(c, name)
+    }
+
+    fn start_stream(&self, c: ContainerRecord, name: &str) -> Result<StreamWriter> {
         let store = self.writable_store_for(&c)?;
         StreamWriter::start(self.inner.clone(), store, c, name.to_string(), &[])
     }
@@ -640,18 +731,25 @@ impl Engine {
         Ok(StreamInfo::new(container, &self.stream_record(&c, name)?))
     }
 
-    /// Deletes a stream (its space returns when the cleaner runs).
+    /// Deletes a stream (its space returns when the cleaner runs), or moves it to the recycle
+    /// bin when the container's bin is on. A container whose streams a frontend owns is refused
+    /// (see [`OwnedStreams`]).
     pub fn delete_stream(&self, container: &str, name: &str) -> Result<StreamInfo> {
         let c = self.container_record(container)?;
-        check_writable(&c)?;
-        let s = self.stream_record(&c, name)?;
-        if let Some(retention) = c.recycle_retention {
-            self.recycle_stream(&c, &s, retention)?;
-            return Ok(StreamInfo::new(container, &s));
+        owned::check_not_owned(&c)?;
+        self.remove_stream(&c, name)
+    }
+
+    fn remove_stream(&self, c: &ContainerRecord, name: &str) -> Result<StreamInfo> {
+        check_writable(c)?;
+        let s = self.stream_record(c, name)?;
+        if let Some(retention) = owned::bin_retention(c) {
+            self.recycle_stream(c, &s, retention)?;
+            return Ok(StreamInfo::new(&c.name, &s));
         }
-        let store = self.store_for(&c)?;
+        let store = self.store_for(c)?;
         self.delete_with_recipe(&store, s.id, || self.catalog().remove_stream_id(c.id, name, s.id).map(|_| ()))?;
-        Ok(StreamInfo::new(container, &s))
+        Ok(StreamInfo::new(&c.name, &s))
     }
 
     /// Deletes stream `id` for good: its recipe is first renamed to `.rcp.deleted` (durably),

@@ -68,7 +68,8 @@ pub use cleaner::{CleanerOptions, CleanerReport};
 pub use compress::Compression;
 pub use crypto::{EncryptionMode, EncryptionOptions, Passphrase};
 pub use engine::{
-    check_object_name, check_stream_name, ContainerInfo, Engine, GroupInfo, GroupOptions, StreamInfo, DEFAULT_GROUP,
+    check_object_name, check_stream_address, check_stream_name, shortened, ContainerInfo, Engine, GroupInfo,
+    GroupOptions, OwnedStreams, StreamInfo, DEFAULT_GROUP,
 };
 pub use error::{CatalogError, DecodeError, Error, ErrorKind, Result};
 pub use fingerprint::Fingerprint;

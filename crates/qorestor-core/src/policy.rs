@@ -8,8 +8,9 @@
 //!   subject to the group quota (a run gives space back overall). Concurrent writers into one
 //!   container each count only the streams finished when they started.
 //! - **Recycle bin.** With the bin on, deleting a stream moves its catalog entry (in one sled
-//!   transaction) to the `recycle` tree with an expiry time; its recipe stays, so the cleaner
-//!   keeps its chunks. `restore` moves it back. The cleaner deletes expired entries for good
+//!   transaction) to the `recycle_bin` tree with an expiry time, and so does replacing it with a
+//!   new stream of the same name; its recipe stays, so the cleaner keeps its chunks. Every
+//!   version is kept, under its stream id (never reused). `restore` moves one back. The cleaner deletes expired entries for good
 //!   at the start of each run (`purge_recycle_bin`), then reclaims their chunks.
 
 use serde::Serialize;
@@ -31,9 +32,11 @@ pub struct ContainerUpdate {
     pub recycle_retention_days: Option<Option<u64>>,
 }
 
-/// A stream in a recycle bin, as reported to users.
+/// A stream version in a recycle bin, as reported to users.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct RecycledInfo {
+    /// Its id in the bin (stable; never reused within the container).
+    pub id: u64,
     /// Container name.
     pub container: String,
     /// Stream name.
@@ -49,6 +52,7 @@ pub struct RecycledInfo {
 impl RecycledInfo {
     fn new(container: &str, r: &RecycledRecord) -> Self {
         RecycledInfo {
+            id: r.stream.id,
             container: container.to_string(),
             name: r.stream.name.clone(),
             logical_bytes: r.stream.logical_len,
@@ -79,34 +83,39 @@ impl Engine {
             if days == Some(0) {
                 return Err(Error::invalid("retention", "0", "use at least 1 day"));
             }
+            if days.is_some() && c.kind == crate::ContainerKind::Vtl {
+                return Err(Error::Conflict(format!(
+                    "container {name:?} is a virtual tape library (type vtl): its recycle bin cannot be turned \
+                     on (a tape's data is kept or erased by the backup application)"
+                )));
+            }
             c.recycle_retention = days.map(|d| d.saturating_mul(DAY_SECS));
         }
         self.catalog().replace_container(&c)?;
         self.container(name)
     }
 
-    /// Moves a stream to its container's recycle bin (the bin is on). A stream of the same
-    /// name already in the bin is deleted for good.
+    /// Moves a stream to its container's recycle bin (the bin is on), beside the versions of
+    /// the same name already there.
     pub(crate) fn recycle_stream(&self, c: &ContainerRecord, s: &StreamRecord, retention: u64) -> Result<()> {
         let now = now_secs();
-        let r = RecycledRecord { stream: s.clone(), deleted: now, expires: now.saturating_add(retention) };
-        if let Some(old) = self.catalog().recycle_stream(c.id, &r)? {
-            let store = self.store_for(c)?;
-            self.inner.remove_recipe(&store, old.stream.id);
-        }
-        Ok(())
+        let binned = self.catalog().next_id()?;
+        let r = RecycledRecord { stream: s.clone(), deleted: now, expires: now.saturating_add(retention), binned };
+        self.catalog().recycle_stream(c.id, &r)
     }
 
-    /// The streams in a container's recycle bin, by name.
+    /// The stream versions in a container's recycle bin, by id (the order they were made).
     pub fn recycle_bin(&self, container: &str) -> Result<Vec<RecycledInfo>> {
         let c = self.container_record(container)?;
         Ok(self.catalog().recycled(c.id)?.iter().map(|r| RecycledInfo::new(container, r)).collect())
     }
 
-    /// Restores a stream from its container's recycle bin (fails if a live stream has its name).
-    pub fn restore_stream(&self, container: &str, name: &str) -> Result<StreamInfo> {
+    /// Restores a stream from its container's recycle bin: version `id`, or the most recently
+    /// binned one of that name. Fails if a live stream has its name.
+    pub fn restore_stream(&self, container: &str, name: &str, id: Option<u64>) -> Result<StreamInfo> {
         let c = self.container_record(container)?;
-        let r = self.catalog().restore_recycled(c.id, name)?;
+        crate::engine::check_not_owned(&c)?;
+        let r = self.catalog().restore_recycled(c.id, name, id)?;
         Ok(StreamInfo::new(container, &r.stream))
     }
 
@@ -123,9 +132,9 @@ impl Engine {
             }
             let store = self.store_for(&c)?;
             for r in expired {
-                let (name, id) = (&r.stream.name, r.stream.id);
-                self.delete_with_recipe(&store, id, || self.catalog().remove_recycled_id(c.id, name, id).map(|_| ()))?;
-                purged.push(format!("{}/{}", c.name, name));
+                let id = r.stream.id;
+                self.delete_with_recipe(&store, id, || self.catalog().remove_recycled_id(c.id, id).map(|_| ()))?;
+                purged.push(format!("{}/{}", c.name, r.stream.name));
             }
         }
         Ok(purged)

@@ -550,7 +550,16 @@ impl StreamWriter {
             new_stored_bytes: self.counters.new_stored_bytes.load(Ordering::Relaxed),
             created: now_secs(),
         };
-        let replaced = self.engine.catalog.put_stream(self.container.id, &record)?;
+        // With the recycle bin on, a replaced stream goes to the bin (its recipe stays).
+        let replaced = match crate::engine::bin_retention(&self.container) {
+            Some(retention) => {
+                let now = record.created;
+                let expires = now.saturating_add(retention);
+                self.engine.catalog.put_stream_binning_replaced(self.container.id, &record, now, expires)?;
+                None
+            }
+            None => self.engine.catalog.put_stream(self.container.id, &record)?,
+        };
         // Published: from here the cleaner finds this stream's chunks through its recipe.
         self.group.unpin(&self.pin);
         if let Some(old) = replaced {

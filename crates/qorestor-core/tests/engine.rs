@@ -6,8 +6,8 @@ use std::path::Path;
 
 use proptest::prelude::*;
 use qorestor_core::{
-    ChunkParams, Chunker, Compression, ContainerKind, Engine, ErrorKind, GroupOptions, NoProgress, StatsScope,
-    DEFAULT_GROUP,
+    ChunkParams, Chunker, Compression, ContainerKind, ContainerUpdate, Engine, ErrorKind, GroupOptions, NoProgress,
+    StatsScope, DEFAULT_GROUP,
 };
 
 mod common;
@@ -211,27 +211,66 @@ fn catalog_operations_and_errors() {
     let bad = e.add_storage_group("no spaces", GroupOptions::default()).unwrap_err();
     assert_eq!(bad.kind(), ErrorKind::InvalidInput);
     assert!(bad.to_string().contains("no spaces"));
-    e.add_container("vtl1", DEFAULT_GROUP, ContainerKind::Vtl).unwrap();
+    e.add_container("share1", DEFAULT_GROUP, ContainerKind::Nas).unwrap();
     assert_eq!(e.add_container("x", "nope", ContainerKind::Nas).unwrap_err().kind(), ErrorKind::NotFound);
     assert_eq!(
-        e.add_container("vtl1", DEFAULT_GROUP, ContainerKind::Ost).unwrap_err().kind(),
+        e.add_container("share1", DEFAULT_GROUP, ContainerKind::Ost).unwrap_err().kind(),
         ErrorKind::AlreadyExists
     );
-    put(&e, "vtl1", "tape/file1", b"hello", 2);
-    put(&e, "vtl1", "tape/file1", b"hello again", 3); // replaces
-    assert_eq!(get(&e, "vtl1", "tape/file1"), b"hello again");
-    assert_eq!(e.streams("vtl1").unwrap().len(), 1);
-    assert_eq!(e.delete_container("vtl1", false).unwrap_err().kind(), ErrorKind::Conflict);
+    put(&e, "share1", "tape/file1", b"hello", 2);
+    put(&e, "share1", "tape/file1", b"hello again", 3); // replaces
+    assert_eq!(get(&e, "share1", "tape/file1"), b"hello again");
+    assert_eq!(e.streams("share1").unwrap().len(), 1);
+    assert_eq!(e.delete_container("share1", false).unwrap_err().kind(), ErrorKind::Conflict);
     assert_eq!(e.delete_storage_group(DEFAULT_GROUP).unwrap_err().kind(), ErrorKind::Conflict);
-    let err = e.open_stream("vtl1", "missing").err().unwrap();
+    let err = e.open_stream("share1", "missing").err().unwrap();
     assert_eq!(err.kind(), ErrorKind::NotFound);
-    assert!(err.to_string().contains("vtl1/missing"));
-    e.delete_stream("vtl1", "tape/file1").unwrap();
-    assert!(e.streams("vtl1").unwrap().is_empty());
-    e.delete_container("vtl1", false).unwrap();
+    assert!(err.to_string().contains("share1/missing"));
+    e.delete_stream("share1", "tape/file1").unwrap();
+    assert!(e.streams("share1").unwrap().is_empty());
+    e.delete_container("share1", false).unwrap();
     e.delete_storage_group(DEFAULT_GROUP).unwrap();
     assert!(e.storage_groups().unwrap().is_empty());
-    assert_eq!(e.create_stream("vtl1", "s").err().unwrap().kind(), ErrorKind::NotFound);
+    assert_eq!(e.create_stream("share1", "s").err().unwrap().kind(), ErrorKind::NotFound);
+}
+
+#[test]
+fn the_streams_of_a_tape_library_belong_to_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = Engine::create(dir.path()).unwrap();
+    e.add_container("lib9", DEFAULT_GROUP, ContainerKind::Vtl).unwrap();
+    let tape = e.owned_streams("lib9", ContainerKind::Vtl).unwrap();
+    let mut w = tape.create_stream("QS0001L5/0000000000").unwrap();
+    w.write_all(b"tape data").unwrap();
+    w.finish().unwrap();
+    // Everyone else is refused, naming the vtl commands; the segment stays as it was.
+    let refusals = [
+        e.create_stream("lib9", "QS0001L5/0000000000").err().unwrap(),
+        e.create_stream("lib9", "new").err().unwrap(),
+        e.create_stream_from_prefix("lib9", "x", "QS0001L5/0000000000", 4).err().unwrap(),
+        e.delete_stream("lib9", "QS0001L5/0000000000").unwrap_err(),
+        e.restore_stream("lib9", "QS0001L5/0000000000", None).unwrap_err(),
+        e.delete_container("lib9", true).unwrap_err(),
+        e.update_container("lib9", &ContainerUpdate { recycle_retention_days: Some(Some(7)), ..Default::default() })
+            .unwrap_err(),
+    ];
+    for err in refusals {
+        assert_eq!(err.kind(), ErrorKind::Conflict, "{err}");
+        assert!(err.to_string().contains("lib9") && err.to_string().contains("vtl"), "{err}");
+    }
+    assert_eq!(get(&e, "lib9", "QS0001L5/0000000000"), b"tape data");
+    assert!(e.owned_streams("lib9", ContainerKind::Ost).is_err(), "the owner names its type");
+    // The library's own path works.
+    tape.create_stream_from_prefix("QS0001L5/0000000001", "QS0001L5/0000000000", 4).unwrap().finish().unwrap();
+    assert_eq!(get(&e, "lib9", "QS0001L5/0000000001"), b"tape");
+    tape.delete_stream("QS0001L5/0000000000").unwrap();
+    assert!(e.recycle_bin("lib9").unwrap().is_empty());
+    tape.delete_container(true).unwrap();
+    assert!(e.containers(None).unwrap().is_empty());
+    // An OST storage unit's images belong to the OST server; the unit itself can be deleted.
+    e.add_container("lsu1", DEFAULT_GROUP, ContainerKind::Ost).unwrap();
+    assert_eq!(e.create_stream("lsu1", "image").err().unwrap().kind(), ErrorKind::Conflict);
+    e.delete_container("lsu1", false).unwrap();
 }
 
 #[test]

@@ -50,6 +50,7 @@ const KIND_CONTAINER: u8 = 2;
 const KIND_STREAM: u8 = 3;
 const KIND_META: u8 = 4;
 const KIND_RECYCLED: u8 = 5;
+const KIND_BIN_ENTRY: u8 = 7;
 
 /// The chunk stored raw (codec 0).
 fn raw_chunk() -> Vec<u8> {
@@ -121,10 +122,17 @@ fn quarantine() -> Vec<QuarantinedChunk> {
 }
 const QUARANTINE_JSON: &str = r#"[{"pack":7,"offset":4128,"fingerprint":"aa5f0c1e2d3b4a59687766554433221100ffeeddccbbaa998877665544332211","since":1700000000}]"#;
 
-/// A stream in a recycle bin (catalog tree `recycle`).
+/// A stream in a recycle bin (format 1: catalog tree `recycle`, kind 5, migrated at open;
+/// format 2: tree `recycle_bin`, kind 7, the same body).
 fn recycled() -> RecycledRecord {
-    RecycledRecord { stream: stream_record(), deleted: 1_700_086_400, expires: 1_700_691_200 }
+    RecycledRecord { stream: stream_record(), deleted: 1_700_086_400, expires: 1_700_691_200, binned: 0 }
 }
+
+/// A stream version in a recycle bin of format 2 (tree `recycle_bin`, kind 7).
+fn bin_entry() -> RecycledRecord {
+    RecycledRecord { binned: 77, ..recycled() }
+}
+const BIN_ENTRY_JSON: &str = r#"{"stream":{"id":1234605616436508552,"name":"nächtlich/mon.tar","logical_len":550,"chunks":3,"new_chunks":2,"new_stored_bytes":123,"created":1700000000},"deleted":1700086400,"expires":1700691200,"binned":77}"#;
 const RECYCLED_JSON: &str = r#"{"stream":{"id":1234605616436508552,"name":"nächtlich/mon.tar","logical_len":550,"chunks":3,"new_chunks":2,"new_stored_bytes":123,"created":1700000000},"deleted":1700086400,"expires":1700691200}"#;
 
 /// Cleaner schedules (catalog `meta` key `cleaner/schedules`).
@@ -453,6 +461,7 @@ fn regenerate() {
     write("catalog_quarantine.bin", &encode_value(KIND_META, &quarantine()));
     write("catalog_schedules.bin", &encode_value(KIND_META, &schedules()));
     write("catalog_recycled.bin", &encode_value(KIND_RECYCLED, &recycled()));
+    write("catalog_bin_entry.bin", &encode_value(KIND_BIN_ENTRY, &bin_entry()));
 
     write_sealed_fixtures(&dir, &z);
 
@@ -952,6 +961,7 @@ fn catalog_values_golden() {
     check_catalog_fixture("catalog_quarantine.bin", KIND_META, &quarantine(), QUARANTINE_JSON);
     check_catalog_fixture("catalog_schedules.bin", KIND_META, &schedules(), SCHEDULES_JSON);
     check_catalog_fixture("catalog_recycled.bin", KIND_RECYCLED, &recycled(), RECYCLED_JSON);
+    check_catalog_fixture("catalog_bin_entry.bin", KIND_BIN_ENTRY, &bin_entry(), BIN_ENTRY_JSON);
     // A value of one kind does not decode as another type even when the kind byte matches.
     let b = fixture("catalog_group.bin");
     let mut as_stream = b.clone();

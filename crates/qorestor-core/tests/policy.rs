@@ -108,23 +108,31 @@ fn the_recycle_bin_keeps_restores_and_finally_gives_space_back() {
     let v = e.verify(&VerifyOptions { scope: VerifyScope::All, repair: false }, &NoProgress).unwrap();
     assert!(!v.damage_remains() && v.orphan_recipes == 0, "{v:?}");
     // Restore it; a live stream of the same name blocks a restore.
-    e.restore_stream("c", "a").unwrap();
+    e.restore_stream("c", "a", None).unwrap();
     assert!(get(&e, "c", "a") == a);
+    let first_id = bin[0].id;
     e.delete_stream("c", "a").unwrap();
     put(&e, "c", "a", &b).unwrap();
-    assert_eq!(e.restore_stream("c", "a").unwrap_err().kind(), ErrorKind::AlreadyExists);
-    e.delete_stream("c", "a").unwrap(); // replaces the older bin entry, deleted for good
-    assert_eq!(e.recycle_bin("c").unwrap().len(), 1);
+    assert_eq!(e.restore_stream("c", "a", None).unwrap_err().kind(), ErrorKind::AlreadyExists);
+    // Replacing a stream bins the replaced version too; every version is kept, under its id.
+    put(&e, "c", "a", &random(3, 1 << 20)).unwrap();
+    e.delete_stream("c", "a").unwrap();
+    let bin = e.recycle_bin("c").unwrap();
+    assert_eq!(bin.iter().map(|r| r.logical_bytes).collect::<Vec<_>>(), [2 << 20, 2 << 20, 1 << 20]);
+    assert_eq!(bin[0].id, first_id, "ids are stable");
+    e.restore_stream("c", "a", Some(bin[1].id)).unwrap();
+    assert!(get(&e, "c", "a") == b);
+    e.delete_stream("c", "a").unwrap();
     drop(e);
     let e = Engine::open(dir.path()).unwrap();
-    assert_eq!(e.recycle_bin("c").unwrap().len(), 1, "the bin is persisted");
+    assert_eq!(e.recycle_bin("c").unwrap().len(), 3, "the bin is persisted");
     // Past its retention the entry is purged and its chunks reclaimed.
     let purged = e
         .purge_recycle_bin(
             std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() + 8 * 86_400,
         )
         .unwrap();
-    assert_eq!(purged, vec!["c/a".to_string()]);
+    assert_eq!(purged, vec!["c/a".to_string(); 3]);
     assert!(e.recycle_bin("c").unwrap().is_empty());
     let r = e.run_cleaner(&CleanerOptions::default(), &NoProgress).unwrap();
     assert!(r.packs_deleted + r.packs_compacted > 0, "{r:?}");

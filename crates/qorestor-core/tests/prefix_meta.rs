@@ -120,7 +120,7 @@ fn container_metadata_round_trips_and_dies_with_its_container() {
     assert_eq!(e.container_meta::<String>("lib", "cart/B").unwrap(), None);
     // A record of another type is refused, not misread.
     assert_eq!(e.container_meta::<Vec<u32>>("lib", "cart/A").err().unwrap().kind(), ErrorKind::Corrupt);
-    e.delete_container("lib", true).unwrap();
+    e.owned_streams("lib", ContainerKind::Vtl).unwrap().delete_container(true).unwrap();
     e.add_container("lib", DEFAULT_GROUP, ContainerKind::Vtl).unwrap();
     assert!(e.container_meta_keys("lib", "").unwrap().is_empty());
     assert_eq!(e.container_meta_keys("other", "").unwrap(), vec!["cart/C"]);

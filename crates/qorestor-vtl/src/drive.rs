@@ -19,7 +19,7 @@
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::time::{Duration, Instant};
 
-use qorestor_core::{Engine, StreamReader, StreamWriter};
+use qorestor_core::{ContainerKind, Engine, OwnedStreams, StreamReader, StreamWriter};
 
 use crate::cdb::{Command, LocateTo, PositionForm, SpaceCode};
 use crate::clock::Clock;
@@ -56,6 +56,13 @@ pub(crate) struct DriveCtx<'a> {
     pub flush_after: Duration,
     /// What the flush interval counts on.
     pub clock: &'a dyn Clock,
+}
+
+impl DriveCtx<'_> {
+    /// The library's segment streams (only the library writes or deletes them).
+    fn segments(&self) -> qorestor_core::Result<OwnedStreams> {
+        self.engine.owned_streams(self.library, ContainerKind::Vtl)
+    }
 }
 
 struct OpenSegment {
@@ -183,7 +190,7 @@ impl Mounted {
             self.dirty = false;
             for id in std::mem::take(&mut self.pending_delete) {
                 // Already gone is fine (a crash between the map and the deletion).
-                let _ = ctx.engine.delete_stream(ctx.library, &self.name(id));
+                let _ = ctx.segments().and_then(|s| s.delete_stream(&self.name(id)));
             }
         }
         self.unflushed = 0;
@@ -206,7 +213,7 @@ impl Mounted {
         self.pending_delete.extend(removed.iter().map(|s| s.id));
         if let Some((seg, len)) = partial {
             let id = self.map.new_segment_id();
-            let writer = ctx.engine.create_stream_from_prefix(ctx.library, &self.name(id), &self.name(seg.id), len)?;
+            let writer = ctx.segments()?.create_stream_from_prefix(&self.name(id), &self.name(seg.id), len)?;
             self.writer = Some(OpenSegment { writer, id, len });
         }
         Ok(())
@@ -596,7 +603,7 @@ fn write_blocks(m: &mut Mounted, ctx: &DriveCtx<'_>, size: u32, count: u64, data
             m.since = ctx.clock.now();
         }
         let id = m.map.new_segment_id();
-        let writer = ctx.engine.create_stream(ctx.library, &m.name(id)).map_err(engine_error)?;
+        let writer = ctx.segments().and_then(|s| s.create_stream(&m.name(id))).map_err(engine_error)?;
         m.writer = Some(OpenSegment { writer, id, len: 0 });
     }
     let open = m.writer.as_mut().expect("opened above");

@@ -11,6 +11,11 @@
 //! - [`LibraryRecord`] and [`CartMap`]: the persisted library and cartridge maps (catalog
 //!   container metadata records, validated when read).
 //! - [`cdb`]: pure CDB and parameter-list decoding; [`Sense`] and [`ScsiResponse`].
+//! - [`check`]: tape maps checked against their segment streams ([`damaged_segments`], for
+//!   `verify`) and [`Vtl::delete`].
+//!
+//! A library's streams belong to it: the engine refuses to write or delete them except through
+//! [`qorestor_core::OwnedStreams`], which only this crate uses.
 //!
 //! A cartridge is stored as deduplicated engine streams (one or more per tape file) plus a map
 //! of block lengths and filemark positions ([`map`]), so identical backups on different tapes
@@ -34,6 +39,7 @@
 //! ```
 
 pub mod cdb;
+pub mod check;
 pub mod clock;
 pub mod drive;
 pub mod error;
@@ -46,6 +52,7 @@ pub mod sense;
 pub mod spc;
 
 pub use cdb::{parse_cdb, parse_mode_select, Command, DeviceKind};
+pub use check::damaged_segments;
 pub use clock::{Clock, SystemClock};
 pub use error::{Error, ErrorKind, Result};
 pub use libraries::Libraries;

@@ -266,7 +266,7 @@ impl Vtl {
         if info.kind != ContainerKind::Vtl {
             return Err(Error::invalid("library", name, format!("container is of type {}", info.kind.as_str())));
         }
-        let rec = match engine.container_meta::<LibraryRecord>(name, LIBRARY_KEY)? {
+        let rec = match library_record(engine, name)? {
             Some(r) => r,
             None => {
                 let c = LibraryConfig::default();
@@ -750,6 +750,11 @@ fn drive_identity(rec: &LibraryRecord, serial: &str) -> Identity {
     }
 }
 
+/// The stored record of library `name`, if it has one yet.
+pub(crate) fn library_record(engine: &Engine, name: &str) -> Result<Option<LibraryRecord>> {
+    Ok(engine.container_meta::<LibraryRecord>(name, LIBRARY_KEY)?)
+}
+
 /// Deletes the segment streams (`BARCODE/NNNNNNNNNN` of a cartridge of the library) that the
 /// cartridges' durable maps do not name; other streams are left alone.
 fn sweep_orphans(engine: &Engine, name: &str, rec: &LibraryRecord) -> Result<()> {
@@ -759,12 +764,13 @@ fn sweep_orphans(engine: &Engine, name: &str, rec: &LibraryRecord) -> Result<()>
             live.insert(segment_name(&c.barcode, s.id));
         }
     }
+    let segments = engine.owned_streams(name, ContainerKind::Vtl)?;
     for s in engine.streams(name)? {
         let ours = s.name.split_once('/').is_some_and(|(barcode, id)| {
             id.len() == 10 && id.bytes().all(|b| b.is_ascii_digit()) && rec.cartridge(barcode).is_ok()
         });
         if ours && !live.contains(&s.name) {
-            engine.delete_stream(name, &s.name)?;
+            segments.delete_stream(&s.name)?;
         }
     }
     Ok(())

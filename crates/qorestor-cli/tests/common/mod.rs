@@ -17,6 +17,12 @@ pub fn qorestor(data: &Path) -> Command {
     c
 }
 
+/// Initialises the data directory `data` with `qorestor init` (no other command creates one).
+pub fn init(data: &Path) {
+    let out = qorestor(data).arg("init").stdin(Stdio::null()).output().unwrap();
+    assert!(out.status.success(), "init {}: {}", data.display(), String::from_utf8_lossy(&out.stderr));
+}
+
 /// A running `qorestor serve`, stopped with SIGTERM (and killed if it does not stop) on drop.
 pub struct Server {
     child: Option<Child>,

@@ -28,7 +28,19 @@ impl Engine {
     /// are referenced (no data copied); the bytes of a chunk cut by the prefix's end are read
     /// and written again. The source is untouched (and may be replaced or deleted once this
     /// returns). `len` larger than the source is [`crate::ErrorKind::InvalidInput`].
+    /// A container whose streams a frontend owns is refused (see [`super::OwnedStreams`]).
     pub fn create_stream_from_prefix(
+        &self,
+        container: &str,
+        name: &str,
+        source: &str,
+        len: u64,
+    ) -> Result<StreamWriter> {
+        super::owned::check_not_owned(&self.container_record(container)?)?;
+        self.stream_from_prefix(container, name, source, len)
+    }
+
+    pub(super) fn stream_from_prefix(
         &self,
         container: &str,
         name: &str,

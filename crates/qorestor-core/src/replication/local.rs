@@ -97,7 +97,9 @@ impl ReplicaTarget for LocalReplica {
     }
 
     fn begin_stream(&mut self, name: &str, created: u64) -> Result<()> {
-        crate::engine::check_stream_name(name)?;
+        // The source's names, as they are (one stored before control characters were refused
+        // is replicated too).
+        crate::engine::check_stream_address(name)?;
         self.drop_stream();
         let (store, c) = self.dest()?;
         let id = self.engine.catalog().next_id()?;

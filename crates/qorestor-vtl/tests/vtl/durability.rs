@@ -4,7 +4,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
-use qorestor_core::{StatsScope, DEFAULT_GROUP};
+use qorestor_core::{ContainerKind, StatsScope, DEFAULT_GROUP};
 use qorestor_vtl::{Clock, LibraryRecord};
 
 use super::cdbs::*;
@@ -39,13 +39,15 @@ fn a_crash_loses_only_buffered_writes() {
     l.ok(1, &write6(false, 3000), &bytes(2, 3000));
     l.ok(1, &write6(false, 3000), &bytes(3, 3000));
     // A stream of this cartridge that no durable map names (as a crash can leave).
-    let mut w = l.engine().create_stream("lib", "QS0001L5/0000009999").unwrap();
+    let segments = l.engine().owned_streams("lib", ContainerKind::Vtl).unwrap();
+    let mut w = segments.create_stream("QS0001L5/0000009999").unwrap();
     std::io::Write::write_all(&mut w, b"orphan").unwrap();
     w.finish().unwrap();
     // And a stream that is not a segment: left alone.
-    let mut w = l.engine().create_stream("lib", "notes.txt").unwrap();
+    let mut w = segments.create_stream("notes.txt").unwrap();
     std::io::Write::write_all(&mut w, b"kept").unwrap();
     w.finish().unwrap();
+    drop(segments);
     l.crash_and_reopen();
     l.settle(1);
     assert_eq!(l.ok(1, &read6(false, false, 3000), &[]), a);
