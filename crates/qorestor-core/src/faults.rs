@@ -1,39 +1,80 @@
-//! The engine's file writes and syncs, with optional fault injection.
+//! The engine's file writes and syncs, with fault injection in test builds.
 //!
 //! Every pack, recipe and directory write or fsync of the engine goes through these functions.
-//! Tests can make the Nth write or fsync from now on fail ([`inject`]): with an errno such as
-//! `ENOSPC` or `EIO` (nothing written), or as a short write (half of the bytes reach the file,
-//! then `ENOSPC`), which is how a disk that fills up or a dying device looks to the engine. The
-//! plan is process-wide and meant for tests only; unarmed, the cost is one relaxed atomic load
-//! per operation (operations are whole 4 MiB buffers, recipe buffers and fsyncs).
+//! Built with the `fault-injection` feature (tests only: the crate's integration tests turn it
+//! on through its dev-dependencies; release builds never have it), tests can make the Nth write
+//! or fsync from now on fail ([`inject`]): with an errno such as `ENOSPC` or `EIO` (nothing
+//! written), or as a short write (half of the bytes reach the file, then `ENOSPC`), which is how
+//! a disk that fills up or a dying device looks to the engine. The plan is process-wide; unarmed,
+//! the cost is one relaxed atomic load per operation (operations are whole 1 MiB buffers, recipe
+//! buffers and fsyncs). Without the feature these are the plain system calls.
 
 use std::fs::File;
 use std::io::{self, Write};
 use std::os::unix::fs::FileExt;
 
-/// The kind of I/O a fault applies to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FaultOp {
-    /// A write of file data.
-    Write,
-    /// An fsync (of a file or a directory).
-    Fsync,
-}
+#[cfg(feature = "fault-injection")]
+pub use plan::{clear, inject, Fault, FaultOp};
 
-/// What happens to the chosen operation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Fault {
-    /// The operation fails with this errno and has no effect.
-    Errno(i32),
-    /// A write stores only the first half of its bytes, then fails with `ENOSPC`.
-    ShortWrite,
-}
-
+#[cfg(feature = "fault-injection")]
 mod plan {
+    use std::fs::File;
+    use std::io::{self, Write};
+    use std::os::unix::fs::FileExt;
     use std::sync::atomic::{AtomicBool, Ordering};
 
-    use super::{Fault, FaultOp};
     use parking_lot::Mutex;
+
+    /// The kind of I/O a fault applies to.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum FaultOp {
+        /// A write of file data.
+        Write,
+        /// An fsync (of a file or a directory).
+        Fsync,
+    }
+
+    /// What happens to the chosen operation.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum Fault {
+        /// The operation fails with this errno and has no effect.
+        Errno(i32),
+        /// A write stores only the first half of its bytes, then fails with `ENOSPC`.
+        ShortWrite,
+    }
+
+    /// ENOSPC on Linux.
+    const ENOSPC: i32 = 28;
+
+    impl Fault {
+        fn error(self) -> io::Error {
+            match self {
+                Fault::Errno(e) => io::Error::from_raw_os_error(e),
+                Fault::ShortWrite => io::Error::from_raw_os_error(ENOSPC),
+            }
+        }
+
+        /// A fsync that fails.
+        pub(crate) fn sync(self) -> io::Result<()> {
+            Err(self.error())
+        }
+
+        /// A positioned write that fails (after half of `buf` for a short write).
+        pub(crate) fn write_at(self, file: &File, buf: &[u8], offset: u64) -> io::Result<()> {
+            if self == Fault::ShortWrite {
+                file.write_all_at(&buf[..buf.len() / 2], offset)?;
+            }
+            Err(self.error())
+        }
+
+        /// A stream write that fails (after half of `buf` for a short write).
+        pub(crate) fn write(self, w: &mut impl Write, buf: &[u8]) -> io::Result<usize> {
+            if self == Fault::ShortWrite {
+                w.write_all(&buf[..buf.len() / 2])?;
+            }
+            Err(self.error())
+        }
+    }
 
     struct Plan {
         op: FaultOp,
@@ -45,17 +86,21 @@ mod plan {
     static ARMED: AtomicBool = AtomicBool::new(false);
     static PLAN: Mutex<Option<Plan>> = Mutex::new(None);
 
+    /// Makes the `nth` operation of kind `op` from now on fail with `fault`, in the whole
+    /// process (replacing any plan).
     pub fn inject(op: FaultOp, nth: u64, fault: Fault) {
         *PLAN.lock() = Some(Plan { op, remaining: nth.max(1), fault, fired: false });
         ARMED.store(true, Ordering::SeqCst);
     }
 
+    /// Removes the plan; returns whether its fault fired.
     pub fn clear() -> bool {
         ARMED.store(false, Ordering::SeqCst);
         PLAN.lock().take().is_some_and(|p| p.fired)
     }
 
-    pub fn check(op: FaultOp) -> Option<Fault> {
+    /// The fault planned for this operation, if it is the chosen one.
+    pub(crate) fn check(op: FaultOp) -> Option<Fault> {
         if !ARMED.load(Ordering::Relaxed) {
             return None;
         }
@@ -73,56 +118,31 @@ mod plan {
     }
 }
 
-/// Makes the `nth` operation of kind `op` from now on fail with `fault`, in the whole process
-/// (replacing any plan). For tests.
-pub fn inject(op: FaultOp, nth: u64, fault: Fault) {
-    plan::inject(op, nth, fault);
-}
-
-/// Removes the plan; returns whether its fault fired.
-pub fn clear() -> bool {
-    plan::clear()
-}
-
-fn check(op: FaultOp) -> Option<Fault> {
-    plan::check(op)
-}
-
-fn errno(e: i32) -> io::Error {
-    io::Error::from_raw_os_error(e)
-}
-
-/// ENOSPC on Linux.
-const ENOSPC: i32 = 28;
-
 /// `write_all_at`, subject to write faults.
 pub(crate) fn write_all_at(file: &File, buf: &[u8], offset: u64) -> io::Result<()> {
-    match check(FaultOp::Write) {
-        None => file.write_all_at(buf, offset),
-        Some(Fault::Errno(e)) => Err(errno(e)),
-        Some(Fault::ShortWrite) => {
-            file.write_all_at(&buf[..buf.len() / 2], offset)?;
-            Err(errno(ENOSPC))
-        }
+    #[cfg(feature = "fault-injection")]
+    if let Some(f) = plan::check(FaultOp::Write) {
+        return f.write_at(file, buf, offset);
     }
+    file.write_all_at(buf, offset)
 }
 
 /// `sync_all`, subject to fsync faults.
 pub(crate) fn sync_all(file: &File) -> io::Result<()> {
-    match check(FaultOp::Fsync) {
-        None => file.sync_all(),
-        Some(Fault::Errno(e)) => Err(errno(e)),
-        Some(Fault::ShortWrite) => Err(errno(ENOSPC)),
+    #[cfg(feature = "fault-injection")]
+    if let Some(f) = plan::check(FaultOp::Fsync) {
+        return f.sync();
     }
+    file.sync_all()
 }
 
 /// `sync_data`, subject to fsync faults.
 pub(crate) fn sync_data(file: &File) -> io::Result<()> {
-    match check(FaultOp::Fsync) {
-        None => file.sync_data(),
-        Some(Fault::Errno(e)) => Err(errno(e)),
-        Some(Fault::ShortWrite) => Err(errno(ENOSPC)),
+    #[cfg(feature = "fault-injection")]
+    if let Some(f) = plan::check(FaultOp::Fsync) {
+        return f.sync();
     }
+    file.sync_data()
 }
 
 /// A [`Write`] adapter whose writes are subject to write faults.
@@ -130,14 +150,11 @@ pub(crate) struct FaultyWriter<W>(pub W);
 
 impl<W: Write> Write for FaultyWriter<W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        match check(FaultOp::Write) {
-            None => self.0.write(buf),
-            Some(Fault::Errno(e)) => Err(errno(e)),
-            Some(Fault::ShortWrite) => {
-                self.0.write_all(&buf[..buf.len() / 2])?;
-                Err(errno(ENOSPC))
-            }
+        #[cfg(feature = "fault-injection")]
+        if let Some(f) = plan::check(FaultOp::Write) {
+            return f.write(&mut self.0, buf);
         }
+        self.0.write(buf)
     }
 
     fn flush(&mut self) -> io::Result<()> {

@@ -401,7 +401,7 @@ pub fn is_sealed(path: &Path) -> Result<bool> {
     Ok(decode_trailer(&t, len).is_ok())
 }
 
-/// What [`recover`] found.
+/// What `recover` found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PackState {
     /// The pack was sealed and its footer valid.
@@ -526,11 +526,6 @@ impl PackWriter {
     /// Bytes written so far, including buffered ones.
     pub fn len(&self) -> u64 {
         self.len
-    }
-
-    /// Whether no chunk has been appended yet.
-    pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
     }
 
     /// The records appended so far.

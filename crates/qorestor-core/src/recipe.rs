@@ -324,11 +324,6 @@ impl RecipeWriter {
         self.count
     }
 
-    /// Whether no entry was recorded.
-    pub fn is_empty(&self) -> bool {
-        self.count == 0
-    }
-
     /// Writes the trailer, syncs the file, renames it into place and syncs the directory.
     pub fn finish(self) -> Result<PathBuf> {
         let (tmp, dest) = self.seal()?;

@@ -10,9 +10,9 @@ use std::path::Path;
 
 use common::data;
 use parking_lot::Mutex;
-use qorestor_core::faults::{self, Fault, FaultOp};
-use qorestor_core::recipe::read_recipe;
 use qorestor_core::replication::WireEncryption;
+use qorestor_core::test_support::faults::{self, Fault, FaultOp};
+use qorestor_core::test_support::recipe::read_recipe;
 use qorestor_core::{
     ChunkParams, Compression, ContainerKind, EncryptionMode, EncryptionOptions, Engine, ErrorKind, Fingerprint,
     GroupOptions, NoProgress, Passphrase,
