@@ -37,6 +37,7 @@ pub mod cdb;
 pub mod clock;
 pub mod drive;
 pub mod error;
+mod failure;
 pub mod libraries;
 pub mod library;
 pub mod mam;
