@@ -171,7 +171,7 @@ impl Syncer {
             .name("qorestor-pack-sync".into())
             .spawn(move || {
                 for (file, path) in rx {
-                    let r = crate::faults::sync_all(&file);
+                    let r = crate::fileio::sync_all(&file);
                     let mut g = p.0.lock();
                     g.done += 1;
                     if let Err(e) = r {
@@ -696,7 +696,7 @@ impl GroupStore {
             (file, self.syncer.submitted())
         };
         let synced = match file {
-            Some(f) => crate::faults::sync_data(&f).map_err(|e| Error::io("fsync", &self.packs_dir, e)),
+            Some(f) => crate::fileio::sync_data(&f).map_err(|e| Error::io("fsync", &self.packs_dir, e)),
             None => Ok(()),
         };
         let result = synced.and_then(|_| self.syncer.wait(target)).and_then(|_| sync_dir(&self.packs_dir));

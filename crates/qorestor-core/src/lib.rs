@@ -39,7 +39,7 @@ pub mod compress;
 pub mod crypto;
 mod engine;
 pub mod error;
-mod faults;
+mod fileio;
 pub mod fingerprint;
 pub mod format;
 mod fsutil;
@@ -121,7 +121,7 @@ pub mod test_support {
     /// Failing the Nth write or fsync of the process (see the module's source).
     #[cfg(feature = "fault-injection")]
     pub mod faults {
-        pub use crate::faults::{clear, inject, Fault, FaultOp};
+        pub use crate::fileio::{clear, inject, Fault, FaultOp};
     }
     /// The environment variable that sets the pack size of test builds.
     #[cfg(feature = "fault-injection")]

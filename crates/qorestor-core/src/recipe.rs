@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 
 use crate::crypto::SEAL_OVERHEAD;
 use crate::error::{DecodeError, Error, Result};
-use crate::faults::FaultyWriter;
+use crate::fileio::FileWriter;
 use crate::fingerprint::Fingerprint;
 use crate::format::*;
 use crate::pack::ChunkLoc;
@@ -287,7 +287,7 @@ pub fn recipe_path(dir: &Path, stream_id: u64) -> PathBuf {
 pub struct RecipeWriter {
     tmp: PathBuf,
     dest: PathBuf,
-    out: Option<BufWriter<FaultyWriter<File>>>,
+    out: Option<BufWriter<FileWriter<File>>>,
     crc: crc32fast::Hasher,
     count: u64,
     logical: u64,
@@ -311,7 +311,7 @@ impl RecipeWriter {
         let mut w = RecipeWriter {
             tmp,
             dest,
-            out: Some(BufWriter::with_capacity(1 << 20, FaultyWriter(file))),
+            out: Some(BufWriter::with_capacity(1 << 20, FileWriter(file))),
             crc: crc32fast::Hasher::new(),
             count: 0,
             logical: 0,
@@ -366,7 +366,7 @@ impl RecipeWriter {
         let mut out = self.out.take().expect("open until finish");
         out.write_all(&t).map_err(|e| Error::io("write", &self.tmp, e))?;
         let file = out.into_inner().map_err(|e| Error::io("write", &self.tmp, e.into_error()))?.0;
-        crate::faults::sync_all(&file).map_err(|e| Error::io("fsync", &self.tmp, e))?;
+        crate::fileio::sync_all(&file).map_err(|e| Error::io("fsync", &self.tmp, e))?;
         Ok((self.tmp.clone(), self.dest.clone()))
     }
 }

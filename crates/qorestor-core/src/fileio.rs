@@ -146,9 +146,9 @@ pub(crate) fn sync_data(file: &File) -> io::Result<()> {
 }
 
 /// A [`Write`] adapter whose writes are subject to write faults.
-pub(crate) struct FaultyWriter<W>(pub W);
+pub(crate) struct FileWriter<W>(pub W);
 
-impl<W: Write> Write for FaultyWriter<W> {
+impl<W: Write> Write for FileWriter<W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         #[cfg(feature = "fault-injection")]
         if let Some(f) = plan::check(FaultOp::Write) {
@@ -164,6 +164,6 @@ impl<W: Write> Write for FaultyWriter<W> {
 
 /// Writes a whole file (create or truncate), subject to write faults.
 pub(crate) fn write_file(path: &std::path::Path, bytes: &[u8]) -> io::Result<()> {
-    let mut f = FaultyWriter(File::create(path)?);
+    let mut f = FileWriter(File::create(path)?);
     f.write_all(bytes)
 }
