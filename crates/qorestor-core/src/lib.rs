@@ -116,7 +116,7 @@ pub mod test_support {
     }
     /// Replication protocol frames.
     pub mod wire {
-        pub use crate::replication::wire::{decode, encode};
+        pub use crate::replication::wire::{decode, encode, frame_len, Message, MAX_FRAME, VERSION};
     }
     /// Failing the Nth write or fsync of the process (see the module's source).
     #[cfg(feature = "fault-injection")]
