@@ -9,7 +9,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use qorestor_core::catalog::{decode_value, encode_value, ContainerRecord, GroupRecord, RecycledRecord, StreamRecord};
+use qorestor_core::test_support::catalog::{decode_value, encode_value, ContainerRecord, GroupRecord, RecycledRecord, StreamRecord};
 use qorestor_core::verify::QuarantinedChunk;
 use qorestor_core::{CleanerSchedule, CleanerStatus};
 

@@ -14,7 +14,7 @@ use libfuzzer_sys::fuzz_target;
 use qorestor_core::compress::Codec;
 use qorestor_core::crypto::{EncryptionMode, EncryptionOptions, GroupCrypto, Passphrase};
 use qorestor_core::format::{MAX_CHUNK_LEN, RECORD_HEADER_LEN};
-use qorestor_core::pack::{check_record_payload, decode_chunk, decode_record_header, encode_record_header};
+use qorestor_core::test_support::pack::{check_record_payload, decode_chunk, decode_record_header, encode_record_header};
 use qorestor_core::Fingerprint;
 
 /// An encrypted group's crypto (cheap key derivation: only decoding is exercised).

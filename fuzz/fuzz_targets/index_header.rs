@@ -6,7 +6,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use qorestor_core::format::{INDEX_HEADER_LEN, INDEX_MAGIC, INDEX_SLOT_LEN};
-use qorestor_core::index::{decode_index_header, encode_index_header};
+use qorestor_core::test_support::index::{decode_index_header, encode_index_header};
 
 fuzz_target!(|data: &[u8]| {
     if data.len() < 9 {

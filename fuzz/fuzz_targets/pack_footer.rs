@@ -8,7 +8,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use qorestor_core::format::{FOOTER_ENTRY_LEN, PACK_HEADER_LEN, RECORD_HEADER_LEN, TRAILER_LEN};
-use qorestor_core::pack::{decode_footer, decode_trailer, encode_footer};
+use qorestor_core::test_support::pack::{decode_footer, decode_trailer, encode_footer};
 
 fn trailer(body: &[u8], offset: u64, count: u32) -> [u8; TRAILER_LEN] {
     let mut t = [0u8; TRAILER_LEN];

@@ -6,7 +6,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use qorestor_core::format::PACK_HEADER_LEN;
-use qorestor_core::pack::{decode_pack_header, encode_pack_header};
+use qorestor_core::test_support::pack::{decode_pack_header, encode_pack_header};
 
 fuzz_target!(|data: &[u8]| {
     if let Ok((group, pack)) = decode_pack_header(data) {

@@ -16,7 +16,7 @@ use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
 use qorestor_core::compress::Codec;
-use qorestor_core::pack::{encode_pack_header, encode_record_header, read_footer, recover, PackState};
+use qorestor_core::test_support::pack::{encode_pack_header, encode_record_header, read_footer, recover, PackState};
 use qorestor_core::Fingerprint;
 
 fn scratch() -> &'static PathBuf {

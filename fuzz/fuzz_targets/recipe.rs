@@ -9,7 +9,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use qorestor_core::format::{MAX_CHUNK_LEN, RECIPE_HEADER_LEN, RECIPE_MAGIC, RECIPE_TRAILER_LEN, RECIPE_TRAILER_MAGIC};
-use qorestor_core::recipe::{decode_recipe, encode_recipe};
+use qorestor_core::test_support::recipe::{decode_recipe, encode_recipe};
 
 fn crc(parts: &[&[u8]]) -> u32 {
     let mut h = crc32fast::Hasher::new();

@@ -5,7 +5,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use qorestor_core::replication::wire::{decode, encode};
+use qorestor_core::test_support::wire::{decode, encode};
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(m) = decode(data) {

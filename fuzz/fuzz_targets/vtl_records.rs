@@ -10,7 +10,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use qorestor_core::catalog::{decode_value, encode_value};
+use qorestor_core::test_support::catalog::{decode_value, encode_value};
 use qorestor_vtl::{CartMap, LibraryRecord, TapeMap};
 
 /// The kind byte of container metadata in the catalog framing.

@@ -156,7 +156,7 @@ pub enum Command {
     /// Manage virtual tape libraries.
     #[command(subcommand)]
     Vtl(vtl::VtlCommand),
-    /// Replicate containers to a second data directory.
+    /// Replicate containers to a second data directory or another qorestor.
     #[command(subcommand)]
     Replication(replication::ReplicationCommand),
     /// System-wide settings (the system name).

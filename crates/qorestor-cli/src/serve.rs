@@ -123,6 +123,12 @@ pub fn run(ctx: &Ctx, args: ServeArgs) -> Result<()> {
     // Signals are caught from before the first listener is bound, so that a stop sent right
     // after the `listening` lines is never lost.
     let mut signals = Signals::new([SIGTERM, SIGINT]).context("cannot install the signal handlers")?;
+    // The VTL logs every engine failure it reports to an initiator (library, cartridge, drive,
+    // command, sense, the engine's message): one line each on stderr, with serve's messages.
+    let log = tracing_subscriber::fmt().with_writer(std::io::stderr).with_ansi(false).with_target(false);
+    if log.try_init().is_err() {
+        eprintln!("qorestor serve: cannot install the log writer: tape errors will not be logged");
+    }
     let engine = ctx.open_or_create_default("qorestor serve")?;
     let libraries = Arc::new(Libraries::open_all(&engine)?);
     let services = Services { engine, libraries: libraries.clone() };

@@ -46,6 +46,20 @@ impl Env {
         run(self.cmd().args(args))
     }
 
+    /// Starts `put CONTAINER/STREAM -` reading a pipe; returns it and the pipe.
+    fn put_from_pipe(&self, stream: &str) -> (std::process::Child, std::process::ChildStdin) {
+        let mut child = self
+            .cmd()
+            .args(["put", stream, "-"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stdin = child.stdin.take().unwrap();
+        (child, stdin)
+    }
+
     /// Runs and requires success; returns stdout.
     fn ok(&self, args: &[&str]) -> Vec<u8> {
         let out = self.run(args);
@@ -489,15 +503,7 @@ fn help_names_the_default_directory_and_covers_every_command() {
 fn a_second_process_finds_the_directory_in_use() {
     let env = Env::initialised();
     env.ok(&["container", "add", "c", "--type", "object"]);
-    let mut child = env
-        .cmd()
-        .args(["put", "c/s", "-"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
+    let (child, mut stdin) = env.put_from_pipe("c/s");
     stdin.write_all(&[7u8; 1000]).unwrap();
     // The lock file names its holder once the put has opened the directory.
     let holder = format!("qorestor put (pid {})", child.id());
@@ -515,6 +521,35 @@ fn a_second_process_finds_the_directory_in_use() {
     let ls = env.json(&["ls", "c"]);
     assert_eq!(ls[0]["name"], "s");
     assert_eq!(ls[0]["logical_bytes"], 1000);
+}
+
+/// The temporary recipes (`.<id>.rcp.tmp`) in a data directory.
+fn temporary_recipes(data: &Path) -> Vec<PathBuf> {
+    let groups = fs::read_dir(data.join("groups")).unwrap();
+    let files = groups.flat_map(|g| fs::read_dir(g.unwrap().path().join("recipes")).unwrap());
+    files.map(|f| f.unwrap().path()).filter(|p| p.to_string_lossy().ends_with(".rcp.tmp")).collect()
+}
+
+#[test]
+fn a_put_killed_mid_stream_leaves_no_temporary_recipe_after_the_next_command() {
+    let env = Env::new();
+    env.ok(&["container", "add", "c", "--type", "object"]);
+    let (mut child, mut stdin) = env.put_from_pipe("c/s");
+    stdin.write_all(&random(4 << 20, 16)).unwrap();
+    // The stream's temporary recipe appears once the put has started writing the stream.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while temporary_recipes(&env.data).is_empty() {
+        assert!(Instant::now() < deadline, "the put never started its recipe");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().unwrap(); // SIGKILL, mid-stream: stdin is still open
+    child.wait().unwrap();
+    drop(stdin);
+    assert_eq!(temporary_recipes(&env.data).len(), 1, "the killed put left its temporary recipe");
+    // Any command opens the data directory, which removes it.
+    let ls = env.json(&["ls", "c"]);
+    assert_eq!(ls.as_array().map(Vec::len), Some(0), "the killed put published nothing: {ls}");
+    assert_eq!(temporary_recipes(&env.data), Vec::<PathBuf>::new());
 }
 
 #[test]

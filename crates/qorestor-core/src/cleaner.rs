@@ -594,7 +594,7 @@ pub(crate) fn replace_recipe(
     recipe: &crate::recipe::Recipe,
 ) -> Result<bool> {
     let tmp = path.with_extension("rcp.rewrite");
-    crate::faults::write_file(&tmp, &encode_recipe(recipe)).map_err(|e| Error::io("write", &tmp, e))?;
-    std::fs::File::open(&tmp).and_then(|f| crate::faults::sync_all(&f)).map_err(|e| Error::io("fsync", &tmp, e))?;
+    crate::fileio::write_file(&tmp, &encode_recipe(recipe)).map_err(|e| Error::io("write", &tmp, e))?;
+    std::fs::File::open(&tmp).and_then(|f| crate::fileio::sync_all(&f)).map_err(|e| Error::io("fsync", &tmp, e))?;
     rename_if_present(store, &tmp, path)
 }

@@ -316,6 +316,7 @@ impl EngineInner {
 
 /// Completes stream deletions a crash interrupted: a `<id>.rcp.deleted` recipe means the
 /// stream with that id was being deleted; its catalog entry (if still there) and the file go.
+/// Removes the temporary recipes (`.<id>.rcp.tmp`) of writers that are gone too.
 fn finish_deletions(dir: &Path, catalog: &Catalog) -> Result<()> {
     let groups = dir.join("groups");
     let Ok(rd) = std::fs::read_dir(&groups) else { return Ok(()) };
@@ -324,6 +325,13 @@ fn finish_deletions(dir: &Path, catalog: &Catalog) -> Result<()> {
         let recipes = g.path().join("recipes");
         let Ok(files) = std::fs::read_dir(&recipes) else { continue };
         for f in files.flatten() {
+            if crate::recipe::is_leftover(&f.path()) {
+                // A writer killed mid-stream: its stream was never published.
+                match std::fs::remove_file(f.path()) {
+                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(Error::io("remove", f.path(), e)),
+                    _ => continue,
+                }
+            }
             let name = f.file_name();
             let id = name
                 .to_str()

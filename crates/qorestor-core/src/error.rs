@@ -266,7 +266,7 @@ impl Error {
 
     /// The error behind an I/O error from a stream's `Read` or `Write` ([`crate::StreamReader`],
     /// [`crate::StreamWriter`] carry the engine's error inside it); any other I/O error as
-    /// [`Error::io`] of `op` on `path`.
+    /// [`Error::Io`] (or [`Error::OutOfSpace`]) of `op` on `path`.
     pub fn from_stream_io(e: std::io::Error, op: &'static str, path: impl Into<PathBuf>) -> Self {
         match e.downcast::<Error>() {
             Ok(engine) => engine,

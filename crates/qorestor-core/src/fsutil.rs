@@ -7,14 +7,14 @@ use crate::error::{Error, Result};
 
 /// Fsyncs a directory so that entries created or renamed in it are durable.
 pub fn sync_dir(dir: &Path) -> Result<()> {
-    File::open(dir).and_then(|d| crate::faults::sync_all(&d)).map_err(|e| Error::io("fsync directory", dir, e))
+    File::open(dir).and_then(|d| crate::fileio::sync_all(&d)).map_err(|e| Error::io("fsync directory", dir, e))
 }
 
 /// Writes `bytes` to `path` atomically: temporary file, fsync, rename, fsync of the directory.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let tmp = path.with_extension("tmp");
-    crate::faults::write_file(&tmp, bytes).map_err(|e| Error::io("write", &tmp, e))?;
-    File::open(&tmp).and_then(|f| crate::faults::sync_all(&f)).map_err(|e| Error::io("fsync", &tmp, e))?;
+    crate::fileio::write_file(&tmp, bytes).map_err(|e| Error::io("write", &tmp, e))?;
+    File::open(&tmp).and_then(|f| crate::fileio::sync_all(&f)).map_err(|e| Error::io("fsync", &tmp, e))?;
     std::fs::rename(&tmp, path).map_err(|e| Error::io("rename", &tmp, e))?;
     sync_dir(path.parent().unwrap_or(Path::new(".")))
 }

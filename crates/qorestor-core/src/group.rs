@@ -30,19 +30,25 @@ use crate::fsutil::sync_dir;
 use crate::index::FingerprintIndex;
 use crate::pack::{self, ChunkLoc, FooterEntry, PackWriter};
 
-/// Packs are sealed once they reach this size (unless `QORESTOR_PACK_SIZE` says otherwise).
+/// Packs are sealed once they reach this size.
 pub const PACK_TARGET_LEN: u64 = 32 << 20;
-/// Environment variable that overrides [`PACK_TARGET_LEN`] (bytes, 64 KiB to 1 GiB); tests
-/// use small packs to exercise the cleaner.
+/// Environment variable that overrides [`PACK_TARGET_LEN`] (bytes, 64 KiB to 1 GiB) in builds
+/// with the `fault-injection` feature: tests use small packs to exercise the cleaner.
+#[cfg(feature = "fault-injection")]
 pub const PACK_SIZE_ENV: &str = "QORESTOR_PACK_SIZE";
 
-/// The pack size in effect: [`PACK_SIZE_ENV`] if set to a number in range, else the default.
+/// The pack size in effect: [`PACK_TARGET_LEN`], or in test builds `PACK_SIZE_ENV` if set to
+/// a number in range.
 pub fn pack_target_len() -> u64 {
-    std::env::var(PACK_SIZE_ENV)
+    #[cfg(feature = "fault-injection")]
+    if let Some(n) = std::env::var(PACK_SIZE_ENV)
         .ok()
         .and_then(|v| v.parse::<u64>().ok())
         .filter(|n| (64 << 10..=1 << 30).contains(n))
-        .unwrap_or(PACK_TARGET_LEN)
+    {
+        return n;
+    }
+    PACK_TARGET_LEN
 }
 /// Packs whose footers the locality cache keeps.
 const CACHE_PACKS: usize = 32;
@@ -165,7 +171,7 @@ impl Syncer {
             .name("qorestor-pack-sync".into())
             .spawn(move || {
                 for (file, path) in rx {
-                    let r = crate::faults::sync_all(&file);
+                    let r = crate::fileio::sync_all(&file);
                     let mut g = p.0.lock();
                     g.done += 1;
                     if let Err(e) = r {
@@ -690,7 +696,7 @@ impl GroupStore {
             (file, self.syncer.submitted())
         };
         let synced = match file {
-            Some(f) => crate::faults::sync_data(&f).map_err(|e| Error::io("fsync", &self.packs_dir, e)),
+            Some(f) => crate::fileio::sync_data(&f).map_err(|e| Error::io("fsync", &self.packs_dir, e)),
             None => Ok(()),
         };
         let result = synced.and_then(|_| self.syncer.wait(target)).and_then(|_| sync_dir(&self.packs_dir));

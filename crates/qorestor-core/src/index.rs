@@ -200,16 +200,19 @@ impl FingerprintIndex {
     }
 
     /// Entries in the table.
+    #[cfg(test)]
     pub fn len(&self) -> u64 {
         self.count
     }
 
     /// Whether the table is empty.
+    #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         self.count == 0
     }
 
     /// Slots in the table.
+    #[cfg(test)]
     pub fn capacity(&self) -> u64 {
         self.slots
     }

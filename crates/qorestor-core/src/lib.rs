@@ -9,10 +9,11 @@
 //!   every chunk verified against its BLAKE3 fingerprint.
 //! - [`Stats`]: logical and stored bytes, dedup and compression ratios of a scope.
 //!
-//! Data path: content-defined chunking ([`chunker`]), BLAKE3 fingerprints, dedup lookup
-//! ([`index`] with a locality cache in [`group`]), zstd per chunk ([`compress`]), append to
-//! packs ([`pack`]), recipes ([`recipe`]), catalog in sled ([`catalog`]). The byte layout of
-//! every file is in `docs/FORMAT.md`.
+//! Data path: content-defined chunking ([`chunker`]), BLAKE3 fingerprints, dedup lookup (a
+//! fingerprint index with a locality cache), zstd per chunk ([`compress`]), append to packs,
+//! recipes, catalog in sled. The byte layout of every file is in `docs/FORMAT.md`. Everything
+//! that reads or writes the data directory's files goes through [`Engine`], which holds the
+//! directory's lock: the storage layers (packs, index, recipes, catalog) are not public.
 //!
 //! ```
 //! use std::io::Write;
@@ -31,29 +32,29 @@
 //! assert!(stats.dedup_ratio >= 2.0);
 //! ```
 
-pub mod catalog;
+mod catalog;
 pub mod chunker;
 pub mod cleaner;
 pub mod compress;
 pub mod crypto;
 mod engine;
 pub mod error;
-pub mod faults;
+mod fileio;
 pub mod fingerprint;
 pub mod format;
 mod fsutil;
-pub mod group;
-pub mod index;
+mod group;
+mod index;
 pub mod listener;
 mod maintenance;
 mod mmap;
-pub mod pack;
+mod pack;
 mod pack_flusher;
 pub mod policy;
 mod pool;
 mod progress;
 mod reader;
-pub mod recipe;
+mod recipe;
 pub mod replication;
 pub mod schedule;
 pub mod stats;
@@ -82,3 +83,48 @@ pub use schedule::{parse_day, parse_hhmm, CleanerSchedule};
 pub use stats::{Stats, StatsScope};
 pub use verify::{VerifyOptions, VerifyReport, VerifyScope};
 pub use writer::{StreamWriter, WriteCounters};
+
+/// The engine's internals that its own tests, benches and fuzz targets exercise directly: the
+/// pure encoders and decoders of the on-disk records and of the replication protocol, and, in
+/// builds with the `fault-injection` feature (tests only; release builds never have it), fault
+/// injection, the pack-size knob and pack recovery on a bare file. Not part of the API: none of
+/// it takes the data directory's lock, and any of it may change or go without notice.
+#[doc(hidden)]
+pub mod test_support {
+    /// Pack files: headers, records, footers.
+    pub mod pack {
+        #[cfg(feature = "fault-injection")]
+        pub use crate::pack::recover;
+        pub use crate::pack::{
+            check_record_payload, decode_chunk, decode_footer, decode_pack_header, decode_record_header,
+            decode_trailer, encode_footer, encode_pack_header, encode_record_header, pack_path, parse_pack_name,
+            read_footer, scan_records, ChunkLoc, FooterEntry, PackState, RecordHeader,
+        };
+    }
+    /// The fingerprint index file's header.
+    pub mod index {
+        pub use crate::index::{decode_index_header, encode_index_header, IndexHeader};
+    }
+    /// Recipe files.
+    pub mod recipe {
+        pub use crate::recipe::{decode_recipe, encode_recipe, read_recipe, Recipe, RecipeEntry, RecipeHeader};
+    }
+    /// Catalog values.
+    pub mod catalog {
+        pub use crate::catalog::{
+            decode_value, encode_value, ContainerRecord, GroupRecord, RecycledRecord, StreamRecord,
+        };
+    }
+    /// Replication protocol frames.
+    pub mod wire {
+        pub use crate::replication::wire::{decode, encode, frame_len, Message, MAX_FRAME, VERSION};
+    }
+    /// Failing the Nth write or fsync of the process (see the module's source).
+    #[cfg(feature = "fault-injection")]
+    pub mod faults {
+        pub use crate::fileio::{clear, inject, Fault, FaultOp};
+    }
+    /// The environment variable that sets the pack size of test builds.
+    #[cfg(feature = "fault-injection")]
+    pub use crate::group::PACK_SIZE_ENV;
+}

@@ -401,7 +401,7 @@ pub fn is_sealed(path: &Path) -> Result<bool> {
     Ok(decode_trailer(&t, len).is_ok())
 }
 
-/// What [`recover`] found.
+/// What `recover` found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PackState {
     /// The pack was sealed and its footer valid.
@@ -443,8 +443,8 @@ pub fn recover(path: &Path) -> Result<(Vec<FooterEntry>, PackState)> {
     }
     file.set_len(end).map_err(|e| Error::io("truncate", path, e))?;
     let footer = encode_footer(&entries, end);
-    crate::faults::write_all_at(&file, &footer, end).map_err(|e| Error::io("write", path, e))?;
-    crate::faults::sync_all(&file).map_err(|e| Error::io("fsync", path, e))?;
+    crate::fileio::write_all_at(&file, &footer, end).map_err(|e| Error::io("write", path, e))?;
+    crate::fileio::sync_all(&file).map_err(|e| Error::io("fsync", path, e))?;
     Ok((entries, PackState::Repaired))
 }
 
@@ -455,7 +455,7 @@ fn check_sealed(file: &File, path: &Path, footer: Vec<FooterEntry>) -> Result<(V
         Err(e @ Error::Corrupt { .. }) => return Ok((Vec::new(), PackState::Damaged(e.to_string()))),
         Err(e) => return Err(e),
     };
-    crate::faults::sync_all(file).map_err(|e| Error::io("fsync", path, e))?;
+    crate::fileio::sync_all(file).map_err(|e| Error::io("fsync", path, e))?;
     if scanned == footer {
         return Ok((footer, PackState::Sealed));
     }
@@ -480,8 +480,8 @@ pub fn rebuild_footer(path: &Path) -> Result<bool> {
         return Ok(false);
     }
     let file = OpenOptions::new().write(true).open(path).map_err(|e| Error::io("open", path, e))?;
-    crate::faults::write_all_at(&file, &encode_footer(&entries, end), end).map_err(|e| Error::io("write", path, e))?;
-    crate::faults::sync_all(&file).map_err(|e| Error::io("fsync", path, e))?;
+    crate::fileio::write_all_at(&file, &encode_footer(&entries, end), end).map_err(|e| Error::io("write", path, e))?;
+    crate::fileio::sync_all(&file).map_err(|e| Error::io("fsync", path, e))?;
     Ok(true)
 }
 
@@ -526,11 +526,6 @@ impl PackWriter {
     /// Bytes written so far, including buffered ones.
     pub fn len(&self) -> u64 {
         self.len
-    }
-
-    /// Whether no chunk has been appended yet.
-    pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
     }
 
     /// The records appended so far.
@@ -582,7 +577,7 @@ impl PackWriter {
         self.flusher.wait().map_err(|e| Error::io("write", &self.path, e))?;
         if !self.pending.is_empty() {
             let at = self.len - self.pending.len() as u64;
-            crate::faults::write_all_at(&self.file, &self.pending, at)
+            crate::fileio::write_all_at(&self.file, &self.pending, at)
                 .map_err(|e| Error::io("write", &self.path, e))?;
             self.pending.clear();
         }
@@ -593,7 +588,7 @@ impl PackWriter {
     pub fn seal(mut self) -> Result<(Arc<File>, PathBuf, Vec<FooterEntry>)> {
         self.flush()?;
         let footer = encode_footer(&self.entries, self.len);
-        crate::faults::write_all_at(&self.file, &footer, self.len).map_err(|e| Error::io("write", &self.path, e))?;
+        crate::fileio::write_all_at(&self.file, &footer, self.len).map_err(|e| Error::io("write", &self.path, e))?;
         Ok((self.file, self.path, self.entries))
     }
 }

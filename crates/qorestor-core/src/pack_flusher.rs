@@ -35,7 +35,7 @@ impl PackFlusher {
         let (done_tx, done) = bounded(1);
         let thread = std::thread::Builder::new().name("qorestor-pack-write".into()).spawn(move || {
             for (buf, at) in rx {
-                let r = crate::faults::write_all_at(&file, &buf, at);
+                let r = crate::fileio::write_all_at(&file, &buf, at);
                 if done_tx.send((buf, r)).is_err() {
                     return;
                 }

@@ -5,19 +5,33 @@
 //! raw length and the location where the chunk was stored: pack, record offset, payload length)
 //! and a trailer with the entry count, the logical length and a CRC-32 over the whole file.
 //! Locations are hints: if the cleaner moved a chunk, the reader finds it again through the
-//! fingerprint index. Recipes are written to a temporary file while the stream is written, then
-//! synced and renamed into place when the stream finishes.
+//! fingerprint index. Recipes are written to a temporary file (`.<id>.rcp.tmp`) while the
+//! stream is written, then synced and renamed into place when the stream finishes. A writer
+//! that is killed leaves its temporary file; opening the data directory removes those that no
+//! writer of this process owns ([`is_leftover`]).
 
+use std::collections::BTreeSet;
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use crate::crypto::SEAL_OVERHEAD;
 use crate::error::{DecodeError, Error, Result};
-use crate::faults::FaultyWriter;
+use crate::fileio::FileWriter;
 use crate::fingerprint::Fingerprint;
 use crate::format::*;
 use crate::pack::ChunkLoc;
+
+/// The temporary recipe files of the writers alive in this process.
+static LIVE_TMP: parking_lot::Mutex<BTreeSet<PathBuf>> = parking_lot::Mutex::new(BTreeSet::new());
+
+/// Whether `path` (in a recipe directory) is a temporary recipe that no writer of this process
+/// owns: left by a writer that is gone. (The data directory's lock keeps other processes out.)
+pub(crate) fn is_leftover(path: &Path) -> bool {
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+    let id = name.strip_prefix('.').and_then(|n| n.strip_suffix(".rcp.tmp"));
+    id.is_some_and(|h| h.len() == 16 && u64::from_str_radix(h, 16).is_ok()) && !LIVE_TMP.lock().contains(path)
+}
 
 /// One chunk of a stream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -273,7 +287,7 @@ pub fn recipe_path(dir: &Path, stream_id: u64) -> PathBuf {
 pub struct RecipeWriter {
     tmp: PathBuf,
     dest: PathBuf,
-    out: Option<BufWriter<FaultyWriter<File>>>,
+    out: Option<BufWriter<FileWriter<File>>>,
     crc: crc32fast::Hasher,
     count: u64,
     logical: u64,
@@ -283,7 +297,13 @@ impl RecipeWriter {
     /// Starts the recipe of `header.stream_id` in `dir`.
     pub fn create(dir: &Path, header: &RecipeHeader) -> Result<Self> {
         let dest = recipe_path(dir, header.stream_id);
-        Self::create_at(dir.join(format!(".{:016x}.rcp.tmp", header.stream_id)), dest, header)
+        let tmp = dir.join(format!(".{:016x}.rcp.tmp", header.stream_id));
+        LIVE_TMP.lock().insert(tmp.clone());
+        let w = Self::create_at(tmp.clone(), dest, header);
+        if w.is_err() {
+            LIVE_TMP.lock().remove(&tmp);
+        }
+        w
     }
 
     fn create_at(tmp: PathBuf, dest: PathBuf, header: &RecipeHeader) -> Result<Self> {
@@ -291,7 +311,7 @@ impl RecipeWriter {
         let mut w = RecipeWriter {
             tmp,
             dest,
-            out: Some(BufWriter::with_capacity(1 << 20, FaultyWriter(file))),
+            out: Some(BufWriter::with_capacity(1 << 20, FileWriter(file))),
             crc: crc32fast::Hasher::new(),
             count: 0,
             logical: 0,
@@ -324,13 +344,8 @@ impl RecipeWriter {
         self.count
     }
 
-    /// Whether no entry was recorded.
-    pub fn is_empty(&self) -> bool {
-        self.count == 0
-    }
-
     /// Writes the trailer, syncs the file, renames it into place and syncs the directory.
-    pub fn finish(self) -> Result<PathBuf> {
+    pub fn finish(mut self) -> Result<PathBuf> {
         let (tmp, dest) = self.seal()?;
         std::fs::rename(&tmp, &dest).map_err(|e| Error::io("rename", &tmp, e))?;
         crate::fsutil::sync_dir(dest.parent().expect("recipe in a directory"))?;
@@ -346,27 +361,48 @@ impl RecipeWriter {
 
     /// Writes the trailer and syncs the temporary file; returns it and the final path, for
     /// the caller to rename.
-    pub(crate) fn seal(mut self) -> Result<(PathBuf, PathBuf)> {
+    pub(crate) fn seal(&mut self) -> Result<(PathBuf, PathBuf)> {
         let t = trailer(self.count, self.logical, self.crc.clone().finalize());
         let mut out = self.out.take().expect("open until finish");
         out.write_all(&t).map_err(|e| Error::io("write", &self.tmp, e))?;
         let file = out.into_inner().map_err(|e| Error::io("write", &self.tmp, e.into_error()))?.0;
-        crate::faults::sync_all(&file).map_err(|e| Error::io("fsync", &self.tmp, e))?;
+        crate::fileio::sync_all(&file).map_err(|e| Error::io("fsync", &self.tmp, e))?;
         Ok((self.tmp.clone(), self.dest.clone()))
     }
 }
 
 impl Drop for RecipeWriter {
+    /// Removes the temporary file unless it was sealed; the writer gives up its ownership of
+    /// it either way (after [`RecipeWriter::finish`]'s rename, which this follows).
     fn drop(&mut self) {
         if self.out.is_some() {
             let _ = std::fs::remove_file(&self.tmp);
         }
+        LIVE_TMP.lock().remove(&self.tmp);
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_temporary_recipes_no_live_writer_owns_are_leftovers() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut header = sample().header;
+        header.stream_id = 0xabc;
+        let tmp = dir.path().join(".0000000000000abc.rcp.tmp");
+        let w = RecipeWriter::create(dir.path(), &header).unwrap();
+        assert!(tmp.exists() && !is_leftover(&tmp), "a live writer's file");
+        // A writer that is gone without cleaning up (killed): its file is a leftover.
+        std::mem::forget(w);
+        LIVE_TMP.lock().remove(&tmp);
+        assert!(is_leftover(&tmp));
+        // A finished writer leaves a recipe, which is never one.
+        header.stream_id = 0xabd;
+        let done = RecipeWriter::create(dir.path(), &header).unwrap().finish().unwrap();
+        assert!(!is_leftover(&done) && !is_leftover(&dir.path().join("0000000000000abc.rcp.deleted")));
+    }
 
     fn sample() -> Recipe {
         let entries: Vec<RecipeEntry> = (0..5u32)

@@ -14,7 +14,7 @@ use qorestor_core::{
 
 /// Small packs, so that a few MiB of data spread over many packs.
 fn small_packs() {
-    std::env::set_var(qorestor_core::group::PACK_SIZE_ENV, (256 << 10).to_string());
+    std::env::set_var(qorestor_core::test_support::PACK_SIZE_ENV, (256 << 10).to_string());
 }
 
 const SMALL: ChunkParams = ChunkParams { min: 512, avg: 2048, max: 8192 };

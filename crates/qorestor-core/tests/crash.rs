@@ -96,7 +96,7 @@ fn sigkill_at_random_points_loses_nothing_acknowledged() {
             .args(["--exact", "crash_child", "--ignored", "--nocapture", "--test-threads=1"])
             .env("QORESTOR_CRASH_CHILD_DIR", dir.path())
             .env("QORESTOR_CRASH_CHILD_START", next.to_string())
-            .env(qorestor_core::group::PACK_SIZE_ENV, (256 << 10).to_string())
+            .env(qorestor_core::test_support::PACK_SIZE_ENV, (256 << 10).to_string())
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::null())
             .spawn()

@@ -12,17 +12,17 @@
 use proptest::prelude::*;
 use proptest::sample::Index;
 
-use qorestor_core::catalog::{decode_value, encode_value, ContainerKind, ContainerRecord, GroupRecord, StreamRecord};
 use qorestor_core::compress::{compress_into, Codec};
 use qorestor_core::crypto::GroupCrypto;
 use qorestor_core::format::*;
-use qorestor_core::index::{decode_index_header, encode_index_header, IndexHeader};
-use qorestor_core::pack::{
+use qorestor_core::test_support::catalog::{decode_value, encode_value, ContainerRecord, GroupRecord, StreamRecord};
+use qorestor_core::test_support::index::{decode_index_header, encode_index_header, IndexHeader};
+use qorestor_core::test_support::pack::{
     check_record_payload, decode_chunk, decode_footer, decode_pack_header, decode_record_header, decode_trailer,
     encode_footer, encode_pack_header, encode_record_header, ChunkLoc, FooterEntry, RecordHeader,
 };
-use qorestor_core::recipe::{decode_recipe, encode_recipe, Recipe, RecipeEntry, RecipeHeader};
-use qorestor_core::{ChunkParams, Chunker, Compression, Fingerprint};
+use qorestor_core::test_support::recipe::{decode_recipe, encode_recipe, Recipe, RecipeEntry, RecipeHeader};
+use qorestor_core::{ChunkParams, Chunker, Compression, ContainerKind, Fingerprint};
 
 const KIND_GROUP: u8 = 1;
 const KIND_CONTAINER: u8 = 2;

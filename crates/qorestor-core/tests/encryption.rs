@@ -9,7 +9,7 @@ use std::io::{Read, Write};
 use std::path::Path;
 
 use common::data;
-use qorestor_core::recipe::read_recipe;
+use qorestor_core::test_support::recipe::read_recipe;
 use qorestor_core::{
     CleanerOptions, Compression, ContainerKind, EncryptionMode, EncryptionOptions, Engine, ErrorKind, Fingerprint,
     GroupOptions, NoProgress, Passphrase, StatsScope, VerifyOptions, VerifyScope, DEFAULT_GROUP,

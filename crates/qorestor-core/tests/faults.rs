@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 
-use qorestor_core::faults::{clear, inject, Fault, FaultOp};
+use qorestor_core::test_support::faults::{clear, inject, Fault, FaultOp};
 use qorestor_core::{
     CleanerOptions, ContainerKind, Engine, ErrorKind, NoProgress, VerifyOptions, VerifyScope, DEFAULT_GROUP,
 };
@@ -39,7 +39,7 @@ fn check(e: &Engine, model: &BTreeMap<String, Vec<u8>>, what: &str) {
 
 #[test]
 fn injected_write_and_fsync_faults_are_reported_and_leave_a_consistent_store() {
-    std::env::set_var(qorestor_core::group::PACK_SIZE_ENV, (256 << 10).to_string());
+    std::env::set_var(qorestor_core::test_support::PACK_SIZE_ENV, (256 << 10).to_string());
     let dir = tempfile::tempdir().unwrap();
     {
         let e = Engine::create(dir.path()).unwrap();

@@ -17,16 +17,18 @@ use std::collections::HashSet;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
-use qorestor_core::catalog::{decode_value, encode_value, ContainerRecord, GroupRecord, RecycledRecord, StreamRecord};
 use qorestor_core::compress::{compress_into, Codec, FAST_LEVEL};
 use qorestor_core::crypto::GroupCrypto;
 use qorestor_core::format::*;
-use qorestor_core::index::{decode_index_header, encode_index_header, IndexHeader};
-use qorestor_core::pack::{
+use qorestor_core::test_support::catalog::{
+    decode_value, encode_value, ContainerRecord, GroupRecord, RecycledRecord, StreamRecord,
+};
+use qorestor_core::test_support::index::{decode_index_header, encode_index_header, IndexHeader};
+use qorestor_core::test_support::pack::{
     self, check_record_payload, decode_chunk, decode_footer, decode_pack_header, decode_record_header, decode_trailer,
     encode_footer, encode_pack_header, encode_record_header, FooterEntry,
 };
-use qorestor_core::recipe::{decode_recipe, encode_recipe, Recipe, RecipeEntry, RecipeHeader};
+use qorestor_core::test_support::recipe::{decode_recipe, encode_recipe, Recipe, RecipeEntry, RecipeHeader};
 use qorestor_core::verify::QuarantinedChunk;
 use qorestor_core::CleanerSchedule;
 use qorestor_core::{ChunkParams, Chunker, Compression, ContainerKind, Engine, Fingerprint, GroupOptions, StatsScope};
@@ -1043,7 +1045,7 @@ fn datadir_v1_committed_layout() {
     assert_eq!(recipes.len(), 2);
     let expected = [("first", stream_first()), ("second", stream_second())];
     for (path, (name, data)) in recipes.iter().zip(&expected) {
-        let r = qorestor_core::recipe::read_recipe(path).unwrap();
+        let r = qorestor_core::test_support::recipe::read_recipe(path).unwrap();
         assert_eq!(path.file_name().unwrap().to_str().unwrap(), format!("{:016x}.rcp", r.header.stream_id));
         assert_eq!(r.header.group_id, DD_GROUP_ID);
         assert_eq!(r.header.container, DD_CONTAINER);

@@ -83,7 +83,7 @@ fn a_container_quota_counts_logical_bytes_and_a_replacement_counts_once() {
 
 #[test]
 fn the_recycle_bin_keeps_restores_and_finally_gives_space_back() {
-    std::env::set_var(qorestor_core::group::PACK_SIZE_ENV, (256 << 10).to_string());
+    std::env::set_var(qorestor_core::test_support::PACK_SIZE_ENV, (256 << 10).to_string());
     let dir = tempfile::tempdir().unwrap();
     let e = Engine::create(dir.path()).unwrap();
     e.add_container("c", qorestor_core::DEFAULT_GROUP, ContainerKind::Object).unwrap();

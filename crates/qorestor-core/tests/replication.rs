@@ -10,9 +10,9 @@ use std::path::Path;
 
 use common::data;
 use parking_lot::Mutex;
-use qorestor_core::faults::{self, Fault, FaultOp};
-use qorestor_core::recipe::read_recipe;
 use qorestor_core::replication::WireEncryption;
+use qorestor_core::test_support::faults::{self, Fault, FaultOp};
+use qorestor_core::test_support::recipe::read_recipe;
 use qorestor_core::{
     ChunkParams, Compression, ContainerKind, EncryptionMode, EncryptionOptions, Engine, ErrorKind, Fingerprint,
     GroupOptions, NoProgress, Passphrase,
@@ -412,7 +412,7 @@ fn read_until_closed(s: &mut std::net::TcpStream) -> usize {
 
 #[test]
 fn the_listener_stops_through_its_handle_with_sessions_open() {
-    use qorestor_core::replication::wire::{self, Message};
+    use qorestor_core::test_support::wire::{self, Message};
     let dst_dir = tempfile::tempdir().unwrap();
     let dst = Engine::create(dst_dir.path()).unwrap();
     dst.set_replication_password(&Passphrase::new(b"pw".to_vec()).unwrap()).unwrap();
@@ -442,7 +442,8 @@ fn the_listener_stops_through_its_handle_with_sessions_open() {
 
 #[test]
 fn before_authentication_a_frame_over_the_budget_closes_the_connection_at_its_header() {
-    use qorestor_core::replication::{wire, PRE_AUTH_MAX_FRAME};
+    use qorestor_core::replication::PRE_AUTH_MAX_FRAME;
+    use qorestor_core::test_support::wire;
     let dst_dir = tempfile::tempdir().unwrap();
     let dst = Engine::create(dst_dir.path()).unwrap();
     let listener = qorestor_core::replication::listen(dst.clone(), "127.0.0.1:0".parse().unwrap()).unwrap();

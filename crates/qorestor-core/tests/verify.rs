@@ -8,7 +8,7 @@ use std::io::{Read, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
-use qorestor_core::pack::read_footer;
+use qorestor_core::test_support::pack::read_footer;
 use qorestor_core::{
     ChunkParams, Compression, ContainerKind, Engine, GroupOptions, NoProgress, VerifyOptions, VerifyReport, VerifyScope,
 };
@@ -31,7 +31,7 @@ impl Rng {
 }
 
 fn setup(dir: &Path) -> Engine {
-    std::env::set_var(qorestor_core::group::PACK_SIZE_ENV, (256 << 10).to_string());
+    std::env::set_var(qorestor_core::test_support::PACK_SIZE_ENV, (256 << 10).to_string());
     let e = Engine::create(dir).unwrap();
     e.add_storage_group("g", GroupOptions { compression: Compression::Fast, chunking: SMALL }).unwrap();
     e.add_container("c", "g", ContainerKind::Object).unwrap();

@@ -23,9 +23,10 @@ use qorestor_core::{ContainerKind, Engine, OwnedStreams, StreamReader, StreamWri
 
 use crate::cdb::{Command, LocateTo, PositionForm, SpaceCode};
 use crate::clock::Clock;
+use crate::failure::{self, Place};
 use crate::map::{CartMap, Object, Segment, TapeMap};
 use crate::model::{density_code, generation};
-use crate::sense::{Outcome, Sense, BLANK_CHECK, MEDIUM_ERROR, NO_SENSE, VOLUME_OVERFLOW};
+use crate::sense::{Outcome, Sense, BLANK_CHECK, NO_SENSE, VOLUME_OVERFLOW};
 use crate::spc::{cut, mode_data, select_pages, Identity, UnitState};
 use crate::{MAX_BLOCK_LEN, MAX_TRANSFER};
 
@@ -56,6 +57,19 @@ pub(crate) struct DriveCtx<'a> {
     pub flush_after: Duration,
     /// What the flush interval counts on.
     pub clock: &'a dyn Clock,
+    /// The drive's index in the library (none for library-wide work).
+    pub drive: Option<u16>,
+}
+
+impl DriveCtx<'_> {
+    /// The sense for an engine failure of `operation` on the cartridge `barcode`, logged with
+    /// the engine's message.
+    fn failed(&self, barcode: &str, operation: &'static str, e: impl Into<crate::Error>) -> (Sense, Vec<u8>) {
+        let e = e.into();
+        let sense = failure::drive_sense(&e);
+        failure::log(&Place { library: self.library, barcode, drive: self.drive, operation }, &sense, &e);
+        (sense, Vec::new())
+    }
 }
 
 impl DriveCtx<'_> {
@@ -94,11 +108,6 @@ pub(crate) struct Mounted {
     dirty: bool,
     unflushed: u64,
     since: Instant,
-}
-
-fn engine_error(e: qorestor_core::Error) -> (Sense, Vec<u8>) {
-    let _ = e;
-    (Sense::internal_failure(), Vec::new())
 }
 
 fn residue(n: i64) -> i32 {
@@ -219,19 +228,24 @@ impl Mounted {
         Ok(())
     }
 
-    fn read_data(
-        &mut self,
-        ctx: &DriveCtx<'_>,
-        offset: u64,
-        out: &mut Vec<u8>,
-        len: usize,
-    ) -> qorestor_core::Result<()> {
+    /// Appends `len` bytes of data from `offset` to `out`. After a failure the segment reader
+    /// is dropped (its position is unknown).
+    fn read_data(&mut self, ctx: &DriveCtx<'_>, offset: u64, out: &mut Vec<u8>, len: usize) -> crate::Result<()> {
+        let result = self.try_read_data(ctx, offset, out, len);
+        if result.is_err() {
+            self.reader = None;
+        }
+        result
+    }
+
+    fn try_read_data(&mut self, ctx: &DriveCtx<'_>, offset: u64, out: &mut Vec<u8>, len: usize) -> crate::Result<()> {
         let mut off = offset;
         let mut left = len;
         while left > 0 {
-            let (index, in_seg) = self.map.segment_at(off).ok_or_else(|| qorestor_core::Error::Damaged {
-                what: format!("map of cartridge {}", self.barcode),
-                detail: format!("no data at byte {off}"),
+            let (index, in_seg) = self.map.segment_at(off).ok_or_else(|| crate::Error::Corrupt {
+                what: "cartridge map",
+                library: ctx.library.to_string(),
+                detail: format!("{}: no data at byte {off}", self.barcode),
             })?;
             let seg = self.map.segments()[index];
             if self.reader.as_ref().is_none_or(|r| r.index != index) {
@@ -255,6 +269,7 @@ impl Mounted {
     }
 }
 
+/// The engine's error behind a failed read of a segment.
 fn io_err(barcode: &str, e: std::io::Error) -> qorestor_core::Error {
     qorestor_core::Error::from_stream_io(e, "read", format!("cartridge {barcode}"))
 }
@@ -330,7 +345,7 @@ impl Drive {
             Command::ReportDensity { media, alloc } => self.report_density(media, alloc),
             Command::Rewind => {
                 let m = self.ready()?;
-                m.make_durable(ctx).map_err(engine_error)?;
+                m.make_durable(ctx).map_err(|e| ctx.failed(&m.barcode, "REWIND", e))?;
                 m.pos = 0;
                 Ok(Vec::new())
             }
@@ -338,7 +353,7 @@ impl Drive {
                 let Some(m) = self.mounted.as_mut() else {
                     return Err((Sense::no_medium(), Vec::new()));
                 };
-                m.make_durable(ctx).map_err(engine_error)?;
+                m.make_durable(ctx).map_err(|e| ctx.failed(&m.barcode, "LOAD UNLOAD", e))?;
                 m.pos = 0;
                 m.loaded = load;
                 Ok(Vec::new())
@@ -347,7 +362,7 @@ impl Drive {
                 let block_len = self.block_len;
                 let m = self.ready()?;
                 if m.writer.is_some() {
-                    m.make_durable(ctx).map_err(engine_error)?;
+                    m.make_durable(ctx).map_err(|e| ctx.failed(&m.barcode, "READ", e))?;
                 }
                 if fixed {
                     if block_len == 0 {
@@ -382,32 +397,32 @@ impl Drive {
             Command::WriteFilemarks { immed: _, count } => {
                 let m = self.ready()?;
                 if count == 0 {
-                    m.make_durable(ctx).map_err(engine_error)?;
+                    m.make_durable(ctx).map_err(|e| ctx.failed(&m.barcode, "WRITE FILEMARKS", e))?;
                     return Ok(Vec::new());
                 }
                 check_writable(m)?;
-                m.truncate_here(ctx).map_err(engine_error)?;
+                m.truncate_here(ctx).map_err(|e| ctx.failed(&m.barcode, "WRITE FILEMARKS", e))?;
                 m.map.append(0, count as u64);
                 m.pos = m.map.objects();
                 m.dirty = true;
-                m.make_durable(ctx).map_err(engine_error)?;
+                m.make_durable(ctx).map_err(|e| ctx.failed(&m.barcode, "WRITE FILEMARKS", e))?;
                 early_warning(m, 0)
             }
             Command::Erase => {
                 let m = self.ready()?;
                 check_writable(m)?;
-                m.truncate_here(ctx).map_err(engine_error)?;
-                m.make_durable(ctx).map_err(engine_error)?;
+                m.truncate_here(ctx).map_err(|e| ctx.failed(&m.barcode, "ERASE", e))?;
+                m.make_durable(ctx).map_err(|e| ctx.failed(&m.barcode, "ERASE", e))?;
                 Ok(Vec::new())
             }
             Command::Space { code, count } => {
                 let m = self.ready()?;
-                m.make_durable(ctx).map_err(engine_error)?;
+                m.make_durable(ctx).map_err(|e| ctx.failed(&m.barcode, "SPACE", e))?;
                 space(m, code, count)
             }
             Command::Locate { to } => {
                 let m = self.ready()?;
-                m.make_durable(ctx).map_err(engine_error)?;
+                m.make_durable(ctx).map_err(|e| ctx.failed(&m.barcode, "LOCATE", e))?;
                 locate(m, to)
             }
             Command::ReadAttribute { service_action, first, alloc } => {
@@ -434,7 +449,7 @@ impl Drive {
                     crate::mam::parse_write_attribute(&data_out[..len as usize]).map_err(|s| (s, Vec::new()))?;
                 crate::mam::apply(&writes, &mut m.map.attributes).map_err(|s| (s, Vec::new()))?;
                 m.dirty = true;
-                m.make_durable(ctx).map_err(engine_error)?;
+                m.make_durable(ctx).map_err(|e| ctx.failed(&m.barcode, "WRITE ATTRIBUTE", e))?;
                 Ok(Vec::new())
             }
             Command::ReadPosition { form, alloc } => {
@@ -590,11 +605,16 @@ fn write_blocks(m: &mut Mounted, ctx: &DriveCtx<'_>, size: u32, count: u64, data
         return Ok(Vec::new());
     }
     check_writable(m)?;
-    m.truncate_here(ctx).map_err(engine_error)?;
+    // Nothing of the request is written when it fails: INFORMATION is the whole request.
+    let asked = residue(if fixed { count as i64 } else { size as i64 });
+    let failed = |m: &Mounted, e: crate::Error| {
+        let (s, d) = ctx.failed(&m.barcode, "WRITE", e);
+        (s.with_info(asked), d)
+    };
+    m.truncate_here(ctx).map_err(|e| failed(m, e.into()))?;
     let len = size as u64 * count;
     if m.map.data_bytes() + len > m.capacity {
-        let asked = if fixed { count as i64 } else { size as i64 };
-        let s = Sense::new(VOLUME_OVERFLOW, 0x00, 0x02).with_eom().with_info(residue(asked));
+        let s = Sense::new(VOLUME_OVERFLOW, 0x00, 0x02).with_eom().with_info(asked);
         return Err((s, Vec::new()));
     }
     if m.writer.is_none() {
@@ -603,15 +623,16 @@ fn write_blocks(m: &mut Mounted, ctx: &DriveCtx<'_>, size: u32, count: u64, data
             m.since = ctx.clock.now();
         }
         let id = m.map.new_segment_id();
-        let writer = ctx.segments().and_then(|s| s.create_stream(&m.name(id))).map_err(engine_error)?;
+        let writer = ctx.segments().and_then(|s| s.create_stream(&m.name(id))).map_err(|e| failed(m, e.into()))?;
         m.writer = Some(OpenSegment { writer, id, len: 0 });
     }
     let open = m.writer.as_mut().expect("opened above");
-    if open.writer.write_all(data).is_err() {
+    if let Err(e) = open.writer.write_all(data) {
+        let e = qorestor_core::Error::from_stream_io(e, "write", format!("cartridge {}", m.barcode));
         // The stream failed: back to the last durable point.
         m.writer = None;
         let _ = m.make_durable(ctx);
-        return Err((Sense::internal_failure(), Vec::new()));
+        return Err(failed(m, e.into()));
     }
     open.len += len;
     m.map.append(size, count);
@@ -619,7 +640,9 @@ fn write_blocks(m: &mut Mounted, ctx: &DriveCtx<'_>, size: u32, count: u64, data
     m.dirty = true;
     m.unflushed += len;
     if m.flush_due(ctx) {
-        m.make_durable(ctx).map_err(engine_error)?;
+        // The blocks are in the map: a failed flush loses them with the rest since the last
+        // durable point, so the whole request counts as not written.
+        m.make_durable(ctx).map_err(|e| failed(m, e.into()))?;
     }
     early_warning(m, 0)
 }
@@ -637,7 +660,10 @@ fn read_variable(m: &mut Mounted, ctx: &DriveCtx<'_>, len: u32, sili: bool) -> O
         Some(Object::Block { len: blen, offset }) => {
             let n = blen.min(len) as usize;
             let mut data = Vec::with_capacity(n);
-            m.read_data(ctx, offset, &mut data, n).map_err(|_| (Sense::new(MEDIUM_ERROR, 0x11, 0x00), Vec::new()))?;
+            m.read_data(ctx, offset, &mut data, n).map_err(|e| {
+                let (s, _) = ctx.failed(&m.barcode, "READ", e);
+                (s.with_info(residue(len as i64)), Vec::new())
+            })?;
             m.pos += 1;
             if blen == len || (blen < len && sili) {
                 Ok(data)
@@ -664,8 +690,14 @@ fn read_fixed(m: &mut Mounted, ctx: &DriveCtx<'_>, count: u32, block_len: u32) -
                 return Err((Sense::new(NO_SENSE, 0x00, 0x00).with_ili().with_info(left), data));
             }
             Some(Object::Block { len, offset }) => {
-                m.read_data(ctx, offset, &mut data, len as usize)
-                    .map_err(|_| (Sense::new(MEDIUM_ERROR, 0x11, 0x00), Vec::new()))?;
+                let whole_blocks = data.len();
+                if let Err(e) = m.read_data(ctx, offset, &mut data, len as usize) {
+                    // The blocks read before the failing one go to the initiator; INFORMATION
+                    // counts the ones not transferred, as for any other condition.
+                    data.truncate(whole_blocks);
+                    let (s, _) = ctx.failed(&m.barcode, "READ", e);
+                    return Err((s.with_info(left), data));
+                }
                 m.pos += 1;
             }
         }

@@ -4,8 +4,9 @@
 //! public [`Error`]; each variant names the offending value (a library name, a barcode, a drive
 //! index) and [`Error::kind`] gives a stable classification. SCSI commands never fail with an
 //! `Error`: a bad CDB or a media condition is a CHECK CONDITION with sense data
-//! ([`crate::Sense`]); an engine failure during a SCSI command becomes a HARDWARE ERROR or
-//! MEDIUM ERROR sense and is kept for the log.
+//! ([`crate::Sense`]); an engine failure during a SCSI command becomes the sense an SSC drive
+//! reports for it (VOLUME OVERFLOW, MEDIUM ERROR, DATA PROTECT or HARDWARE ERROR; the table is
+//! in `docs/VTL.md`) and is logged through `tracing` with the engine's message.
 
 /// Result alias of the VTL crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -43,6 +43,7 @@ pub mod check;
 pub mod clock;
 pub mod drive;
 pub mod error;
+mod failure;
 pub mod libraries;
 pub mod library;
 pub mod mam;

@@ -19,6 +19,7 @@ use crate::cdb::{parse_cdb, parse_mode_select, Command, DeviceKind};
 use crate::clock::{Clock, SystemClock};
 use crate::drive::{load_map, segment_name, Drive, DriveCtx, Mounted};
 use crate::error::{Error, Result};
+use crate::failure::{self, Place};
 use crate::model::*;
 use crate::sense::{respond, Outcome, ScsiResponse, Sense, ILLEGAL_REQUEST};
 use crate::spc::{self, cut, Identity, UnitState};
@@ -282,7 +283,8 @@ impl Vtl {
             detail,
         })?;
         let flush_after = Duration::from_secs(rec.flush_secs);
-        let ctx = DriveCtx { engine, library: name, flush_bytes: rec.flush_bytes, flush_after, clock: &*clock };
+        let ctx =
+            DriveCtx { engine, library: name, flush_bytes: rec.flush_bytes, flush_after, clock: &*clock, drive: None };
         let mut drives = Vec::new();
         for (i, serial) in rec.drive_serials.iter().enumerate() {
             let mut d = Drive::new(drive_identity(&rec, serial));
@@ -314,13 +316,15 @@ impl Vtl {
         1 + self.drives.len() as u64
     }
 
-    fn ctx(&self) -> DriveCtx<'_> {
+    /// What a drive's commands need; `drive` names the drive in log lines.
+    fn ctx(&self, drive: Option<u16>) -> DriveCtx<'_> {
         DriveCtx {
             engine: &self.engine,
             library: &self.name,
             flush_bytes: self.flush_bytes,
             flush_after: self.flush_after,
             clock: &*self.clock,
+            drive,
         }
     }
 
@@ -509,7 +513,7 @@ impl Vtl {
         c.source = Some(c.location);
         c.location = Location::Drive(drive);
         let c = c.clone();
-        let mounted = Mounted::open(&self.ctx(), &c.barcode, c.capacity, c.write_protected, c.worm)?;
+        let mounted = Mounted::open(&self.ctx(None), &c.barcode, c.capacity, c.write_protected, c.worm)?;
         self.save(&new)?;
         let mut d = self.drives[i].lock();
         d.mounted = Some(mounted);
@@ -529,7 +533,7 @@ impl Vtl {
             None => return Err(Error::Conflict(format!("drive {drive} of library {} is empty", self.name))),
         };
         if let Some(m) = d.mounted.as_mut() {
-            m.make_durable(&self.ctx())?;
+            m.make_durable(&self.ctx(None))?;
         }
         let mut new = rec.clone();
         let home = new
@@ -562,7 +566,7 @@ impl Vtl {
 
     /// Makes every drive's buffered writes durable (clean shutdown).
     pub fn flush_all(&self) -> Result<()> {
-        let ctx = self.ctx();
+        let ctx = self.ctx(None);
         for d in &self.drives {
             if let Some(m) = d.lock().mounted.as_mut() {
                 m.make_durable(&ctx)?;
@@ -574,7 +578,7 @@ impl Vtl {
     /// Makes buffered writes durable on drives whose flush interval has passed on the library's
     /// clock; a server calls this every second or so, so that idle drives are flushed too.
     pub fn tick(&self) -> Result<()> {
-        let ctx = self.ctx();
+        let ctx = self.ctx(None);
         for d in &self.drives {
             if let Some(m) = d.lock().mounted.as_mut() {
                 if m.flush_due(&ctx) {
@@ -592,13 +596,13 @@ impl Vtl {
             self.execute_changer(cdb, data_out)
         } else if let Some(d) = self.drives.get(lun as usize - 1) {
             let mut d = d.lock();
-            self.execute_drive(&mut d, cdb, data_out)
+            self.execute_drive(&mut d, lun as u16 - 1, cdb, data_out)
         } else {
             unknown_lun(self.lun_count(), cdb)
         }
     }
 
-    fn execute_drive(&self, d: &mut Drive, cdb: &[u8], data_out: &[u8]) -> ScsiResponse {
+    fn execute_drive(&self, d: &mut Drive, index: u16, cdb: &[u8], data_out: &[u8]) -> ScsiResponse {
         let cmd = match parse_cdb(DeviceKind::Drive, cdb) {
             Ok(c) => c,
             Err(s) => return refuse(&mut d.unit, cdb, s),
@@ -607,7 +611,7 @@ impl Vtl {
         if let Some(r) = common(&mut d.unit, &d.ident, self.lun_count(), cmd, idle) {
             return r;
         }
-        respond(d.execute(&self.ctx(), cmd, data_out))
+        respond(d.execute(&self.ctx(Some(index)), cmd, data_out))
     }
 
     fn execute_changer(&self, cdb: &[u8], data_out: &[u8]) -> ScsiResponse {
@@ -701,7 +705,18 @@ impl Vtl {
         if rec.at(dst).is_some() {
             return Err(none(Sense::new(ILLEGAL_REQUEST, 0x3B, 0x0D)));
         }
-        let ctx = self.ctx();
+        let drive = match (src, dst) {
+            (Location::Drive(i), _) | (_, Location::Drive(i)) => Some(i),
+            _ => None,
+        };
+        let ctx = self.ctx(drive);
+        // The changer has no medium of its own: an engine failure is a HARDWARE ERROR, logged.
+        let failed = |e: Error| {
+            let sense = Sense::internal_failure();
+            let at = Place { library: &self.name, barcode: &cart.barcode, drive, operation: "MOVE MEDIUM" };
+            failure::log(&at, &sense, &e);
+            none(sense)
+        };
         let mut src_drive = match src {
             Location::Drive(i) => Some(self.drives[i as usize].lock()),
             _ => None,
@@ -711,13 +726,12 @@ impl Vtl {
                 return Err(none(Sense::new(ILLEGAL_REQUEST, 0x53, 0x02)));
             }
             if let Some(m) = d.mounted.as_mut() {
-                m.make_durable(&ctx).map_err(|_| none(Sense::internal_failure()))?;
+                m.make_durable(&ctx).map_err(|e| failed(e.into()))?;
             }
         }
         let mounted = match dst {
             Location::Drive(_) => Some(
-                Mounted::open(&ctx, &cart.barcode, cart.capacity, cart.write_protected, cart.worm)
-                    .map_err(|_| none(Sense::internal_failure()))?,
+                Mounted::open(&ctx, &cart.barcode, cart.capacity, cart.write_protected, cart.worm).map_err(failed)?,
             ),
             _ => None,
         };
@@ -726,7 +740,7 @@ impl Vtl {
             c.location = dst;
             c.source = Some(src);
         }
-        self.save(&new).map_err(|_| none(Sense::internal_failure()))?;
+        self.save(&new).map_err(failed)?;
         *rec = new;
         if let Some(mut d) = src_drive {
             d.mounted = None;

@@ -11,7 +11,7 @@
 //!    marked read-only (`replica_of`).
 //! 2. Each source stream the target does not have yet (by name and source stream id, kept in
 //!    the source's replication record) is sent in batches of recipe entries: for each batch one
-//!    "which of these fingerprints are missing" exchange ([`GroupStore::lookup_batch`] on the
+//!    "which of these fingerprints are missing" exchange (`GroupStore::lookup_batch` on the
 //!    target), then only the missing chunk records travel, as stored (compressed, sealed if
 //!    encrypted; never decrypted), each checked (header, fingerprint, CRC) before it is stored.
 //!    The stream is published on the target like a local write: packs durable, recipe synced,
@@ -46,7 +46,7 @@ use crate::recipe::{recipe_path, visit_recipe, RecipeEntry};
 mod local;
 mod remote;
 mod tls;
-pub mod wire;
+pub(crate) mod wire;
 
 pub use remote::{listen, HANDSHAKE_TIMEOUT, LISTENER_LIMITS, PRE_AUTH_MAX_FRAME};
 pub use tls::WireEncryption;

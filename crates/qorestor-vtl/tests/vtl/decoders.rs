@@ -2,7 +2,7 @@
 //! records, plus golden fixtures of the records (a format change is a visible decision).
 
 use proptest::prelude::*;
-use qorestor_core::catalog::{decode_value, encode_value};
+use qorestor_core::test_support::catalog::{decode_value, encode_value};
 use qorestor_vtl::cdb::{Command, LocateTo, ModeSelectList, SpaceCode};
 use qorestor_vtl::map::{Run, Segment};
 use qorestor_vtl::model::{CartridgeRecord, LIBRARY_VERSION};
