@@ -217,12 +217,20 @@ pub fn run(ctx: &Ctx, cmd: ContainerCommand) -> Result<()> {
         }
         ContainerCommand::Delete { name, force } => {
             let engine = ctx.open("qorestor container delete")?;
-            let streams = engine.container(&name)?.streams;
+            let info = engine.container(&name)?;
+            let streams = info.streams;
+            // (A library's container is refused by the engine, naming `vtl delete`.)
+            if streams > 0 && !force && info.kind != ContainerKind::Vtl {
+                anyhow::bail!(
+                    "container {name} holds {}: delete them first, or give --force to delete them with it",
+                    output::count(streams, "stream")
+                );
+            }
             engine.delete_container(&name, force)?;
             let report = Deleted { container: &name, deleted: true, streams_deleted: streams };
             ctx.emit(&report, || match streams {
                 0 => format!("deleted container {name}"),
-                n => format!("deleted container {name} and its {n} streams"),
+                n => format!("deleted container {name} and its {}", output::count(n, "stream")),
             })
         }
     }

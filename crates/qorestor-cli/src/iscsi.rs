@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
-use qorestor_iscsi::chap::{ChapConfig, Credential};
+use qorestor_iscsi::chap::{ChapConfig, Credential, MICROSOFT_MAX_SECRET_LEN};
 use qorestor_iscsi::config;
 use qorestor_vtl::Libraries;
 use serde::Serialize;
@@ -29,6 +29,9 @@ Require CHAP for every normal iSCSI session: initiators log in as --user with th
 from stdin (one line). With --mutual-user and --mutual-password-file the target also \
 authenticates itself to initiators that ask (mutual CHAP; the secret must differ). Discovery \
 sessions stay open unless --discovery-auth. Takes effect at the next serve.
+
+Secrets take 12 to 255 characters (RFC 3720 asks for at least 12 bytes); a secret longer than \
+16 characters is accepted with a warning, since Microsoft's iSCSI initiator refuses it.
 
 Example:
   printf 'initiator-secret\\n' | qorestor iscsi set-password --user backup01 --password-stdin";
@@ -130,6 +133,10 @@ pub fn run(ctx: &Ctx, cmd: IscsiCommand) -> Result<()> {
                 qorestor_iscsi::ErrorKind::Config => anyhow::Error::new(UsageError(e.to_string())),
                 _ => e.into(),
             })?;
+            warn_if_too_long_for_microsoft("CHAP secret", &cfg.initiator.secret);
+            if let Some(m) = &cfg.mutual {
+                warn_if_too_long_for_microsoft("mutual CHAP secret", &m.secret);
+            }
             let report = chap_report(&cfg);
             ctx.emit(&report, || format!("CHAP set for user {} (applies from the next serve)", report.user))
         }
@@ -138,6 +145,17 @@ pub fn run(ctx: &Ctx, cmd: IscsiCommand) -> Result<()> {
             let report = serde_json::json!({ "cleared": was });
             ctx.emit(&report, || if was { "CHAP cleared".into() } else { "CHAP was not set".into() })
         }
+    }
+}
+
+/// Warns on stderr when a secret is longer than Microsoft's initiator accepts.
+fn warn_if_too_long_for_microsoft(what: &str, secret: &str) {
+    let chars = secret.chars().count();
+    if chars > MICROSOFT_MAX_SECRET_LEN {
+        eprintln!(
+            "qorestor: warning: the {what} has {chars} characters: Microsoft's iSCSI initiator refuses \
+             secrets longer than {MICROSOFT_MAX_SECRET_LEN}"
+        );
     }
 }
 

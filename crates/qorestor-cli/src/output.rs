@@ -27,6 +27,15 @@ pub fn print_text(text: &str) -> Result<()> {
     out.flush().context("write to stdout")
 }
 
+/// `n` and a noun, plural unless `n` is 1: "1 stream", "2 streams".
+pub fn count(n: u64, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
+}
+
 /// A byte count in decimal units: `"512 B"`, `"1.07 GB"`.
 pub fn bytes(n: u64) -> String {
     const UNITS: [&str; 6] = ["KB", "MB", "GB", "TB", "PB", "EB"];

@@ -165,6 +165,22 @@ fn parse_rate(s: &str) -> Result<u64, String> {
     }
 }
 
+/// Checks the password with a HOST:PORT target that answers (a wrong one fails the command);
+/// says on stderr when the target could not be reached to check it.
+fn check_target(
+    target: &str,
+    encryption: qorestor_core::replication::WireEncryption,
+    password: &Passphrase,
+) -> Result<()> {
+    if let Some(why) = qorestor_core::replication::check_target(target, encryption, password)? {
+        eprintln!(
+            "qorestor: warning: the password could not be checked with {target} ({why}); \
+             it is checked when a replication pass starts"
+        );
+    }
+    Ok(())
+}
+
 /// Runs a `replication` subcommand.
 pub fn run(ctx: &Ctx, cmd: ReplicationCommand) -> Result<()> {
     let engine = ctx.open("qorestor replication")?;
@@ -195,6 +211,8 @@ pub fn run(ctx: &Ctx, cmd: ReplicationCommand) -> Result<()> {
                     .into());
                 };
                 let encryption = args.encryption.unwrap_or(WireEncryption::None).into();
+                engine.container(&args.container)?;
+                check_target(&args.target, encryption, &password)?;
                 engine.add_remote_replication(&args.container, &args.target, args.limit, encryption, &password)?
             }
         }

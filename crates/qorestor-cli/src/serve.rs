@@ -22,12 +22,14 @@ use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
 use crate::context::Ctx;
+use crate::listen::{self, ListenAddr};
 use crate::scheduler::{Scheduler, SystemClock};
 
 /// Long help of `serve`.
 pub const LONG_ABOUT: &str = "\
 Run the qorestor daemon: the frontends whose --*-listen flag is given (a frontend without its \
-flag is off). Port 0 picks a free port. When every listener is bound, one line per listener is \
+flag is off). ADDR may be a host name (the first of its addresses that binds is used). Port 0 \
+picks a free port. When every listener is bound, one line per listener is \
 printed on stdout:
 
   listening <frontend> <addr:port>
@@ -47,21 +49,24 @@ With --replication-listen, other qorestor systems replicate containers into this
 set here with `qorestor replication set-password`.
 
 Example:
-  qorestor --data /srv/qorestor serve --iscsi-listen 0.0.0.0:3260 --ndmp-listen 127.0.0.1:10000";
+  qorestor --data /srv/qorestor serve --iscsi-listen localhost:3260 --ndmp-listen localhost:10000
+
+serve warns on stderr when it serves nobody (no listener, iSCSI without a vtl container, NDMP \
+without a user) or anybody (iSCSI beyond loopback with CHAP off).";
 
 /// Arguments of `serve`.
 #[derive(Debug, Args)]
 pub struct ServeArgs {
     /// Serve the iSCSI target (one target per vtl container) on ADDR:PORT.
-    #[arg(long, value_name = "ADDR:PORT")]
-    pub iscsi_listen: Option<SocketAddr>,
+    #[arg(long, value_name = "ADDR:PORT", value_parser = listen::parse)]
+    pub iscsi_listen: Option<ListenAddr>,
     /// Serve NDMP v4 (tape, mover and robot services of the vtl containers) on ADDR:PORT.
-    #[arg(long, value_name = "ADDR:PORT")]
-    pub ndmp_listen: Option<SocketAddr>,
+    #[arg(long, value_name = "ADDR:PORT", value_parser = listen::parse)]
+    pub ndmp_listen: Option<ListenAddr>,
     /// Accept container replication from other qorestor systems on ADDR:PORT (sources must
     /// know the password set with `qorestor replication set-password`).
-    #[arg(long, value_name = "ADDR:PORT")]
-    pub replication_listen: Option<SocketAddr>,
+    #[arg(long, value_name = "ADDR:PORT", value_parser = listen::parse)]
+    pub replication_listen: Option<ListenAddr>,
     /// Serve the OST image server on ADDR:PORT (not built yet).
     #[arg(long, value_name = "ADDR:PORT")]
     pub ost_listen: Option<SocketAddr>,
@@ -134,10 +139,10 @@ pub fn run(ctx: &Ctx, args: ServeArgs) -> Result<()> {
     let services = Services { engine, libraries: libraries.clone() };
     let mut listening = Vec::new();
     if let Some(addr) = args.iscsi_listen {
-        listening.push(start_iscsi(addr, &services)?);
+        listening.push(addr.bind_first(|a| start_iscsi(a, &services))?);
     }
     if let Some(addr) = args.ndmp_listen {
-        listening.push(start_ndmp(addr, &services)?);
+        listening.push(addr.bind_first(|a| start_ndmp(a, &services))?);
     }
     if let Some(addr) = args.replication_listen {
         if !services.engine.replication_password_set()? {
@@ -146,8 +151,10 @@ pub fn run(ctx: &Ctx, args: ServeArgs) -> Result<()> {
                  (stop serve, run `qorestor replication set-password`, start it again)"
             );
         }
-        let server = qorestor_core::replication::listen(services.engine.clone(), addr)
-            .with_context(|| format!("cannot listen for replication on {addr}"))?;
+        let server = addr.bind_first(|a| {
+            qorestor_core::replication::listen(services.engine.clone(), a)
+                .with_context(|| format!("cannot listen for replication on {a}"))
+        })?;
         listening.push(Listening { frontend: "replication", addr: server.local_addr(), server: Box::new(server) });
     }
     if let Some(addr) = args.ost_listen {
@@ -155,6 +162,10 @@ pub fn run(ctx: &Ctx, args: ServeArgs) -> Result<()> {
     }
     if let Some(addr) = args.http_listen {
         bail!("cannot serve HTTP on {addr}: the HTTP API is not built yet");
+    }
+    let bound: Vec<_> = listening.iter().map(|l| (l.frontend, l.addr)).collect();
+    for warning in crate::serve_warnings::warnings(&services.engine, &libraries, &bound)? {
+        eprintln!("qorestor serve: warning: {warning}");
     }
     let mut out = std::io::stdout().lock();
     for l in &listening {

@@ -15,11 +15,14 @@ Show space statistics: system-wide, or of one storage group (--storage-group) or
 logical: bytes of live streams; stored: bytes of pack files on disk, dead chunks not yet
 reclaimed included (for a container: its live stored bytes); live stored: pack bytes of the
 chunks live streams reference; dedup ratio = logical / unique chunk bytes; compression ratio =
-unique chunk bytes / live stored; savings = 100 x (1 - live stored / logical).
+unique chunk bytes / live stored; savings = 100 x (1 - live stored / logical); reclaimable:
+what a full cleaner run (compaction) gives back, stored - live stored less the packs' own
+headers and indexes.
 
 JSON: one flat object with scope, name, logical_bytes, stored_bytes, live_stored_bytes,
-unique_chunks, unique_bytes, dedup_ratio, compression_ratio, reduction_ratio, savings_percent,
-streams, containers, storage_groups, packs.
+reclaimable_bytes, unique_chunks, unique_bytes, dedup_ratio, compression_ratio,
+reduction_ratio, savings_percent, streams, containers, and (not for a container)
+storage_groups and packs.
 
 Examples:
   qorestor stats
@@ -45,7 +48,18 @@ pub fn run(ctx: &Ctx, args: StatsArgs) -> Result<()> {
     };
     let engine = ctx.open("qorestor stats")?;
     let stats = engine.stats(&scope)?;
-    ctx.emit(&stats, || render(&stats))
+    ctx.emit(&report(&stats)?, || render(&stats))
+}
+
+/// The JSON of `stats`: the engine's statistics; a container's without `storage_groups` and
+/// `packs` (a container has neither of its own).
+fn report(s: &Stats) -> Result<serde_json::Value> {
+    let mut report = serde_json::to_value(s)?;
+    if let Some(fields) = report.as_object_mut().filter(|_| s.scope == "container") {
+        fields.remove("storage_groups");
+        fields.remove("packs");
+    }
+    Ok(report)
 }
 
 /// The human rendering of statistics.
@@ -60,6 +74,7 @@ fn render(s: &Stats) -> String {
         ("Logical", output::bytes(s.logical_bytes)),
         ("Stored", output::bytes(s.stored_bytes)),
         ("Live stored", output::bytes(s.live_stored_bytes)),
+        ("Reclaimable", reclaimable_text(s.reclaimable_bytes)),
         ("Unique chunks", format!("{} ({})", s.unique_chunks, output::bytes(s.unique_bytes))),
         ("Dedup ratio", output::ratio(s.dedup_ratio)),
         ("Compression ratio", output::ratio(s.compression_ratio)),
@@ -73,4 +88,13 @@ fn render(s: &Stats) -> String {
         items.push(("Packs", s.packs.to_string()));
     }
     output::fields(&items)
+}
+
+/// The `Reclaimable` line: the size, and what to do when there is something to reclaim.
+fn reclaimable_text(bytes: u64) -> String {
+    if bytes == 0 {
+        output::bytes(0)
+    } else {
+        format!("{} (run the cleaner)", output::bytes(bytes))
+    }
 }

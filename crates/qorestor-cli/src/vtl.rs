@@ -377,7 +377,8 @@ fn show(info: &LibraryInfo) -> String {
         ("Changer", format!("{} {} (serial {})", info.library.vendor, info.library.product, info.library.serial)),
         ("Slots", format!("{} storage, {} import/export", info.slots.len(), info.ie_slots.len())),
     ]);
-    out.push_str("\n\n");
+    // One blank line between the sections (each ends with its own newline).
+    out.push('\n');
     let mut d = Table::new(&[
         ("DRIVE", Align::Right),
         ("ADDRESS", Align::Right),

@@ -263,7 +263,7 @@ fn containers() {
     fs::write(&input, b"some bytes").unwrap();
     env.ok(&["put", "vault/a", s(&input)]);
     let err = env.fail(&["container", "delete", "vault"], 1);
-    assert!(err.contains("vault"), "{err}");
+    assert!(err.contains("vault holds 1 stream:") && err.contains("--force"), "{err}");
     assert_eq!(env.json(&["container", "show", "vault"])["streams"], 1);
     let d = env.json(&["container", "delete", "vault", "--force"]);
     assert_eq!(d["container"], "vault");
@@ -318,8 +318,12 @@ fn put_get_ls_stats_rm() {
     assert!(stats["dedup_ratio"].as_f64().unwrap() >= 1.9, "{stats}");
     let sp = stats["savings_percent"].as_f64().unwrap();
     assert!((45.0..=100.0).contains(&sp), "{stats}");
+    assert_eq!(stats["reclaimable_bytes"], 0, "{stats}");
     let cs = env.json(&["stats", "--container", "c"]);
     assert!(cs["dedup_ratio"].as_f64().unwrap() >= 1.9, "{cs}");
+    // A container has no storage groups or packs of its own.
+    assert!(cs.get("storage_groups").is_none() && cs.get("packs").is_none(), "{cs}");
+    assert_eq!(cs["reclaimable_bytes"], 0, "{cs}");
     let gs = env.json(&["stats", "--storage-group", "DefaultGroup"]);
     assert_eq!(gs["logical_bytes"], 2 * data.len() as u64);
     let human = String::from_utf8(env.ok(&["stats"])).unwrap();
@@ -567,6 +571,12 @@ fn cleaner_run_status_and_schedules() {
     assert!(status["last_report"].is_null());
     env.ok(&["rm", "c/a"]);
     let before = env.json(&["stats"]);
+    // What the cleaner would give back is shown before it runs, and nothing after.
+    let reclaimable = before["reclaimable_bytes"].as_u64().unwrap();
+    assert!(reclaimable > 0, "{before}");
+    assert!(reclaimable < before["stored_bytes"].as_u64().unwrap() - before["live_stored_bytes"].as_u64().unwrap());
+    let human = String::from_utf8(env.ok(&["stats"])).unwrap();
+    assert!(human.lines().any(|l| l.starts_with("Reclaimable") && l.ends_with("(run the cleaner)")), "{human}");
     let dry = env.json(&["cleaner", "run", "--dry-run"]);
     assert_eq!(dry["dry_run"], true);
     assert!(dry["bytes_reclaimed"].as_i64().unwrap() > 0, "{dry}");
@@ -576,6 +586,12 @@ fn cleaner_run_status_and_schedules() {
     let after = env.json(&["stats"]);
     assert!(after["stored_bytes"].as_u64() < before["stored_bytes"].as_u64(), "{before} vs {after}");
     assert_eq!(after["live_stored_bytes"], before["live_stored_bytes"]);
+    // The cleaner gave back what stats called reclaimable (plus the header and trailer, 56
+    // bytes, of each pack it deleted whole), and nothing is left to reclaim.
+    let freed = before["stored_bytes"].as_u64().unwrap() - after["stored_bytes"].as_u64().unwrap();
+    let packs_deleted = before["packs"].as_u64().unwrap() - after["packs"].as_u64().unwrap();
+    assert!(freed >= reclaimable && freed - reclaimable <= 56 * packs_deleted, "{before} vs {after}");
+    assert_eq!(after["reclaimable_bytes"], 0, "{after}");
     let got = env.file("b.out");
     env.ok(&["get", "c/b", s(&got)]);
     assert!(fs::read(&got).unwrap() == random(3 << 20, 2));

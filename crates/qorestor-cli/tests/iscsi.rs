@@ -156,7 +156,7 @@ fn iscsi_show_and_chap_commands() {
     let out = set_password(
         &data,
         &["--user", "u", "--password-stdin", "--mutual-user", "t", "--mutual-password-file", f],
-        "s1",
+        "initiator-s1",
     );
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(json(&data, &["iscsi", "show"])["chap"]["mutual_user"], "t");
@@ -264,4 +264,30 @@ fn linux_tape_stack_in_qemu_passes() {
     let show = json(&data, &["vtl", "show", "lib1"]);
     let used = show["cartridges"].as_array().unwrap().iter().map(|c| c["used_bytes"].as_u64().unwrap()).max().unwrap();
     assert!(used >= 8 * 65536 + 3 * 32768, "{show}");
+}
+
+#[test]
+fn chap_secrets_take_12_to_255_characters_with_a_warning_above_16() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    common::init(&data);
+    let args = ["--user", "backup01", "--password-stdin"];
+    let short = set_password(&data, &args, "elevenchars");
+    assert_eq!(short.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&short.stderr);
+    assert!(err.contains("11 characters") && err.contains("12 to 255") && !err.contains("elevenchars"), "{err}");
+    assert_eq!(json(&data, &["iscsi", "show"])["chap"], Value::Null);
+
+    for (secret, warned) in [("twelve-chars", false), ("sixteen-chars-ok", false), ("seventeen-chars-x", true)] {
+        let out = set_password(&data, &args, secret);
+        assert!(out.status.success(), "{secret}: {}", String::from_utf8_lossy(&out.stderr));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(
+            err.contains("Microsoft's iSCSI initiator refuses secrets longer than 16"),
+            warned,
+            "{secret}: {err}"
+        );
+    }
+    assert!(set_password(&data, &args, &"x".repeat(255)).status.success());
+    assert_eq!(set_password(&data, &args, &"x".repeat(256)).status.code(), Some(2));
 }

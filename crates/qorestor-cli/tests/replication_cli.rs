@@ -176,6 +176,11 @@ fn a_pass_over_tls_to_another_systems_listener() {
     assert_eq!(run_with_stdin(&src, &args, b"x\n").status.code(), Some(2));
     let args =
         ["--json", "replication", "add", "nightly", "--target", &target, "--encryption", "aes256", "--password-stdin"];
+    // A wrong password is refused at add by the live target, and nothing is stored.
+    let wrong = run_with_stdin(&src, &args, b"not-the-pw\n");
+    assert_eq!(wrong.status.code(), Some(1), "{}", String::from_utf8_lossy(&wrong.stderr));
+    assert!(String::from_utf8_lossy(&wrong.stderr).contains("wrong replication password"));
+    assert_eq!(run(&src, &["replication", "status", "nightly"]).status.code(), Some(1));
     let added = run_with_stdin(&src, &args, b"pw-for-dr\n");
     assert!(added.status.success(), "{}", String::from_utf8_lossy(&added.stderr));
     let added: Value = serde_json::from_slice(&added.stdout).unwrap();
@@ -193,4 +198,12 @@ fn a_pass_over_tls_to_another_systems_listener() {
     assert_eq!(failed.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&failed.stderr).contains(&target));
     assert_eq!(json(&src, &["replication", "status", "nightly"])["state"], "failed");
+
+    // With the target down the password cannot be checked: added, saying so.
+    json(&src, &["container", "add", "weekly", "--type", "object"]);
+    let args = ["replication", "add", "weekly", "--target", &target, "--password-stdin"];
+    let unchecked = run_with_stdin(&src, &args, b"pw-for-dr\n");
+    assert!(unchecked.status.success(), "{}", String::from_utf8_lossy(&unchecked.stderr));
+    let err = String::from_utf8_lossy(&unchecked.stderr);
+    assert!(err.contains(&format!("the password could not be checked with {target}")), "{err}");
 }

@@ -115,3 +115,69 @@ fn serve_runs_the_cleaner_once_in_an_open_window() {
     let again: serde_json::Value = serde_json::from_slice(&run(&["cleaner", "status", "--json"], None)).unwrap();
     assert_eq!(again["last_started"], status["last_started"]);
 }
+
+/// Runs `qorestor ARGS` with `stdin`, requiring success.
+fn ok_with_stdin(data: &std::path::Path, args: &[&str], stdin: &str) {
+    let mut child =
+        qorestor(data).args(args).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), stdin.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
+fn serve_warns_when_it_serves_nobody_or_anybody() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    common::init(&data);
+    let warnings =
+        |lines: Vec<String>| -> Vec<String> { lines.into_iter().filter(|l| l.contains("warning:")).collect() };
+
+    // No listener: a warning, and nothing on stdout (Server::start checks stdout holds only
+    // `listening` lines).
+    let server = Server::start(&data, &[]);
+    server.wait_for_stderr("no listener asked for");
+    server.stop();
+
+    // iSCSI beyond loopback without CHAP and without a vtl container; NDMP without a user.
+    let server = Server::start(&data, &["--iscsi-listen", "0.0.0.0:0", "--ndmp-listen", "127.0.0.1:0"]);
+    let seen = warnings(server.stop_and_read_stderr());
+    assert_eq!(seen.len(), 3, "{seen:#?}");
+    assert!(seen[0].contains("serves no target: there is no vtl container"), "{seen:#?}");
+    assert!(seen[1].contains("beyond loopback, with CHAP off") && seen[1].contains("iscsi set-password"), "{seen:#?}");
+    assert!(seen[2].contains("NDMP on 127.0.0.1:") && seen[2].contains("has no user"), "{seen:#?}");
+
+    // On loopback CHAP is not needed; with a library, CHAP and an NDMP user nothing is said.
+    let server = Server::start(&data, &["--iscsi-listen", "127.0.0.1:0"]);
+    let seen = warnings(server.stop_and_read_stderr());
+    assert_eq!(seen.len(), 1, "{seen:#?}");
+    assert!(seen[0].contains("serves no target"), "{seen:#?}");
+    ok_with_stdin(&data, &["vtl", "add", "lib1", "--storage-group", "DefaultGroup"], "");
+    ok_with_stdin(&data, &["iscsi", "set-password", "--user", "backup01", "--password-stdin"], "initiator-secret\n");
+    ok_with_stdin(&data, &["ndmp", "update", "--user", "dma", "--password-stdin"], "ndmp-secret\n");
+    let server = Server::start(&data, &["--iscsi-listen", "0.0.0.0:0", "--ndmp-listen", "127.0.0.1:0"]);
+    let seen = warnings(server.stop_and_read_stderr());
+    assert!(seen.is_empty(), "{seen:#?}");
+}
+
+#[test]
+fn listen_addresses_accept_host_names() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    common::init(&data);
+    let server = Server::start(
+        &data,
+        &["--iscsi-listen", "localhost:0", "--ndmp-listen", "localhost:0", "--replication-listen", "localhost:0"],
+    );
+    for frontend in ["iscsi", "ndmp", "replication"] {
+        let addr: std::net::SocketAddr = server.listening[frontend].parse().unwrap();
+        assert!(addr.ip().is_loopback() && addr.port() != 0, "{frontend} on {addr}");
+        std::net::TcpStream::connect(addr).unwrap_or_else(|e| panic!("{frontend} on {addr}: {e}"));
+    }
+    server.stop();
+    // A value that is no address names itself, as a usage error.
+    let bad = qorestor(&data).args(["serve", "--ndmp-listen", "localhost"]).output().unwrap();
+    assert_eq!(bad.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(err.contains("--ndmp-listen") && err.contains("\"localhost\""), "{err}");
+}

@@ -116,7 +116,11 @@ fn vtl_commands_end_to_end() {
     // Human output mentions the cartridges.
     let out = env.run(&["vtl", "show", "lib1"]);
     assert!(out.status.success());
-    assert!(String::from_utf8_lossy(&out.stdout).contains("QS0004L6"));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("QS0004L6"));
+    // Sections are parted by one blank line; none at the end.
+    assert!(!text.contains("\n\n\n") && !text.ends_with("\n\n"), "{text}");
+    assert_eq!(text.matches("\n\n").count(), 2, "{text}");
 
     // Failures: one line on stderr, exit 1 for failed operations, 2 for bad usage.
     assert!(env.fail(&["vtl", "load", "lib1", "--barcode", "NOPE", "--drive", "0"], 1).contains("NOPE"));

@@ -667,8 +667,9 @@ impl Engine {
         let streams = self.catalog().streams(c.id)?;
         if !streams.is_empty() && !force {
             return Err(Error::Conflict(format!(
-                "container {name:?} holds {} streams; delete them first or force the deletion",
-                streams.len()
+                "container {name:?} holds {} stream{}; delete them first or force the deletion",
+                streams.len(),
+                if streams.len() == 1 { "" } else { "s" }
             )));
         }
         // Deleted for good (a container's recycle bin goes with it).

@@ -7,6 +7,9 @@
 //! - `live_stored_bytes`: pack bytes (record headers included) of those chunks;
 //! - `stored_bytes`: bytes of pack files on disk, dead chunks not yet reclaimed included; for a
 //!   container, whose chunks may be shared with others, it equals `live_stored_bytes`;
+//! - `reclaimable_bytes`: what a full compaction gives back: `stored_bytes` less
+//!   `live_stored_bytes` and the bookkeeping of the packs holding them (pack headers and
+//!   trailers, one footer entry per live chunk); 0 for a container;
 //! - `dedup_ratio` = logical / unique bytes; `compression_ratio` = unique bytes / live stored
 //!   bytes; `reduction_ratio` = logical / live stored bytes (both together);
 //!   `savings_percent` = 100 × (1 − live stored / logical).
@@ -19,7 +22,7 @@ use std::collections::HashSet;
 use serde::Serialize;
 
 use crate::fingerprint::Fingerprint;
-use crate::format::RECORD_HEADER_LEN;
+use crate::format::{FOOTER_ENTRY_LEN, PACK_HEADER_LEN, RECORD_HEADER_LEN, TRAILER_LEN};
 
 /// Which part of the system to report on.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,6 +48,8 @@ pub struct Stats {
     pub stored_bytes: u64,
     /// Pack bytes of chunks that live streams reference.
     pub live_stored_bytes: u64,
+    /// Stored bytes a full compaction gives back (dead chunks and their footer entries).
+    pub reclaimable_bytes: u64,
     /// Distinct chunks referenced.
     pub unique_chunks: u64,
     /// Raw bytes of the distinct chunks.
@@ -100,8 +105,11 @@ fn ratio(a: u64, b: u64) -> f64 {
 }
 
 impl Stats {
-    /// Fills the derived ratios from the counts.
+    /// Fills the derived ratios and the reclaimable bytes from the counts.
     pub(crate) fn derive(&mut self) {
+        let bookkeeping =
+            self.packs * (PACK_HEADER_LEN + TRAILER_LEN) as u64 + self.unique_chunks * FOOTER_ENTRY_LEN as u64;
+        self.reclaimable_bytes = self.stored_bytes.saturating_sub(self.live_stored_bytes + bookkeeping);
         self.dedup_ratio = ratio(self.logical_bytes, self.unique_bytes);
         self.compression_ratio = ratio(self.unique_bytes, self.live_stored_bytes);
         self.reduction_ratio = ratio(self.logical_bytes, self.live_stored_bytes);

@@ -14,6 +14,12 @@ pub const ALGORITHM_MD5: &str = "5";
 pub const CHALLENGE_LEN: usize = 16;
 /// Longest user name or secret accepted.
 pub const MAX_CREDENTIAL_LEN: usize = 255;
+/// Shortest secret accepted, in characters: RFC 3720 §8.2.1 asks for at least 96 bits (12
+/// bytes) of secret, and Microsoft's initiator refuses shorter ones.
+pub const MIN_SECRET_LEN: usize = 12;
+/// Longest secret Microsoft's iSCSI initiator accepts, in characters (others take up to
+/// [`MAX_CREDENTIAL_LEN`]).
+pub const MICROSOFT_MAX_SECRET_LEN: usize = 16;
 
 /// A CHAP user and secret.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -46,15 +52,30 @@ fn check(what: &'static str, v: &str) -> Result<()> {
     Ok(())
 }
 
+/// Checks a secret: [`MIN_SECRET_LEN`] to [`MAX_CREDENTIAL_LEN`] characters without control
+/// characters. The error never shows the secret, only its length.
+fn check_secret(what: &'static str, v: &str) -> Result<()> {
+    let chars = v.chars().count();
+    if chars < MIN_SECRET_LEN || v.len() > MAX_CREDENTIAL_LEN || v.chars().any(|c| c.is_control()) {
+        return Err(Error::Config {
+            what,
+            value: format!("({chars} characters, hidden)"),
+            hint: "use 12 to 255 characters without control characters (RFC 3720 asks for at least 12 \
+                   bytes of secret; Microsoft's initiator refuses fewer than 12)",
+        });
+    }
+    Ok(())
+}
+
 impl ChapConfig {
-    /// Checks the configuration: names and secrets 1 to 255 printable characters, and a
+    /// Checks the configuration: names 1 to 255 printable characters, secrets 12 to 255, and a
     /// mutual secret different from the initiator's (RFC 7143 §12.1.3).
     pub fn validate(&self) -> Result<()> {
         check("CHAP user", &self.initiator.user)?;
-        check("CHAP secret", &self.initiator.secret)?;
+        check_secret("CHAP secret", &self.initiator.secret)?;
         if let Some(m) = &self.mutual {
             check("mutual CHAP user", &m.user)?;
-            check("mutual CHAP secret", &m.secret)?;
+            check_secret("mutual CHAP secret", &m.secret)?;
             if m.secret == self.initiator.secret {
                 return Err(Error::Config {
                     what: "mutual CHAP secret",
@@ -101,5 +122,20 @@ mod tests {
         assert!(cfg.validate().is_err());
         cfg.mutual = Some(c("other-secret"));
         assert!(cfg.validate().is_ok());
+    }
+
+    #[test]
+    fn secrets_take_12_to_255_characters_and_errors_hide_them() {
+        let cfg = |s: &str| ChapConfig {
+            initiator: Credential { user: "u".into(), secret: s.into() },
+            mutual: None,
+            discovery_auth: false,
+        };
+        let short = cfg("elevenchars").validate().unwrap_err().to_string();
+        assert!(short.contains("11 characters") && !short.contains("elevenchars"), "{short}");
+        assert!(cfg("twelve-chars").validate().is_ok());
+        assert!(cfg(&"x".repeat(255)).validate().is_ok());
+        assert!(cfg(&"x".repeat(256)).validate().is_err());
+        assert!(cfg("twelve-chars\t").validate().is_err());
     }
 }

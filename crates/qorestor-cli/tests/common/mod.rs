@@ -117,6 +117,14 @@ impl Server {
         assert!(status.success(), "serve exited with {status} on SIGTERM");
     }
 
+    /// Stops with SIGTERM (exit 0 required) and returns the stderr lines not read yet, up to
+    /// the end of the daemon's stderr.
+    pub fn stop_and_read_stderr(mut self) -> Vec<String> {
+        let stderr = std::mem::replace(&mut self.stderr, mpsc::channel().1);
+        self.stop();
+        stderr.iter().collect()
+    }
+
     /// Lines the daemon printed on stderr since the last call.
     pub fn stderr_lines(&self) -> Vec<String> {
         self.stderr.try_iter().collect()

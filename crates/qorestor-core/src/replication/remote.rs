@@ -164,6 +164,39 @@ pub(crate) struct RemoteReplica {
     frame: Vec<u8>,
 }
 
+/// Resolves `target` (`HOST:PORT`) and connects to the first of its addresses that answers.
+fn connect_tcp(target: &str) -> Result<TcpStream> {
+    let addrs: Vec<SocketAddr> = target
+        .to_socket_addrs()
+        .map_err(|e| Error::invalid("replication target", target, format!("cannot resolve it: {e}")))?
+        .collect();
+    let mut last = None;
+    let stream = addrs.iter().find_map(|a| match TcpStream::connect_timeout(a, CONNECT_TIMEOUT) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            last = Some(e);
+            None
+        }
+    });
+    stream.ok_or_else(|| {
+        let e = last.unwrap_or_else(|| std::io::Error::other("no address"));
+        Error::remote(target, format!("cannot connect: {e}"))
+    })
+}
+
+/// Checks that the replication target `target` (`HOST:PORT`) answers and accepts `password`
+/// (each side proves it knows it, as a replication pass begins). `Ok(None)` when the target
+/// accepted; `Ok(Some(why))` when it could not be checked (it cannot be resolved or does not
+/// answer); an error when it answered and refused (a wrong password, none set there, or a
+/// different wire encryption).
+pub fn check_target(target: &str, encryption: WireEncryption, password: &Passphrase) -> Result<Option<String>> {
+    let stream = match connect_tcp(target) {
+        Ok(s) => s,
+        Err(e) => return Ok(Some(e.to_string())),
+    };
+    RemoteReplica::over(stream, target, password.as_bytes(), encryption).map(|_| None)
+}
+
 impl RemoteReplica {
     /// Connects to `target` (`HOST:PORT`), over TLS unless `enc` is `None`, and authenticates
     /// with `password`.
@@ -171,22 +204,12 @@ impl RemoteReplica {
         let password = password.ok_or_else(|| {
             Error::invalid("replication target", target, "a HOST:PORT target needs the target's replication password")
         })?;
-        let addrs: Vec<SocketAddr> = target
-            .to_socket_addrs()
-            .map_err(|e| Error::invalid("replication target", target, format!("cannot resolve it: {e}")))?
-            .collect();
-        let mut last = None;
-        let stream = addrs.iter().find_map(|a| match TcpStream::connect_timeout(a, CONNECT_TIMEOUT) {
-            Ok(s) => Some(s),
-            Err(e) => {
-                last = Some(e);
-                None
-            }
-        });
-        let stream = stream.ok_or_else(|| {
-            let e = last.unwrap_or_else(|| std::io::Error::other("no address"));
-            Error::remote(target, format!("cannot connect: {e}"))
-        })?;
+        let stream = connect_tcp(target)?;
+        RemoteReplica::over(stream, target, password, enc)
+    }
+
+    /// Sets up the session on a connected `stream` and authenticates with `password`.
+    fn over(stream: TcpStream, target: &str, password: &[u8], enc: WireEncryption) -> Result<RemoteReplica> {
         let io = |e| Error::remote(target, format!("cannot set up the connection: {e}"));
         stream.set_read_timeout(Some(IO_TIMEOUT)).map_err(io)?;
         stream.set_write_timeout(Some(IO_TIMEOUT)).map_err(io)?;

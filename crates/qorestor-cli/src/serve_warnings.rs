@@ -1,0 +1,46 @@
+//! What `serve` warns about on stderr once its listeners are bound: a configuration that runs
+//! but serves nobody, or serves anybody (stdout stays the `listening` lines).
+
+use std::net::SocketAddr;
+
+use anyhow::Result;
+use qorestor_core::Engine;
+use qorestor_vtl::Libraries;
+
+/// The warnings for a daemon with these bound listeners (`(frontend, address)` as in the
+/// `listening` lines), each a complete sentence saying what to do about it.
+pub fn warnings(engine: &Engine, libraries: &Libraries, listening: &[(&str, SocketAddr)]) -> Result<Vec<String>> {
+    let mut out = Vec::new();
+    if listening.is_empty() {
+        out.push(
+            "no listener asked for: serve runs scheduled cleaner windows only and serves no client \
+             (give --iscsi-listen, --ndmp-listen or --replication-listen ADDR:PORT)"
+                .to_string(),
+        );
+    }
+    for &(frontend, addr) in listening {
+        match frontend {
+            "iscsi" => {
+                if libraries.is_empty() {
+                    out.push(format!(
+                        "iSCSI on {addr} serves no target: there is no vtl container \
+                         (stop serve, run `qorestor vtl add NAME --storage-group SG`, start it again)"
+                    ));
+                }
+                if !addr.ip().is_loopback() && qorestor_iscsi::config::load_chap(engine)?.is_none() {
+                    out.push(format!(
+                        "iSCSI listens on {addr}, beyond loopback, with CHAP off: any initiator that reaches \
+                         it can read and write the tapes (stop serve, run `qorestor iscsi set-password \
+                         --user U --password-stdin`, start it again)"
+                    ));
+                }
+            }
+            "ndmp" if qorestor_ndmp::config::load(engine)?.is_none() => out.push(format!(
+                "NDMP on {addr} has no user: it refuses every client's authentication \
+                 (stop serve, run `qorestor ndmp update --user U --password-stdin`, start it again)"
+            )),
+            _ => {}
+        }
+    }
+    Ok(out)
+}
