@@ -536,7 +536,7 @@ fn temporary_recipes(data: &Path) -> Vec<PathBuf> {
 
 #[test]
 fn a_put_killed_mid_stream_leaves_no_temporary_recipe_after_the_next_command() {
-    let env = Env::new();
+    let env = Env::initialised();
     env.ok(&["container", "add", "c", "--type", "object"]);
     let (mut child, mut stdin) = env.put_from_pipe("c/s");
     stdin.write_all(&random(4 << 20, 16)).unwrap();
