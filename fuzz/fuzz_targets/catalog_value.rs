@@ -3,7 +3,7 @@
 //! (`CleanerStatus`, cleaner schedules, quarantine lists).
 //!
 //! Input: one mode byte, then
-//! - mode 0: a value as stored in sled;
+//! - mode 0: a value as stored in the catalog;
 //! - mode 1: kind byte and JSON body: the wrapper (magic, version, CRC) is built correctly, so
 //!   that the JSON decoding is reached. An accepted value must round-trip through the encoder.
 #![no_main]

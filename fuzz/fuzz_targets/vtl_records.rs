@@ -4,7 +4,7 @@
 //! positions.
 //!
 //! Input: one mode byte, then
-//! - mode 0: a value as stored in sled;
+//! - mode 0: a value as stored in the catalog;
 //! - mode 1: a JSON body, framed correctly so that the JSON decoding and validation are
 //!   reached.
 #![no_main]

@@ -4,7 +4,7 @@
 //! ```text
 //! DIR/QORESTOR            format marker ("qorestor data directory" + version)
 //! DIR/lock                held with an exclusive lock by the owning process; names it
-//! DIR/catalog/            sled database: groups, containers, stream entries
+//! DIR/catalog/catalog.redb the catalog: groups, containers, stream entries (redb)
 //! DIR/groups/<id>/packs/  <pack id>.pack
 //! DIR/groups/<id>/recipes/<stream id>.rcp
 //! DIR/groups/<id>/fp.idx  the fingerprint index
@@ -41,7 +41,9 @@ pub(crate) use owned::{bin_retention, check_not_owned};
 /// Name of the storage group every new data directory starts with (as in QoreStor).
 pub const DEFAULT_GROUP: &str = "DefaultGroup";
 const MARKER: &str = "QORESTOR";
-const MARKER_TEXT: &str = "qorestor data directory\nformat 1\n";
+const MARKER_TEXT: &str = "qorestor data directory\nformat 2\n";
+/// The marker of format 1 (the catalog in sled): opened, migrated, and marked format 2.
+const MARKER_TEXT_V1: &str = "qorestor data directory\nformat 1\n";
 
 pub(crate) fn now_secs() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
@@ -410,10 +412,15 @@ impl Engine {
             }
             _ => Error::io("read", &marker, e),
         })?;
-        if text != MARKER_TEXT {
+        if text != MARKER_TEXT && text != MARKER_TEXT_V1 {
             return Err(Error::corrupt("format marker", &marker, format!("unsupported content {text:?}")));
         }
-        Self::open_locked(dir, DirLock::acquire(dir, holder)?)
+        let engine = Self::open_locked(dir, DirLock::acquire(dir, holder)?)?;
+        if text == MARKER_TEXT_V1 {
+            // The catalog was migrated by `Catalog::open`: from now on only this version opens it.
+            crate::fsutil::write_atomic(&marker, MARKER_TEXT.as_bytes())?;
+        }
+        Ok(engine)
     }
 
     fn open_locked(dir: &Path, lock: DirLock) -> Result<Engine> {

@@ -209,18 +209,25 @@ pub struct CatalogError {
 
 impl CatalogError {
     /// The classification of the failure: [`ErrorKind::OutOfSpace`], [`ErrorKind::Corrupt`],
-    /// [`ErrorKind::Io`] or [`ErrorKind::Internal`].
+    /// [`ErrorKind::Io`], [`ErrorKind::Locked`] or [`ErrorKind::Internal`].
     pub fn kind(&self) -> ErrorKind {
         self.kind
     }
+
+    /// Whether the database handle failed on I/O (and must be opened anew).
+    pub(crate) fn is_io(&self) -> bool {
+        matches!(self.kind, ErrorKind::Io | ErrorKind::OutOfSpace)
+    }
 }
 
-impl From<sled::Error> for Error {
-    fn from(e: sled::Error) -> Self {
+impl From<redb::Error> for Error {
+    fn from(e: redb::Error) -> Self {
+        use redb::Error as E;
         let kind = match &e {
-            sled::Error::Io(io) if is_out_of_space(io) => ErrorKind::OutOfSpace,
-            sled::Error::Io(_) => ErrorKind::Io,
-            sled::Error::Corruption { .. } => ErrorKind::Corrupt,
+            E::Io(io) if is_out_of_space(io) => ErrorKind::OutOfSpace,
+            E::Io(_) | E::PreviousIo | E::DatabaseClosed => ErrorKind::Io,
+            E::Corrupted(_) => ErrorKind::Corrupt,
+            E::DatabaseAlreadyOpen | E::LockProtocolMismatch => ErrorKind::Locked,
             _ => ErrorKind::Internal,
         };
         Error::Catalog(CatalogError { message: e.to_string(), kind })
@@ -342,11 +349,11 @@ mod tests {
 
     #[test]
     fn catalog_errors_keep_their_kind_without_the_database_type() {
-        let full = Error::from(sled::Error::Io(std::io::Error::from_raw_os_error(28)));
+        let full = Error::from(redb::Error::Io(std::io::Error::from_raw_os_error(28)));
         assert_eq!(full.kind(), ErrorKind::OutOfSpace, "{full}");
-        let eio = Error::from(sled::Error::Io(std::io::Error::from_raw_os_error(5)));
+        let eio = Error::from(redb::Error::Io(std::io::Error::from_raw_os_error(5)));
         assert_eq!(eio.kind(), ErrorKind::Io, "{eio}");
-        let bug = Error::from(sled::Error::Unsupported("x".into()));
+        let bug = Error::from(redb::Error::TransactionPoisoned);
         assert_eq!(bug.kind(), ErrorKind::Internal, "{bug}");
         assert!(matches!(bug, Error::Catalog(_)) && bug.to_string().starts_with("catalog: "), "{bug}");
     }

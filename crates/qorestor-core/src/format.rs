@@ -48,7 +48,7 @@ pub const INDEX_SLOT_LEN: usize = 32;
 /// Fingerprint bytes kept in an index slot (the pack footer holds all 32).
 pub const INDEX_FP_PREFIX: usize = 24;
 
-/// Catalog value magic (2 bytes) wrapping every value stored in sled.
+/// Catalog value magic (2 bytes) wrapping every value stored in the catalog.
 pub const CATALOG_MAGIC: [u8; 2] = *b"QV";
 /// Catalog value format version.
 pub const CATALOG_VERSION: u8 = 1;

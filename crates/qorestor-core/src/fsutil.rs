@@ -35,3 +35,29 @@ pub fn create_dir_durable(dir: &Path) -> Result<()> {
     }
     sync_dir(dir.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new(".")))
 }
+
+/// Gives `file` a length of `len` bytes with every block allocated for real (`fallocate`), so
+/// that writing into it (through a memory map, where a missing block is SIGBUS rather than an
+/// error) cannot run out of space. A filesystem without `fallocate` gets the bytes written as
+/// zeros instead.
+pub fn allocate(file: &File, path: &Path, len: u64) -> Result<()> {
+    use std::io::{Seek, SeekFrom, Write};
+    match rustix::fs::fallocate(file, rustix::fs::FallocateFlags::empty(), 0, len) {
+        Ok(()) => return Ok(()),
+        Err(e) if e != rustix::io::Errno::OPNOTSUPP => {
+            return Err(Error::io("allocate", path, std::io::Error::from(e)));
+        }
+        Err(_) => {}
+    }
+    let current = file.metadata().map_err(|e| Error::io("stat", path, e))?.len();
+    let mut f = file;
+    f.seek(SeekFrom::Start(current)).map_err(|e| Error::io("seek", path, e))?;
+    let zeros = vec![0u8; 1 << 20];
+    let mut at = current;
+    while at < len {
+        let n = (len - at).min(zeros.len() as u64) as usize;
+        f.write_all(&zeros[..n]).map_err(|e| Error::io("allocate", path, e))?;
+        at += n as u64;
+    }
+    Ok(())
+}

@@ -254,6 +254,9 @@ pub struct GroupStore {
     /// Records listed by a footer but unreadable when the group was opened (pack, offset):
     /// quarantined in memory from the start.
     unreadable: Vec<(u32, u32)>,
+    /// Packs left unsealed at open because the disk was full ([`pack::PackState::Unsealed`]);
+    /// [`GroupStore::seal_open`] seals them once there is space.
+    unsealed: Mutex<Vec<u32>>,
     /// Packs are sealed at this size.
     pack_target: u64,
     /// Quota on the group's pack bytes (it can be changed while the group is open).
@@ -309,6 +312,7 @@ impl GroupStore {
         // trailer was being written at a crash and gets its torn tail dropped and sealed.
         let watermark = index.watermark();
         let mut unreadable = Vec::new();
+        let mut unsealed = Vec::new();
         for &id in &ids {
             let path = pack::pack_path(&packs_dir, id);
             let len = std::fs::metadata(&path).map_err(|e| Error::io("stat", &path, e))?.len();
@@ -321,6 +325,9 @@ impl GroupStore {
                 continue;
             }
             let (entries, state) = pack::recover(&path)?;
+            if state == pack::PackState::Unsealed {
+                unsealed.push(id);
+            }
             // A damaged pack is left untouched for verify and repair (which check it again).
             if let pack::PackState::Damaged(_) = state {
                 // Records the footer lists but that did not survive are never a dedup target.
@@ -370,6 +377,7 @@ impl GroupStore {
             handles: Mutex::new(HashMap::new()),
             syncer: Syncer::start(),
             unreadable,
+            unsealed: Mutex::new(unsealed),
             crypto: Mutex::new(if record_encrypted {
                 CryptoState::Locked { wrong: false }
             } else {
@@ -715,11 +723,22 @@ impl GroupStore {
         flushed.map_err(|e| self.poison(&mut st, e))
     }
 
-    /// Seals the open pack, if any (the cleaner reclaims sealed packs only).
+    /// Seals the open pack, if any, and the packs a full disk left unsealed at open (the
+    /// cleaner reclaims sealed packs only).
     pub fn seal_open(&self) -> Result<()> {
         let mut st = self.state.lock();
         self.check_poison(&st)?;
-        self.seal_locked(&mut st)
+        self.seal_locked(&mut st)?;
+        drop(st);
+        let mut unsealed = self.unsealed.lock();
+        let mut still = Vec::new();
+        for &id in unsealed.iter() {
+            if pack::recover(&self.pack_path(id))?.1 == pack::PackState::Unsealed {
+                still.push(id);
+            }
+        }
+        *unsealed = still;
+        Ok(())
     }
 
     /// The id of the pack being appended to, if one is open.

@@ -137,8 +137,13 @@ fn create_table(path: &Path, slots: u64) -> Result<File> {
         .truncate(true)
         .open(path)
         .map_err(|e| Error::io("create", path, e))?;
-    file.set_len(INDEX_HEADER_LEN as u64 + slots * INDEX_SLOT_LEN as u64)
-        .map_err(|e| Error::io("allocate", path, e))?;
+    // Allocated for real, not sparse: the table is written through a memory map, where a
+    // block the filesystem cannot provide is SIGBUS instead of an error.
+    if let Err(e) = crate::fsutil::allocate(&file, path, INDEX_HEADER_LEN as u64 + slots * INDEX_SLOT_LEN as u64) {
+        // A full disk: give back what was allocated (a table is created empty, never in place).
+        let _ = std::fs::remove_file(path);
+        return Err(e);
+    }
     Ok(file)
 }
 
@@ -149,6 +154,8 @@ impl FingerprintIndex {
         let existing = OpenOptions::new().read(true).write(true).open(path);
         if let Ok(file) = existing {
             let len = file.metadata().map_err(|e| Error::io("stat", path, e))?.len();
+            // An index of an earlier version may be sparse: allocate it before mapping it.
+            crate::fsutil::allocate(&file, path, len)?;
             let map = MappedFile::map(&file).map_err(|e| Error::io("mmap", path, e))?;
             if let Ok(h) = decode_index_header(map.bytes(), len) {
                 let mut idx = FingerprintIndex {

@@ -11,7 +11,7 @@
 //!
 //! Data path: content-defined chunking ([`chunker`]), BLAKE3 fingerprints, dedup lookup (a
 //! fingerprint index with a locality cache), zstd per chunk ([`compress`]), append to packs,
-//! recipes, catalog in sled. The byte layout of every file is in `docs/FORMAT.md`. Everything
+//! recipes, catalog in redb. The byte layout of every file is in `docs/FORMAT.md`. Everything
 //! that reads or writes the data directory's files goes through [`Engine`], which holds the
 //! directory's lock: the storage layers (packs, index, recipes, catalog) are not public.
 //!

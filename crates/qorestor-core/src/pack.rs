@@ -409,6 +409,9 @@ pub enum PackState {
     /// The pack was unsealed (a crash during appends): its torn tail was truncated and it was
     /// sealed.
     Repaired,
+    /// Like [`PackState::Repaired`], but the disk was full: the torn tail was truncated and
+    /// synced, and the footer is left for the next open with space (the pack stays unsealed).
+    Unsealed,
     /// The pack is damaged (bad header, or a sealed pack whose footer does not decode). It was
     /// left as it is; the records readable from its start are returned. Verify and repair deal
     /// with it.
@@ -443,7 +446,17 @@ pub fn recover(path: &Path) -> Result<(Vec<FooterEntry>, PackState)> {
     }
     file.set_len(end).map_err(|e| Error::io("truncate", path, e))?;
     let footer = encode_footer(&entries, end);
-    crate::fileio::write_all_at(&file, &footer, end).map_err(|e| Error::io("write", path, e))?;
+    match crate::fileio::write_all_at(&file, &footer, end).map_err(|e| Error::io("write", path, e)) {
+        Ok(()) => {}
+        Err(Error::OutOfSpace { .. }) => {
+            // The records are whole: a full disk must not stop the group from opening (reads
+            // need it). Cut the partial footer off again; the next open seals the pack.
+            file.set_len(end).map_err(|e| Error::io("truncate", path, e))?;
+            crate::fileio::sync_all(&file).map_err(|e| Error::io("fsync", path, e))?;
+            return Ok((entries, PackState::Unsealed));
+        }
+        Err(e) => return Err(e),
+    }
     crate::fileio::sync_all(&file).map_err(|e| Error::io("fsync", path, e))?;
     Ok((entries, PackState::Repaired))
 }

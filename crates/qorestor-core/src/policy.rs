@@ -7,11 +7,12 @@
 //!   container's other streams when it started, pass the quota. The cleaner's copies are not
 //!   subject to the group quota (a run gives space back overall). Concurrent writers into one
 //!   container each count only the streams finished when they started.
-//! - **Recycle bin.** With the bin on, deleting a stream moves its catalog entry (in one sled
+//! - **Recycle bin.** With the bin on, deleting a stream moves its catalog entry (in one catalog
 //!   transaction) to the `recycle_bin` tree with an expiry time, and so does replacing it with a
 //!   new stream of the same name; its recipe stays, so the cleaner keeps its chunks. Every
-//!   version is kept, under its stream id (never reused). `restore` moves one back. The cleaner deletes expired entries for good
-//!   at the start of each run (`purge_recycle_bin`), then reclaims their chunks.
+//!   version is kept, under its stream id (never reused). `restore` moves one back. The cleaner
+//!   deletes expired entries for good at the start of each run (`purge_recycle_bin`), then
+//!   reclaims their chunks.
 
 use serde::Serialize;
 

@@ -335,7 +335,10 @@ fn index_page() -> Vec<u8> {
 // Deterministic stream content of the golden data directory.
 // ---------------------------------------------------------------------------------------------
 
+/// Made by format 1 (catalog in sled 0.34): opening it migrates the catalog to redb.
 const DATADIR: &str = "datadir-v1";
+/// Made by format 2 (catalog in redb), by `regenerate`.
+const DATADIR_V2: &str = "datadir-v2";
 const DD_GROUP: &str = "golden-sg";
 const DD_CONTAINER: &str = "golden";
 const DD_PARAMS: ChunkParams = ChunkParams { min: 256, avg: 1024, max: 4096 };
@@ -468,7 +471,7 @@ fn regenerate() {
     write_sealed_fixtures(&dir, &z);
 
     // The data directory.
-    let dd = dir.join(DATADIR);
+    let dd = dir.join(DATADIR_V2);
     if dd.exists() {
         std::fs::remove_dir_all(&dd).unwrap();
     }
@@ -491,8 +494,6 @@ fn regenerate() {
     // hint that the engine rebuilds from pack footers: neither is committed. Recipes and the
     // catalog hold creation times, so they differ from one regeneration to the next.
     std::fs::remove_file(dd.join("lock")).unwrap();
-    // sled's empty blob directory: git keeps no empty directories, and sled recreates it.
-    let _ = std::fs::remove_dir(dd.join("catalog").join("blobs"));
     std::fs::remove_file(dd.join("groups").join(format!("{DD_GROUP_ID:08x}")).join("fp.idx")).unwrap();
 }
 
@@ -1063,10 +1064,41 @@ fn datadir_v1_committed_layout() {
 }
 
 #[test]
-fn datadir_v1_opens_and_reads_back() {
+fn datadir_v2_committed_layout() {
+    let dd = fixtures().join(DATADIR_V2);
+    assert_eq!(std::fs::read(dd.join("QORESTOR")).unwrap(), b"qorestor data directory\nformat 2\n");
+    let names: Vec<String> =
+        std::fs::read_dir(dd.join("catalog")).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    assert_eq!(names, ["catalog.redb"]);
+}
+
+#[test]
+fn datadir_v1_migrates_its_sled_catalog_and_reads_back() {
     let tmp = tempfile::tempdir().unwrap();
     let dd = tmp.path().join(DATADIR);
     copy_dir(&fixtures().join(DATADIR), &dd);
+    // A sled snapshot left empty by ENOSPC (sled issue #1527) would make sled refuse to open.
+    std::fs::write(dd.join("catalog").join("snap.00000000000000ff.generating"), b"").unwrap();
+    datadir_opens_and_reads_back(&dd);
+    assert_eq!(std::fs::read(dd.join("QORESTOR")).unwrap(), b"qorestor data directory\nformat 2\n");
+    let names: Vec<String> =
+        std::fs::read_dir(dd.join("catalog")).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    assert_eq!(names, ["catalog.redb"], "sled's files are gone once migrated");
+    // And it opens again as format 2.
+    let engine = Engine::open(&dd).unwrap();
+    assert_eq!(engine.streams(DD_CONTAINER).unwrap().len(), 3);
+}
+
+#[test]
+fn datadir_v2_opens_and_reads_back() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dd = tmp.path().join(DATADIR_V2);
+    copy_dir(&fixtures().join(DATADIR_V2), &dd);
+    datadir_opens_and_reads_back(&dd);
+}
+
+fn datadir_opens_and_reads_back(dd: &Path) {
+    let dd = dd.to_path_buf();
     let expected = [("first", stream_first()), ("second", stream_second())];
     let unique: HashSet<Fingerprint> = expected.iter().flat_map(|(_, d)| chunk_fps(d)).collect();
     assert_eq!(unique.len() as u64, DD_UNIQUE_CHUNKS);

@@ -1,7 +1,7 @@
 //! Per-container metadata: small records that a frontend keeps with its container (the VTL
 //! keeps its library layout and cartridge maps here).
 //!
-//! They live in the catalog's `container_meta` sled tree, keyed by the container id (8 bytes,
+//! They live in the catalog's `container_meta` table, keyed by the container id (8 bytes,
 //! big-endian) followed by the record's key (UTF-8, at most [`MAX_META_KEY_LEN`] bytes). Values
 //! are framed like every catalog value ([`crate::catalog::encode_value`]: magic, version, kind
 //! [`KIND_CONTAINER_META`], JSON body, CRC-32), so a damaged record is reported, never misread.
@@ -12,7 +12,8 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use super::Engine;
-use crate::catalog::{decode_value, encode_value, ContainerRecord};
+use crate::catalog::store::{Durability, OrCatalog};
+use crate::catalog::{decode_value, encode_value, get_raw, scan_prefix, ContainerRecord, CONTAINER_META};
 use crate::error::{Error, Result};
 
 /// Kind byte of container metadata values in the catalog framing (groups 1, containers 2,
@@ -20,7 +21,6 @@ use crate::error::{Error, Result};
 pub const KIND_CONTAINER_META: u8 = 6;
 /// Longest metadata key, in bytes.
 pub const MAX_META_KEY_LEN: usize = 256;
-const TREE: &str = "container_meta";
 
 fn meta_key(container_id: u64, key: &str) -> Vec<u8> {
     let mut k = container_id.to_be_bytes().to_vec();
@@ -36,16 +36,15 @@ fn check_key(key: &str) -> Result<()> {
 }
 
 impl Engine {
-    fn meta_tree(&self) -> Result<sled::Tree> {
-        self.catalog().open_tree(TREE)
-    }
-
     /// Stores (replacing) the metadata record `key` of `container`, durably.
     pub fn put_container_meta<T: Serialize>(&self, container: &str, key: &str, value: &T) -> Result<()> {
         check_key(key)?;
         let c = self.container_record(container)?;
-        self.meta_tree()?.insert(meta_key(c.id, key), encode_value(KIND_CONTAINER_META, value))?;
-        self.catalog().flush()
+        let value = encode_value(KIND_CONTAINER_META, value);
+        self.catalog().store().write(Durability::Durable, |tx| {
+            tx.open_table(CONTAINER_META).db()?.insert(meta_key(c.id, key).as_slice(), value.as_slice()).db()?;
+            Ok(())
+        })
     }
 
     /// The metadata record `key` of `container`, if any. A damaged record is
@@ -53,7 +52,9 @@ impl Engine {
     pub fn container_meta<T: DeserializeOwned>(&self, container: &str, key: &str) -> Result<Option<T>> {
         check_key(key)?;
         let c = self.container_record(container)?;
-        match self.meta_tree()?.get(meta_key(c.id, key))? {
+        let raw =
+            self.catalog().store().read(|tx| get_raw(&tx.open_table(CONTAINER_META).db()?, &meta_key(c.id, key)))?;
+        match raw {
             None => Ok(None),
             Some(v) => decode_value(KIND_CONTAINER_META, &v).map(Some).map_err(|e| e.at(self.dir().join("catalog"))),
         }
@@ -63,8 +64,11 @@ impl Engine {
     pub fn container_meta_keys(&self, container: &str, prefix: &str) -> Result<Vec<String>> {
         let c = self.container_record(container)?;
         let mut out = Vec::new();
-        for kv in self.meta_tree()?.scan_prefix(meta_key(c.id, prefix)) {
-            let (k, _) = kv?;
+        let rows = self
+            .catalog()
+            .store()
+            .read(|tx| scan_prefix(&tx.open_table(CONTAINER_META).db()?, &meta_key(c.id, prefix)))?;
+        for (k, _) in rows {
             let key = String::from_utf8(k[8..].to_vec()).map_err(|_| {
                 Error::corrupt("container metadata key", self.dir().join("catalog"), "key is not UTF-8")
             })?;
@@ -77,19 +81,22 @@ impl Engine {
     pub fn remove_container_meta(&self, container: &str, key: &str) -> Result<bool> {
         check_key(key)?;
         let c = self.container_record(container)?;
-        let old = self.meta_tree()?.remove(meta_key(c.id, key))?;
-        self.catalog().flush()?;
-        Ok(old.is_some())
+        self.catalog().store().write(Durability::Durable, |tx| {
+            let old = tx.open_table(CONTAINER_META).db()?.remove(meta_key(c.id, key).as_slice()).db()?.is_some();
+            Ok(old)
+        })
     }
 
     /// Removes every metadata record of a container (when the container is deleted).
     pub(crate) fn remove_all_container_meta(&self, c: &ContainerRecord) -> Result<()> {
-        let tree = self.meta_tree()?;
-        for kv in tree.scan_prefix(c.id.to_be_bytes()) {
-            let (k, _) = kv?;
-            tree.remove(k)?;
-        }
-        self.catalog().flush()
+        let prefix = c.id.to_be_bytes();
+        self.catalog().store().write(Durability::Durable, |tx| {
+            let mut t = tx.open_table(CONTAINER_META).db()?;
+            for (k, _) in scan_prefix(&t, &prefix)? {
+                t.remove(k.as_slice()).db()?;
+            }
+            Ok(())
+        })
     }
 }
 

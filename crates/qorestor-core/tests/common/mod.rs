@@ -35,3 +35,4 @@ pub fn random(seed: u64, len: usize) -> Vec<u8> {
     out.truncate(len);
     out
 }
+pub mod small_fs;

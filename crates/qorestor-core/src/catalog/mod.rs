@@ -1,19 +1,27 @@
-//! The catalog: storage groups, containers and stream entries, in sled.
+//! The catalog: storage groups, containers and stream entries, in one redb file
+//! (`DATA/catalog/catalog.redb`, see `store.rs`; a sled catalog of earlier versions is migrated
+//! once, see `migrate.rs`).
 //!
 //! Every value is wrapped as `"QV"`, a version byte, a kind byte, a JSON body and a CRC-32 of
 //! all of that (see `docs/FORMAT.md`), so a damaged value is reported, never misread. Stream
 //! entries only ever point at recipes that are already durable: the writer syncs the recipe,
-//! then inserts the entry and flushes sled, then acknowledges.
+//! then commits the entry (fsync), then acknowledges.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
+
+mod migrate;
+pub(crate) mod store;
+
+use redb::{ReadableTable, ReadableTableMetadata, TableHandle};
 
 use crate::chunker::ChunkParams;
 use crate::compress::Compression;
 use crate::error::{DecodeError, Error, Result};
 use crate::format::*;
+use store::{Durability, OrCatalog, Store, Table, TABLES};
 
 /// The type of a container, as in QoreStor.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -183,19 +191,12 @@ pub fn decode_value<T: DeserializeOwned>(kind: u8, b: &[u8]) -> Result<T, Decode
     serde_json::from_slice(&body[4..]).map_err(|e| DecodeError::new(what, e.to_string()))
 }
 
-/// The sled catalog.
+/// The catalog (see the module documentation).
 pub struct Catalog {
-    path: PathBuf,
-    db: sled::Db,
-    groups: sled::Tree,
-    containers: sled::Tree,
-    streams: sled::Tree,
-    meta: sled::Tree,
-    /// The recycle bins, format 2: key = container id (big-endian u64), then the stream id
-    /// (big-endian u64); value kind [`KIND_BIN_ENTRY`].
-    bin: sled::Tree,
+    store: Store,
 }
 
+/// Key of a recycle bin entry: the container id, then the stream id (big-endian u64 each).
 fn bin_key(container_id: u64, id: u64) -> Vec<u8> {
     let mut k = container_id.to_be_bytes().to_vec();
     k.extend_from_slice(&id.to_be_bytes());
@@ -208,45 +209,63 @@ fn stream_key(container_id: u64, name: &str) -> Vec<u8> {
     k
 }
 
-/// The sled settings of the catalog (a database must be opened with the settings it was made with).
-fn sled_config(dir: &Path) -> sled::Config {
-    sled::Config::new().path(dir).cache_capacity(16 << 20).segment_size(256 << 10)
+const GROUPS: Table = TABLES[0];
+const CONTAINERS: Table = TABLES[1];
+const STREAMS: Table = TABLES[2];
+const META: Table = TABLES[3];
+/// The recycle bins of format 1 (one entry per stream name, keyed like the stream): only read,
+/// to migrate them to [`RECYCLE_BIN`] (empty after that).
+const RECYCLE_V1: Table = TABLES[4];
+/// The table of frontends' per-container records (see `engine::meta`).
+pub(crate) const CONTAINER_META: Table = TABLES[5];
+/// The recycle bins: key [`bin_key`], value kind [`KIND_BIN_ENTRY`], one entry per kept version.
+const RECYCLE_BIN: Table = TABLES[6];
+
+/// The key that holds the id counter in the `meta` table.
+const NEXT_ID: &[u8] = b"next_id";
+
+/// Reads one raw value.
+pub(crate) fn get_raw(t: &impl ReadableTable<&'static [u8], &'static [u8]>, key: &[u8]) -> Result<Option<Vec<u8>>> {
+    Ok(t.get(key).db()?.map(|v| v.value().to_vec()))
 }
 
-/// How long [`Catalog::open`] waits for a just-dropped handle of this process to release sled's
-/// file lock.
-pub const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+/// (key, value) pairs of a table.
+pub(crate) type Rows = Vec<(Vec<u8>, Vec<u8>)>;
+
+/// Every (key, value) of `t` whose key starts with `prefix`, in key order.
+pub(crate) fn scan_prefix(t: &impl ReadableTable<&'static [u8], &'static [u8]>, prefix: &[u8]) -> Result<Rows> {
+    let mut out = Vec::new();
+    for kv in t.range(prefix..).db()? {
+        let (k, v) = kv.db()?;
+        if !k.value().starts_with(prefix) {
+            break;
+        }
+        out.push((k.value().to_vec(), v.value().to_vec()));
+    }
+    Ok(out)
+}
 
 impl Catalog {
-    /// Opens (creating) the catalog database in `dir`. The caller holds the data directory's
-    /// lock (`engine::DirLock`), so the only other holder of sled's own file lock can be a handle
-    /// this process has just dropped: sled releases that lock from its flusher thread, a moment
-    /// after the drop. Such a conflict is waited out (at most [`LOCK_WAIT`]).
+    /// Opens (creating) the catalog in `dir` (`DATA/catalog/`). The caller holds the data
+    /// directory's lock (`engine::DirLock`). A catalog still in the sled format of earlier
+    /// versions is migrated first (`migrate.rs`); leftovers of an interrupted creation or
+    /// migration are removed.
     pub fn open(dir: &Path) -> Result<Self> {
-        let config = sled_config(dir);
-        let started = std::time::Instant::now();
-        let db = loop {
-            match config.open() {
-                Err(sled::Error::Io(e))
-                    if e.to_string().contains("could not acquire lock") && started.elapsed() < LOCK_WAIT =>
-                {
-                    std::thread::sleep(std::time::Duration::from_millis(10));
-                }
-                opened => break opened?,
-            }
-        };
-        let catalog = Catalog {
-            path: dir.to_path_buf(),
-            groups: db.open_tree("groups")?,
-            containers: db.open_tree("containers")?,
-            streams: db.open_tree("streams")?,
-            meta: db.open_tree("meta")?,
-            bin: db.open_tree("recycle_bin")?,
-            db,
-        };
+        migrate::migrate_if_needed(dir)?;
+        let catalog = Catalog { store: Store::open(dir)? };
         catalog.migrate_recycle_bins()?;
         catalog.raise_id_counter()?;
         Ok(catalog)
+    }
+
+    fn path(&self) -> &Path {
+        self.store.file()
+    }
+
+    /// The underlying store, for records kept by other modules (their values are framed with
+    /// [`encode_value`] like every catalog value).
+    pub(crate) fn store(&self) -> &Store {
+        &self.store
     }
 
     /// Makes sure the id counter is above every id in use, so that no id is handed out twice
@@ -257,228 +276,219 @@ impl Catalog {
             max = max.max(c.id);
             max = self.streams(c.id)?.iter().map(|s| s.id).fold(max, u64::max);
         }
-        let binned: Vec<RecycledRecord> = self.all(self.bin.iter(), KIND_BIN_ENTRY)?;
+        let binned: Vec<RecycledRecord> = self.all(RECYCLE_BIN, KIND_BIN_ENTRY, b"")?;
         max = binned.iter().map(|r| r.stream.id).fold(max, u64::max);
-        if self.current_id()? < max {
-            self.meta.insert(b"next_id", &max.to_le_bytes()[..])?;
-            self.flush()?;
+        if self.store.read(|tx| self.current_id(&tx.open_table(META).db()?))? < max {
+            self.store.write(Durability::Durable, |tx| {
+                tx.open_table(META).db()?.insert(NEXT_ID, &max.to_le_bytes()[..]).db()?;
+                Ok(())
+            })?;
         }
         Ok(())
     }
 
-    /// Moves the recycle bin entries of format 1 (tree `recycle`, keyed by stream name) to the
-    /// format-2 tree `recycle_bin` (keyed by stream id), each in one transaction, then drops the
-    /// old tree. An interrupted migration resumes at the next open.
+    /// Moves the recycle bin entries of format 1 (table `recycle`, keyed by stream name; a sled
+    /// catalog's tree `recycle` is copied there by the migration to redb) to the table
+    /// `recycle_bin` (keyed by stream id), all in one transaction, and creates `recycle_bin` in a
+    /// catalog made before it existed. Nothing is written when there is nothing to move.
     fn migrate_recycle_bins(&self) -> Result<()> {
-        use sled::Transactional;
-        if !self.db.tree_names().iter().any(|n| n.as_ref() == b"recycle") {
+        let needed = self.store.read(|tx| {
+            let names: Vec<String> = tx.list_tables().db()?.map(|t| t.name().to_string()).collect();
+            let has = |t: Table| names.iter().any(|n| n == t.name());
+            if !has(RECYCLE_BIN) {
+                return Ok(true);
+            }
+            Ok(has(RECYCLE_V1) && !tx.open_table(RECYCLE_V1).db()?.is_empty().db()?)
+        })?;
+        if !needed {
             return Ok(());
         }
-        let old = self.db.open_tree("recycle")?;
-        for item in old.iter() {
-            let (key, value) = item?;
-            let r: RecycledRecord = decode_value(KIND_RECYCLED, &value).map_err(|e| e.at(&self.path))?;
-            let container_id = key.get(..8).and_then(|b| <[u8; 8]>::try_from(b).ok()).map(u64::from_be_bytes);
-            let Some(container_id) = container_id else {
-                return Err(Error::corrupt("recycle bin key", &self.path, format!("{} bytes", key.len())));
-            };
-            let new_key = bin_key(container_id, r.stream.id);
-            let new_value = encode_value(KIND_BIN_ENTRY, &r);
-            (&old, &self.bin)
-                .transaction(|(old, bin)| {
-                    bin.insert(new_key.as_slice(), new_value.as_slice())?;
-                    old.remove(&key)?;
-                    Ok::<_, sled::transaction::ConflictableTransactionError<()>>(())
-                })
-                .map_err(|e| match e {
-                    sled::transaction::TransactionError::Storage(e) => Error::from(e),
-                    sled::transaction::TransactionError::Abort(()) => Error::Conflict("recycle bin migration".into()),
-                })?;
-        }
-        self.flush()?;
-        self.db.drop_tree("recycle")?;
-        self.flush()
+        self.store.write(Durability::Durable, |tx| {
+            let mut old = tx.open_table(RECYCLE_V1).db()?;
+            let mut bin = tx.open_table(RECYCLE_BIN).db()?;
+            for (key, value) in scan_prefix(&old, b"")? {
+                let r: RecycledRecord = decode_value(KIND_RECYCLED, &value).map_err(|e| e.at(self.path()))?;
+                let container_id = key.get(..8).and_then(|b| <[u8; 8]>::try_from(b).ok()).map(u64::from_be_bytes);
+                let Some(container_id) = container_id else {
+                    return Err(Error::corrupt("recycle bin key", self.path(), format!("{} bytes", key.len())));
+                };
+                let entry = encode_value(KIND_BIN_ENTRY, &r);
+                bin.insert(bin_key(container_id, r.stream.id).as_slice(), entry.as_slice()).db()?;
+                old.remove(key.as_slice()).db()?;
+            }
+            Ok(())
+        })
     }
 
-    fn current_id(&self) -> Result<u64> {
-        match self.meta.get(b"next_id")? {
+    fn current_id(&self, meta: &impl ReadableTable<&'static [u8], &'static [u8]>) -> Result<u64> {
+        match get_raw(meta, NEXT_ID)? {
             None => Ok(0),
             Some(b) => Ok(u64::from_le_bytes(<[u8; 8]>::try_from(&b[..]).map_err(|_| {
-                Error::corrupt("catalog id counter", &self.path, format!("{} bytes, expected 8", b.len()))
+                Error::corrupt("catalog id counter", self.path(), format!("{} bytes, expected 8", b.len()))
             })?)),
         }
     }
 
-    fn get<T: DeserializeOwned>(&self, tree: &sled::Tree, kind: u8, key: &[u8]) -> Result<Option<T>> {
-        match tree.get(key)? {
+    fn get<T: DeserializeOwned>(&self, table: Table, kind: u8, key: &[u8]) -> Result<Option<T>> {
+        match self.store.read(|tx| get_raw(&tx.open_table(table).db()?, key))? {
             None => Ok(None),
-            Some(v) => decode_value(kind, &v).map(Some).map_err(|e| e.at(&self.path)),
+            Some(v) => decode_value(kind, &v).map(Some).map_err(|e| e.at(self.path())),
         }
     }
 
-    fn all<T: DeserializeOwned>(&self, iter: sled::Iter, kind: u8) -> Result<Vec<T>> {
-        iter.values().map(|v| decode_value(kind, &v?).map_err(|e| e.at(&self.path))).collect()
+    fn all<T: DeserializeOwned>(&self, table: Table, kind: u8, prefix: &[u8]) -> Result<Vec<T>> {
+        let rows = self.store.read(|tx| scan_prefix(&tx.open_table(table).db()?, prefix))?;
+        rows.iter().map(|(_, v)| decode_value(kind, v).map_err(|e| e.at(self.path()))).collect()
     }
 
-    /// Opens (creating) another tree of the catalog database, for records kept by other modules
-    /// (their values are framed with [`encode_value`] like every catalog value).
-    pub(crate) fn open_tree(&self, name: &str) -> Result<sled::Tree> {
-        Ok(self.db.open_tree(name)?)
+    /// Stores `value` under `key` durably; returns the value it replaced.
+    fn put(&self, table: Table, key: &[u8], value: &[u8]) -> Result<Option<Vec<u8>>> {
+        self.store.write(Durability::Durable, |tx| {
+            let mut t = tx.open_table(table).db()?;
+            let old = t.insert(key, value).db()?.map(|v| v.value().to_vec());
+            Ok(old)
+        })
     }
 
-    /// Makes every change so far durable.
-    pub fn flush(&self) -> Result<()> {
-        self.db.flush()?;
-        Ok(())
-    }
-
-    /// A fresh unique id: a counter in the `meta` tree (sled's own `generate_id` skips a
-    /// million ids at every open, which would exhaust 32-bit group ids in a few thousand runs).
-    /// Durable with the record that uses it (every insert is followed by a flush).
-    pub fn next_id(&self) -> Result<u64> {
-        loop {
-            let old = self.meta.get(b"next_id")?;
-            let next = self.current_id()? + 1;
-            if self.meta.compare_and_swap(b"next_id", old, Some(&next.to_le_bytes()[..]))?.is_ok() {
-                return Ok(next);
+    /// Stores `value` under `key` durably unless the key is taken; returns whether it did.
+    fn insert_new(&self, table: Table, key: &[u8], value: &[u8]) -> Result<bool> {
+        self.store.write(Durability::Durable, |tx| {
+            let mut t = tx.open_table(table).db()?;
+            if t.get(key).db()?.is_some() {
+                return Ok(false);
             }
-        }
+            t.insert(key, value).db()?;
+            Ok(true)
+        })
+    }
+
+    /// Removes `key` durably; returns the value it had.
+    fn remove(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        self.store.write(Durability::Durable, |tx| {
+            let mut t = tx.open_table(table).db()?;
+            let old = t.remove(key).db()?.map(|v| v.value().to_vec());
+            Ok(old)
+        })
+    }
+
+    /// A fresh unique id: a counter in the `meta` table. Its commit is not synced on its own: it
+    /// is durable with the record that uses it (every record change is a durable commit), and
+    /// [`Catalog::open`] raises it past every id in use.
+    pub fn next_id(&self) -> Result<u64> {
+        self.store.write(Durability::Soft, |tx| {
+            let mut meta = tx.open_table(META).db()?;
+            let next = self.current_id(&meta)? + 1;
+            meta.insert(NEXT_ID, &next.to_le_bytes()[..]).db()?;
+            Ok(next)
+        })
     }
 
     /// A storage group by name.
     pub fn group(&self, name: &str) -> Result<Option<GroupRecord>> {
-        self.get(&self.groups, KIND_GROUP, name.as_bytes())
+        self.get(GROUPS, KIND_GROUP, name.as_bytes())
     }
 
     /// All storage groups, by name.
     pub fn groups(&self) -> Result<Vec<GroupRecord>> {
-        self.all(self.groups.iter(), KIND_GROUP)
+        self.all(GROUPS, KIND_GROUP, b"")
     }
 
     /// Inserts a storage group unless the name is taken; returns whether it was inserted.
     pub fn insert_group(&self, g: &GroupRecord) -> Result<bool> {
-        let done =
-            self.groups.compare_and_swap(g.name.as_bytes(), None::<&[u8]>, Some(encode_value(KIND_GROUP, g)))?.is_ok();
-        self.flush()?;
-        Ok(done)
+        self.insert_new(GROUPS, g.name.as_bytes(), &encode_value(KIND_GROUP, g))
     }
 
     /// Replaces an existing storage group record (same name) durably.
     pub fn replace_group(&self, g: &GroupRecord) -> Result<()> {
-        self.groups.insert(g.name.as_bytes(), encode_value(KIND_GROUP, g))?;
-        self.flush()
+        self.put(GROUPS, g.name.as_bytes(), &encode_value(KIND_GROUP, g)).map(drop)
     }
 
     /// Removes a storage group record.
     pub fn remove_group(&self, name: &str) -> Result<()> {
-        self.groups.remove(name.as_bytes())?;
-        self.flush()
+        self.remove(GROUPS, name.as_bytes()).map(drop)
     }
 
     /// A container by name.
     pub fn container(&self, name: &str) -> Result<Option<ContainerRecord>> {
-        self.get(&self.containers, KIND_CONTAINER, name.as_bytes())
+        self.get(CONTAINERS, KIND_CONTAINER, name.as_bytes())
     }
 
     /// All containers, by name.
     pub fn containers(&self) -> Result<Vec<ContainerRecord>> {
-        self.all(self.containers.iter(), KIND_CONTAINER)
+        self.all(CONTAINERS, KIND_CONTAINER, b"")
     }
 
     /// Inserts a container unless the name is taken; returns whether it was inserted.
     pub fn insert_container(&self, c: &ContainerRecord) -> Result<bool> {
-        let done = self
-            .containers
-            .compare_and_swap(c.name.as_bytes(), None::<&[u8]>, Some(encode_value(KIND_CONTAINER, c)))?
-            .is_ok();
-        self.flush()?;
-        Ok(done)
+        self.insert_new(CONTAINERS, c.name.as_bytes(), &encode_value(KIND_CONTAINER, c))
     }
 
     /// Replaces a container record (same name) durably.
     pub fn replace_container(&self, c: &ContainerRecord) -> Result<()> {
-        self.containers.insert(c.name.as_bytes(), encode_value(KIND_CONTAINER, c))?;
-        self.flush()
+        self.put(CONTAINERS, c.name.as_bytes(), &encode_value(KIND_CONTAINER, c)).map(drop)
     }
 
     /// Removes a container record.
     pub fn remove_container(&self, name: &str) -> Result<()> {
-        self.containers.remove(name.as_bytes())?;
-        self.flush()
+        self.remove(CONTAINERS, name.as_bytes()).map(drop)
     }
 
-    /// An engine state record in the `meta` tree (`key` names it, e.g. `cleaner/status`).
+    /// An engine state record in the `meta` table (`key` names it, e.g. `cleaner/status`).
     pub fn meta<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>> {
-        self.get(&self.meta, KIND_META, key.as_bytes())
+        self.get(META, KIND_META, key.as_bytes())
     }
 
     /// Stores an engine state record durably.
     pub fn put_meta<T: Serialize>(&self, key: &str, v: &T) -> Result<()> {
-        self.meta.insert(key.as_bytes(), encode_value(KIND_META, v))?;
-        self.flush()
+        self.put(META, key.as_bytes(), &encode_value(KIND_META, v)).map(drop)
     }
 
     /// Removes an engine state record durably; returns whether it existed.
     pub fn remove_meta(&self, key: &str) -> Result<bool> {
-        let old = self.meta.remove(key.as_bytes())?;
-        self.flush()?;
-        Ok(old.is_some())
+        Ok(self.remove(META, key.as_bytes())?.is_some())
     }
 
     /// A stream of a container.
     pub fn stream(&self, container_id: u64, name: &str) -> Result<Option<StreamRecord>> {
-        self.get(&self.streams, KIND_STREAM, &stream_key(container_id, name))
+        self.get(STREAMS, KIND_STREAM, &stream_key(container_id, name))
     }
 
     /// All streams of a container, by name.
     pub fn streams(&self, container_id: u64) -> Result<Vec<StreamRecord>> {
-        self.all(self.streams.scan_prefix(container_id.to_be_bytes()), KIND_STREAM)
+        self.all(STREAMS, KIND_STREAM, &container_id.to_be_bytes())
     }
 
     /// Publishes a finished stream (replacing one of the same name) and makes it durable.
     /// Returns the replaced record.
     pub fn put_stream(&self, container_id: u64, s: &StreamRecord) -> Result<Option<StreamRecord>> {
-        let old = self.streams.insert(stream_key(container_id, &s.name), encode_value(KIND_STREAM, s))?;
-        self.flush()?;
-        match old {
-            None => Ok(None),
-            Some(v) => decode_value(KIND_STREAM, &v).map(Some).map_err(|e| e.at(&self.path)),
-        }
+        let old = self.put(STREAMS, &stream_key(container_id, &s.name), &encode_value(KIND_STREAM, s))?;
+        old.map(|v| decode_value(KIND_STREAM, &v).map_err(|e| e.at(self.path()))).transpose()
     }
 
     /// The recycle bin of a container: every kept version, by id (the order they were made).
     pub fn recycled(&self, container_id: u64) -> Result<Vec<RecycledRecord>> {
-        self.all(self.bin.scan_prefix(container_id.to_be_bytes()), KIND_BIN_ENTRY)
+        self.all(RECYCLE_BIN, KIND_BIN_ENTRY, &container_id.to_be_bytes())
     }
 
     /// Moves a live stream to the recycle bin in one transaction (only if the live entry is
     /// still stream `r.stream.id`); `Err(Conflict)` if the live entry changed meanwhile. Give
     /// `r.binned` a fresh [`Catalog::next_id`].
     pub fn recycle_stream(&self, container_id: u64, r: &RecycledRecord) -> Result<()> {
-        use sled::transaction::{ConflictableTransactionError as Abort, TransactionError};
-        use sled::Transactional;
         let key = stream_key(container_id, &r.stream.name);
         let value = encode_value(KIND_BIN_ENTRY, r);
-        let outcome = (&self.streams, &self.bin).transaction(|(streams, bin)| {
-            let current = streams.get(&key)?;
-            let same = current
-                .as_ref()
-                .and_then(|v| decode_value::<StreamRecord>(KIND_STREAM, v).ok())
+        self.store.write(Durability::Durable, |tx| {
+            let mut streams = tx.open_table(STREAMS).db()?;
+            let same = get_raw(&streams, &key)?
+                .and_then(|v| decode_value::<StreamRecord>(KIND_STREAM, &v).ok())
                 .is_some_and(|s| s.id == r.stream.id);
             if !same {
-                return Err(Abort::Abort(()));
+                return Err(Error::Conflict(format!("stream {:?} changed while it was being deleted", r.stream.name)));
             }
-            streams.remove(key.as_slice())?;
-            bin.insert(bin_key(container_id, r.stream.id), value.as_slice())?;
+            streams.remove(key.as_slice()).db()?;
+            let entry_key = bin_key(container_id, r.stream.id);
+            tx.open_table(RECYCLE_BIN).db()?.insert(entry_key.as_slice(), value.as_slice()).db()?;
             Ok(())
-        });
-        match outcome {
-            Ok(()) => self.flush(),
-            Err(TransactionError::Abort(())) => {
-                Err(Error::Conflict(format!("stream {:?} changed while it was being deleted", r.stream.name)))
-            }
-            Err(TransactionError::Storage(e)) => Err(e.into()),
-        }
+        })
     }
 
     /// Publishes a finished stream like [`Catalog::put_stream`]; the stream it replaces, if
@@ -491,25 +501,18 @@ impl Catalog {
         deleted: u64,
         expires: u64,
     ) -> Result<Option<StreamRecord>> {
-        use sled::transaction::{ConflictableTransactionError as Abort, TransactionError};
-        use sled::Transactional;
         let key = stream_key(container_id, &s.name);
         let value = encode_value(KIND_STREAM, s);
         let binned = self.next_id()?;
-        let outcome = (&self.streams, &self.bin).transaction(|(streams, bin)| {
-            let Some(old) = streams.insert(key.as_slice(), value.as_slice())? else { return Ok(None) };
-            let old: StreamRecord = decode_value(KIND_STREAM, &old).map_err(Abort::Abort)?;
-            let entry = RecycledRecord { stream: old.clone(), deleted, expires, binned };
-            bin.insert(bin_key(container_id, old.id), encode_value(KIND_BIN_ENTRY, &entry))?;
+        self.store.write(Durability::Durable, |tx| {
+            let old =
+                tx.open_table(STREAMS).db()?.insert(key.as_slice(), value.as_slice()).db()?.map(|v| v.value().to_vec());
+            let Some(old) = old else { return Ok(None) };
+            let old: StreamRecord = decode_value(KIND_STREAM, &old).map_err(|e| e.at(self.path()))?;
+            let entry = encode_value(KIND_BIN_ENTRY, &RecycledRecord { stream: old.clone(), deleted, expires, binned });
+            tx.open_table(RECYCLE_BIN).db()?.insert(bin_key(container_id, old.id).as_slice(), entry.as_slice()).db()?;
             Ok(Some(old))
-        });
-        let old = match outcome {
-            Ok(old) => old,
-            Err(TransactionError::Abort(e)) => return Err(e.at(&self.path)),
-            Err(TransactionError::Storage(e)) => return Err(e.into()),
-        };
-        self.flush()?;
-        Ok(old)
+        })
     }
 
     /// Moves a stream back from the recycle bin to the live streams in one transaction: bin
@@ -517,8 +520,6 @@ impl Catalog {
     /// `Err(NotFound)` if there is no such entry, `Err(AlreadyExists)` if a live stream has the
     /// name.
     pub fn restore_recycled(&self, container_id: u64, name: &str, id: Option<u64>) -> Result<RecycledRecord> {
-        use sled::transaction::{ConflictableTransactionError as Abort, TransactionError};
-        use sled::Transactional;
         let versions: Vec<RecycledRecord> =
             self.recycled(container_id)?.into_iter().filter(|r| r.stream.name == name).collect();
         let chosen = match id {
@@ -535,51 +536,54 @@ impl Catalog {
         let key = stream_key(container_id, name);
         let entry_key = bin_key(container_id, chosen.stream.id);
         let value = encode_value(KIND_STREAM, &chosen.stream);
-        let outcome = (&self.streams, &self.bin).transaction(|(streams, bin)| {
-            if bin.get(&entry_key)?.is_none() {
-                return Err(Abort::Abort(true));
+        self.store.write(Durability::Durable, |tx| {
+            let mut bin = tx.open_table(RECYCLE_BIN).db()?;
+            let mut streams = tx.open_table(STREAMS).db()?;
+            if bin.get(entry_key.as_slice()).db()?.is_none() {
+                return Err(Error::not_found("stream in the recycle bin", name));
             }
-            if streams.get(&key)?.is_some() {
-                return Err(Abort::Abort(false));
+            if streams.get(key.as_slice()).db()?.is_some() {
+                return Err(Error::AlreadyExists { what: "live stream", name: name.to_string() });
             }
-            streams.insert(key.as_slice(), value.as_slice())?;
-            bin.remove(entry_key.as_slice())?;
+            streams.insert(key.as_slice(), value.as_slice()).db()?;
+            bin.remove(entry_key.as_slice()).db()?;
             Ok(())
-        });
-        match outcome {
-            Ok(()) => {}
-            Err(TransactionError::Abort(true)) => return Err(Error::not_found("stream in the recycle bin", name)),
-            Err(TransactionError::Abort(false)) => {
-                return Err(Error::AlreadyExists { what: "live stream", name: name.to_string() })
-            }
-            Err(TransactionError::Storage(e)) => return Err(e.into()),
-        }
-        self.flush()?;
+        })?;
         Ok(chosen)
     }
 
     /// Removes recycle bin entry `id` of a container durably. Returns whether it was there.
     pub fn remove_recycled_id(&self, container_id: u64, id: u64) -> Result<bool> {
-        let old = self.bin.remove(bin_key(container_id, id))?;
-        self.flush()?;
-        Ok(old.is_some())
+        self.store.write(Durability::Durable, |tx| {
+            let mut bin = tx.open_table(RECYCLE_BIN).db()?;
+            let old = bin.remove(bin_key(container_id, id).as_slice()).db()?;
+            Ok(old.is_some())
+        })
     }
 
     /// Removes a stream entry durably if it is still the stream with id `id` (not one that
     /// replaced it meanwhile). Returns whether it was removed.
     pub fn remove_stream_id(&self, container_id: u64, name: &str, id: u64) -> Result<bool> {
-        let key = stream_key(container_id, name);
-        loop {
-            let Some(current) = self.streams.get(&key)? else { return Ok(false) };
-            let record: StreamRecord = decode_value(KIND_STREAM, &current).map_err(|e| e.at(&self.path))?;
-            if record.id != id {
+        self.remove_if_id(STREAMS, &stream_key(container_id, name), |v| {
+            decode_value::<StreamRecord>(KIND_STREAM, v).map(|s| s.id == id)
+        })
+    }
+
+    fn remove_if_id(
+        &self,
+        table: Table,
+        key: &[u8],
+        is_it: impl Fn(&[u8]) -> Result<bool, DecodeError>,
+    ) -> Result<bool> {
+        self.store.write(Durability::Durable, |tx| {
+            let mut t = tx.open_table(table).db()?;
+            let Some(current) = get_raw(&t, key)? else { return Ok(false) };
+            if !is_it(&current).map_err(|e| e.at(self.path()))? {
                 return Ok(false);
             }
-            if self.streams.compare_and_swap(&key, Some(current), None::<&[u8]>)?.is_ok() {
-                self.flush()?;
-                return Ok(true);
-            }
-        }
+            t.remove(key).db()?;
+            Ok(true)
+        })
     }
 }
 
@@ -604,26 +608,33 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         {
             // A catalog as format 1 left it: one bin entry per name, keyed by the name.
-            let db = sled_config(dir.path()).open().unwrap();
+            let db = migrate::sled_config(dir.path()).open().unwrap();
             let old = db.open_tree("recycle").unwrap();
             for (cid, id, name) in [(3u64, 40u64, "a"), (3, 41, "b/c"), (9, 42, "a")] {
                 let r = RecycledRecord { stream: stream(id, name), deleted: 1_000 + id, expires: 9_000, binned: 0 };
                 old.insert(stream_key(cid, name), encode_value(KIND_RECYCLED, &r)).unwrap();
             }
+            // And a version kept by the sled code of the versioned bin.
+            let r = RecycledRecord { stream: stream(39, "a"), deleted: 1_039, expires: 9_000, binned: 45 };
+            db.open_tree("recycle_bin").unwrap().insert(bin_key(3, 39), encode_value(KIND_BIN_ENTRY, &r)).unwrap();
             db.flush().unwrap();
         }
+        // Opening migrates the sled catalog to redb, then the old bins to the versioned bin.
         let catalog = Catalog::open(dir.path()).unwrap();
+        assert!(dir.path().join(store::FILE).exists() && !dir.path().join("db").exists());
         let ids = |cid| catalog.recycled(cid).unwrap().iter().map(|r| (r.stream.id, r.stream.name.clone())).collect();
         let in_3: Vec<(u64, String)> = ids(3);
-        assert_eq!(in_3, [(40, "a".to_string()), (41, "b/c".to_string())]);
+        assert_eq!(in_3, [(39, "a".to_string()), (40, "a".to_string()), (41, "b/c".to_string())]);
+        assert_eq!(catalog.recycled(3).unwrap()[0].binned, 45, "a versioned entry is copied as it was");
         let in_9: Vec<(u64, String)> = ids(9);
         assert_eq!(in_9, [(42, "a".to_string())]);
-        assert!(!catalog.db.tree_names().iter().any(|n| n.as_ref() == b"recycle"), "the old tree is gone");
+        let old_left = catalog.store.read(|tx| tx.open_table(RECYCLE_V1).db()?.len().db()).unwrap();
+        assert_eq!(old_left, 0, "the format-1 entries are moved, not copied");
         assert!(catalog.next_id().unwrap() > 42, "ids of migrated entries are never handed out again");
         drop(catalog);
         // Opening again changes nothing.
         let catalog = Catalog::open(dir.path()).unwrap();
-        assert_eq!(catalog.recycled(3).unwrap().len(), 2);
+        assert_eq!(catalog.recycled(3).unwrap().len(), 3);
     }
 
     #[test]
