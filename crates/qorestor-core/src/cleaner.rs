@@ -17,19 +17,24 @@
 //!    chunks stores it again or finds the cleaner's copy).
 //! 6. **Mark again.** The recipes listed in the catalog *now* are marked (see the rule below:
 //!    they are all the streams that can name a condemned pack).
-//! 7. **Copy.** The live records of condemned packs are checked (record CRC, fingerprint in
+//! 7. **Delete the dead.** Condemned packs with no live chunk are deleted first (steps 9 and 10
+//!    for them alone), before anything is copied. Steps 8 to 10 then run per batch of packs
+//!    whose live bytes add up to about one pack, so a killed run leaves at most one batch of
+//!    copies behind (in packs of their own, which the next run deletes first). A pack whose
+//!    live bytes do not fit in the space available is deferred.
+//! 8. **Copy.** The live records of condemned packs are checked (record CRC, fingerprint in
 //!    the header) and appended again through the group's append path, reusing a copy stored
 //!    elsewhere when there is one; packs are made durable. A condemned pack with a damaged live
 //!    record is kept (released), for verify and repair. A run asked to stop (its scheduled
 //!    window closed, or the daemon is stopping) copies no further pack: the condemned packs it
 //!    has not copied yet are released untouched and counted as deferred, and the steps below
 //!    finish the ones it has copied.
-//! 8. **Rewrite.** Every recipe of step 6 that names a condemned pack is rewritten with the new
+//! 9. **Rewrite.** Every recipe of step 6 that names a condemned pack is rewritten with the new
 //!    locations: temporary file, fsync, then rename under the group's recipe lock if the
 //!    recipe still exists (a stream deleted meanwhile stays deleted); then the directory is
 //!    synced.
-//! 9. **Delete.** The condemned packs are unlinked, the pack directory synced, and their index
-//!    entries dropped.
+//! 10. **Delete.** The condemned packs are unlinked, the pack directory synced, and their index
+//!     entries dropped.
 //!
 //! # The rule for concurrent writers
 //! A writer can reference a chunk only through a lookup, an append, or a prediction that a
@@ -37,7 +42,7 @@
 //! the dedup lock, and the pin lasts until the writer's stream is in the catalog. Condemnation
 //! takes the same lock, skips pinned packs, and from then on lookups skip condemned packs. So a
 //! condemned pack is named only by streams that were in the catalog when step 6 listed them,
-//! and step 8 rewrites all of those before step 9 deletes anything. In-flight streams are never
+//! and step 9 rewrites all of those before step 10 deletes anything. In-flight streams are never
 //! touched.
 //!
 //! # Lock order
@@ -46,7 +51,7 @@
 //! calls.
 //!
 //! # Crashes
-//! Each step leaves a consistent store: before step 9 every old location still exists, and
+//! Each step leaves a consistent store: before step 10 every old location still exists, and
 //! after a rename a recipe names copies that were made durable before it. A crashed run is
 //! found as `running` in the status record and a new run simply starts again: copies the
 //! crashed run made and no recipe names yet are garbage for that run.
@@ -137,6 +142,9 @@ pub struct CleanerReport {
     /// window closed, or the daemon stopped) before it copied them.
     #[serde(default)]
     pub packs_deferred: u64,
+    /// Of the deferred packs, those whose copy would not have fitted in the space left.
+    #[serde(default)]
+    pub deferred_for_space: u64,
     /// True when the run was asked to stop before it had dealt with every chosen pack.
     #[serde(default)]
     pub stopped_early: bool,
@@ -166,6 +174,7 @@ impl CleanerReport {
         self.packs_kept_for_orphans += o.packs_kept_for_orphans;
         self.recipes_rewritten += o.recipes_rewritten;
         self.packs_deferred += o.packs_deferred;
+        self.deferred_for_space += o.deferred_for_space;
         self.stopped_early |= o.stopped_early;
     }
 }
@@ -262,15 +271,37 @@ impl Survey {
         Ok(Survey { packs, dangling: HashSet::new() })
     }
 
+    /// Marks every location the recipes name, and returns, per recipe, the packs of
+    /// `condemned` it names.
+    fn mark_naming(&mut self, recipes: &[LiveRecipe], condemned: &HashSet<u32>) -> Result<Vec<Vec<u32>>> {
+        let mut names = Vec::with_capacity(recipes.len());
+        self.mark_with(recipes, |i, pack| {
+            if names.len() <= i {
+                names.resize(i + 1, Vec::new());
+            }
+            if condemned.contains(&pack) && !names[i].contains(&pack) {
+                names[i].push(pack);
+            }
+        })?;
+        names.resize(recipes.len(), Vec::new());
+        Ok(names)
+    }
+
     /// Marks every location the recipes name.
     fn mark(&mut self, recipes: &[LiveRecipe]) -> Result<()> {
+        self.mark_with(recipes, |_, _| {})
+    }
+
+    /// Marks every location the recipes name, telling `named(recipe index, pack)` each one.
+    fn mark_with(&mut self, recipes: &[LiveRecipe], mut named: impl FnMut(usize, u32)) -> Result<()> {
         self.packs.values_mut().for_each(PackSurvey::clear);
         self.dangling.clear();
-        for r in recipes {
+        for (i, r) in recipes.iter().enumerate() {
             // Streamed: memory does not grow with the stream's length. A recipe that turns out
             // damaged stops the run, so marks made from it before the error are harmless.
             let (packs, dangling) = (&mut self.packs, &mut self.dangling);
             let visited = visit_recipe(&r.path, |e| {
+                named(i, e.loc.pack);
                 if !packs.get_mut(&e.loc.pack).is_some_and(|p| p.mark(e.loc.offset)) {
                     dangling.insert(e.fp);
                 }
@@ -301,8 +332,7 @@ pub(crate) fn clean_group(
     store: &GroupStore,
     list_recipes: &dyn Fn() -> Result<Vec<LiveRecipe>>,
     opts: &CleanerOptions,
-    stop: &AtomicBool,
-    progress: &dyn Progress,
+    ctl: &RunControl<'_>,
 ) -> Result<CleanerReport> {
     let started = Instant::now();
     let mut report =
@@ -333,7 +363,7 @@ pub(crate) fn clean_group(
     }
     let condemned = store.condemn(&chosen);
     report.packs_pinned = (chosen.len() - condemned.len()) as u64;
-    let result = sweep(store, &mut survey, &condemned, list_recipes, &mut report, stop, progress);
+    let result = sweep(store, &mut survey, &condemned, list_recipes, &mut report, ctl);
     if result.is_err() {
         store.release(&condemned);
     }
@@ -358,93 +388,189 @@ fn choose(survey: &Survey, compact_below: f64) -> Vec<u32> {
     out
 }
 
-/// Steps 6 to 9 for the condemned packs.
+/// Steps 6 to 9 for the condemned packs: dead packs first (nothing to copy), then the packs
+/// to compact in batches of about one pack's worth of live bytes, each committed and deleted
+/// before the next is copied.
 fn sweep(
     store: &GroupStore,
     survey: &mut Survey,
     condemned: &[u32],
     list_recipes: &dyn Fn() -> Result<Vec<LiveRecipe>>,
     report: &mut CleanerReport,
-    stop: &AtomicBool,
-    progress: &dyn Progress,
+    ctl: &RunControl<'_>,
 ) -> Result<()> {
     let recipes = list_recipes()?;
-    survey.mark(&recipes)?;
-    progress.set_length(condemned.iter().map(|id| survey.packs[id].file_len).sum());
-    let mut moved = Moves::default();
-    let mut doomed = Vec::with_capacity(condemned.len());
-    let mut kept = Vec::new();
-    let mut deferred = Vec::new();
+    let condemned_set: HashSet<u32> = condemned.iter().copied().collect();
+    let names = survey.mark_naming(&recipes, &condemned_set)?;
+    report.live_stored_bytes = survey.packs.values().map(PackSurvey::live_bytes).sum();
+    // (A recipe location in no surveyed pack keeps every record with its fingerprint live:
+    // then each pack is checked record by record as it is copied.)
+    let (dead, to_copy): (Vec<u32>, Vec<u32>) =
+        condemned.iter().partition(|id| survey.dangling.is_empty() && survey.packs[*id].live_bytes() == 0);
+    ctl.progress.set_length(condemned.iter().map(|id| survey.packs[id].file_len).sum());
+    let ctx = BatchContext { store, recipes: &recipes, names: &names };
+    if ctl.stop.load(Ordering::Relaxed) {
+        // Asked to stop before anything was done: everything is left for a later run.
+        store.release(condemned);
+        report.packs_deferred += condemned.len() as u64;
+        report.stopped_early = true;
+        return Ok(());
+    }
+    // The pack sealed at the start is durable (its sync failing fails the run) before
+    // anything is deleted. Then the dead packs go first: they free space without copying.
+    store.make_durable()?;
+    ctx.commit(survey, dead, &Moves::default(), report)?;
+    ctl.checkpoint(report)?;
+    let target = store.pack_target();
+    let mut pending = to_copy.into_iter().peekable();
     let mut buf = Vec::new();
-    for &id in condemned {
-        if stop.load(Ordering::Relaxed) {
-            // Asked to stop: the packs not copied yet are released untouched; the ones copied
-            // are finished below, so the work done so far is not wasted.
-            deferred.push(id);
+    while pending.peek().is_some() {
+        if ctl.stop.load(Ordering::Relaxed) {
+            // Asked to stop: the packs not copied yet are released untouched.
+            let rest: Vec<u32> = pending.collect();
+            store.release(&rest);
+            report.packs_deferred += rest.len() as u64;
+            report.stopped_early = true;
+            break;
+        }
+        // One batch: packs whose live bytes add up to about one pack.
+        let (mut doomed, mut moved, mut copied) = (Vec::new(), Moves::default(), 0u64);
+        while let Some(&id) = pending.peek() {
+            let live = survey.packs[&id].live_bytes();
+            if !doomed.is_empty() && (copied + live > target || ctl.stop.load(Ordering::Relaxed)) {
+                break;
+            }
+            pending.next();
+            // A compaction that does not fit in the space left (the reserve included: the
+            // cleaner may use it) waits for a later run; the next packs may be smaller.
+            let room = crate::fsutil::available_bytes(store.packs_dir())?;
+            if live.saturating_add(COPY_SLACK) > room {
+                store.release(&[id]);
+                report.packs_deferred += 1;
+                report.deferred_for_space += 1;
+                continue;
+            }
+            let file_len = survey.packs[&id].file_len;
+            if copy_live(store, id, &survey.packs[&id], &survey.dangling, &mut buf, &mut moved, report)? {
+                doomed.push(id);
+                copied += live;
+            } else {
+                store.release(&[id]);
+                report.packs_damaged += 1;
+            }
+            ctl.progress.inc(file_len);
+        }
+        if doomed.is_empty() {
             continue;
         }
-        let file_len = survey.packs[&id].file_len;
-        match copy_live(store, id, &survey.packs[&id], &survey.dangling, &mut buf, &mut moved, report)? {
-            true => doomed.push(id),
-            false => kept.push(id),
-        }
-        progress.inc(file_len);
+        // The copies are durable and in packs of their own before any recipe names them, so
+        // a run killed from here on leaves at most this batch's copies behind, in packs no
+        // recipe names: the next run deletes them before it copies anything.
+        store.make_durable()?;
+        store.seal_open()?;
+        ctx.commit(survey, doomed, &moved, report)?;
+        ctl.checkpoint(report)?;
     }
-    store.release(&kept);
-    report.packs_damaged += kept.len() as u64;
-    store.release(&deferred);
-    report.packs_deferred += deferred.len() as u64;
-    report.stopped_early |= !deferred.is_empty();
-    store.make_durable()?;
-    let doomed_set: HashSet<u32> = doomed.iter().copied().collect();
-    for r in &recipes {
-        if rewrite_recipe(store, r, &doomed_set, &moved)? {
-            report.recipes_rewritten += 1;
-        }
-    }
-    crate::fsutil::sync_dir(store.recipes_dir())?;
-    // Last check before anything is deleted: no recipe file in the group (listed or not) may
-    // still name a doomed pack. Packs that one does name are kept.
-    let listed: HashSet<&std::path::Path> = recipes.iter().map(|r| r.path.as_path()).collect();
-    let (by_listed, by_orphans) = still_referenced(store, &doomed_set, &listed)?;
-    report.packs_still_referenced += by_listed.len() as u64;
-    report.packs_kept_for_orphans += by_orphans.difference(&by_listed).count() as u64;
-    let still: HashSet<u32> = by_listed.union(&by_orphans).copied().collect();
-    if !still.is_empty() {
-        let keep: Vec<u32> = doomed.iter().copied().filter(|id| still.contains(id)).collect();
-        doomed.retain(|id| !still.contains(id));
-        store.release(&keep);
-    }
-    report.live_stored_bytes = survey.packs.values().map(PackSurvey::live_bytes).sum();
-    for &id in &doomed {
-        let p = &survey.packs[&id];
-        report.bytes_reclaimed += p.file_len as i64;
-        if p.live_bytes() == 0 {
-            report.packs_deleted += 1;
-        } else {
-            report.packs_compacted += 1;
-        }
-        // Gone from the survey: its chunks no longer count as live stored bytes.
-        survey.packs.remove(&id);
-    }
+    // Pack bytes freed: deleted files minus every byte copied.
     report.bytes_reclaimed -= report.bytes_copied as i64;
-    // The copies' index slots: each old slot of a deleted pack is pointed at the copy (in
-    // place, so the table does not grow). Only now: had a crash kept the old pack, its slot
-    // must still name it. (A crash before this re-indexes the copies at the next open: they
-    // stay above the watermark until `copies_indexed`.)
-    let mut repoints = Vec::new();
-    for &id in &doomed {
-        let Some(list) = moved.packs.get(&id) else { continue };
-        let footer = store.pack_footer(id)?;
-        for (offset, to) in list {
-            if let Ok(i) = footer.binary_search_by_key(offset, |e| e.offset) {
-                repoints.push((footer[i].fp, id, to.pack));
+    Ok(())
+}
+
+/// Extra bytes a compaction needs besides its live bytes: footers, a pack header, the slack
+/// of the last write buffer.
+const COPY_SLACK: u64 = 2 << 20;
+
+/// How a run is steered and reported while it goes.
+pub(crate) struct RunControl<'a> {
+    /// Set to stop the run at the next batch.
+    pub stop: &'a AtomicBool,
+    /// Progress, in pack bytes dealt with.
+    pub progress: &'a dyn Progress,
+    /// Called with the report so far after each committed batch (the status record).
+    pub on_batch: &'a dyn Fn(&CleanerReport) -> Result<()>,
+}
+
+impl RunControl<'_> {
+    fn checkpoint(&self, report: &CleanerReport) -> Result<()> {
+        (self.on_batch)(report)
+    }
+}
+
+/// What committing a batch needs besides the batch itself.
+struct BatchContext<'a> {
+    store: &'a GroupStore,
+    recipes: &'a [LiveRecipe],
+    /// Per recipe (same order), the condemned packs it names.
+    names: &'a [Vec<u32>],
+}
+
+impl BatchContext<'_> {
+    /// Rewrites the recipes that name the batch's packs, checks that none is still named, and
+    /// deletes them (their index slots pointed at the copies).
+    fn commit(
+        &self,
+        survey: &mut Survey,
+        mut doomed: Vec<u32>,
+        moved: &Moves,
+        report: &mut CleanerReport,
+    ) -> Result<()> {
+        if doomed.is_empty() {
+            return Ok(());
+        }
+        let doomed_set: HashSet<u32> = doomed.iter().copied().collect();
+        let mut rewritten = false;
+        for (r, named) in self.recipes.iter().zip(self.names) {
+            if named.iter().any(|p| doomed_set.contains(p)) && rewrite_recipe(self.store, r, &doomed_set, moved)? {
+                report.recipes_rewritten += 1;
+                rewritten = true;
             }
         }
+        if rewritten {
+            crate::fsutil::sync_dir(self.store.recipes_dir())?;
+        }
+        // Last check before anything is deleted: no recipe file in the group (listed or not)
+        // may still name a doomed pack. Packs that one does name are kept.
+        let listed: HashSet<&std::path::Path> = self.recipes.iter().map(|r| r.path.as_path()).collect();
+        let (by_listed, by_orphans) = still_referenced(self.store, &doomed_set, &listed)?;
+        report.packs_still_referenced += by_listed.len() as u64;
+        report.packs_kept_for_orphans += by_orphans.difference(&by_listed).count() as u64;
+        let still: HashSet<u32> = by_listed.union(&by_orphans).copied().collect();
+        if !still.is_empty() {
+            let keep: Vec<u32> = doomed.iter().copied().filter(|id| still.contains(id)).collect();
+            doomed.retain(|id| !still.contains(id));
+            self.store.release(&keep);
+        }
+        for &id in &doomed {
+            let p = &survey.packs[&id];
+            report.bytes_reclaimed += p.file_len as i64;
+            if p.live_bytes() == 0 {
+                report.packs_deleted += 1;
+            } else {
+                report.packs_compacted += 1;
+            }
+        }
+        // The copies' index slots: each old slot of a deleted pack is pointed at the copy (in
+        // place, so the table does not grow). Only now: had a crash kept the old pack, its slot
+        // must still name it. (A crash before this re-indexes the copies at the next open: they
+        // stay above the watermark until `copies_indexed`.)
+        let mut repoints = Vec::new();
+        for &id in &doomed {
+            let Some(list) = moved.packs.get(&id) else { continue };
+            let footer = self.store.pack_footer(id)?;
+            for (offset, to) in list {
+                if let Ok(i) = footer.binary_search_by_key(offset, |e| e.offset) {
+                    repoints.push((footer[i].fp, id, to.pack));
+                }
+            }
+        }
+        self.store.delete_packs(&doomed, &repoints)?;
+        self.store.copies_indexed();
+        for id in &doomed {
+            // Gone from the survey: its chunks no longer count as live stored bytes.
+            survey.packs.remove(id);
+        }
+        Ok(())
     }
-    store.delete_packs(&doomed, &repoints)?;
-    store.copies_indexed();
-    Ok(())
 }
 
 /// Copies the live records of pack `id` forward. Returns false (keep the pack) if a live

@@ -895,6 +895,16 @@ impl GroupStore {
         open.min(st.unindexed_since.unwrap_or(u32::MAX))
     }
 
+    /// The pack size in effect (packs are sealed once they reach it).
+    pub fn pack_target(&self) -> u64 {
+        self.pack_target
+    }
+
+    /// The directory of the group's pack files.
+    pub fn packs_dir(&self) -> &Path {
+        &self.packs_dir
+    }
+
     /// Held while a recipe file is replaced or removed.
     pub fn recipe_lock(&self) -> parking_lot::MutexGuard<'_, ()> {
         self.recipe_lock.lock()

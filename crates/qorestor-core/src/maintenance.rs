@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use serde::{Deserialize, Serialize};
 
 use crate::catalog::GroupRecord;
-use crate::cleaner::{clean_group, CleanerOptions, CleanerReport, LiveRecipe};
+use crate::cleaner::{clean_group, CleanerOptions, CleanerReport, LiveRecipe, RunControl};
 use crate::engine::{now_secs, Engine};
 use crate::error::{Error, Result};
 use crate::progress::Progress;
@@ -31,6 +31,24 @@ pub struct CleanerStatus {
     pub last_error: Option<String>,
     /// What the last run that ended did.
     pub last_report: Option<CleanerReport>,
+    /// What the run going on (or, when `interrupted`, the run that died) had done by its last
+    /// committed batch, storage group by storage group.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub progress: Option<CleanerReport>,
+    /// For an `interrupted` run: the packs no live stream references now (the copies of the
+    /// batch it was compacting when it died, and packs it had moved every chunk out of), which
+    /// the next run deletes before it copies anything.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub left_behind: Option<LeftBehind>,
+}
+
+/// Pack files an interrupted cleaner run left for the next run to delete.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct LeftBehind {
+    /// Pack files with no live chunk.
+    pub packs: u64,
+    /// Their bytes.
+    pub bytes: u64,
 }
 
 impl Engine {
@@ -83,8 +101,24 @@ impl Engine {
         if !opts.dry_run {
             status.state = "running".into();
             status.last_started = Some(now_secs());
+            status.progress = None;
+            status.left_behind = None;
             self.catalog().put_meta(STATUS_KEY, &status)?;
         }
+        let done_groups = std::cell::RefCell::new(CleanerReport::default());
+        // After each committed batch the status record says how far the run got, so an
+        // interrupted run is reported with what it had done.
+        let on_batch = |group: &CleanerReport| -> Result<()> {
+            if opts.dry_run {
+                return Ok(());
+            }
+            let mut so_far = done_groups.borrow().clone();
+            so_far.add_group(group);
+            let mut s = status.clone();
+            s.progress = Some(so_far);
+            self.catalog().put_meta(STATUS_KEY, &s)
+        };
+        let ctl = RunControl { stop, progress, on_batch: &on_batch };
         let started = std::time::Instant::now();
         let result = (|| -> Result<CleanerReport> {
             let mut total = CleanerReport { dry_run: opts.dry_run, ..Default::default() };
@@ -97,8 +131,9 @@ impl Engine {
                     break;
                 }
                 let store = self.inner.group_store(&g)?;
-                let r = clean_group(&store, &|| self.live_recipes(&g), opts, stop, progress)?;
+                let r = clean_group(&store, &|| self.live_recipes(&g), opts, &ctl)?;
                 total.add_group(&r);
+                done_groups.borrow_mut().add_group(&r);
             }
             total.seconds = started.elapsed().as_secs_f64();
             Ok(total)
@@ -106,6 +141,7 @@ impl Engine {
         progress.finish();
         if !opts.dry_run {
             status.state = "idle".into();
+            status.progress = None;
             status.last_finished = Some(now_secs());
             match &result {
                 Ok(r) => {
@@ -128,8 +164,24 @@ impl Engine {
         if status.state == "running" && self.inner.maintenance.try_lock().is_some() {
             // Recorded as running, but no run holds this engine: the process running it died.
             status.state = "interrupted".into();
+            status.left_behind = Some(self.dead_packs()?);
         }
         Ok(status)
+    }
+
+    /// The pack files no live stream references (a survey, changing nothing).
+    fn dead_packs(&self) -> Result<LeftBehind> {
+        let opts = CleanerOptions { dry_run: true, compact_below: 0.0 };
+        let (stop, none) = (AtomicBool::new(false), crate::progress::NoProgress);
+        let ctl = RunControl { stop: &stop, progress: &none, on_batch: &|_| Ok(()) };
+        let mut out = LeftBehind::default();
+        for g in self.catalog().groups()? {
+            let store = self.inner.group_store(&g)?;
+            let r = clean_group(&store, &|| self.live_recipes(&g), &opts, &ctl)?;
+            out.packs += r.packs_deleted;
+            out.bytes += r.bytes_reclaimed.max(0) as u64;
+        }
+        Ok(out)
     }
 
     /// The stored cleaner schedules.
