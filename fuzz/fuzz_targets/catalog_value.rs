@@ -1,5 +1,6 @@
 //! Catalog values: `decode_value` for each kind with `GroupRecord`, `ContainerRecord`,
-//! `StreamRecord`, `RecycledRecord` and the engine state records of the `meta` tree
+//! `StreamRecord`, `RecycledRecord` (kind 5, and kind 7: a recycle-bin entry per kept version) and
+//! the engine state records of the `meta` tree
 //! (`CleanerStatus`, cleaner schedules, quarantine lists).
 //!
 //! Input: one mode byte, then
@@ -14,7 +15,7 @@ use qorestor_core::verify::QuarantinedChunk;
 use qorestor_core::{CleanerSchedule, CleanerStatus};
 
 fn try_all(b: &[u8]) {
-    for kind in [0u8, 1, 2, 3, 4, 5] {
+    for kind in 0u8..=7 {
         if let Ok(v) = decode_value::<GroupRecord>(kind, b) {
             assert_eq!(decode_value::<GroupRecord>(kind, &encode_value(kind, &v)).unwrap(), v);
         }
