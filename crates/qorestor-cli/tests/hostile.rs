@@ -17,7 +17,7 @@ use std::sync::{Arc, Barrier};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{qorestor, random, Server};
+use common::{random, Server};
 use qorestor_ndmp::client::Client;
 use serde_json::Value;
 
@@ -42,19 +42,7 @@ const SYSTEM: &str = "hostile";
 const IQN: &str = "iqn.2024-01.org.qorestor:hostile:lib1";
 
 fn run(data: &Path, args: &[&str], stdin: Option<&str>) -> Output {
-    let mut child = qorestor(data)
-        .args(args)
-        .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    if let Some(text) = stdin {
-        child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
-    }
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    out
+    common::run_ok(data, args, stdin.map(str::as_bytes))
 }
 
 fn json(data: &Path, args: &[&str]) -> Value {

@@ -67,21 +67,7 @@ fn serve_runs_the_cleaner_once_in_an_open_window() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
     common::init(&data);
-    let run = |args: &[&str], stdin: Option<&[u8]>| {
-        let mut child = qorestor(&data)
-            .args(args)
-            .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        if let Some(bytes) = stdin {
-            std::io::Write::write_all(&mut child.stdin.take().unwrap(), bytes).unwrap();
-        }
-        let out = child.wait_with_output().unwrap();
-        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
-        out.stdout
-    };
+    let run = |args: &[&str], stdin: Option<&[u8]>| common::run_ok(&data, args, stdin).stdout;
     run(&["container", "add", "nightly", "--type", "object"], None);
     let (gone, kept) = (random(3 << 20, 1), random(3 << 20, 2));
     run(&["put", "nightly/mon", "-"], Some(&gone));

@@ -3,9 +3,9 @@
 #![allow(dead_code)] // each test binary uses its own part
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -21,6 +21,23 @@ pub fn qorestor(data: &Path) -> Command {
 pub fn init(data: &Path) {
     let out = qorestor(data).arg("init").stdin(Stdio::null()).output().unwrap();
     assert!(out.status.success(), "init {}: {}", data.display(), String::from_utf8_lossy(&out.stderr));
+}
+
+/// Runs `qorestor --data DATA ARGS`, feeding `stdin` (or nothing), and asserts it succeeded.
+pub fn run_ok(data: &Path, args: &[&str], stdin: Option<&[u8]>) -> Output {
+    let mut child = qorestor(data)
+        .args(args)
+        .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    if let Some(bytes) = stdin {
+        child.stdin.take().unwrap().write_all(bytes).unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    out
 }
 
 /// A running `qorestor serve`, stopped with SIGTERM (and killed if it does not stop) on drop.
