@@ -244,7 +244,7 @@ fn details(c: &ContainerInfo) -> String {
         ("Storage group", c.storage_group.clone()),
         ("Streams", c.streams.to_string()),
         ("Logical size", output::bytes(c.logical_bytes)),
-        ("Quota", c.quota_bytes.map_or("none".into(), output::bytes)),
+        ("Quota", c.quota_bytes.map_or("none".into(), output::setting_bytes)),
         (
             "Recycle bin",
             match c.retention_days {

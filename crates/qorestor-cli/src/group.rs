@@ -289,15 +289,6 @@ pub fn run(ctx: &Ctx, cmd: GroupCommand) -> Result<()> {
     }
 }
 
-/// A chunk size in binary units when exact (`16KiB`), else in bytes.
-fn chunk_size(n: u32) -> String {
-    match n {
-        n if n >= 1 << 20 && n % (1 << 20) == 0 => format!("{}MiB", n >> 20),
-        n if n >= 1 << 10 && n % (1 << 10) == 0 => format!("{}KiB", n >> 10),
-        n => n.to_string(),
-    }
-}
-
 /// The human rendering of one storage group.
 fn details(g: &GroupInfo) -> String {
     output::fields(&[
@@ -308,13 +299,13 @@ fn details(g: &GroupInfo) -> String {
             "Chunk sizes",
             format!(
                 "min {} / avg {} / max {}",
-                chunk_size(g.chunk_min),
-                chunk_size(g.chunk_avg),
-                chunk_size(g.chunk_max)
+                output::setting_bytes(g.chunk_min.into()),
+                output::setting_bytes(g.chunk_avg.into()),
+                output::setting_bytes(g.chunk_max.into())
             ),
         ),
         ("Containers", g.containers.to_string()),
-        ("Quota", g.quota_bytes.map_or("none".into(), output::bytes)),
+        ("Quota", g.quota_bytes.map_or("none".into(), output::setting_bytes)),
         ("Encryption", encryption(g)),
         ("Created", format!("{} UTC", output::time(g.created))),
     ])
@@ -344,23 +335,15 @@ fn table(groups: &[GroupInfo]) -> String {
         t.row(vec![
             g.name.clone(),
             g.compression.as_str().to_string(),
-            format!("{}/{}/{}", chunk_size(g.chunk_min), chunk_size(g.chunk_avg), chunk_size(g.chunk_max)),
+            format!(
+                "{}/{}/{}",
+                output::setting_bytes(g.chunk_min.into()),
+                output::setting_bytes(g.chunk_avg.into()),
+                output::setting_bytes(g.chunk_max.into())
+            ),
             g.containers.to_string(),
             output::time(g.created),
         ]);
     }
     t.render()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn chunk_sizes_render_in_binary_units() {
-        assert_eq!(chunk_size(4096), "4KiB");
-        assert_eq!(chunk_size(4 << 20), "4MiB");
-        assert_eq!(chunk_size(1000), "1000");
-        assert_eq!(chunk_size(1536), "1536");
-    }
 }

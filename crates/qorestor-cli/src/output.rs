@@ -51,6 +51,43 @@ pub fn bytes(n: u64) -> String {
     format!("{v:.2} {}", UNITS[unit])
 }
 
+/// A size someone set (a quota, a cartridge capacity, a rate limit), in the units it was most
+/// likely given in: sizes are stored as bytes, so the unit is the one, decimal (KB, MB, ...) or
+/// binary (KiB, MiB, ...), that writes the value exactly with the largest unit and at most two
+/// decimals, decimal on a tie (`10GiB` is shown back as `"10 GiB"`, `1.5TB` as `"1.5 TB"`,
+/// 65,536 as `"64 KiB"`). A value neither writes exactly from 1 KB up is shown as [`bytes`] shows
+/// it.
+pub fn setting_bytes(n: u64) -> String {
+    const DECIMAL: [&str; 6] = ["KB", "MB", "GB", "TB", "PB", "EB"];
+    const BINARY: [&str; 6] = ["KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
+    if n < 1000 {
+        return format!("{n} B");
+    }
+    // The largest unit (as an index into the tables) that writes n exactly with at most two
+    // decimals, in hundredths of that unit.
+    let exact = |base: u128| -> Option<(usize, u128)> {
+        let hundredths = u128::from(n) * 100;
+        (0..6).rev().find_map(|i| {
+            let unit = base.pow(i as u32 + 1);
+            (u128::from(n) >= unit && hundredths % unit == 0).then_some((i, hundredths / unit))
+        })
+    };
+    let shown = |(i, hundredths): (usize, u128), names: [&str; 6]| {
+        let (whole, frac) = (hundredths / 100, hundredths % 100);
+        match frac {
+            0 => format!("{whole} {}", names[i]),
+            f if f % 10 == 0 => format!("{whole}.{} {}", f / 10, names[i]),
+            f => format!("{whole}.{f:02} {}", names[i]),
+        }
+    };
+    match (exact(1000), exact(1024)) {
+        (Some(d), Some(b)) if b.0 > d.0 => shown(b, BINARY),
+        (Some(d), _) => shown(d, DECIMAL),
+        (None, Some(b)) => shown(b, BINARY),
+        (None, None) => bytes(n),
+    }
+}
+
 /// A throughput in decimal units per second: `"1.05 GB/s"`.
 pub fn rate(bytes_per_sec: f64) -> String {
     if !bytes_per_sec.is_finite() || bytes_per_sec < 0.0 {
@@ -207,6 +244,20 @@ mod tests {
         assert_eq!(bytes(999_999), "1.00 MB");
         assert_eq!(bytes(u64::MAX), "18.45 EB");
         assert_eq!(rate(1.05e9), "1.05 GB/s");
+    }
+
+    #[test]
+    fn set_sizes_are_shown_in_the_units_they_were_given_in() {
+        use crate::values::parse_size;
+        for given in ["10 GiB", "1.5 TiB", "64 KiB", "500 GB", "1.5 TB", "100 GB", "10 MB", "1.25 MiB"] {
+            assert_eq!(setting_bytes(parse_size(given).unwrap()), given);
+        }
+        assert_eq!(setting_bytes(3 << 60), "3 EiB");
+        assert_eq!(setting_bytes(3 << 50), "3 PiB");
+        assert_eq!(setting_bytes(999), "999 B");
+        assert_eq!(setting_bytes(1_024_000), "1024 KB", "a tie goes to decimal");
+        assert_eq!(setting_bytes(1_234_567), "1.23 MB", "no exact unit: as bytes() shows it");
+        assert_eq!(setting_bytes(u64::MAX), "18.45 EB");
     }
 
     #[test]

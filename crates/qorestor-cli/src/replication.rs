@@ -252,7 +252,7 @@ fn details(r: &ReplicationInfo) -> String {
         ("Container", r.container.clone()),
         ("Target", r.target.clone()),
         ("State", r.state.clone()),
-        ("Rate limit", r.limit_bytes_per_s.map_or("none".into(), |l| format!("{}/s", output::bytes(l)))),
+        ("Rate limit", r.limit_bytes_per_s.map_or("none".into(), |l| format!("{}/s", output::setting_bytes(l)))),
         ("Streams replicated", r.streams_replicated.to_string()),
     ];
     if let Some(l) = &r.last {

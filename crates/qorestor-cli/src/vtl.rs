@@ -415,7 +415,7 @@ fn show(info: &LibraryInfo) -> String {
         c.row(vec![
             x.barcode.clone(),
             where_is(x),
-            output::bytes(x.capacity_bytes),
+            output::setting_bytes(x.capacity_bytes),
             output::bytes(x.used_bytes),
             flags.join(","),
         ]);

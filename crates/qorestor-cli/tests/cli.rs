@@ -682,12 +682,22 @@ fn quotas_and_the_recycle_bin() {
     assert_eq!(env.json(&["ls", "q"]).as_array().unwrap().len(), 1, "nothing of the failed put is visible");
     env.ok(&["container", "update", "q", "--quota", "none"]);
     env.ok(&["put", "q/b", s(&a)]);
+    // A size given in binary units is shown back in them (not 10.74 GB), a decimal one in decimal.
+    let shown = String::from_utf8(env.ok(&["container", "update", "q", "--quota", "10GiB"])).unwrap();
+    assert!(shown.contains("Quota:         10 GiB\n"), "{shown}");
+    let shown = String::from_utf8(env.ok(&["container", "show", "q"])).unwrap();
+    assert!(shown.contains("10 GiB\n"), "{shown}");
+    env.ok(&["container", "update", "q", "--quota", "none"]);
 
     let g = env.json(&["storage-group", "add", "small", "--quota", "1MiB"]);
     assert_eq!(g["quota_bytes"], 1 << 20);
     env.ok(&["container", "add", "sq", "--storage-group", "small", "--type", "object"]);
     let err = env.fail(&["put", "sq/a", s(&a)], 1);
     assert!(err.contains("quota") && err.contains("\"small\""), "{err}");
+    let shown = String::from_utf8(env.ok(&["storage-group", "show", "small"])).unwrap();
+    assert!(shown.contains("Quota:       1 MiB\n"), "{shown}");
+    let shown = String::from_utf8(env.ok(&["storage-group", "update", "small", "--quota", "1.5TB"])).unwrap();
+    assert!(shown.contains("Quota:       1.5 TB\n"), "{shown}");
     assert_eq!(env.json(&["storage-group", "update", "small", "--quota", "none"])["quota_bytes"], Value::Null);
 
     let upd = env.json(&["container", "update", "q", "--recycle-bin", "on", "--retention", "14d"]);
