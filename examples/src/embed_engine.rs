@@ -1,8 +1,9 @@
 //! Embeds the qorestor engine as a library: creates a storage group and a container, writes
 //! the same backup stream twice, reads it back, and prints the savings.
 //!
-//! Run it with `cargo run -p qorestor-examples --bin embed_engine [DATA_DIR]` (default: a new
-//! temporary directory under the system's temp dir).
+//! Run it with `cargo run -p qorestor-examples --bin embed_engine [DATA_DIR]`. Without DATA_DIR
+//! it works in a new temporary directory (under `$TMPDIR`, else `/tmp`) that it removes when it
+//! ends, whether it succeeded or failed.
 
 use std::io::{Read, Write};
 
@@ -25,9 +26,14 @@ fn backup_stream() -> Vec<u8> {
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let dir = match std::env::args().nth(1) {
+    // Declared before the engine, so the engine is closed first and the directory removed after.
+    let scratch;
+    let dir = match std::env::args_os().nth(1) {
         Some(d) => std::path::PathBuf::from(d),
-        None => std::env::temp_dir().join(format!("qorestor-example-{}", std::process::id())),
+        None => {
+            scratch = tempfile::Builder::new().prefix("qorestor-example-").tempdir()?;
+            scratch.path().join("data")
+        }
     };
     let engine = Engine::open_or_create(&dir)?;
     if engine.storage_group("example-sg").is_err() {
