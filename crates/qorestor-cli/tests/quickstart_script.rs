@@ -5,8 +5,9 @@
 //! Alone in its test binary: the script's `cargo build` may re-link the `qorestor` binary the
 //! other tests run.
 
+mod common;
+
 use std::path::Path;
-use std::process::Command;
 
 #[test]
 fn quickstart_script_runs_from_another_target_dir_and_leaves_nothing_behind() {
@@ -25,32 +26,20 @@ fn quickstart_script_runs_from_another_target_dir_and_leaves_nothing_behind() {
     std::fs::create_dir(&cwd).unwrap();
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/quickstart.sh");
 
-    let mut run = Command::new("bash");
-    // The variables cargo sets for a test describe this crate; cargo would take them for a
-    // changed environment (ring's build script asks to be rerun when CARGO_PKG_NAME changes)
-    // and rebuild. A user's shell has none of them.
-    for (name, _) in std::env::vars_os() {
-        let name = name.to_string_lossy();
-        if ["CARGO_PKG_", "CARGO_MANIFEST_", "CARGO_CRATE_", "CARGO_BIN_", "CARGO_PRIMARY_", "CARGO_TARGET_TMPDIR"]
-            .iter()
-            .any(|p| name.starts_with(p))
-            || name == "OUT_DIR"
-        {
-            run.env_remove(&*name);
+    let args = [script.as_os_str(), "--profile".as_ref(), profile.as_ref()];
+    let stdout = common::run_script(&args, &cwd, |bash| {
+        // The variables cargo sets for a test describe this crate; cargo would take them for a
+        // changed environment (ring's build script asks to be rerun when CARGO_PKG_NAME
+        // changes) and rebuild. A user's shell has none of them.
+        for (name, _) in std::env::vars_os() {
+            let name = name.to_string_lossy();
+            let prefixes = ["CARGO_PKG_", "CARGO_MANIFEST_", "CARGO_CRATE_", "CARGO_BIN_", "CARGO_PRIMARY_"];
+            if prefixes.iter().any(|p| name.starts_with(p)) || name == "CARGO_TARGET_TMPDIR" || name == "OUT_DIR" {
+                bash.env_remove(&*name);
+            }
         }
-    }
-    let out = run
-        .arg(&script)
-        .args(["--profile", profile])
-        .env("CARGO_TARGET_DIR", &elsewhere)
-        .env("TMPDIR", &scratch)
-        .env_remove("QORESTOR_DATA")
-        .env_remove("QORESTOR_PASSPHRASE")
-        .current_dir(&cwd)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "quickstart.sh failed:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+        bash.env("CARGO_TARGET_DIR", &elsewhere).env("TMPDIR", &scratch);
+    });
     let binary = format!("binary: {}/", elsewhere.display());
     assert!(stdout.starts_with(&binary), "not run from CARGO_TARGET_DIR ({binary}):\n{stdout}");
     for said in [

@@ -40,6 +40,24 @@ pub fn run_ok(data: &Path, args: &[&str], stdin: Option<&[u8]>) -> Output {
     out
 }
 
+/// Runs a shell script as a user would from `cwd` (`bash BASH_ARGS...`, set up further by
+/// `configure`), without the caller's QORESTOR_DATA or QORESTOR_PASSPHRASE; asserts it
+/// succeeded and returns its stdout.
+pub fn run_script(bash_args: &[&std::ffi::OsStr], cwd: &Path, configure: impl FnOnce(&mut Command)) -> String {
+    let mut bash = Command::new("bash");
+    bash.args(bash_args).env_remove("QORESTOR_DATA").env_remove("QORESTOR_PASSPHRASE").current_dir(cwd);
+    configure(&mut bash);
+    let out = bash.output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "bash {bash_args:?} failed ({}):\n{stdout}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
 /// A running `qorestor serve`, stopped with SIGTERM (and killed if it does not stop) on drop.
 pub struct Server {
     child: Option<Child>,
