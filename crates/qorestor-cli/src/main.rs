@@ -161,7 +161,7 @@ pub enum Command {
     /// Replicate containers to a second data directory or another qorestor.
     #[command(subcommand)]
     Replication(replication::ReplicationCommand),
-    /// System-wide settings (the system name).
+    /// System-wide settings (the system name, the space reserve).
     #[command(subcommand)]
     System(system::SystemCommand),
     /// NDMP: the user and password, and the device names a DMA uses.

@@ -21,8 +21,9 @@ headers and indexes.
 
 JSON: one flat object with scope, name, logical_bytes, stored_bytes, live_stored_bytes,
 reclaimable_bytes, unique_chunks, unique_bytes, dedup_ratio, compression_ratio,
-reduction_ratio, savings_percent, streams, containers, and (not for a container)
-storage_groups and packs.
+reduction_ratio, savings_percent, streams, containers, (not for a container) storage_groups
+and packs, and (system-wide only) free_bytes (available space on the data directory's
+filesystem) and reserve_bytes (the space reserve new data leaves free; see system set-reserve).
 
 Examples:
   qorestor stats
@@ -86,6 +87,10 @@ fn render(s: &Stats) -> String {
         items.push(("Containers", s.containers.to_string()));
         items.push(("Storage groups", s.storage_groups.to_string()));
         items.push(("Packs", s.packs.to_string()));
+    }
+    if let (Some(free), Some(reserve)) = (s.free_bytes, s.reserve_bytes) {
+        items.push(("Free", output::bytes(free)));
+        items.push(("Space reserve", output::bytes(reserve)));
     }
     output::fields(&items)
 }

@@ -70,6 +70,18 @@ pub fn parse_quota(s: &str) -> Result<Quota, String> {
     }
 }
 
+/// A space reserve given on the command line: bytes, or `None` for the default.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reserve(pub Option<u64>);
+
+/// Parses a space reserve: a SIZE (0 allowed), or `default`.
+pub fn parse_reserve(s: &str) -> Result<Reserve, String> {
+    if s.eq_ignore_ascii_case("default") {
+        return Ok(Reserve(None));
+    }
+    parse_size(s).map(|n| Reserve(Some(n)))
+}
+
 /// Parses DAYS: a positive integer with an optional `d` (`7`, `7d`).
 pub fn parse_days(s: &str) -> Result<u64, String> {
     let t = s.trim();

@@ -443,7 +443,7 @@ fn sweep(
             pending.next();
             // A compaction that does not fit in the space left (the reserve included: the
             // cleaner may use it) waits for a later run; the next packs may be smaller.
-            let room = crate::fsutil::available_bytes(store.packs_dir())?;
+            let room = crate::space::available_bytes(store.packs_dir())?;
             if live.saturating_add(COPY_SLACK) > room {
                 store.release(&[id]);
                 report.packs_deferred += 1;

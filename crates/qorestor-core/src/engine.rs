@@ -34,6 +34,7 @@ mod encryption;
 mod meta;
 mod owned;
 mod prefix;
+mod reserve;
 
 pub use owned::OwnedStreams;
 pub(crate) use owned::{bin_retention, check_not_owned};
@@ -276,6 +277,8 @@ pub(crate) struct EngineInner {
     pub(crate) group_update: Mutex<()>,
     /// The passphrase that unlocks encrypted storage groups, if given.
     pub(crate) passphrase: Mutex<Option<crate::crypto::Passphrase>>,
+    /// The space reserve new data leaves free (see [`crate::space`]).
+    pub(crate) reserve: Arc<crate::space::Reserve>,
     _lock: DirLock,
 }
 
@@ -285,7 +288,7 @@ impl EngineInner {
         if let Some(g) = groups.get(&record.id) {
             return Ok(g.clone());
         }
-        let g = Arc::new(GroupStore::open(&self.group_dir(record.id), record.clone())?);
+        let g = Arc::new(GroupStore::open(&self.group_dir(record.id), record.clone(), self.reserve.clone())?);
         if let (Some(enc), Some(pass)) = (&record.encryption, &*self.passphrase.lock()) {
             match g.unlock(enc, pass) {
                 // Remembered by the store: reading or writing the group reports it.
@@ -426,7 +429,7 @@ impl Engine {
     fn open_locked(dir: &Path, lock: DirLock) -> Result<Engine> {
         let catalog = Catalog::open(&dir.join("catalog"))?;
         finish_deletions(dir, &catalog)?;
-        Ok(Engine {
+        let engine = Engine {
             inner: Arc::new(EngineInner {
                 dir: dir.to_path_buf(),
                 catalog,
@@ -434,9 +437,12 @@ impl Engine {
                 maintenance: Mutex::new(()),
                 group_update: Mutex::new(()),
                 passphrase: Mutex::new(None),
+                reserve: Arc::new(crate::space::Reserve::new(None)),
                 _lock: lock,
             }),
-        })
+        };
+        engine.load_space_reserve();
+        Ok(engine)
     }
 
     /// Creates a data directory (and its parents) with the default storage group.
@@ -845,6 +851,11 @@ impl Engine {
                     stats.stored_bytes += size;
                 }
             }
+        }
+        if *scope == StatsScope::System {
+            let space = self.inner.reserve.info(self.dir())?;
+            stats.free_bytes = Some(space.free_bytes);
+            stats.reserve_bytes = Some(space.reserve_bytes);
         }
         stats.derive();
         Ok(stats)

@@ -128,6 +128,23 @@ pub enum Error {
         /// The operating system's (or the engine's) reason.
         reason: String,
     },
+    /// New data was refused because storing it would leave less available space than the space
+    /// reserve (see [`crate::space`]); nothing of the write is visible.
+    #[error(
+        "{path}: new data refused: the filesystem has {} available and keeps a space reserve of {} \
+         (free space with `qorestor rm` and `qorestor cleaner run`, or change the reserve with `qorestor system \
+         set-reserve`)",
+        crate::space::size_text(*available),
+        crate::space::size_text(*reserve)
+    )]
+    ReserveReached {
+        /// The directory new data was refused for.
+        path: PathBuf,
+        /// Bytes available on its filesystem (statvfs `f_bavail × f_frsize`).
+        available: u64,
+        /// The space reserve in bytes.
+        reserve: u64,
+    },
     /// A replication target failed, refused, or could not be reached.
     #[error("replication target {target}: {detail}")]
     Remote {
@@ -250,7 +267,7 @@ impl Error {
             Error::InvalidInput { .. } => ErrorKind::InvalidInput,
             Error::Conflict(_) => ErrorKind::Conflict,
             Error::Damaged { .. } => ErrorKind::Corrupt,
-            Error::OutOfSpace { .. } => ErrorKind::OutOfSpace,
+            Error::OutOfSpace { .. } | Error::ReserveReached { .. } => ErrorKind::OutOfSpace,
             Error::Remote { .. } => ErrorKind::Remote,
             Error::Protocol { .. } => ErrorKind::Protocol,
             Error::Internal(_) => ErrorKind::Internal,

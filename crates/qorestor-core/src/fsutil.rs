@@ -61,10 +61,3 @@ pub fn allocate(file: &File, path: &Path, len: u64) -> Result<()> {
     }
     Ok(())
 }
-
-/// Bytes of the filesystem holding `path` that an unprivileged writer can still use
-/// (statvfs `f_bavail × f_frsize`).
-pub fn available_bytes(path: &Path) -> Result<u64> {
-    let st = rustix::fs::statvfs(path).map_err(|e| Error::io("statvfs", path, std::io::Error::from(e)))?;
-    Ok(st.f_bavail.saturating_mul(st.f_frsize))
-}

@@ -29,6 +29,7 @@ use crate::fingerprint::Fingerprint;
 use crate::fsutil::sync_dir;
 use crate::index::FingerprintIndex;
 use crate::pack::{self, ChunkLoc, FooterEntry, PackWriter};
+use crate::space::Reserve;
 
 /// Packs are sealed once they reach this size.
 pub const PACK_TARGET_LEN: u64 = 32 << 20;
@@ -266,6 +267,8 @@ pub struct GroupStore {
     recipe_lock: Mutex<()>,
     /// How chunks are named, cut and sealed (see [`crate::crypto`]).
     crypto: Mutex<CryptoState>,
+    /// The space reserve new data must leave free (see [`crate::space`]).
+    reserve: Arc<Reserve>,
 }
 
 /// Whether a group's chunks can be named and sealed now.
@@ -298,8 +301,8 @@ pub struct NewChunk<'a> {
 
 impl GroupStore {
     /// Opens a group's directory (creating it), recovering torn packs and re-indexing packs
-    /// written since the index's last checkpoint.
-    pub fn open(dir: &Path, record: GroupRecord) -> Result<Self> {
+    /// written since the index's last checkpoint. New data stored in it leaves `reserve` free.
+    pub(crate) fn open(dir: &Path, record: GroupRecord, reserve: Arc<Reserve>) -> Result<Self> {
         let packs_dir = dir.join("packs");
         let recipes_dir = dir.join("recipes");
         for d in [dir, &packs_dir, &recipes_dir] {
@@ -383,6 +386,7 @@ impl GroupStore {
             } else {
                 CryptoState::Ready(GroupCrypto::default())
             }),
+            reserve,
         })
     }
 
@@ -583,6 +587,7 @@ impl GroupStore {
         let quota = *self.quota.lock();
         let mut st = self.state.lock();
         out.clear();
+        self.reserve.admit(&self.packs_dir, Self::space_needed(&st, chunks))?;
         for (known, new) in chunks {
             if let Some(l) = known {
                 out.push((*l, false));
@@ -608,6 +613,19 @@ impl GroupStore {
             out.push((loc, true));
         }
         Ok(())
+    }
+
+    /// An upper bound of the filesystem space that storing a batch takes: its new records and
+    /// their footer entries, what the open pack has not written yet (or a new pack's header and
+    /// trailer), the batch's recipe entries, and a bigger fingerprint table if the new chunks
+    /// make the index grow (it is allocated for real before it is mapped).
+    fn space_needed(st: &DedupState, chunks: &[(Lookup, Option<NewChunk<'_>>)]) -> u64 {
+        use crate::format::{FOOTER_ENTRY_LEN, PACK_HEADER_LEN, RECIPE_ENTRY_LEN, RECORD_HEADER_LEN, TRAILER_LEN};
+        let new = chunks.iter().filter_map(|(_, n)| n.as_ref());
+        let records: u64 = new.clone().map(|n| (RECORD_HEADER_LEN + FOOTER_ENTRY_LEN + n.payload.len()) as u64).sum();
+        let open = st.open.as_ref().map_or((PACK_HEADER_LEN + TRAILER_LEN) as u64, |o| o.space_still_needed());
+        let recipe = (chunks.len() * RECIPE_ENTRY_LEN) as u64;
+        records + open + recipe + st.index.growth_bytes(new.count() as u64)
     }
 
     /// Makes the group refuse further appends after `e`. The error returned for the failing

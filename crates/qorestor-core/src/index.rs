@@ -251,6 +251,16 @@ impl FingerprintIndex {
         }
     }
 
+    /// Bytes the table would allocate while `more` entries are inserted: a table of twice the
+    /// size when they take it past its load limit (see [`FingerprintIndex::insert`]), else 0.
+    pub fn growth_bytes(&self, more: u64) -> u64 {
+        if (self.count + more) * 4 > self.slots * 3 {
+            INDEX_HEADER_LEN as u64 + self.slots * 2 * INDEX_SLOT_LEN as u64
+        } else {
+            0
+        }
+    }
+
     /// Records that `pack` holds `fp`; a duplicate (same fingerprint, same pack) is ignored.
     pub fn insert(&mut self, fp: &Fingerprint, pack: u32) -> Result<()> {
         if (self.count + 1) * 4 > self.slots * 3 {

@@ -57,6 +57,7 @@ mod reader;
 mod recipe;
 pub mod replication;
 pub mod schedule;
+pub mod space;
 pub mod stats;
 #[cfg(test)]
 mod test_data;
@@ -80,6 +81,7 @@ pub use progress::{NoProgress, Progress};
 pub use reader::StreamReader;
 pub use replication::{ReplicationInfo, ReplicationRun};
 pub use schedule::{parse_day, parse_hhmm, CleanerSchedule};
+pub use space::SpaceInfo;
 pub use stats::{Stats, StatsScope};
 pub use verify::{VerifyOptions, VerifyReport, VerifyScope};
 pub use writer::{StreamWriter, WriteCounters};

@@ -551,6 +551,14 @@ impl PackWriter {
         &self.file
     }
 
+    /// An upper bound of the bytes this pack still takes from the filesystem beyond what it has
+    /// taken so far: records buffered or being written behind, and the footer and trailer
+    /// that sealing adds.
+    pub fn space_still_needed(&self) -> u64 {
+        let unwritten = self.pending.len() + if self.flusher.busy() { FLUSH_BUFFER } else { 0 };
+        (unwritten + self.entries.len() * FOOTER_ENTRY_LEN + TRAILER_LEN) as u64
+    }
+
     /// Whether a record of `payload_len` bytes still fits under the u32 offset limit.
     pub fn fits(&self, payload_len: usize) -> bool {
         self.len

@@ -58,6 +58,11 @@ impl PackFlusher {
         Ok(())
     }
 
+    /// Whether a write may still be in flight (its bytes not yet in the file).
+    pub(crate) fn busy(&self) -> bool {
+        self.in_flight
+    }
+
     /// Starts writing `full` at offset `at` once the previous write is done; returns an empty
     /// buffer to fill meanwhile (the previous write's).
     pub(crate) fn write_behind(&mut self, full: Vec<u8>, at: u64) -> io::Result<Vec<u8>> {

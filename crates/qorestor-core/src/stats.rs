@@ -12,7 +12,9 @@
 //!   trailers, one footer entry per live chunk); 0 for a container;
 //! - `dedup_ratio` = logical / unique bytes; `compression_ratio` = unique bytes / live stored
 //!   bytes; `reduction_ratio` = logical / live stored bytes (both together);
-//!   `savings_percent` = 100 × (1 − live stored / logical).
+//!   `savings_percent` = 100 × (1 − live stored / logical);
+//! - system scope only: `free_bytes` (available space on the data directory's filesystem) and
+//!   `reserve_bytes` (the space reserve, see [`crate::space`]).
 //!
 //! They are computed by a mark pass over the scope's recipes (memory: one fingerprint per
 //! distinct chunk), so they are always exact.
@@ -70,6 +72,13 @@ pub struct Stats {
     pub storage_groups: u64,
     /// Pack files in scope (0 for a container).
     pub packs: u64,
+    /// System scope: bytes available on the data directory's filesystem (statvfs
+    /// `f_bavail × f_frsize`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub free_bytes: Option<u64>,
+    /// System scope: the space reserve in force (see [`crate::space`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reserve_bytes: Option<u64>,
 }
 
 /// Accumulates a mark pass over one dedup domain (storage group).

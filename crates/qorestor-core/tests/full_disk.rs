@@ -82,30 +82,112 @@ fn a_catalog_commit_on_a_full_disk_fails_cleanly_and_works_again_once_space_is_b
     assert!(v.damaged_streams.is_empty() && v.damaged_packs.is_empty(), "{v:?}");
 }
 
-#[test]
-fn puts_until_the_disk_is_full_leave_every_acknowledged_stream_readable() {
-    // 1 MiB packs, so that deleting a stream empties whole packs (the cleaner does not copy
-    // what does not fit in the space left; with 32 MiB packs one pack would hold everything).
+/// 1 MiB packs, so that deleting a stream empties whole packs (the cleaner does not copy what
+/// does not fit in the space left; with 32 MiB packs one pack would hold everything).
+fn small_packs() {
     std::env::set_var("QORESTOR_PACK_SIZE", (1u64 << 20).to_string());
-    let Some(fs) = SmallFs::mount(24) else { return };
-    let dir = fs.path().join("data");
-    let e = Engine::create(&dir).unwrap();
-    e.add_container("c", DEFAULT_GROUP, ContainerKind::Object).unwrap();
-    let mut model = BTreeMap::new();
-    let mut failed = None;
+}
+
+/// Puts streams of 2 MiB of random bytes until one fails; returns the error.
+fn fill_with_puts(e: &Engine, model: &mut BTreeMap<String, Vec<u8>>) -> qorestor_core::Error {
     for i in 0..40 {
         let b = random(i, 2 << 20);
-        match put(&e, &format!("s{i:02}"), &b) {
+        match put(e, &format!("s{i:02}"), &b) {
             Ok(()) => {
                 model.insert(format!("s{i:02}"), b);
             }
+            Err(err) => return err,
+        }
+    }
+    panic!("the filesystem held 80 MiB of random bytes");
+}
+
+/// Frees space the way the product does (a deletion, then the cleaner), writes a new stream
+/// with the same engine, and verifies.
+fn free_write_verify(e: &Engine, model: &mut BTreeMap<String, Vec<u8>>) {
+    let first = model.keys().next().unwrap().clone();
+    e.delete_stream("c", &first).unwrap();
+    model.remove(&first);
+    let r = e.run_cleaner(&CleanerOptions::default(), &NoProgress).unwrap();
+    assert!(r.packs_deleted > 0, "{r:?}");
+    let b = random(1000, 1 << 20);
+    put(e, "after", &b).unwrap();
+    model.insert("after".into(), b);
+    check(e, model, "after rm and cleaner run");
+    let v = e.verify(&VerifyOptions { scope: VerifyScope::All, repair: false }, &NoProgress).unwrap();
+    assert!(v.damaged_streams.is_empty() && v.damaged_packs.is_empty(), "{v:?}");
+}
+
+#[test]
+fn puts_stop_at_the_space_reserve_and_reads_deletions_the_cleaner_and_verify_work_at_it() {
+    small_packs();
+    let Some(fs) = SmallFs::mount(32) else { return };
+    let dir = fs.path().join("data");
+    let e = Engine::create(&dir).unwrap();
+    e.add_container("c", DEFAULT_GROUP, ContainerKind::Object).unwrap();
+    // The default on a 32 MiB filesystem: 1% is below the 8 MiB floor.
+    let space = e.space().unwrap();
+    assert!(space.reserve_is_default, "{space:?}");
+    assert_eq!(space.reserve_bytes, 8 << 20, "{space:?}");
+    let mut model = BTreeMap::new();
+    let err = fill_with_puts(&e, &mut model);
+    assert_eq!(err.kind(), ErrorKind::OutOfSpace, "{err}");
+    let text = err.to_string();
+    assert!(
+        text.contains("new data refused") && text.contains("available") && text.contains("8388608 bytes (8.0 MiB)"),
+        "{text}"
+    );
+    assert!(model.len() >= 4, "only {} streams fit", model.len());
+    // Refused before the reserve was touched, and not far above it.
+    let free = fs.available();
+    assert!(free >= 8 << 20, "{free} bytes free, under the reserve");
+    assert!(free < 14 << 20, "refused with {free} bytes free");
+    let stats = e.stats(&qorestor_core::StatsScope::System).unwrap();
+    assert_eq!(stats.reserve_bytes, Some(8 << 20));
+    assert!(stats.free_bytes.unwrap().abs_diff(free) < 1 << 20, "{stats:?}");
+    // Small streams fit in what is left above the reserve, and then are refused too; nothing
+    // was poisoned, and the reserve is still free.
+    let mut small = None;
+    for i in 0..64 {
+        let b = random(500 + i, 256 << 10);
+        match put(&e, &format!("small{i:02}"), &b) {
+            Ok(()) => {
+                model.insert(format!("small{i:02}"), b);
+            }
             Err(err) => {
-                failed = Some(err);
+                small = Some(err);
                 break;
             }
         }
     }
-    let err = failed.expect("24 MiB cannot hold 80 MiB of random bytes");
+    let small = small.expect("16 MiB of small streams fitted above the reserve");
+    assert_eq!(small.kind(), ErrorKind::OutOfSpace, "{small}");
+    let free = fs.available();
+    assert!(free >= 8 << 20, "{free} bytes free, under the reserve");
+    check(&e, &model, "same engine at the reserve");
+    drop(e);
+    let e = Engine::open(&dir).unwrap();
+    check(&e, &model, "reopened at the reserve");
+    assert_eq!(e.space().unwrap().reserve_bytes, 8 << 20);
+    free_write_verify(&e, &mut model);
+    // A reserve set as given, 0 included, is kept across a reopen.
+    e.set_space_reserve(Some(0)).unwrap();
+    drop(e);
+    let e = Engine::open(&dir).unwrap();
+    let space = e.space().unwrap();
+    assert!(!space.reserve_is_default && space.reserve_bytes == 0, "{space:?}");
+}
+
+#[test]
+fn with_no_reserve_puts_fill_the_disk_and_every_acknowledged_stream_stays_readable() {
+    small_packs();
+    let Some(fs) = SmallFs::mount(24) else { return };
+    let dir = fs.path().join("data");
+    let e = Engine::create(&dir).unwrap();
+    e.set_space_reserve(Some(0)).unwrap();
+    e.add_container("c", DEFAULT_GROUP, ContainerKind::Object).unwrap();
+    let mut model = BTreeMap::new();
+    let err = fill_with_puts(&e, &mut model);
     assert!(matches!(err.kind(), ErrorKind::OutOfSpace | ErrorKind::Poisoned), "{err}");
     assert!(model.len() >= 4, "only {} streams fit", model.len());
     // The next command, read-only, on the same full disk.
@@ -114,16 +196,5 @@ fn puts_until_the_disk_is_full_leave_every_acknowledged_stream_readable() {
     let e = Engine::open(&dir).unwrap();
     check(&e, &model, "reopened on the full disk");
     assert_eq!(catalog_files(&e), ["catalog.redb"]);
-    // Space is freed the way the product frees it: a deletion, then the cleaner.
-    let first = model.keys().next().unwrap().clone();
-    e.delete_stream("c", &first).unwrap();
-    model.remove(&first);
-    let r = e.run_cleaner(&CleanerOptions::default(), &NoProgress).unwrap();
-    assert!(r.packs_deleted > 0, "{r:?}");
-    let b = random(1000, 1 << 20);
-    put(&e, "after", &b).unwrap();
-    model.insert("after".into(), b);
-    check(&e, &model, "after rm and cleaner run");
-    let v = e.verify(&VerifyOptions { scope: VerifyScope::All, repair: false }, &NoProgress).unwrap();
-    assert!(v.damaged_streams.is_empty() && v.damaged_packs.is_empty(), "{v:?}");
+    free_write_verify(&e, &mut model);
 }
