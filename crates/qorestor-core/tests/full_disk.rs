@@ -198,3 +198,74 @@ fn with_no_reserve_puts_fill_the_disk_and_every_acknowledged_stream_stays_readab
     assert_eq!(catalog_files(&e), ["catalog.redb"]);
     free_write_verify(&e, &mut model);
 }
+
+/// The names of the streams on the replica at `target`, each checked bit-exact against the
+/// source's copy in `model`.
+fn replica_streams(target: &std::path::Path, model: &BTreeMap<String, Vec<u8>>, what: &str) -> Vec<String> {
+    let t = Engine::open(target).unwrap();
+    let names: Vec<String> = t.streams("c").unwrap().into_iter().map(|s| s.name).collect();
+    let source =
+        |n: &String| model.get(n).unwrap_or_else(|| panic!("{what}: {n} is on the replica, not at the source"));
+    let copied: BTreeMap<String, Vec<u8>> = names.iter().map(|n| (n.clone(), source(n).clone())).collect();
+    check(&t, &copied, what);
+    names
+}
+
+#[test]
+fn a_replication_pass_into_a_full_target_stops_at_its_reserve_and_deletions_from_the_source_make_room() {
+    small_packs();
+    let Some(fs) = SmallFs::mount(32) else { return };
+    let src_dir = tempfile::tempdir().unwrap();
+    let target = fs.path().join("replica");
+    let src = Engine::create(src_dir.path()).unwrap();
+    src.add_container("c", DEFAULT_GROUP, ContainerKind::Object).unwrap();
+    src.add_replication("c", target.to_str().unwrap(), None).unwrap();
+    let mut model = BTreeMap::new();
+    // A first pass that fits.
+    for i in 0..3 {
+        let b = random(i, 2 << 20);
+        put(&src, &format!("s{i:02}"), &b).unwrap();
+        model.insert(format!("s{i:02}"), b);
+    }
+    src.run_replication("c", false, &NoProgress).unwrap();
+    // 24 MiB more than a 32 MiB target with an 8 MiB reserve can take.
+    for i in 3..15 {
+        let b = random(i, 2 << 20);
+        put(&src, &format!("s{i:02}"), &b).unwrap();
+        model.insert(format!("s{i:02}"), b);
+    }
+    let err = src.run_replication("c", false, &NoProgress).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::OutOfSpace, "{err}");
+    assert!(err.to_string().contains("new data refused"), "{err}");
+    let free = fs.available();
+    assert!(free >= 8 << 20, "{free} bytes free on the target, under its reserve");
+    // Every stream on the replica is a bit-exact copy; the first pass's are all there.
+    let at_reserve = replica_streams(&target, &model, "replica at its reserve");
+    assert!(at_reserve.len() >= 3 && at_reserve.len() < 15, "{at_reserve:?}");
+    // The replica is read-only: space is freed by deletions at the source, which the next pass
+    // applies before it sends anything, and a cleaner run on the target.
+    for i in 0..8 {
+        src.delete_stream("c", &format!("s{i:02}")).unwrap();
+        model.remove(&format!("s{i:02}"));
+    }
+    match src.run_replication("c", false, &NoProgress) {
+        Ok(_) => {}
+        Err(e) => assert_eq!(e.kind(), ErrorKind::OutOfSpace, "{e}"),
+    }
+    replica_streams(&target, &model, "after the deletions arrived");
+    {
+        let t = Engine::open(&target).unwrap();
+        let r = t.run_cleaner(&CleanerOptions::default(), &NoProgress).unwrap();
+        assert!(r.packs_deleted > 0, "{r:?}");
+    }
+    // The same source engine (no restart) writes and replicates a new stream; all arrive.
+    let b = random(1000, 2 << 20);
+    put(&src, "after", &b).unwrap();
+    model.insert("after".into(), b);
+    src.run_replication("c", false, &NoProgress).unwrap();
+    let names = replica_streams(&target, &model, "after the cleaner run");
+    assert_eq!(names, model.keys().cloned().collect::<Vec<_>>());
+    let t = Engine::open(&target).unwrap();
+    let v = t.verify(&VerifyOptions { scope: VerifyScope::All, repair: false }, &NoProgress).unwrap();
+    assert!(v.damaged_streams.is_empty() && v.damaged_packs.is_empty(), "{v:?}");
+}

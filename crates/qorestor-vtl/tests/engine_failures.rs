@@ -15,6 +15,9 @@ use qorestor_core::{
 };
 use qorestor_vtl::{LibraryConfig, ScsiResponse, Vtl, CHECK_CONDITION, GOOD};
 
+mod common;
+use common::random;
+
 static SERIAL: Serial<()> = Serial::new(());
 
 /// Keeps every event as one line of `field=value` pairs.
@@ -90,15 +93,6 @@ fn set_block_len(v: &Vtl, lun: u64, len: u32) {
     list.extend_from_slice(&len.to_be_bytes()[1..]);
     let r = v.execute(lun, &[0x15, 0x10, 0, 0, list.len() as u8, 0], &list);
     assert_eq!(r.status, GOOD, "{:x?}", r.sense_code());
-}
-
-/// Incompressible bytes from a linear congruential generator (the high byte of each step).
-fn random(seed: u64, len: usize) -> Vec<u8> {
-    std::iter::successors(Some(seed), |x| Some(x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1)))
-        .skip(1)
-        .take(len)
-        .map(|x| (x >> 56) as u8)
-        .collect()
 }
 
 /// A library `lib` in `group` with cartridge QS0001L5 in drive 0 (LUN 1), unit attentions

@@ -371,7 +371,17 @@ impl Engine {
         target.prepare(&group, c, origin)?;
         let src_store = self.inner.group_store(&group)?;
         let streams = self.catalog().streams(c.id)?;
-        let present: std::collections::HashSet<String> = target.stream_names()?.into_iter().collect();
+        let mut present: std::collections::HashSet<String> = target.stream_names()?.into_iter().collect();
+        // Streams gone at the source go from the replica first: on a full target that is what
+        // makes room (with a cleaner run there) for the streams still to come.
+        let live: std::collections::HashSet<&str> = streams.iter().map(|s| s.name.as_str()).collect();
+        let gone: Vec<String> = present.iter().filter(|n| !live.contains(n.as_str())).cloned().collect();
+        for name in gone {
+            target.delete_stream(&name)?;
+            r.sent.remove(&name);
+            present.remove(&name);
+            run.streams_deleted += 1;
+        }
         let todo: Vec<&StreamRecord> =
             streams.iter().filter(|s| r.sent.get(&s.name) != Some(&s.id) || !present.contains(&s.name)).collect();
         run.streams_up_to_date = (streams.len() - todo.len()) as u64;
@@ -382,13 +392,6 @@ impl Engine {
             sender.send(target, s, run, progress)?;
             r.sent.insert(s.name.clone(), s.id);
             self.catalog().put_meta(&key(c), &*r)?;
-        }
-        // Streams gone at the source go from the replica.
-        let live: std::collections::HashSet<&str> = streams.iter().map(|s| s.name.as_str()).collect();
-        for name in present.iter().filter(|n| !live.contains(n.as_str())) {
-            target.delete_stream(name)?;
-            r.sent.remove(name);
-            run.streams_deleted += 1;
         }
         Ok(())
     }
