@@ -587,7 +587,9 @@ impl GroupStore {
         let quota = *self.quota.lock();
         let mut st = self.state.lock();
         out.clear();
-        self.reserve.admit(&self.packs_dir, Self::space_needed(&st, chunks))?;
+        if !chunks.is_empty() {
+            self.reserve.admit(&self.packs_dir, Self::space_needed(&st, chunks))?;
+        }
         for (known, new) in chunks {
             if let Some(l) = known {
                 out.push((*l, false));
