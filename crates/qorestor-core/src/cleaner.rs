@@ -528,10 +528,21 @@ impl BatchContext<'_> {
         if rewritten {
             crate::fsutil::sync_dir(self.store.recipes_dir())?;
         }
-        // Last check before anything is deleted: no recipe file in the group (listed or not)
-        // may still name a doomed pack. Packs that one does name are kept.
+        // Last check before anything is deleted: no recipe file in the group may still name a
+        // doomed pack. Packs that one does name are kept. A listed recipe that named none of
+        // them when the run marked it is not read again: recipe files are named by stream id
+        // (never reused) and only the cleaner rewrites one in place (one run at a time), so it
+        // still names none. Reading every recipe for every batch made a run's recipe reads
+        // grow with batches x streams.
         let listed: HashSet<&std::path::Path> = self.recipes.iter().map(|r| r.path.as_path()).collect();
-        let (by_listed, by_orphans) = still_referenced(self.store, &doomed_set, &listed)?;
+        let naming: HashSet<&std::path::Path> = self
+            .recipes
+            .iter()
+            .zip(self.names)
+            .filter(|(_, named)| named.iter().any(|p| doomed_set.contains(p)))
+            .map(|(r, _)| r.path.as_path())
+            .collect();
+        let (by_listed, by_orphans) = still_referenced(self.store, &doomed_set, &listed, &naming)?;
         report.packs_still_referenced += by_listed.len() as u64;
         report.packs_kept_for_orphans += by_orphans.difference(&by_listed).count() as u64;
         let still: HashSet<u32> = by_listed.union(&by_orphans).copied().collect();
@@ -635,11 +646,13 @@ fn copy_live(
 }
 
 /// The doomed packs that some recipe file of the group still names: (named by listed
-/// recipes, named by recipes no catalog entry lists).
+/// recipes, named by recipes no catalog entry lists). Of the `listed` recipes only those in
+/// `naming` (which named a doomed pack when marked) are read.
 fn still_referenced(
     store: &GroupStore,
     doomed: &HashSet<u32>,
     listed: &HashSet<&std::path::Path>,
+    naming: &HashSet<&std::path::Path>,
 ) -> Result<(HashSet<u32>, HashSet<u32>)> {
     let (mut by_listed, mut by_orphans) = (HashSet::new(), HashSet::new());
     let dir = store.recipes_dir();
@@ -648,7 +661,11 @@ fn still_referenced(
         if path.extension().is_none_or(|x| x != "rcp") {
             continue;
         }
-        let set = if listed.contains(path.as_path()) { &mut by_listed } else { &mut by_orphans };
+        let is_listed = listed.contains(path.as_path());
+        if is_listed && !naming.contains(path.as_path()) {
+            continue;
+        }
+        let set = if is_listed { &mut by_listed } else { &mut by_orphans };
         match visit_recipe(&path, |e| {
             if doomed.contains(&e.loc.pack) {
                 set.insert(e.loc.pack);
