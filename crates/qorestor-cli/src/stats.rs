@@ -90,7 +90,7 @@ fn render(s: &Stats) -> String {
     }
     if let (Some(free), Some(reserve)) = (s.free_bytes, s.reserve_bytes) {
         items.push(("Free", output::bytes(free)));
-        items.push(("Space reserve", output::bytes(reserve)));
+        items.push(("Space reserve", output::setting_bytes(reserve)));
     }
     output::fields(&items)
 }

@@ -67,9 +67,9 @@ pub fn run(ctx: &Ctx, cmd: SystemCommand) -> Result<()> {
 fn render(r: &SystemReport) -> String {
     let s = &r.space;
     let reserve = if s.reserve_is_default {
-        format!("{} (default: 1% of the filesystem, 8 MiB to 1 GiB)", output::bytes(s.reserve_bytes))
+        format!("{} (default: 1% of the filesystem, 8 MiB to 1 GiB)", output::setting_bytes(s.reserve_bytes))
     } else {
-        format!("{} (set)", output::bytes(s.reserve_bytes))
+        format!("{} (set)", output::setting_bytes(s.reserve_bytes))
     };
     output::fields(&[
         ("System name", r.name.clone()),
