@@ -31,11 +31,14 @@ use crate::stats::{Marker, Stats, StatsScope};
 use crate::writer::StreamWriter;
 
 mod encryption;
+mod ingest;
 mod meta;
 mod owned;
 mod prefix;
 mod reserve;
 
+pub(crate) use ingest::container_quota;
+pub use ingest::{ClientChunk, ClientIngest, IngestParams};
 pub use owned::OwnedStreams;
 pub(crate) use owned::{bin_retention, check_not_owned};
 
@@ -725,10 +728,10 @@ impl Engine {
 
     fn start_stream(&self, c: ContainerRecord, name: &str) -> Result<StreamWriter> {
         let store = self.writable_store_for(&c)?;
-        StreamWriter::start(self.inner.clone(), store, c, name.to_string(), &[])
+        StreamWriter::start(self.inner.clone(), store, c, name.to_string(), &[], None)
     }
 
-    fn stream_record(&self, c: &ContainerRecord, name: &str) -> Result<StreamRecord> {
+    pub(crate) fn stream_record(&self, c: &ContainerRecord, name: &str) -> Result<StreamRecord> {
         self.catalog().stream(c.id, name)?.ok_or_else(|| Error::not_found("stream", format!("{}/{name}", c.name)))
     }
 
@@ -798,6 +801,12 @@ impl Engine {
         remove_entry()?;
         let _ = std::fs::remove_file(&doomed);
         Ok(())
+    }
+
+    /// Bytes available to the engine on the data directory's filesystem now (what a storage
+    /// unit's capacity adds to its used bytes when it has no quota).
+    pub fn free_bytes(&self) -> Result<u64> {
+        crate::fsutil::available_bytes(self.dir())
     }
 
     /// Space statistics of a scope (see [`crate::stats`]).

@@ -27,7 +27,9 @@ pub const TRAILER_LEN: usize = 24;
 /// Recipe file magic.
 pub const RECIPE_MAGIC: [u8; 8] = *b"QSRECIPE";
 /// Recipe format version.
-pub const RECIPE_VERSION: u16 = 1;
+pub const RECIPE_VERSION: u16 = 2;
+/// Longest recipe header extension (version 2), in bytes.
+pub const MAX_RECIPE_EXTENSION_LEN: usize = 8192;
 /// Size of the fixed part of the recipe header (names follow).
 pub const RECIPE_HEADER_LEN: usize = 40;
 /// Size of one recipe entry.

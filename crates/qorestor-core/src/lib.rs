@@ -61,6 +61,7 @@ pub mod space;
 pub mod stats;
 #[cfg(test)]
 mod test_data;
+pub mod users;
 pub mod verify;
 mod writer;
 
@@ -70,8 +71,8 @@ pub use cleaner::{CleanerOptions, CleanerReport};
 pub use compress::Compression;
 pub use crypto::{EncryptionMode, EncryptionOptions, Passphrase};
 pub use engine::{
-    check_object_name, check_stream_address, check_stream_name, shortened, ContainerInfo, Engine, GroupInfo,
-    GroupOptions, OwnedStreams, StreamInfo, DEFAULT_GROUP,
+    check_object_name, check_stream_address, check_stream_name, shortened, ClientChunk, ClientIngest, ContainerInfo,
+    Engine, GroupInfo, GroupOptions, IngestParams, OwnedStreams, StreamInfo, DEFAULT_GROUP,
 };
 pub use error::{CatalogError, DecodeError, Error, ErrorKind, Result};
 pub use fingerprint::Fingerprint;
@@ -79,6 +80,7 @@ pub use maintenance::CleanerStatus;
 pub use policy::{ContainerUpdate, RecycledInfo};
 pub use progress::{NoProgress, Progress};
 pub use reader::StreamReader;
+pub use recipe::{ImageMeta, MAX_IMAGE_PROPERTIES};
 pub use replication::{ReplicationInfo, ReplicationRun};
 pub use schedule::{parse_day, parse_hhmm, CleanerSchedule};
 pub use space::SpaceInfo;
@@ -109,7 +111,9 @@ pub mod test_support {
     }
     /// Recipe files.
     pub mod recipe {
-        pub use crate::recipe::{decode_recipe, encode_recipe, read_recipe, Recipe, RecipeEntry, RecipeHeader};
+        pub use crate::recipe::{
+            decode_recipe, encode_recipe, read_recipe, ImageMeta, Recipe, RecipeEntry, RecipeHeader,
+        };
     }
     /// Catalog values.
     pub mod catalog {

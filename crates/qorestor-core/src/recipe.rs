@@ -57,6 +57,71 @@ pub struct RecipeHeader {
     pub container: String,
     /// Stream name.
     pub stream: String,
+    /// An OST image's metadata (format version 2's header extension), if the stream is one.
+    pub image: Option<ImageMeta>,
+}
+
+/// What an OST image carries besides its bytes: written in its recipe's header extension, so a
+/// catalog rebuilt from recipes has it too.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct ImageMeta {
+    /// The image's date as the backup application set it, seconds since the Unix epoch.
+    pub date: u64,
+    /// Copy number (1 for the primary copy).
+    pub copy: u32,
+    /// Free-form properties (UTF-8, at most [`MAX_IMAGE_PROPERTIES`] bytes).
+    pub properties: String,
+}
+
+/// Longest properties text of an image, in bytes.
+pub const MAX_IMAGE_PROPERTIES: usize = 4096;
+/// Extension record kind of [`ImageMeta`].
+const EXT_IMAGE: u8 = 1;
+/// Fixed bytes of an image record (kind 1, length 2, date 8, copy 4).
+const EXT_IMAGE_FIXED: usize = 1 + 2 + 8 + 4;
+
+fn encode_extension(h: &RecipeHeader) -> Vec<u8> {
+    let mut b = Vec::new();
+    if let Some(m) = &h.image {
+        b.push(EXT_IMAGE);
+        b.extend_from_slice(&((8 + 4 + m.properties.len()) as u16).to_le_bytes());
+        b.extend_from_slice(&m.date.to_le_bytes());
+        b.extend_from_slice(&m.copy.to_le_bytes());
+        b.extend_from_slice(m.properties.as_bytes());
+    }
+    b
+}
+
+/// Decodes a header extension: records of `kind: u8, len: u16 LE, value`; every kind known.
+fn decode_extension(mut b: &[u8]) -> Result<Option<ImageMeta>, DecodeError> {
+    let what = "recipe header extension";
+    let mut image = None;
+    while !b.is_empty() {
+        if b.len() < 3 {
+            return Err(DecodeError::new(what, "truncated record"));
+        }
+        let (kind, len) = (b[0], le_u16(b, 1) as usize);
+        if b.len() < 3 + len {
+            return Err(DecodeError::new(what, format!("record of {len} bytes is truncated")));
+        }
+        let value = &b[3..3 + len];
+        match kind {
+            EXT_IMAGE if image.is_none() => {
+                if len < EXT_IMAGE_FIXED - 3 || len - (EXT_IMAGE_FIXED - 3) > MAX_IMAGE_PROPERTIES {
+                    return Err(DecodeError::new(what, format!("image record of {len} bytes")));
+                }
+                image = Some(ImageMeta {
+                    date: le_u64(value, 0),
+                    copy: le_u32(value, 8),
+                    properties: utf8(what, &value[12..])?,
+                });
+            }
+            EXT_IMAGE => return Err(DecodeError::new(what, "two image records")),
+            k => return Err(DecodeError::new(what, format!("unknown record kind {k}"))),
+        }
+        b = &b[3 + len..];
+    }
+    Ok(image)
 }
 
 /// A decoded recipe.
@@ -71,9 +136,13 @@ pub struct Recipe {
 }
 
 fn encode_header(h: &RecipeHeader) -> Vec<u8> {
+    let ext = encode_extension(h);
     let mut b = vec![0u8; RECIPE_HEADER_LEN];
     b[0..8].copy_from_slice(&RECIPE_MAGIC);
-    b[8..10].copy_from_slice(&RECIPE_VERSION.to_le_bytes());
+    // Version 1 when there is no extension: such recipes stay readable by older releases.
+    let version = if ext.is_empty() { 1 } else { RECIPE_VERSION };
+    b[8..10].copy_from_slice(&version.to_le_bytes());
+    b[10..12].copy_from_slice(&(ext.len() as u16).to_le_bytes());
     b[12..16].copy_from_slice(&h.group_id.to_le_bytes());
     b[16..24].copy_from_slice(&h.stream_id.to_le_bytes());
     b[24..32].copy_from_slice(&h.created.to_le_bytes());
@@ -81,6 +150,7 @@ fn encode_header(h: &RecipeHeader) -> Vec<u8> {
     b[34..36].copy_from_slice(&(h.stream.len() as u16).to_le_bytes());
     b.extend_from_slice(h.container.as_bytes());
     b.extend_from_slice(h.stream.as_bytes());
+    b.extend_from_slice(&ext);
     let crc = crc32(&[&b[..36], &b[RECIPE_HEADER_LEN..]]);
     b[36..40].copy_from_slice(&crc.to_le_bytes());
     b
@@ -169,42 +239,10 @@ fn decode_streaming(
     mut visit: impl FnMut(&RecipeEntry),
 ) -> Result<(RecipeHeader, u64), StreamError> {
     let what = "recipe";
-    if len < (RECIPE_HEADER_LEN + RECIPE_TRAILER_LEN) as u64 {
-        return Err(DecodeError::new(what, format!("{len} bytes is too short")).into());
-    }
-    let mut b = vec![0u8; RECIPE_HEADER_LEN];
-    r.read_exact(&mut b).map_err(StreamError::Io)?;
-    if b[0..8] != RECIPE_MAGIC {
-        return Err(DecodeError::new(what, "bad magic").into());
-    }
-    if le_u16(&b, 8) != RECIPE_VERSION {
-        return Err(DecodeError::new(what, format!("unsupported version {}", le_u16(&b, 8))).into());
-    }
-    let clen = le_u16(&b, 32) as usize;
-    let slen = le_u16(&b, 34) as usize;
-    if clen > MAX_OBJECT_NAME_LEN || slen > MAX_STREAM_NAME_LEN {
-        return Err(DecodeError::new(what, format!("name lengths {clen}/{slen} exceed the limits")).into());
-    }
-    let names_end = RECIPE_HEADER_LEN + clen + slen;
-    if len < (names_end + RECIPE_TRAILER_LEN) as u64 {
-        return Err(DecodeError::new(what, "truncated in the names").into());
-    }
-    b.resize(names_end, 0);
-    r.read_exact(&mut b[RECIPE_HEADER_LEN..]).map_err(StreamError::Io)?;
-    if crc32(&[&b[..36], &b[RECIPE_HEADER_LEN..names_end]]) != le_u32(&b, 36) {
-        return Err(DecodeError::new(what, "header checksum mismatch").into());
-    }
-    if b[10..12] != [0; 2] {
-        return Err(DecodeError::new(what, "reserved header bytes are not zero").into());
-    }
-    let header = RecipeHeader {
-        group_id: le_u32(&b, 12),
-        stream_id: le_u64(&b, 16),
-        created: le_u64(&b, 24),
-        container: utf8(what, &b[RECIPE_HEADER_LEN..RECIPE_HEADER_LEN + clen])?,
-        stream: utf8(what, &b[RECIPE_HEADER_LEN + clen..names_end])?,
-    };
-    let entry_bytes = len - (names_end + RECIPE_TRAILER_LEN) as u64;
+    let (header, b) = decode_header(r, len)?;
+    let header_end = b.len();
+    let entry_bytes = len - (header_end + RECIPE_TRAILER_LEN) as u64;
+
     if !entry_bytes.is_multiple_of(RECIPE_ENTRY_LEN as u64) {
         return Err(
             DecodeError::new(what, format!("{entry_bytes} entry bytes is not a whole number of entries")).into()
@@ -258,6 +296,66 @@ fn decode_streaming(
     Ok((header, logical))
 }
 
+/// Reads and checks a recipe's header (fixed part, names, extension; its CRC) from the first
+/// bytes of a recipe of `len` bytes. Returns it and its bytes.
+fn decode_header(r: &mut dyn std::io::Read, len: u64) -> Result<(RecipeHeader, Vec<u8>), StreamError> {
+    let what = "recipe";
+    if len < (RECIPE_HEADER_LEN + RECIPE_TRAILER_LEN) as u64 {
+        return Err(DecodeError::new(what, format!("{len} bytes is too short")).into());
+    }
+    let mut b = vec![0u8; RECIPE_HEADER_LEN];
+    r.read_exact(&mut b).map_err(StreamError::Io)?;
+    if b[0..8] != RECIPE_MAGIC {
+        return Err(DecodeError::new(what, "bad magic").into());
+    }
+    let version = le_u16(&b, 8);
+    if version != 1 && version != RECIPE_VERSION {
+        return Err(DecodeError::new(what, format!("unsupported version {version}")).into());
+    }
+    let clen = le_u16(&b, 32) as usize;
+    let slen = le_u16(&b, 34) as usize;
+    let xlen = le_u16(&b, 10) as usize;
+    if clen > MAX_OBJECT_NAME_LEN || slen > MAX_STREAM_NAME_LEN || xlen > MAX_RECIPE_EXTENSION_LEN {
+        return Err(
+            DecodeError::new(what, format!("name/extension lengths {clen}/{slen}/{xlen} exceed the limits")).into()
+        );
+    }
+    // Version 1 has no extension (the field is reserved and zero); version 2 always has one.
+    if (version == 1) != (xlen == 0) {
+        return Err(DecodeError::new(what, format!("version {version} with an extension of {xlen} bytes")).into());
+    }
+    let names_end = RECIPE_HEADER_LEN + clen + slen;
+    let header_end = names_end + xlen;
+    if len < (header_end + RECIPE_TRAILER_LEN) as u64 {
+        return Err(DecodeError::new(what, "truncated in the names").into());
+    }
+    b.resize(header_end, 0);
+    r.read_exact(&mut b[RECIPE_HEADER_LEN..]).map_err(StreamError::Io)?;
+    if crc32(&[&b[..36], &b[RECIPE_HEADER_LEN..header_end]]) != le_u32(&b, 36) {
+        return Err(DecodeError::new(what, "header checksum mismatch").into());
+    }
+    let header = RecipeHeader {
+        group_id: le_u32(&b, 12),
+        stream_id: le_u64(&b, 16),
+        created: le_u64(&b, 24),
+        container: utf8(what, &b[RECIPE_HEADER_LEN..RECIPE_HEADER_LEN + clen])?,
+        stream: utf8(what, &b[RECIPE_HEADER_LEN + clen..names_end])?,
+        image: decode_extension(&b[names_end..header_end])?,
+    };
+    Ok((header, b))
+}
+
+/// Reads a recipe file's header only (checked by its own CRC; the entries are not read).
+pub fn read_recipe_header(path: &Path) -> Result<RecipeHeader> {
+    let file = File::open(path).map_err(|e| Error::io("open", path, e))?;
+    let len = file.metadata().map_err(|e| Error::io("stat", path, e))?.len();
+    let mut r = std::io::BufReader::with_capacity(4096, file);
+    match decode_header(&mut r, len) {
+        Ok((header, _)) => Ok(header),
+        Err(StreamError::Decode(d)) => Err(d.at(path)),
+        Err(StreamError::Io(e)) => Err(Error::io("read", path, e)),
+    }
+}
 /// Reads and decodes a recipe file.
 pub fn read_recipe(path: &Path) -> Result<Recipe> {
     let bytes = std::fs::read(path).map_err(|e| Error::io("read", path, e))?;
@@ -419,6 +517,7 @@ mod tests {
                 created: 1_700_000_000,
                 container: "c1".into(),
                 stream: "a/b.tar".into(),
+                image: None,
             },
             logical_len: entries.iter().map(|e| e.raw_len as u64).sum(),
             entries,

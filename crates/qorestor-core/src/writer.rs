@@ -36,7 +36,7 @@ use crate::format::RECORD_HEADER_LEN;
 use crate::group::{GroupStore, Lookup, NewChunk, Successors, WriterPin};
 use crate::pack::ChunkLoc;
 use crate::pool::Pool;
-use crate::recipe::{RecipeEntry, RecipeHeader, RecipeWriter};
+use crate::recipe::{ImageMeta, RecipeEntry, RecipeHeader, RecipeWriter};
 
 /// Input bytes per block (see the module documentation).
 const BLOCK_LEN: usize = 1 << 20;
@@ -301,20 +301,9 @@ impl StreamWriter {
         container: ContainerRecord,
         name: String,
         inherited: &[RecipeEntry],
+        image: Option<ImageMeta>,
     ) -> Result<Self> {
-        let container_quota = match container.quota {
-            Some(q) => {
-                let others: u64 = engine
-                    .catalog
-                    .streams(container.id)?
-                    .iter()
-                    .filter(|s| s.name != name)
-                    .map(|s| s.logical_len)
-                    .sum();
-                Some((q, others))
-            }
-            None => None,
-        };
+        let container_quota = crate::engine::container_quota(&engine.catalog, &container, &name)?;
         let stream_id = engine.catalog.next_id()?;
         let header = RecipeHeader {
             group_id: group.record().id,
@@ -322,6 +311,7 @@ impl StreamWriter {
             created: now_secs(),
             container: container.name.clone(),
             stream: name.clone(),
+            image,
         };
         let mut recipe = RecipeWriter::create(group.recipes_dir(), &header)?;
         // A stream started from a prefix of another (see `Engine::create_stream_from_prefix`).
@@ -537,36 +527,68 @@ impl StreamWriter {
     pub fn finish(mut self) -> Result<StreamInfo> {
         self.dispatch(true)?;
         let recipe = self.stop_pipeline()?;
-        self.group.make_durable()?;
-        let chunks = recipe.len();
-        let logical_len = recipe.logical_len();
-        recipe.finish()?;
-        let record = StreamRecord {
+        let published = Published {
             id: self.stream_id,
             name: self.name.clone(),
-            logical_len,
-            chunks,
             new_chunks: self.counters.new_chunks.load(Ordering::Relaxed),
             new_stored_bytes: self.counters.new_stored_bytes.load(Ordering::Relaxed),
-            created: now_secs(),
         };
-        // With the recycle bin on, a replaced stream goes to the bin (its recipe stays).
-        let replaced = match crate::engine::bin_retention(&self.container) {
-            Some(retention) => {
-                let now = record.created;
-                let expires = now.saturating_add(retention);
-                self.engine.catalog.put_stream_binning_replaced(self.container.id, &record, now, expires)?;
-                None
-            }
-            None => self.engine.catalog.put_stream(self.container.id, &record)?,
-        };
-        // Published: from here the cleaner finds this stream's chunks through its recipe.
-        self.group.unpin(&self.pin);
-        if let Some(old) = replaced {
-            self.engine.remove_recipe(&self.group, old.id);
-        }
-        Ok(StreamInfo::new(&self.container.name, &record))
+        publish(&self.engine, &self.group, &self.container, &self.pin, recipe, published)
     }
+}
+
+/// What a writer knows of the stream it publishes besides its recipe.
+pub(crate) struct Published {
+    /// Stream id (its recipe's).
+    pub id: u64,
+    /// Stream name.
+    pub name: String,
+    /// Chunks it stored.
+    pub new_chunks: u64,
+    /// Pack bytes it added.
+    pub new_stored_bytes: u64,
+}
+
+/// Publishes a stream whose chunks are all appended: packs made durable, then the recipe, then
+/// the catalog entry (replacing a stream of the same name; to the recycle bin when it is on),
+/// then the writer's pin goes.
+pub(crate) fn publish(
+    engine: &EngineInner,
+    group: &GroupStore,
+    container: &ContainerRecord,
+    pin: &WriterPin,
+    recipe: RecipeWriter,
+    p: Published,
+) -> Result<StreamInfo> {
+    group.make_durable()?;
+    let chunks = recipe.len();
+    let logical_len = recipe.logical_len();
+    recipe.finish()?;
+    let record = StreamRecord {
+        id: p.id,
+        name: p.name,
+        logical_len,
+        chunks,
+        new_chunks: p.new_chunks,
+        new_stored_bytes: p.new_stored_bytes,
+        created: now_secs(),
+    };
+    // With the recycle bin on, a replaced stream goes to the bin (its recipe stays).
+    let replaced = match crate::engine::bin_retention(container) {
+        Some(retention) => {
+            let now = record.created;
+            let expires = now.saturating_add(retention);
+            engine.catalog.put_stream_binning_replaced(container.id, &record, now, expires)?;
+            None
+        }
+        None => engine.catalog.put_stream(container.id, &record)?,
+    };
+    // Published: from here the cleaner finds this stream's chunks through its recipe.
+    group.unpin(pin);
+    if let Some(old) = replaced {
+        engine.remove_recipe(group, old.id);
+    }
+    Ok(StreamInfo::new(&container.name, &record))
 }
 
 impl Write for StreamWriter {

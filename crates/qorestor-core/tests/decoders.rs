@@ -21,7 +21,8 @@ use qorestor_core::test_support::pack::{
     check_record_payload, decode_chunk, decode_footer, decode_pack_header, decode_record_header, decode_trailer,
     encode_footer, encode_pack_header, encode_record_header, ChunkLoc, FooterEntry, RecordHeader,
 };
-use qorestor_core::test_support::recipe::{decode_recipe, encode_recipe, Recipe, RecipeEntry, RecipeHeader};
+use qorestor_core::test_support::recipe::{decode_recipe, encode_recipe, ImageMeta, Recipe, RecipeEntry, RecipeHeader};
+use qorestor_core::MAX_IMAGE_PROPERTIES;
 use qorestor_core::{ChunkParams, Chunker, Compression, ContainerKind, Fingerprint};
 
 const KIND_GROUP: u8 = 1;
@@ -112,9 +113,17 @@ fn recipe() -> impl Strategy<Value = Recipe> {
         name(24, MAX_OBJECT_NAME_LEN),
         name(80, MAX_STREAM_NAME_LEN),
         prop::collection::vec(entry, 0..32),
+        prop::option::of((any::<u64>(), any::<u32>(), name(40, MAX_IMAGE_PROPERTIES))),
     )
-        .prop_map(|(group_id, stream_id, created, container, stream, entries)| Recipe {
-            header: RecipeHeader { group_id, stream_id, created, container, stream },
+        .prop_map(|(group_id, stream_id, created, container, stream, entries, image)| Recipe {
+            header: RecipeHeader {
+                group_id,
+                stream_id,
+                created,
+                container,
+                stream,
+                image: image.map(|(date, copy, properties)| ImageMeta { date, copy, properties }),
+            },
             logical_len: entries.iter().map(|e| e.raw_len as u64).sum(),
             entries,
         })
@@ -562,6 +571,7 @@ proptest! {
             RECIPE_HEADER_LEN
                 + r.header.container.len()
                 + r.header.stream.len()
+                + r.header.image.as_ref().map_or(0, |m| 15 + m.properties.len())
                 + r.entries.len() * RECIPE_ENTRY_LEN
                 + RECIPE_TRAILER_LEN
         );

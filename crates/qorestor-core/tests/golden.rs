@@ -28,7 +28,7 @@ use qorestor_core::test_support::pack::{
     self, check_record_payload, decode_chunk, decode_footer, decode_pack_header, decode_record_header, decode_trailer,
     encode_footer, encode_pack_header, encode_record_header, FooterEntry,
 };
-use qorestor_core::test_support::recipe::{decode_recipe, encode_recipe, Recipe, RecipeEntry, RecipeHeader};
+use qorestor_core::test_support::recipe::{decode_recipe, encode_recipe, ImageMeta, Recipe, RecipeEntry, RecipeHeader};
 use qorestor_core::verify::QuarantinedChunk;
 use qorestor_core::CleanerSchedule;
 use qorestor_core::{ChunkParams, Chunker, Compression, ContainerKind, Engine, Fingerprint, GroupOptions, StatsScope};
@@ -310,6 +310,7 @@ impl PackLayout {
                 created: CREATED,
                 container: CONTAINER.into(),
                 stream: STREAM.into(),
+                image: None,
             },
             logical_len: entries.iter().map(|e| e.raw_len as u64).sum(),
             entries,
@@ -459,6 +460,7 @@ fn regenerate() {
     write("pack_footer.bin", &layout.footer());
     write("pack_sealed.pack", &layout.sealed_pack());
     write("recipe.rcp", &encode_recipe(&layout.recipe()));
+    write("recipe_image.rcp", &encode_recipe(&image_recipe(&layout)));
     write("index_header.bin", &index_page());
     write("catalog_group.bin", &encode_value(KIND_GROUP, &group_record()));
     write("catalog_container.bin", &encode_value(KIND_CONTAINER, &container_record()));
@@ -823,6 +825,58 @@ fn sealed_pack_golden_and_recovery() {
 // Recipe.
 // ---------------------------------------------------------------------------------------------
 
+/// Every truncation and every single flipped bit of a recipe fails to decode.
+fn assert_every_corruption_refused(b: &[u8]) {
+    for n in 0..b.len() {
+        assert!(decode_recipe(&b[..n]).is_err(), "truncated to {n}");
+    }
+    for (bit, c) in bit_flips(b) {
+        assert!(decode_recipe(&c).is_err(), "bit {bit} flipped");
+    }
+}
+
+/// The OST image's metadata of `recipe_image.rcp` (format version 2's header extension).
+fn image_meta() -> ImageMeta {
+    ImageMeta { date: 1_700_000_123, copy: 2, properties: "policy=nightly;client=büro".into() }
+}
+
+fn image_recipe(layout: &PackLayout) -> Recipe {
+    let mut r = layout.recipe();
+    r.header.image = Some(image_meta());
+    r
+}
+
+#[test]
+fn recipe_with_image_metadata_golden() {
+    let layout = PackLayout::committed();
+    let r = image_recipe(&layout);
+    let b = fixture("recipe_image.rcp");
+    let meta = image_meta();
+    let (clen, slen, plen) = (CONTAINER.len(), STREAM.len(), meta.properties.len());
+    let names_end = RECIPE_HEADER_LEN + clen + slen;
+    let xlen = 1 + 2 + 8 + 4 + plen;
+    let header_end = names_end + xlen;
+    assert_eq!(b.len(), header_end + 3 * RECIPE_ENTRY_LEN + RECIPE_TRAILER_LEN);
+    // (a) documented bytes
+    assert_eq!(&b[0..8], b"QSRECIPE");
+    assert_eq!(u16_at(&b, 8), 2, "version");
+    assert_eq!(u16_at(&b, 10) as usize, xlen, "extension length");
+    assert_eq!(u32_at(&b, 36), crc(&[&b[..36], &b[RECIPE_HEADER_LEN..header_end]]));
+    let x = &b[names_end..header_end];
+    assert_eq!(x[0], 1, "image record kind");
+    assert_eq!(u16_at(x, 1) as usize, 8 + 4 + plen);
+    assert_eq!(u64_at(x, 3), meta.date);
+    assert_eq!(u32_at(x, 11), meta.copy);
+    assert_eq!(&x[15..], meta.properties.as_bytes());
+    let d = decode_recipe(&b).unwrap();
+    assert_eq!(d.header.image, Some(meta));
+    assert_eq!(d.entries, r.entries);
+    // (b) re-encode
+    assert_eq!(encode_recipe(&r), b);
+    // (c) corrupt
+    assert_every_corruption_refused(&b);
+}
+
 #[test]
 fn recipe_golden() {
     let layout = PackLayout::committed();
@@ -869,12 +923,7 @@ fn recipe_golden() {
     // (b) re-encode
     assert_eq!(encode_recipe(&r), b);
     // (c) corrupt
-    for n in 0..b.len() {
-        assert!(decode_recipe(&b[..n]).is_err(), "truncated to {n}");
-    }
-    for (bit, c) in bit_flips(&b) {
-        assert!(decode_recipe(&c).is_err(), "bit {bit} flipped");
-    }
+    assert_every_corruption_refused(&b);
     let mut long = b.clone();
     long.push(0);
     assert!(decode_recipe(&long).is_err());
@@ -991,7 +1040,8 @@ fn format_constants() {
     assert_eq!(TRAILER_MAGIC, *b"QSPKEND1");
     assert_eq!(TRAILER_LEN, 24);
     assert_eq!(RECIPE_MAGIC, *b"QSRECIPE");
-    assert_eq!(RECIPE_VERSION, 1);
+    assert_eq!(RECIPE_VERSION, 2);
+    assert_eq!(MAX_RECIPE_EXTENSION_LEN, 8192);
     assert_eq!(RECIPE_HEADER_LEN, 40);
     assert_eq!(RECIPE_ENTRY_LEN, 48);
     assert_eq!(RECIPE_TRAILER_MAGIC, *b"QSRCPEND");

@@ -12,6 +12,7 @@ use super::{check_stream_name, check_writable, Engine};
 use crate::catalog::{ContainerKind, ContainerRecord};
 use crate::engine::StreamInfo;
 use crate::error::{Error, Result};
+use crate::recipe::{read_recipe_header, recipe_path, ImageMeta};
 use crate::writer::StreamWriter;
 
 /// Refuses a change, by anyone but its owner, to a container whose streams a frontend owns.
@@ -38,8 +39,8 @@ pub(crate) fn bin_retention(c: &ContainerRecord) -> Option<u64> {
 
 /// A frontend's hold on the streams of a container it owns (see the module documentation).
 pub struct OwnedStreams {
-    engine: Engine,
-    container: String,
+    pub(super) engine: Engine,
+    pub(super) container: String,
 }
 
 impl Engine {
@@ -70,6 +71,34 @@ impl OwnedStreams {
     /// Starts a stream from a prefix of another, as [`Engine::create_stream_from_prefix`].
     pub fn create_stream_from_prefix(&self, name: &str, source: &str, len: u64) -> Result<StreamWriter> {
         self.engine.stream_from_prefix(&self.container, name, source, len)
+    }
+
+    /// The container's name.
+    pub fn container(&self) -> &str {
+        &self.container
+    }
+
+    /// Starts writing image `name` of an OST storage unit from raw bytes (a passthrough write:
+    /// the engine cuts the chunks), its metadata written with its recipe. Refused when a stream
+    /// of that name exists (images are never replaced).
+    pub fn create_image(&self, name: &str, meta: &ImageMeta) -> Result<StreamWriter> {
+        check_stream_name(name)?;
+        super::ingest::check_image_meta(meta)?;
+        let c = self.engine.container_record(&self.container)?;
+        check_writable(&c)?;
+        if self.engine.catalog().stream(c.id, name)?.is_some() {
+            return Err(Error::AlreadyExists { what: "image", name: format!("{}/{name}", c.name) });
+        }
+        let store = self.engine.writable_store_for(&c)?;
+        StreamWriter::start(self.engine.inner.clone(), store, c, name.to_string(), &[], Some(meta.clone()))
+    }
+
+    /// The metadata written with a stream's recipe (`None` for a stream that is not an image).
+    pub fn image_meta(&self, name: &str) -> Result<Option<ImageMeta>> {
+        let c = self.engine.container_record(&self.container)?;
+        let s = self.engine.stream_record(&c, name)?;
+        let store = self.engine.store_for(&c)?;
+        Ok(read_recipe_header(&recipe_path(store.recipes_dir(), s.id))?.image)
     }
 
     /// Deletes a stream, as [`Engine::delete_stream`].

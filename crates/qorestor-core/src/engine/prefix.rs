@@ -72,7 +72,8 @@ impl Engine {
             let mut packs: Vec<u32> = inherited.iter().map(|e| e.loc.pack).collect();
             packs.sort_unstable();
             packs.dedup();
-            let w = StreamWriter::start(self.inner.clone(), store.clone(), c.clone(), name.to_string(), inherited)?;
+            let w =
+                StreamWriter::start(self.inner.clone(), store.clone(), c.clone(), name.to_string(), inherited, None)?;
             if w.pin_inherited(&packs) {
                 break (recipe, whole, kept, w);
             }

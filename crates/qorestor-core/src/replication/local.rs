@@ -109,6 +109,7 @@ impl ReplicaTarget for LocalReplica {
             created,
             container: c.name.clone(),
             stream: name.into(),
+            image: None,
         };
         let recipe = RecipeWriter::create(store.recipes_dir(), &header)?;
         let pin = store.pin_writer();
