@@ -1,0 +1,67 @@
+//! Reading and writing whole frames on a byte stream, and a stream that counts its bytes.
+
+use std::io::{Read, Write};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use crate::codec::{self, Message};
+use crate::error::{Error, Result};
+
+/// Writes one message as a frame and flushes it; returns the frame's bytes.
+pub(crate) fn send(w: &mut impl Write, m: &Message, peer: &str) -> Result<Vec<u8>> {
+    let frame = codec::encode(m);
+    w.write_all(&frame).and_then(|_| w.flush()).map_err(|e| Error::Io { peer: peer.into(), op: "write", source: e })?;
+    Ok(frame)
+}
+
+/// Reads one frame of at most `max` bytes into `buf` (reused; it grows with the bytes that
+/// arrive, never by the announced length up front) and decodes it. `None` at a clean end of
+/// the stream.
+pub(crate) fn receive(r: &mut impl Read, buf: &mut Vec<u8>, max: usize, peer: &str) -> Result<Option<Message>> {
+    let io = |e| Error::Io { peer: peer.into(), op: "read", source: e };
+    let mut head = [0u8; 4];
+    match r.read_exact(&mut head) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
+        Err(e) => return Err(io(e)),
+    }
+    let len = codec::frame_len(head).map_err(|e| Error::Wire { peer: peer.into(), source: e })?;
+    if len - codec::FRAME_OVERHEAD + 1 > max {
+        let detail = format!("a frame of {len} bytes where at most {max} are accepted now");
+        return Err(Error::Protocol { peer: peer.into(), detail });
+    }
+    buf.clear();
+    buf.extend_from_slice(&head);
+    let n = r.take((len - 4) as u64).read_to_end(buf).map_err(io)?;
+    if n != len - 4 {
+        return Err(io(std::io::ErrorKind::UnexpectedEof.into()));
+    }
+    codec::decode(buf).map(Some).map_err(|e| Error::Wire { peer: peer.into(), source: e })
+}
+
+/// A stream that counts every byte read from it and written to it.
+pub(crate) struct Counted<S> {
+    /// The stream.
+    pub inner: S,
+    /// Bytes both ways.
+    pub bytes: Arc<AtomicU64>,
+}
+
+impl<S: Read> Read for Counted<S> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.bytes.fetch_add(n as u64, Ordering::Relaxed);
+        Ok(n)
+    }
+}
+
+impl<S: Write> Write for Counted<S> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.bytes.fetch_add(n as u64, Ordering::Relaxed);
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
