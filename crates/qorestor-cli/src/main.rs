@@ -9,7 +9,7 @@
 //! - [`progress`]: an indicatif implementation of [`qorestor_core::Progress`];
 //! - one module per command group: [`init`], [`group`], [`container`], [`stream`], [`stats`],
 //!   [`cleaner`], [`verify`], [`recycle`], [`mod@bench`], [`vtl`], [`replication`], [`system`],
-//!   [`iscsi`], [`ndmp`], [`serve`].
+//!   [`iscsi`], [`ndmp`], [`user`], [`ost`], [`serve`].
 //!
 //! Exit codes: 0 on success, 1 when an operation failed, 2 for bad usage, 3 when `verify`
 //! found damage it did not heal.
@@ -23,6 +23,7 @@ mod init;
 mod iscsi;
 mod listen;
 mod ndmp;
+mod ost;
 mod output;
 mod progress;
 mod recycle;
@@ -34,6 +35,7 @@ mod serve_warnings;
 mod stats;
 mod stream;
 mod system;
+mod user;
 mod values;
 mod verify;
 mod vtl;
@@ -170,6 +172,13 @@ pub enum Command {
     /// The iSCSI target: names, LUNs and CHAP credentials.
     #[command(subcommand)]
     Iscsi(iscsi::IscsiCommand),
+    /// Users of the OST (and later REST) planes: add, list, delete, set-password.
+    #[command(subcommand)]
+    User(user::UserCommand),
+    /// OST: put, get, ls and rm images on an OST server (a network client), and show the
+    /// storage units of the data directory.
+    #[command(subcommand)]
+    Ost(ost::OstCommand),
     /// Run the daemon: the frontends whose --*-listen flag is given.
     #[command(long_about = serve::LONG_ABOUT)]
     Serve(serve::ServeArgs),
@@ -196,6 +205,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::System(cmd) => system::run(&ctx, cmd),
         Command::Ndmp(cmd) => ndmp::run(&ctx, cmd),
         Command::Iscsi(cmd) => iscsi::run(&ctx, cmd),
+        Command::User(cmd) => user::run(&ctx, cmd),
+        Command::Ost(cmd) => ost::run(&ctx, cmd),
         Command::Serve(args) => serve::run(&ctx, args),
     }
 }

@@ -48,6 +48,10 @@ With --replication-listen, other qorestor systems replicate containers into this
 (`qorestor replication add C --target HOST:PORT` on the source); they must know the password \
 set here with `qorestor replication set-password`.
 
+With --ost-listen, backup applications write and read images of the ost containers (storage \
+units) through the OST protocol (docs/OST-PROTOCOL.md), as users added with `qorestor user add \
+NAME --role ost`. An image not closed complete when its session ends is removed.
+
 Example:
   qorestor --data /srv/qorestor serve --iscsi-listen localhost:3260 --ndmp-listen localhost:10000
 
@@ -67,9 +71,10 @@ pub struct ServeArgs {
     /// know the password set with `qorestor replication set-password`).
     #[arg(long, value_name = "ADDR:PORT", value_parser = listen::parse)]
     pub replication_listen: Option<ListenAddr>,
-    /// Serve the OST image server on ADDR:PORT (not built yet).
-    #[arg(long, value_name = "ADDR:PORT")]
-    pub ost_listen: Option<SocketAddr>,
+    /// Serve the OST image server on ADDR:PORT (backup applications' OST plug-ins and
+    /// `qorestor ost`; users with role ost or administrator, see `qorestor user add`).
+    #[arg(long, value_name = "ADDR:PORT", value_parser = listen::parse)]
+    pub ost_listen: Option<ListenAddr>,
     /// Serve the HTTP management API on ADDR:PORT (not built yet).
     #[arg(long, value_name = "ADDR:PORT")]
     pub http_listen: Option<SocketAddr>,
@@ -158,7 +163,10 @@ pub fn run(ctx: &Ctx, args: ServeArgs) -> Result<()> {
         listening.push(Listening { frontend: "replication", addr: server.local_addr(), server: Box::new(server) });
     }
     if let Some(addr) = args.ost_listen {
-        bail!("cannot serve OST on {addr}: the OST frontend is not built yet");
+        let server = addr.bind_first(|a| {
+            qorestor_ost::listen(services.engine.clone(), a).with_context(|| format!("cannot serve OST on {a}"))
+        })?;
+        listening.push(Listening { frontend: "ost", addr: server.local_addr(), server: Box::new(server) });
     }
     if let Some(addr) = args.http_listen {
         bail!("cannot serve HTTP on {addr}: the HTTP API is not built yet");

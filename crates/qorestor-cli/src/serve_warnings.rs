@@ -14,7 +14,7 @@ pub fn warnings(engine: &Engine, libraries: &Libraries, listening: &[(&str, Sock
     if listening.is_empty() {
         out.push(
             "no listener asked for: serve runs scheduled cleaner windows only and serves no client \
-             (give --iscsi-listen, --ndmp-listen or --replication-listen ADDR:PORT)"
+             (give --iscsi-listen, --ndmp-listen, --ost-listen or --replication-listen ADDR:PORT)"
                 .to_string(),
         );
     }
@@ -39,6 +39,22 @@ pub fn warnings(engine: &Engine, libraries: &Libraries, listening: &[(&str, Sock
                 "NDMP on {addr} has no user: it refuses every client's authentication \
                  (stop serve, run `qorestor ndmp update --user U --password-stdin`, start it again)"
             )),
+            "ost" => {
+                use qorestor_core::users::Role;
+                let users = engine.users()?;
+                if !users.iter().any(|u| matches!(u.role, Role::Ost | Role::Administrator)) {
+                    out.push(format!(
+                        "OST on {addr} has no user with role ost or administrator: it refuses every client \
+                         (stop serve, run `qorestor user add NAME --role ost --password-stdin`, start it again)"
+                    ));
+                }
+                if !engine.containers(None)?.iter().any(|c| c.kind == qorestor_core::ContainerKind::Ost) {
+                    out.push(format!(
+                        "OST on {addr} has no storage unit: there is no ost container \
+                         (stop serve, run `qorestor container add NAME --storage-group SG --type ost`, start it again)"
+                    ));
+                }
+            }
             _ => {}
         }
     }
