@@ -197,7 +197,7 @@ pub fn run(ctx: &Ctx, cmd: OstCommand) -> Result<()> {
             } else {
                 Box::new(std::fs::File::create(&file).with_context(|| format!("cannot create {file}"))?)
             };
-            std::io::copy(&mut r, &mut out).with_context(|| format!("cannot restore {lsu}/{image}"))?;
+            r.copy_to(&mut out).with_context(|| format!("cannot restore {lsu}/{image}"))?;
             out.flush()?;
             r.close()?;
             Ok(())

@@ -446,7 +446,22 @@ impl Out {
 
 /// Encodes a message as one frame.
 pub fn encode(m: &Message) -> Vec<u8> {
-    let mut o = Out(vec![0; 4]);
+    let mut frame = Vec::new();
+    encode_into(m, &mut frame);
+    frame
+}
+
+/// Encodes a message as one frame into `frame` (cleared first; its allocation is reused, so a
+/// server answering 4 MiB reads does not allocate a frame per answer).
+pub fn encode_into(m: &Message, frame: &mut Vec<u8>) {
+    frame.clear();
+    let payload = match m {
+        Message::Write(d) | Message::Data(d) => d.len(),
+        _ => 0,
+    };
+    frame.reserve(payload + 64);
+    frame.extend_from_slice(&[0; 4]);
+    let mut o = Out(std::mem::take(frame));
     match m {
         Message::Hello { versions, caps, user, host, nonce } => {
             o.u8(tag::HELLO).u16(versions.len() as u16);
@@ -561,7 +576,7 @@ pub fn encode(m: &Message) -> Vec<u8> {
     b[0..4].copy_from_slice(&len.to_be_bytes());
     let crc = crc32fast::hash(&b[4..]);
     b.extend_from_slice(&crc.to_be_bytes());
-    b
+    *frame = b;
 }
 
 /// A cursor over a body that checks every read against the bytes left.

@@ -76,6 +76,26 @@ impl<'a> ImageReader<'a> {
         Ok(())
     }
 
+    /// Writes the rest of the image, from the current position, to `out` (each answer as it
+    /// arrives, with the next one already asked for); returns the bytes written.
+    pub fn copy_to(&mut self, out: &mut dyn std::io::Write) -> Result<u64> {
+        let start = self.pos;
+        while self.pos < self.info.logical_bytes {
+            let in_buf = self.pos >= self.buf_start && self.pos < self.buf_start + self.buf.len() as u64;
+            if !in_buf {
+                self.fill()?;
+            }
+            let at = (self.pos - self.buf_start) as usize;
+            out.write_all(&self.buf[at..]).map_err(|e| Error::Io {
+                peer: "the output".into(),
+                op: "write",
+                source: e,
+            })?;
+            self.pos += (self.buf.len() - at) as u64;
+        }
+        Ok(self.pos - start)
+    }
+
     /// Closes the image on the server.
     pub fn close(mut self) -> Result<()> {
         self.finish()

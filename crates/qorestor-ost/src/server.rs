@@ -11,7 +11,7 @@
 //! handle ([`Server::sessions`]) lists each session's peer, user, and in its state the client's
 //! host, mode and open image.
 
-use std::io::BufReader;
+use std::io::{BufReader, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::Arc;
 use std::time::Duration;
@@ -159,7 +159,7 @@ fn serve_connection(engine: &Engine, busy: &Arc<Busy>, stream: TcpStream, admitt
         conn = BufReader::with_capacity(1 << 20, conn.into_inner());
     }
     let mut session = Session::new(engine.clone(), busy.clone());
-    let mut buf = Vec::new();
+    let (mut buf, mut frame) = (Vec::new(), Vec::new());
     let mut state = String::new();
     loop {
         let request = match receive(&mut conn, &mut buf, codec::MAX_FRAME, CLIENT) {
@@ -177,6 +177,9 @@ fn serve_connection(engine: &Engine, busy: &Arc<Busy>, stream: TcpStream, admitt
             admitted.set_state(&now);
             state = now;
         }
-        send(conn.get_mut(), &answer, CLIENT)?;
+        codec::encode_into(&answer, &mut frame);
+        let sent = conn.get_mut().write_all(&frame).and_then(|_| conn.get_mut().flush());
+        sent.map_err(|e| Error::Io { peer: CLIENT.into(), op: "write", source: e })?;
+        session.recycle(answer);
     }
 }

@@ -287,9 +287,18 @@ impl Session {
         };
         let fail = |e: std::io::Error| (FailCode::Internal, e.to_string());
         reader.seek(SeekFrom::Start(offset)).map_err(fail)?;
-        self.scratch.clear();
-        reader.take(len as u64).read_to_end(&mut self.scratch).map_err(fail)?;
-        Ok(Message::Data(std::mem::take(&mut self.scratch)))
+        let mut data = std::mem::take(&mut self.scratch);
+        data.clear();
+        data.reserve(len as usize);
+        reader.take(len as u64).read_to_end(&mut data).map_err(fail)?;
+        Ok(Message::Data(data))
+    }
+
+    /// Takes back the buffer of an answer that was sent (a `Data`'s), for the next read.
+    pub fn recycle(&mut self, answer: Message) {
+        if let Message::Data(d) = answer {
+            self.scratch = d;
+        }
     }
 }
 
