@@ -289,3 +289,26 @@ fn the_server_lists_live_sessions_with_user_host_mode_and_image() {
     }
     w.close().unwrap();
 }
+
+#[test]
+fn an_encrypted_storage_unit_takes_auto_as_passthrough_and_refuses_dedupe() {
+    use qorestor_core::{EncryptionMode, EncryptionOptions, GroupOptions};
+    let f = Fixture::new();
+    let enc = EncryptionOptions::new(EncryptionMode::Internal, 30, Passphrase::new(b"vault pass".to_vec()).unwrap());
+    f.engine.add_encrypted_storage_group("vault", GroupOptions::default(), enc).unwrap();
+    f.engine.add_container("sealed", "vault", ContainerKind::Ost).unwrap();
+    let mut client = f.client();
+    let lsus = client.lsus().unwrap();
+    assert!(!lsus.iter().find(|l| l.name == "sealed").unwrap().optimized);
+    let e = client.create("sealed", "x", &ImageSpec::default(), ClientMode::Dedupe).err().unwrap();
+    assert_eq!(e.fail_code(), Some(FailCode::OptimizedUnavailable), "{e}");
+    assert!(e.to_string().contains("encrypted"), "{e}");
+    let bytes = data(3 << 20, 50);
+    let mut w = client.create("sealed", "auto", &ImageSpec::default(), ClientMode::Auto).unwrap();
+    assert!(!w.is_optimized());
+    w.write_all(&bytes).unwrap();
+    w.close().unwrap();
+    let mut back = Vec::new();
+    client.open("sealed", "auto").unwrap().read_to_end(&mut back).unwrap();
+    assert!(back == bytes);
+}
