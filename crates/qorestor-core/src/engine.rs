@@ -803,12 +803,6 @@ impl Engine {
         Ok(())
     }
 
-    /// Bytes available to the engine on the data directory's filesystem now (what a storage
-    /// unit's capacity adds to its used bytes when it has no quota).
-    pub fn free_bytes(&self) -> Result<u64> {
-        crate::fsutil::available_bytes(self.dir())
-    }
-
     /// Space statistics of a scope (see [`crate::stats`]).
     pub fn stats(&self, scope: &StatsScope) -> Result<Stats> {
         let groups = self.catalog().groups()?;

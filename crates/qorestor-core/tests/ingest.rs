@@ -175,6 +175,22 @@ fn an_ingest_dropped_before_publishing_leaves_no_image() {
 }
 
 #[test]
+fn client_chunks_are_refused_at_the_space_reserve() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Engine::create(dir.path()).unwrap();
+    let lsu = lsu(&engine);
+    // A reserve larger than any filesystem here: no new chunk fits above it.
+    engine.set_space_reserve(Some(u64::MAX / 2)).unwrap();
+    let mut ingest = lsu.start_ingest("img", &meta()).unwrap();
+    let raw = data(10_000, 9);
+    let fp = Fingerprint::of(&raw);
+    let chunk = ClientChunk { fp, raw_len: raw.len() as u32, codec: Codec::Raw, payload: &raw };
+    let e = ingest.append(&[(fp, raw.len() as u32)], &[chunk]).unwrap_err();
+    assert_eq!(e.kind(), qorestor_core::ErrorKind::OutOfSpace, "{e}");
+    assert_eq!(engine.stats(&StatsScope::System).unwrap().stored_bytes, 0);
+}
+
+#[test]
 fn only_ost_storage_units_take_client_chunks() {
     let dir = tempfile::tempdir().unwrap();
     let engine = Engine::create(dir.path()).unwrap();

@@ -111,7 +111,8 @@ impl FailCode {
 pub struct LsuInfo {
     /// Name.
     pub name: String,
-    /// Capacity in bytes (the container quota, else the filesystem's free bytes plus used).
+    /// Capacity in bytes (the container quota, else the free bytes above the space reserve
+    /// plus the storage group's pack bytes).
     pub capacity: u64,
     /// Logical bytes of its images.
     pub logical_bytes: u64,

@@ -201,7 +201,9 @@ impl Session {
     }
 
     fn list_lsus(&self) -> Answer {
-        let free = self.engine.free_bytes().map_err(engine_failure)?;
+        // New data may use the free space above the space reserve.
+        let space = self.engine.space().map_err(engine_failure)?;
+        let free = space.free_bytes.saturating_sub(space.reserve_bytes);
         let mut lsus = Vec::new();
         for c in self.engine.containers(None).map_err(engine_failure)? {
             if c.kind != ContainerKind::Ost {

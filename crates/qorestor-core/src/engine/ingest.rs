@@ -11,7 +11,8 @@
 //!    the chunks the server lacked as [`ClientChunk`]s (fingerprint, raw length, codec,
 //!    payload). Only plain codecs are accepted (raw or zstd; never sealed). Every chunk is
 //!    decoded and re-hashed before anything is stored, and the engine builds the record header
-//!    and its CRC itself; the container quota and the group quota apply as for a local write.
+//!    and its CRC itself; the container quota, the group quota and the space reserve apply as
+//!    for a local write (the last two in the group store's batch append).
 //! 3. [`ClientIngest::publish`] makes the packs and the recipe durable, then the catalog entry.
 //!    An ingest dropped before that leaves no stream (its chunks are garbage for the cleaner).
 //!
