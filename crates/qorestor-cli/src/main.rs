@@ -14,11 +14,13 @@
 //! Exit codes: 0 on success, 1 when an operation failed, 2 for bad usage, 3 when `verify`
 //! found damage it did not heal.
 
+mod alerts;
 mod bench;
 mod cleaner;
 mod container;
 mod context;
 mod group;
+mod handoff;
 mod init;
 mod iscsi;
 mod listen;
@@ -33,6 +35,7 @@ mod serve;
 mod serve_warnings;
 mod stats;
 mod stream;
+mod supervisor;
 mod system;
 mod values;
 mod verify;
@@ -170,6 +173,9 @@ pub enum Command {
     /// The iSCSI target: names, LUNs and CHAP credentials.
     #[command(subcommand)]
     Iscsi(iscsi::IscsiCommand),
+    /// The daemon's events (starts, stops, restarts), newest first.
+    #[command(subcommand)]
+    Alerts(alerts::AlertsCommand),
     /// Run the daemon: the frontends whose --*-listen flag is given.
     #[command(long_about = serve::LONG_ABOUT)]
     Serve(serve::ServeArgs),
@@ -196,6 +202,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::System(cmd) => system::run(&ctx, cmd),
         Command::Ndmp(cmd) => ndmp::run(&ctx, cmd),
         Command::Iscsi(cmd) => iscsi::run(&ctx, cmd),
+        Command::Alerts(cmd) => alerts::run(&ctx, cmd),
         Command::Serve(args) => serve::run(&ctx, args),
     }
 }

@@ -39,6 +39,7 @@ pub mod compress;
 pub mod crypto;
 mod engine;
 pub mod error;
+pub mod events;
 mod fileio;
 pub mod fingerprint;
 pub mod format;
@@ -70,7 +71,7 @@ pub use cleaner::{CleanerOptions, CleanerReport};
 pub use compress::Compression;
 pub use crypto::{EncryptionMode, EncryptionOptions, Passphrase};
 pub use engine::{
-    check_object_name, check_stream_address, check_stream_name, shortened, ContainerInfo, Engine, GroupInfo,
+    check_object_name, check_stream_address, check_stream_name, shortened, ContainerInfo, DirLock, Engine, GroupInfo,
     GroupOptions, OwnedStreams, StreamInfo, DEFAULT_GROUP,
 };
 pub use error::{CatalogError, DecodeError, Error, ErrorKind, Result};
