@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Result};
-use qorestor_core::{Engine, Passphrase};
+use qorestor_core::{DirLock, Engine, Passphrase};
 use serde::Serialize;
 
 use crate::output;
@@ -52,6 +52,13 @@ impl Ctx {
     /// choose another. Encrypted storage groups are unlocked with the passphrase, if one is
     /// given.
     pub fn open(&self, holder: &str) -> Result<Engine> {
+        self.check_initialised()?;
+        self.unlocked(self.hold(|| Engine::open_as(&self.data, holder))?)
+    }
+
+    /// An error saying how to choose another directory unless the data directory is
+    /// initialised.
+    pub fn check_initialised(&self) -> Result<()> {
         match Engine::is_initialised(&self.data) {
             Ok(true) => {}
             Ok(false) if self.data.exists() => {
@@ -60,7 +67,7 @@ impl Ctx {
             Ok(false) => bail!("data directory {} does not exist ({DIR_HINT})", self.data.display()),
             Err(e) => bail!("cannot use data directory {}: {e} ({DIR_HINT})", self.data.display()),
         }
-        self.unlocked(self.hold(|| Engine::open_as(&self.data, holder))?)
+        Ok(())
     }
 
     /// Like [`Ctx::open`], but creates and initialises the directory if it is the default one
@@ -70,6 +77,23 @@ impl Ctx {
             return self.open(holder);
         }
         self.unlocked(self.hold(|| Engine::open_or_create_as(&self.data, holder))?)
+    }
+
+    /// Takes the hold of the initialised data directory as `holder` without opening it (for
+    /// `serve`'s supervisor, which hands it to its serving process): the checks and the waiting
+    /// of [`Ctx::open`]; the default directory is created first if it was never initialised.
+    pub fn hold_dir(&self, holder: &str) -> Result<DirLock> {
+        if self.data == Path::new(crate::DEFAULT_DATA_DIR) && !Engine::is_initialised(&self.data).unwrap_or(true) {
+            drop(self.open_or_create_default(holder)?);
+        }
+        self.check_initialised()?;
+        self.hold(|| DirLock::acquire(&self.data, holder))
+    }
+
+    /// Opens the data directory whose hold `lock` another process passed down, unlocking
+    /// encrypted storage groups as [`Ctx::open`] does.
+    pub fn open_held(&self, lock: DirLock) -> Result<Engine> {
+        self.unlocked(Engine::open_held(&self.data, lock).map_err(|e| self.with_hint(e))?)
     }
 
     /// Gives the engine the passphrase, if one is given.

@@ -14,11 +14,13 @@
 //! Exit codes: 0 on success, 1 when an operation failed, 2 for bad usage, 3 when `verify`
 //! found damage it did not heal.
 
+mod alerts;
 mod bench;
 mod cleaner;
 mod container;
 mod context;
 mod group;
+mod handoff;
 mod init;
 mod iscsi;
 mod listen;
@@ -34,6 +36,7 @@ mod serve;
 mod serve_warnings;
 mod stats;
 mod stream;
+mod supervisor;
 mod system;
 mod user;
 mod values;
@@ -179,6 +182,9 @@ pub enum Command {
     /// storage units of the data directory.
     #[command(subcommand)]
     Ost(ost::OstCommand),
+    /// The daemon's events (starts, stops, restarts), newest first.
+    #[command(subcommand)]
+    Alerts(alerts::AlertsCommand),
     /// Run the daemon: the frontends whose --*-listen flag is given.
     #[command(long_about = serve::LONG_ABOUT)]
     Serve(serve::ServeArgs),
@@ -207,6 +213,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Iscsi(cmd) => iscsi::run(&ctx, cmd),
         Command::User(cmd) => user::run(&ctx, cmd),
         Command::Ost(cmd) => ost::run(&ctx, cmd),
+        Command::Alerts(cmd) => alerts::run(&ctx, cmd),
         Command::Serve(args) => serve::run(&ctx, args),
     }
 }

@@ -1,6 +1,8 @@
-//! `qorestor serve`: the daemon. Holds the data directory, opens every virtual tape library,
-//! starts the frontends whose `--*-listen` flag is given, prints `listening <frontend>
-//! <addr:port>` once every listener is bound, ticks the libraries every second (so idle drives
+//! `qorestor serve`: the daemon. The supervisor ([`crate::supervisor`]) holds the data
+//! directory and binds the listeners; this module is the serving process it starts, which
+//! adopts them ([`crate::handoff`]), opens every virtual tape library, serves the frontends
+//! on the sockets handed over, tells the supervisor it serves (which then prints the
+//! `listening <frontend> <addr:port>` lines), ticks the libraries every second (so idle drives
 //! make their buffered tape data durable), runs the cleaner in its scheduled windows
 //! ([`crate::scheduler`]), and on SIGTERM or SIGINT first stops every listener (no new
 //! connection; the open ones are ended and their threads joined), then stops a cleaner run at
@@ -8,20 +10,21 @@
 //! acknowledged is lost by ending it, since an acknowledgement comes only after durability
 //! (see `docs/VTL.md`).
 
-use std::io::Write;
-use std::net::SocketAddr;
+use std::net::{SocketAddr, TcpListener};
+use std::os::fd::AsFd;
 use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use clap::Args;
-use qorestor_core::Engine;
+use qorestor_core::{DirLock, Engine};
 use qorestor_vtl::Libraries;
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
 use crate::context::Ctx;
+use crate::handoff::{self, Frontend};
 use crate::listen::{self, ListenAddr};
 use crate::scheduler::{Scheduler, SystemClock};
 
@@ -34,10 +37,24 @@ printed on stdout:
 
   listening <frontend> <addr:port>
 
+serve runs as two processes: a supervisor, which holds the data directory, binds the \
+listeners (once: a port stays the same across restarts) and prints the listening lines; and \
+one serving process (the same program, started by the supervisor, handed the directory's lock \
+and the listening sockets), which opens the engine and serves. When the serving process dies \
+abnormally (killed, crashed, exited non-zero) the supervisor starts a new one at once, then \
+after 1 s, 2 s, 4 s ... (at most 16 s) if it keeps dying; after 5 restarts within 60 s it gives \
+up and exits 1 (leave the next attempt to the service manager). Connections made while no \
+serving process runs wait in the listen queue. If the supervisor is killed the serving process \
+gets SIGTERM and stops too.
+
 While serve runs it owns the data directory: other qorestor commands on it fail with \
-\"data directory DIR is in use by qorestor serve (pid N)\". SIGTERM or SIGINT stops it cleanly \
-(exit 0): the listeners stop first (open sessions are ended), then every tape drive's buffered \
-data is made durable.
+\"data directory DIR is in use by qorestor serve (pid N)\" (N: the supervisor). SIGTERM or \
+SIGINT, to the supervisor or to the whole process group, stops it cleanly (exit 0): the \
+listeners stop first (open sessions are ended), then every tape drive's buffered data is made \
+durable.
+
+Starts, stops, restarts (with how the serving process ended) and listeners that cannot bind \
+are recorded in the event log DIR/events: see `qorestor alerts list`.
 
 serve runs the cleaner in the windows stored with `qorestor cleaner schedule add` (local time; \
 the TZ environment variable applies): one run per opening of a window, asked to stop when the \
@@ -92,18 +109,18 @@ pub struct Services {
 struct Listening {
     frontend: &'static str,
     addr: SocketAddr,
-    server: Box<dyn Frontend>,
+    server: Box<dyn FrontendServer>,
 }
 
 /// What `serve` does with a frontend's server at shutdown.
-trait Frontend {
+trait FrontendServer {
     /// Stops accepting and ends the sessions.
     fn stop(&self);
     /// Waits for its threads, at most `limit`; whether they all ended.
     fn join_within(&self, limit: Duration) -> bool;
 }
 
-impl Frontend for qorestor_core::listener::Server {
+impl FrontendServer for qorestor_core::listener::Server {
     fn stop(&self) {
         qorestor_core::listener::Server::stop(self)
     }
@@ -113,7 +130,7 @@ impl Frontend for qorestor_core::listener::Server {
     }
 }
 
-impl Frontend for qorestor_iscsi::Server {
+impl FrontendServer for qorestor_iscsi::Server {
     fn stop(&self) {
         qorestor_iscsi::Server::stop(self)
     }
@@ -128,59 +145,48 @@ const TICK: Duration = Duration::from_secs(1);
 /// How long a stop waits for a frontend's sessions to end (one may be finishing a command).
 const SESSION_END: Duration = Duration::from_secs(20);
 
-/// Runs `serve` until SIGTERM or SIGINT.
+/// Runs `serve`: the supervisor ([`crate::supervisor`]), or, in the process it starts, the
+/// serving process.
 pub fn run(ctx: &Ctx, args: ServeArgs) -> Result<()> {
-    // Signals are caught from before the first listener is bound, so that a stop sent right
-    // after the `listening` lines is never lost.
+    match std::env::var(handoff::SUPERVISOR_ENV) {
+        Ok(pid) => {
+            let pid = pid.parse().with_context(|| format!("{} is not a pid: {pid:?}", handoff::SUPERVISOR_ENV))?;
+            serve(ctx, pid)
+        }
+        Err(_) => crate::supervisor::run(ctx, &args),
+    }
+}
+
+/// The serving process: adopts the hold and the listening sockets the supervisor `supervisor`
+/// hands over on stdin, opens the engine, serves until SIGTERM or SIGINT.
+fn serve(ctx: &Ctx, supervisor: u32) -> Result<()> {
     let mut signals = Signals::new([SIGTERM, SIGINT]).context("cannot install the signal handlers")?;
+    handoff::follow_supervisor(supervisor)?;
+    let stdin = std::io::stdin();
+    let handed = handoff::receive(stdin.as_fd())?;
     // The VTL logs every engine failure it reports to an initiator (library, cartridge, drive,
     // command, sense, the engine's message): one line each on stderr, with serve's messages.
     let log = tracing_subscriber::fmt().with_writer(std::io::stderr).with_ansi(false).with_target(false);
     if log.try_init().is_err() {
         eprintln!("qorestor serve: cannot install the log writer: tape errors will not be logged");
     }
-    let engine = ctx.open_or_create_default("qorestor serve")?;
+    let engine = ctx.open_held(DirLock::adopt(ctx.data(), handed.lock)?)?;
     let libraries = Arc::new(Libraries::open_all(&engine)?);
     let services = Services { engine, libraries: libraries.clone() };
     let mut listening = Vec::new();
-    if let Some(addr) = args.iscsi_listen {
-        listening.push(addr.bind_first(|a| start_iscsi(a, &services))?);
-    }
-    if let Some(addr) = args.ndmp_listen {
-        listening.push(addr.bind_first(|a| start_ndmp(a, &services))?);
-    }
-    if let Some(addr) = args.replication_listen {
-        if !services.engine.replication_password_set()? {
-            eprintln!(
-                "qorestor serve: no replication password is set: the replication listener refuses every source \
-                 (stop serve, run `qorestor replication set-password`, start it again)"
-            );
-        }
-        let server = addr.bind_first(|a| {
-            qorestor_core::replication::listen(services.engine.clone(), a)
-                .with_context(|| format!("cannot listen for replication on {a}"))
-        })?;
-        listening.push(Listening { frontend: "replication", addr: server.local_addr(), server: Box::new(server) });
-    }
-    if let Some(addr) = args.ost_listen {
-        let server = addr.bind_first(|a| {
-            qorestor_ost::listen(services.engine.clone(), a).with_context(|| format!("cannot serve OST on {a}"))
-        })?;
-        listening.push(Listening { frontend: "ost", addr: server.local_addr(), server: Box::new(server) });
-    }
-    if let Some(addr) = args.http_listen {
-        bail!("cannot serve HTTP on {addr}: the HTTP API is not built yet");
+    for (frontend, listener) in handed.listeners {
+        listening.push(match frontend {
+            Frontend::Iscsi => start_iscsi(listener, &services)?,
+            Frontend::Ndmp => start_ndmp(listener, &services)?,
+            Frontend::Replication => start_replication(listener, &services)?,
+            Frontend::Ost => start_ost(listener, &services)?,
+        });
     }
     let bound: Vec<_> = listening.iter().map(|l| (l.frontend, l.addr)).collect();
     for warning in crate::serve_warnings::warnings(&services.engine, &libraries, &bound)? {
         eprintln!("qorestor serve: warning: {warning}");
     }
-    let mut out = std::io::stdout().lock();
-    for l in &listening {
-        writeln!(out, "listening {} {}", l.frontend, l.addr)?;
-    }
-    out.flush()?;
-    drop(out);
+    handoff::send_ready(stdin.as_fd())?;
     let ticked = libraries.clone();
     thread::Builder::new().name("tick".into()).spawn(move || loop {
         thread::sleep(TICK);
@@ -211,16 +217,35 @@ pub fn run(ctx: &Ctx, args: ServeArgs) -> Result<()> {
     Ok(())
 }
 
-/// Starts the iSCSI target on `addr`: one target per library, CHAP as `iscsi set-password`
+/// Starts the replication listener on `listener`.
+fn start_replication(listener: TcpListener, services: &Services) -> Result<Listening> {
+    if !services.engine.replication_password_set()? {
+        eprintln!(
+            "qorestor serve: no replication password is set: the replication listener refuses every source \
+             (stop serve, run `qorestor replication set-password`, start it again)"
+        );
+    }
+    let server = qorestor_core::replication::serve_listener(services.engine.clone(), listener)
+        .context("cannot serve replication")?;
+    Ok(Listening { frontend: "replication", addr: server.local_addr(), server: Box::new(server) })
+}
+
+/// Starts the OST server on `listener`.
+fn start_ost(listener: TcpListener, services: &Services) -> Result<Listening> {
+    let server = qorestor_ost::serve_listener(services.engine.clone(), listener).context("cannot serve OST")?;
+    Ok(Listening { frontend: "ost", addr: server.local_addr(), server: Box::new(server) })
+}
+
+/// Starts the iSCSI target on `listener`: one target per library, CHAP as `iscsi set-password`
 /// stored it.
-fn start_iscsi(addr: SocketAddr, services: &Services) -> Result<Listening> {
+fn start_iscsi(listener: TcpListener, services: &Services) -> Result<Listening> {
     let portal = qorestor_iscsi::config::portal(&services.engine, &services.libraries)?;
-    let server = qorestor_iscsi::Server::start(addr, Arc::new(portal))?;
+    let server = qorestor_iscsi::Server::serve(listener, Arc::new(portal))?;
     Ok(Listening { frontend: "iscsi", addr: server.local_addr(), server: Box::new(server) })
 }
 
-/// Starts the NDMP server on `addr`.
-fn start_ndmp(addr: SocketAddr, services: &Services) -> Result<Listening> {
+/// Starts the NDMP server on `listener`.
+fn start_ndmp(listener: TcpListener, services: &Services) -> Result<Listening> {
     let engine = services.engine.clone();
     let shared = qorestor_ndmp::Shared {
         libraries: services.libraries.clone(),
@@ -234,6 +259,6 @@ fn start_ndmp(addr: SocketAddr, services: &Services) -> Result<Listening> {
         }),
         opened: Default::default(),
     };
-    let server = qorestor_ndmp::server::start(addr, Arc::new(shared)).context("cannot start the NDMP server")?;
+    let server = qorestor_ndmp::server::serve(listener, Arc::new(shared)).context("cannot start the NDMP server")?;
     Ok(Listening { frontend: "ndmp", addr: server.local_addr(), server: Box::new(server) })
 }

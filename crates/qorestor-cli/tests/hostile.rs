@@ -12,7 +12,7 @@ mod common;
 use std::io::{Read, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream};
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::sync::{Arc, Barrier};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -106,18 +106,6 @@ fn raise_nofile(needed: u64) {
         limit.current = Some(limit.maximum.map_or(needed, |m| m.min(needed)));
         setrlimit(Resource::Nofile, limit).unwrap();
     }
-}
-
-/// Whether `tool` is installed; when it is not, fails under CI=true and otherwise says why its
-/// part is skipped.
-fn installed(tool: &str) -> bool {
-    let found = Command::new("sh").args(["-c", &format!("command -v {tool}")]).stdout(Stdio::null()).status();
-    if found.is_ok_and(|s| s.success()) {
-        return true;
-    }
-    assert!(std::env::var("CI").as_deref() != Ok("true"), "CI=true: {tool} is missing");
-    eprintln!("skipped the {tool} client: not installed");
-    false
 }
 
 /// Two data directories: `dst` serves (library lib1, NDMP user, replication password), `src`
@@ -224,7 +212,7 @@ fn every_listener_holds_against_hostile_clients_while_real_clients_work() {
     assert_eq!(dma.login("ndmp", "secret").unwrap().error(), 0, "the DMA authenticates");
     let pass = json(&src, &["replication", "start", "nightly"]);
     assert_eq!((pass["state"].as_str(), pass["logical_bytes"].as_u64()), (Some("idle"), Some(bytes.len() as u64)));
-    if installed("iscsi-ls") {
+    if common::installed("iscsi-ls") {
         let out = Command::new("iscsi-ls").args(["-s", &format!("iscsi://{iscsi}")]).output().unwrap();
         let text = String::from_utf8_lossy(&out.stdout);
         assert!(out.status.success(), "iscsi-ls: {text} {}", String::from_utf8_lossy(&out.stderr));

@@ -13,6 +13,7 @@
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, Write};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -214,15 +215,26 @@ pub(crate) fn check_writable(c: &ContainerRecord) -> Result<()> {
 /// writes it right after taking the lock).
 const HOLDER_NAME_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
-/// The exclusive hold of a data directory by one process. The lock file holds one line naming
-/// the holder while it is held, and is emptied when the hold ends (a process killed outright
-/// leaves its line, which the next holder overwrites at once).
-struct DirLock {
+/// The exclusive hold of a data directory by one process (the file `DIR/lock`, see
+/// `docs/FORMAT.md`). The lock file holds one line naming the holder while it is held, and is
+/// emptied when the hold ends (a process killed outright leaves its line, which the next holder
+/// overwrites at once).
+///
+/// The hold is an `flock` on the file's open description: a descriptor passed to another
+/// process (inherited, or sent over a Unix socket) carries it, and the hold lasts until every
+/// copy is closed. `qorestor serve` takes it in its supervisor and hands it to the serving
+/// process, which [adopts](DirLock::adopt) it.
+pub struct DirLock {
     file: File,
+    /// Whether this process took the hold (and empties the file when it ends), rather than
+    /// adopting one another process took and still owns.
+    owner: bool,
 }
 
 impl DirLock {
-    fn acquire(dir: &Path, holder: &str) -> Result<Self> {
+    /// Takes the hold of `dir`, writing `holder (pid N)` into the lock file; a directory held
+    /// by another process is [`Error::Locked`] naming that holder.
+    pub fn acquire(dir: &Path, holder: &str) -> Result<Self> {
         let path = dir.join("lock");
         let mut file = OpenOptions::new()
             .read(true)
@@ -237,7 +249,7 @@ impl DirLock {
                 file.set_len(0).map_err(|e| Error::io("write", &path, e))?;
                 file.write_all(format!("{holder} (pid {})\n", std::process::id()).as_bytes())
                     .map_err(|e| Error::io("write", &path, e))?;
-                return Ok(DirLock { file });
+                return Ok(DirLock { file, owner: true });
             }
             // Held: the holder's line names it, unless the holder has only just taken the
             // lock and not written its line yet (then look again in a moment).
@@ -250,6 +262,48 @@ impl DirLock {
             std::thread::sleep(std::time::Duration::from_millis(5));
         }
     }
+
+    /// Adopts the hold of `dir` that another process took and passed down as `fd`: the
+    /// descriptor must be `dir/lock` itself and must hold the lock (else [`Error::Locked`] or
+    /// an invalid-value error). The lock file keeps the owner's line, and is left as it is
+    /// when this hold ends (the owner empties it).
+    pub fn adopt(dir: &Path, fd: OwnedFd) -> Result<Self> {
+        use std::os::unix::fs::MetadataExt;
+        let path = dir.join("lock");
+        let file = File::from(fd);
+        let given = file.metadata().map_err(|e| Error::io("stat", &path, e))?;
+        let named = std::fs::metadata(&path).map_err(|e| Error::io("stat", &path, e))?;
+        if (given.dev(), given.ino()) != (named.dev(), named.ino()) {
+            return Err(Error::invalid("inherited lock", path.display().to_string(), "the descriptor is another file"));
+        }
+        // On the same open description the lock is already ours and this succeeds; on
+        // another one it fails while the owner holds it.
+        if file.try_lock().is_err() {
+            return Err(Error::Locked { path: dir.to_path_buf(), holder: "another process".into() });
+        }
+        Ok(DirLock { file, owner: false })
+    }
+}
+
+impl AsFd for DirLock {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.file.as_fd()
+    }
+}
+
+/// The format marker's text, checked: a missing marker is a directory never initialised.
+fn read_marker(dir: &Path) -> Result<String> {
+    let marker = dir.join(MARKER);
+    let text = std::fs::read_to_string(&marker).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => {
+            Error::invalid("data directory", dir.display().to_string(), "not initialised (run qorestor init)")
+        }
+        _ => Error::io("read", &marker, e),
+    })?;
+    if text != MARKER_TEXT && text != MARKER_TEXT_V1 {
+        return Err(Error::corrupt("format marker", &marker, format!("unsupported content {text:?}")));
+    }
+    Ok(text)
 }
 
 /// The complete first line of the lock file, if it has one.
@@ -263,6 +317,9 @@ fn holder_line(file: &mut File) -> Option<String> {
 
 impl Drop for DirLock {
     fn drop(&mut self) {
+        if !self.owner {
+            return;
+        }
         // Empty before the lock goes (with the file), so no later reader takes this line for
         // the name of a newer holder.
         let _ = self.file.set_len(0);
@@ -411,20 +468,18 @@ impl Engine {
     /// Opens an existing data directory, naming the holder in the lock file (other processes
     /// report it when they find the directory in use).
     pub fn open_as(dir: &Path, holder: &str) -> Result<Engine> {
-        let marker = dir.join(MARKER);
-        let text = std::fs::read_to_string(&marker).map_err(|e| match e.kind() {
-            std::io::ErrorKind::NotFound => {
-                Error::invalid("data directory", dir.display().to_string(), "not initialised (run qorestor init)")
-            }
-            _ => Error::io("read", &marker, e),
-        })?;
-        if text != MARKER_TEXT && text != MARKER_TEXT_V1 {
-            return Err(Error::corrupt("format marker", &marker, format!("unsupported content {text:?}")));
-        }
-        let engine = Self::open_locked(dir, DirLock::acquire(dir, holder)?)?;
+        read_marker(dir)?;
+        Self::open_held(dir, DirLock::acquire(dir, holder)?)
+    }
+
+    /// Opens an existing data directory whose hold `lock` was taken already (by this process,
+    /// or by another that passed it down: see [`DirLock::adopt`]).
+    pub fn open_held(dir: &Path, lock: DirLock) -> Result<Engine> {
+        let text = read_marker(dir)?;
+        let engine = Self::open_locked(dir, lock)?;
         if text == MARKER_TEXT_V1 {
             // The catalog was migrated by `Catalog::open`: from now on only this version opens it.
-            crate::fsutil::write_atomic(&marker, MARKER_TEXT.as_bytes())?;
+            crate::fsutil::write_atomic(&dir.join(MARKER), MARKER_TEXT.as_bytes())?;
         }
         Ok(engine)
     }

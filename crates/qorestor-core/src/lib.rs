@@ -39,6 +39,7 @@ pub mod compress;
 pub mod crypto;
 mod engine;
 pub mod error;
+pub mod events;
 mod fileio;
 pub mod fingerprint;
 pub mod format;
@@ -72,7 +73,7 @@ pub use compress::Compression;
 pub use crypto::{EncryptionMode, EncryptionOptions, Passphrase};
 pub use engine::{
     check_object_name, check_stream_address, check_stream_name, shortened, ClientChunk, ClientIngest, ContainerInfo,
-    Engine, GroupInfo, GroupOptions, IngestParams, OwnedStreams, StreamInfo, DEFAULT_GROUP,
+    DirLock, Engine, GroupInfo, GroupOptions, IngestParams, OwnedStreams, StreamInfo, DEFAULT_GROUP,
 };
 pub use error::{CatalogError, DecodeError, Error, ErrorKind, Result};
 pub use fingerprint::Fingerprint;

@@ -56,6 +56,12 @@ impl Server {
     pub fn start(addr: SocketAddr, portal: Arc<Portal>) -> Result<Server> {
         let listener =
             TcpListener::bind(addr).map_err(|source| Error::Io { what: format!("cannot listen on {addr}"), source })?;
+        Self::serve(listener, portal)
+    }
+
+    /// Serves `portal` on a socket already listening (bound by `qorestor serve`'s supervisor
+    /// and passed down), on background threads, one per connection.
+    pub fn serve(listener: TcpListener, portal: Arc<Portal>) -> Result<Server> {
         let limits = Limits { pre_auth_timeout: portal.timeouts.login, ..LIMITS };
         let handler = Arc::new(Target { portal, registry: Registry::default() });
         let inner = listener::Server::spawn("iscsi", listener, limits, handler)

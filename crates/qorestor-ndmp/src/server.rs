@@ -60,6 +60,12 @@ const REFUSED: u32 = 2;
 /// Binds `addr` and serves NDMP on it in background threads; returns the server's handle.
 pub fn start(addr: SocketAddr, shared: Arc<Shared>) -> Result<Server> {
     let listener = TcpListener::bind(addr).map_err(|e| Error::io(format!("cannot listen on {addr}"), e))?;
+    serve(listener, shared)
+}
+
+/// Serves NDMP on a socket already listening (bound by `qorestor serve`'s supervisor and
+/// passed down), in background threads; returns the server's handle.
+pub fn serve(listener: TcpListener, shared: Arc<Shared>) -> Result<Server> {
     Server::spawn("ndmp", listener, LIMITS, Arc::new(Ndmp { shared }))
         .map_err(|e| Error::io("cannot start the NDMP server threads", e))
 }

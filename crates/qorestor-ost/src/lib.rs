@@ -47,5 +47,5 @@ pub use client::{ConnectOptions, OstClient};
 pub use codec::{FailCode, ImageInfo, LsuInfo};
 pub use error::{Error, Result};
 pub use reader::{ImageReader, READ_LEN};
-pub use server::listen;
+pub use server::{listen, serve_listener};
 pub use writer::{ClientMode, ImageSpec, ImageWriter, BATCH_BYTES, PASSTHROUGH_FRAME, WINDOW};

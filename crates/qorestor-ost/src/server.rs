@@ -44,8 +44,22 @@ const CLIENT: &str = "the OST client";
 pub fn listen(engine: Engine, addr: SocketAddr) -> Result<Server> {
     let io = |op, e| Error::Io { peer: addr.to_string(), op, source: e };
     let listener = TcpListener::bind(addr).map_err(|e| io("listen", e))?;
+    serve_listener(engine, listener)
+}
+
+/// Serves OST for `engine` on a socket already listening (bound by `qorestor serve`'s supervisor
+/// and passed down), as [`listen`] does.
+pub fn serve_listener(engine: Engine, listener: TcpListener) -> Result<Server> {
+    let peer = match listener.local_addr() {
+        Ok(addr) => addr.to_string(),
+        Err(_) => "the OST listener".to_string(),
+    };
     let handler = OstHandler { engine, busy: Arc::new(Busy::default()) };
-    Server::spawn("ost", listener, LISTENER_LIMITS, Arc::new(handler)).map_err(|e| io("start the OST server", e))
+    Server::spawn("ost", listener, LISTENER_LIMITS, Arc::new(handler)).map_err(|e| Error::Io {
+        peer,
+        op: "start the OST server",
+        source: e,
+    })
 }
 
 struct OstHandler {

@@ -186,6 +186,42 @@ impl Server {
     }
 }
 
+impl Server {
+    /// Waits until every process writing the daemon's stderr (the supervisor and its serving
+    /// process) has ended (the pipe closes); returns the lines not read yet.
+    pub fn wait_for_stderr_end(&self) -> Vec<String> {
+        let deadline = Instant::now() + PATIENCE;
+        let mut seen = Vec::new();
+        loop {
+            match self.stderr.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+                Ok(line) => seen.push(line),
+                Err(mpsc::RecvTimeoutError::Disconnected) => return seen,
+                Err(e) => panic!("serve's stderr stayed open ({e}); it printed {seen:?}"),
+            }
+        }
+    }
+
+    /// The serving process the supervisor runs now (its only child).
+    pub fn serving_pid(&self) -> u32 {
+        let pid = self.pid();
+        let children = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap();
+        let pids: Vec<u32> = children.split_whitespace().map(|p| p.parse().unwrap()).collect();
+        assert_eq!(pids.len(), 1, "serve (pid {pid}) runs one serving process: {pids:?}");
+        pids[0]
+    }
+}
+
+/// Whether the client program `tool` is installed; with `CI=true` a missing one is a failure.
+pub fn installed(tool: &str) -> bool {
+    let found = Command::new("sh").args(["-c", &format!("command -v {tool}")]).stdout(Stdio::null()).status();
+    if found.is_ok_and(|s| s.success()) {
+        return true;
+    }
+    assert!(std::env::var("CI").as_deref() != Ok("true"), "CI=true: {tool} is missing");
+    eprintln!("skipped the {tool} client: not installed");
+    false
+}
+
 impl Drop for Server {
     fn drop(&mut self) {
         if let Some(mut c) = self.child.take() {

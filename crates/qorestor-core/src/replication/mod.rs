@@ -48,7 +48,7 @@ mod remote;
 mod tls;
 pub(crate) mod wire;
 
-pub use remote::{check_target, listen, HANDSHAKE_TIMEOUT, LISTENER_LIMITS, PRE_AUTH_MAX_FRAME};
+pub use remote::{check_target, listen, serve_listener, HANDSHAKE_TIMEOUT, LISTENER_LIMITS, PRE_AUTH_MAX_FRAME};
 pub use tls::WireEncryption;
 
 /// Recipe entries per "which are missing" exchange, at most (the protocol's limit). Each

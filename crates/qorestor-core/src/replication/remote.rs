@@ -374,6 +374,13 @@ pub const LISTENER_LIMITS: Limits = Limits::with(HANDSHAKE_TIMEOUT, MAX_SESSIONS
 /// own thread, admitted as [`LISTENER_LIMITS`] says (more are refused with a `Failed` frame).
 pub fn listen(engine: Engine, addr: SocketAddr) -> Result<Server> {
     let listener = TcpListener::bind(addr).map_err(|e| Error::io("listen on", addr.to_string(), e))?;
+    serve_listener(engine, listener)
+}
+
+/// Serves replication for `engine` on a socket already listening (bound by `qorestor serve`'s
+/// supervisor and passed down), as [`listen`] does.
+pub fn serve_listener(engine: Engine, listener: TcpListener) -> Result<Server> {
+    let addr = listener.local_addr().map_err(|e| Error::io("inspect", "the replication listener", e))?;
     Server::spawn("replication", listener, LISTENER_LIMITS, Arc::new(Listener { engine }))
         .map_err(|e| Error::io("start", format!("the replication listener on {addr}"), e))
 }
