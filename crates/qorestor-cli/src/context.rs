@@ -52,6 +52,16 @@ impl Ctx {
     /// choose another. Encrypted storage groups are unlocked with the passphrase, if one is
     /// given.
     pub fn open(&self, holder: &str) -> Result<Engine> {
+        self.open_with(holder, Engine::open_as)
+    }
+
+    /// Like [`Ctx::open`], for `verify --repair`: a catalog that cannot be opened is rebuilt
+    /// from its redundant records ([`Engine::open_for_repair_as`]).
+    pub fn open_for_repair(&self, holder: &str) -> Result<Engine> {
+        self.open_with(holder, Engine::open_for_repair_as)
+    }
+
+    fn open_with(&self, holder: &str, open: fn(&Path, &str) -> qorestor_core::Result<Engine>) -> Result<Engine> {
         match Engine::is_initialised(&self.data) {
             Ok(true) => {}
             Ok(false) if self.data.exists() => {
@@ -60,7 +70,7 @@ impl Ctx {
             Ok(false) => bail!("data directory {} does not exist ({DIR_HINT})", self.data.display()),
             Err(e) => bail!("cannot use data directory {}: {e} ({DIR_HINT})", self.data.display()),
         }
-        self.unlocked(self.hold(|| Engine::open_as(&self.data, holder))?)
+        self.unlocked(self.hold(|| open(&self.data, holder))?)
     }
 
     /// Like [`Ctx::open`], but creates and initialises the directory if it is the default one
