@@ -149,6 +149,7 @@ fn build(data: &Path, replica: &Path) -> (String, String) {
     ok_with_input(data, &args, format!("{PASSPHRASE}\n").as_bytes());
     ok(data, &["container", "add", "secret", "--storage-group", "enc", "--type", "object"]);
     ok(data, &["system", "set-name", "repair-test"]);
+    ok(data, &["system", "set-reserve", "20MiB"]);
     ok(data, &["cleaner", "schedule", "add", "--day", "sun", "--start", "01:00", "--stop", "05:00"]);
     for (addr, content) in streams().iter().take(4) {
         put(data, addr, content);
@@ -189,7 +190,9 @@ fn snapshot(data: &Path) -> Vec<(String, Value)> {
         &["system", "show"],
         &["cleaner", "schedule", "list"],
     ] {
-        out.push((args.join(" "), json(data, args)));
+        let mut v = json(data, args);
+        strip_times(&mut v);
+        out.push((args.join(" "), v));
     }
     let mut status = json(data, &["replication", "status", "plain"]);
     strip_times(&mut status);
@@ -197,11 +200,19 @@ fn snapshot(data: &Path) -> Vec<(String, Value)> {
     out
 }
 
-/// Removes every field whose name says it is a time (they may differ after a repair).
+/// Removes every field whose name says it is a time (they may differ after a repair), and the
+/// filesystem's free bytes.
 fn strip_times(v: &mut Value) {
     match v {
         Value::Object(m) => {
-            m.retain(|k, _| !(k.contains("time") || k.ends_with("_at") || k.contains("seconds") || k == "last_pass"));
+            // Free space moves with whatever else uses the filesystem.
+            m.retain(|k, _| {
+                !(k.contains("time")
+                    || k.ends_with("_at")
+                    || k.contains("seconds")
+                    || k == "last_pass"
+                    || k == "free_bytes")
+            });
             m.values_mut().for_each(strip_times);
         }
         Value::Array(a) => a.iter_mut().for_each(strip_times),
@@ -326,13 +337,18 @@ fn a_catalog_that_lost_its_last_commits_gets_them_back_from_the_records() {
     ok(&data, &["container", "add", "d", "--storage-group", "DefaultGroup", "--type", "object"]);
     put(&data, "c/second", &bytes(2, 20_000));
     ok(&data, &["system", "set-name", "newer"]);
-    let before = (json(&data, &["container", "list"]), json(&data, &["ls", "c"]), json(&data, &["system", "show"]));
+    let system = |data: &Path| {
+        let mut v = json(data, &["system", "show"]);
+        strip_times(&mut v);
+        v
+    };
+    let before = (json(&data, &["container", "list"]), json(&data, &["ls", "c"]), system(&data));
     std::fs::write(data.join("catalog/catalog.redb"), old).unwrap();
     let out = run(&data, &["verify"]);
     assert_eq!(out.status.code(), Some(3), "verify finds the catalog behind its records");
     let report = json(&data, &["verify", "--repair"]);
     assert!(!report["catalog_restored"].as_array().unwrap().is_empty(), "{report:#}");
-    let after = (json(&data, &["container", "list"]), json(&data, &["ls", "c"]), json(&data, &["system", "show"]));
+    let after = (json(&data, &["container", "list"]), json(&data, &["ls", "c"]), system(&data));
     assert_eq!(before, after);
     assert_eq!(ok(&data, &["get", "c/second", "-"]), bytes(2, 20_000));
     ok(&data, &["verify"]);
