@@ -56,6 +56,13 @@ impl Ctx {
         self.unlocked(self.hold(|| Engine::open_as(&self.data, holder))?)
     }
 
+    /// Like [`Ctx::open`], for `verify --repair`: a catalog that cannot be opened is rebuilt
+    /// from its redundant records ([`Engine::open_for_repair_as`]).
+    pub fn open_for_repair(&self, holder: &str) -> Result<Engine> {
+        self.check_initialised()?;
+        self.unlocked(self.hold(|| Engine::open_for_repair_as(&self.data, holder))?)
+    }
+
     /// An error saying how to choose another directory unless the data directory is
     /// initialised.
     pub fn check_initialised(&self) -> Result<()> {

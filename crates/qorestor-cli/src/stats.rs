@@ -21,9 +21,14 @@ headers and indexes.
 
 JSON: one flat object with scope, name, logical_bytes, stored_bytes, live_stored_bytes,
 reclaimable_bytes, unique_chunks, unique_bytes, dedup_ratio, compression_ratio,
-reduction_ratio, savings_percent, streams, containers, (not for a container) storage_groups
-and packs, and (system-wide only) free_bytes (available space on the data directory's
-filesystem) and reserve_bytes (the space reserve new data leaves free; see system set-reserve).
+reduction_ratio, savings_percent, streams, containers, unreadable_streams and
+skipped_streams, (not for a container) storage_groups and packs, and (system-wide only)
+free_bytes (available space on the data directory's filesystem) and reserve_bytes (the space
+reserve new data leaves free; see system set-reserve).
+
+A live stream whose recipe cannot be read is left out of the figures and named on stderr (JSON:
+unreadable_streams, the count, and skipped_streams, one \"CONTAINER/STREAM: why\" each);
+stats still exits 0. qorestor verify says more, and verify --repair heals what it can.
 
 Examples:
   qorestor stats
@@ -49,7 +54,11 @@ pub fn run(ctx: &Ctx, args: StatsArgs) -> Result<()> {
     };
     let engine = ctx.open("qorestor stats")?;
     let stats = engine.stats(&scope)?;
-    ctx.emit(&report(&stats)?, || render(&stats))
+    ctx.emit(&report(&stats)?, || render(&stats))?;
+    for s in &stats.skipped_streams {
+        eprintln!("warning: left out of the statistics, its recipe cannot be read: {}", output::name(s));
+    }
+    Ok(())
 }
 
 /// The JSON of `stats`: the engine's statistics; a container's without `storage_groups` and

@@ -23,6 +23,14 @@ data stores a fresh copy, and a later repair heals from it), rebuilds the finger
 the packs, rebuilds damaged pack footers and corrects catalog entries from recipes. It never
 deletes a chunk.
 
+Every catalog row (storage groups with their encryption key wraps, containers, system settings,
+cleaner schedules, replication links, tape libraries and cartridge maps, streams and recycle-bin
+versions) also has a redundant, checksummed record under DATA/records/. verify compares the two;
+--repair makes them agree (the record wins where it is readable: it holds every acknowledged
+change) and rebuilds a catalog that cannot be opened at all from the records and the recipes,
+keeping the damaged file as DATA/catalog/catalog.redb.damaged-TIME. It lists what it restored
+(JSON: catalog_restored) and what it could not (catalog_not_restored; exit 3 unless empty).
+
 Every tape library's cartridge maps are also checked against the segment streams they name: a
 missing segment, or one shorter than its map says, is damage, printed as the segment's address
 LIBRARY/BARCODE/NNNNNNNNNN (JSON: damaged_tape_segments; --repair cannot heal it).
@@ -73,7 +81,8 @@ pub fn run(ctx: &Ctx, args: VerifyArgs) -> Result<()> {
         Scope::Metadata => VerifyScope::Metadata,
         Scope::All => VerifyScope::All,
     };
-    let engine = ctx.open("qorestor verify")?;
+    let engine =
+        if args.repair { ctx.open_for_repair("qorestor verify --repair")? } else { ctx.open("qorestor verify")? };
     let progress = crate::progress::transfer(crate::progress::enabled(ctx.json), Some(0), None);
     let report = engine.verify(&VerifyOptions { scope, repair: args.repair }, progress.as_ref())?;
     // The engine cannot see tape maps: every library's maps are checked against their segments.
@@ -106,7 +115,15 @@ fn summary(r: &VerifyReport) -> String {
     let mut items = vec![
         ("Checked", format!("{} packs, {} chunks, {} recipes", r.packs_checked, r.chunks_checked, r.recipes_checked)),
         ("Read", format!("{} in {:.1} s", output::bytes(r.bytes_checked), r.seconds)),
-        ("Damaged", format!("{} chunks, {} streams", r.damaged_chunks, r.damaged_streams.len())),
+        (
+            "Damaged",
+            format!(
+                "{} chunks, {} streams, {} packs",
+                r.damaged_chunks,
+                r.damaged_streams.len(),
+                r.damaged_packs.len()
+            ),
+        ),
     ];
     if r.repair {
         items.push(("Healed", format!("{} chunks, {} streams", r.healed_chunks, r.healed_streams.len())));
@@ -124,6 +141,12 @@ fn summary(r: &VerifyReport) -> String {
     }
     for f in &r.fixed {
         out.push_str(&format!("fixed: {f}\n"));
+    }
+    for f in &r.catalog_restored {
+        out.push_str(&format!("restored to the catalog: {f}\n"));
+    }
+    for f in &r.catalog_not_restored {
+        out.push_str(&format!("could not restore: {f}\n"));
     }
     out
 }

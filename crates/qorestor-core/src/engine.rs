@@ -229,6 +229,10 @@ pub struct DirLock {
     /// Whether this process took the hold (and empties the file when it ends), rather than
     /// adopting one another process took and still owns.
     owner: bool,
+    /// Whether the previous holder may have ended without releasing the directory (killed, or a
+    /// crash), so a change it made may be in the catalog and not in its records. An adopted hold
+    /// always says so: the process serving under it before may have died mid-change.
+    previous_died: bool,
 }
 
 impl DirLock {
@@ -246,10 +250,12 @@ impl DirLock {
         let started = std::time::Instant::now();
         loop {
             if file.try_lock().is_ok() {
+                let previous_died = holder_line(&mut file).is_some();
                 file.set_len(0).map_err(|e| Error::io("write", &path, e))?;
+                file.seek(std::io::SeekFrom::Start(0)).map_err(|e| Error::io("seek", &path, e))?;
                 file.write_all(format!("{holder} (pid {})\n", std::process::id()).as_bytes())
                     .map_err(|e| Error::io("write", &path, e))?;
-                return Ok(DirLock { file, owner: true });
+                return Ok(DirLock { file, owner: true, previous_died });
             }
             // Held: the holder's line names it, unless the holder has only just taken the
             // lock and not written its line yet (then look again in a moment).
@@ -281,7 +287,7 @@ impl DirLock {
         if file.try_lock().is_err() {
             return Err(Error::Locked { path: dir.to_path_buf(), holder: "another process".into() });
         }
-        Ok(DirLock { file, owner: false })
+        Ok(DirLock { file, owner: false, previous_died: true })
     }
 }
 
@@ -339,7 +345,31 @@ pub(crate) struct EngineInner {
     pub(crate) passphrase: Mutex<Option<crate::crypto::Passphrase>>,
     /// The space reserve new data leaves free (see [`crate::space`]).
     pub(crate) reserve: Arc<crate::space::Reserve>,
+    /// A rebuild of the catalog done at open, until a verify reports it.
+    pub(crate) rebuilt: Mutex<Option<CatalogRebuild>>,
     _lock: DirLock,
+}
+
+/// A catalog that could not be opened and was rebuilt from the redundant records.
+pub(crate) struct CatalogRebuild {
+    /// Why it could not be opened.
+    pub(crate) error: String,
+    /// Where the damaged file was moved.
+    pub(crate) aside: PathBuf,
+    /// What the rebuild restored.
+    pub(crate) done: crate::catalog::reconcile::Reconciled,
+}
+
+/// Whether stream `id` of storage group `group` has its recipe in data directory `dir`.
+pub(crate) fn recipe_exists(dir: &Path, group: u32, id: u64) -> bool {
+    recipe_path(&dir.join("groups").join(format!("{group:08x}")).join("recipes"), id).exists()
+}
+
+/// Whether an error opening the catalog means its file is damaged (not a full disk, a lock or
+/// a permission problem).
+fn catalog_damage(e: &Error) -> bool {
+    matches!(e, Error::Catalog(_) | Error::Corrupt { .. })
+        && !matches!(e.kind(), crate::error::ErrorKind::OutOfSpace | crate::error::ErrorKind::Locked)
 }
 
 impl EngineInner {
@@ -472,11 +502,24 @@ impl Engine {
         Self::open_held(dir, DirLock::acquire(dir, holder)?)
     }
 
+    /// Like [`Engine::open_as`], for a repair: a catalog that cannot be opened (damaged,
+    /// truncated) is moved aside (`catalog.redb.damaged-<time>`) and a new one is made and filled
+    /// from the redundant records; the next [`Engine::verify`] with repair reports it and
+    /// brings back the streams from their recipes.
+    pub fn open_for_repair_as(dir: &Path, holder: &str) -> Result<Engine> {
+        read_marker(dir)?;
+        Self::open_with_lock(dir, DirLock::acquire(dir, holder)?, true)
+    }
+
     /// Opens an existing data directory whose hold `lock` was taken already (by this process,
     /// or by another that passed it down: see [`DirLock::adopt`]).
     pub fn open_held(dir: &Path, lock: DirLock) -> Result<Engine> {
+        Self::open_with_lock(dir, lock, false)
+    }
+
+    fn open_with_lock(dir: &Path, lock: DirLock, repair: bool) -> Result<Engine> {
         let text = read_marker(dir)?;
-        let engine = Self::open_locked(dir, lock)?;
+        let engine = Self::open_locked(dir, lock, repair)?;
         if text == MARKER_TEXT_V1 {
             // The catalog was migrated by `Catalog::open`: from now on only this version opens it.
             crate::fsutil::write_atomic(&dir.join(MARKER), MARKER_TEXT.as_bytes())?;
@@ -484,8 +527,31 @@ impl Engine {
         Ok(engine)
     }
 
-    fn open_locked(dir: &Path, lock: DirLock) -> Result<Engine> {
-        let catalog = Catalog::open(&dir.join("catalog"))?;
+    fn open_locked(dir: &Path, lock: DirLock, repair: bool) -> Result<Engine> {
+        let catalog_dir = dir.join("catalog");
+        let mut rebuilt = None;
+        let catalog = match Catalog::open(&catalog_dir) {
+            Ok(c) => c,
+            Err(e) if repair && catalog_damage(&e) => {
+                let (c, aside) = Catalog::open_replacing_damaged(&catalog_dir)?;
+                let done = c.reconcile(true, &|g, id| recipe_exists(dir, g, id))?;
+                rebuilt = Some(CatalogRebuild { error: e.to_string(), aside, done });
+                c
+            }
+            Err(e) if catalog_damage(&e) => {
+                return Err(Error::corrupt(
+                    "catalog",
+                    catalog_dir.join(crate::catalog::store::FILE),
+                    format!("{e} (qorestor verify --repair rebuilds it from its redundant records and the recipes)"),
+                ))
+            }
+            Err(e) => return Err(e),
+        };
+        if lock.previous_died && rebuilt.is_none() {
+            // A change the previous holder committed but had not copied to its record yet was
+            // never acknowledged: catalog and records are made to agree again.
+            catalog.reconcile(true, &|g, id| recipe_exists(dir, g, id))?;
+        }
         finish_deletions(dir, &catalog)?;
         let engine = Engine {
             inner: Arc::new(EngineInner {
@@ -496,6 +562,7 @@ impl Engine {
                 group_update: Mutex::new(()),
                 passphrase: Mutex::new(None),
                 reserve: Arc::new(crate::space::Reserve::new(None)),
+                rebuilt: Mutex::new(rebuilt),
                 _lock: lock,
             }),
         };
@@ -524,7 +591,7 @@ impl Engine {
         if marker.exists() {
             return Err(Error::AlreadyExists { what: "data directory", name: dir.display().to_string() });
         }
-        let engine = Self::open_locked(dir, lock)?;
+        let engine = Self::open_locked(dir, lock, false)?;
         if engine.catalog().group(DEFAULT_GROUP)?.is_none() {
             engine.add_storage_group(DEFAULT_GROUP, GroupOptions::default())?;
         }
@@ -888,18 +955,33 @@ impl Engine {
         let mut markers: HashMap<u32, Marker> = HashMap::new();
         for c in &in_containers {
             let store = self.store_for(c)?;
-            let marker = markers.entry(c.group_id).or_default();
+            let marker = match markers.entry(c.group_id) {
+                std::collections::hash_map::Entry::Occupied(m) => m.into_mut(),
+                std::collections::hash_map::Entry::Vacant(v) => {
+                    v.insert(Marker::new(store.pack_ids()?.into_iter().collect()))
+                }
+            };
             for s in self.catalog().streams(c.id)? {
                 let recipe = match read_recipe(&recipe_path(store.recipes_dir(), s.id)) {
                     Ok(r) => r,
                     // Deleted (or replaced) since the listing.
-                    Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => continue,
-                    Err(e) => return Err(e),
+                    Err(Error::Io { source, .. })
+                        if source.kind() == std::io::ErrorKind::NotFound
+                            && self.catalog().stream(c.id, &s.name)?.is_none_or(|now| now.id != s.id) =>
+                    {
+                        continue
+                    }
+                    Err(e) => {
+                        stats.unreadable_streams += 1;
+                        stats.skipped_streams.push(format!("{}/{}: {e}", c.name, s.name));
+                        continue;
+                    }
                 };
                 marker.mark(&mut stats, &recipe);
             }
         }
         if in_groups.is_empty() {
+            // A container's chunks may be shared: what it stores is what it references.
             stats.stored_bytes = stats.live_stored_bytes;
         } else {
             for g in in_groups {

@@ -122,6 +122,10 @@ pub mod test_support {
             decode_value, encode_value, ContainerRecord, GroupRecord, RecycledRecord, StreamRecord,
         };
     }
+    /// Redundant catalog records (`DATA/records/`).
+    pub mod catalog_record {
+        pub use crate::catalog::records::{decode_record, encode_record, CatalogRecord};
+    }
     /// Replication protocol frames.
     pub mod wire {
         pub use crate::replication::wire::{decode, encode, frame_len, Message, MAX_FRAME, VERSION};

@@ -16,6 +16,10 @@
 //! - system scope only: `free_bytes` (available space on the data directory's filesystem) and
 //!   `reserve_bytes` (the space reserve, see [`crate::space`]).
 //!
+//! Chunks whose pack file is gone count in no stored figure, and `live_stored_bytes` never
+//! exceeds `stored_bytes`. A live stream whose recipe cannot be read is left out and named
+//! (`unreadable_streams`, `skipped_streams`) rather than failing the report.
+//!
 //! They are computed by a mark pass over the scope's recipes (memory: one fingerprint per
 //! distinct chunk), so they are always exact.
 
@@ -79,15 +83,25 @@ pub struct Stats {
     /// System scope: the space reserve in force (see [`crate::space`]).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reserve_bytes: Option<u64>,
+    /// Live streams whose recipe could not be read (left out of every figure above).
+    pub unreadable_streams: u64,
+    /// Those streams, as `CONTAINER/STREAM: why`.
+    pub skipped_streams: Vec<String>,
 }
 
 /// Accumulates a mark pass over one dedup domain (storage group).
-#[derive(Default)]
 pub(crate) struct Marker {
     seen: HashSet<Fingerprint>,
+    /// The group's pack files: a chunk whose pack is gone stores nothing.
+    packs: HashSet<u32>,
 }
 
 impl Marker {
+    /// A mark pass over a group whose pack files are `packs`.
+    pub(crate) fn new(packs: HashSet<u32>) -> Self {
+        Marker { seen: HashSet::new(), packs }
+    }
+
     pub(crate) fn mark(&mut self, stats: &mut Stats, recipe: &crate::recipe::Recipe) {
         stats.streams += 1;
         stats.logical_bytes += recipe.logical_len;
@@ -95,7 +109,9 @@ impl Marker {
             if self.seen.insert(e.fp) {
                 stats.unique_chunks += 1;
                 stats.unique_bytes += e.raw_len as u64;
-                stats.live_stored_bytes += e.loc.stored_len as u64 + RECORD_HEADER_LEN as u64;
+                if self.packs.contains(&e.loc.pack) {
+                    stats.live_stored_bytes += e.loc.stored_len as u64 + RECORD_HEADER_LEN as u64;
+                }
             }
         }
     }
@@ -116,6 +132,9 @@ fn ratio(a: u64, b: u64) -> f64 {
 impl Stats {
     /// Fills the derived ratios and the reclaimable bytes from the counts.
     pub(crate) fn derive(&mut self) {
+        // Live chunks are counted only in packs that exist, but a truncated pack can still
+        // name more than it holds: what is stored bounds what is live.
+        self.live_stored_bytes = self.live_stored_bytes.min(self.stored_bytes);
         let bookkeeping =
             self.packs * (PACK_HEADER_LEN + TRAILER_LEN) as u64 + self.unique_chunks * FOOTER_ENTRY_LEN as u64;
         self.reclaimable_bytes = self.stored_bytes.saturating_sub(self.live_stored_bytes + bookkeeping);

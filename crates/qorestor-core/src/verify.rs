@@ -135,6 +135,14 @@ pub struct VerifyReport {
     pub orphan_recipes: u64,
     /// Streams repair brought back from orphan recipes (`CONTAINER/STREAM`).
     pub restored_streams: Vec<String>,
+    /// Catalog rows repair put back from their redundant records (a rebuilt catalog, or one
+    /// that had lost changes): `storage group NAME`, `container NAME`, `stream C/S`...
+    #[serde(default)]
+    pub catalog_restored: Vec<String>,
+    /// What repair could not restore to the catalog (an unreadable record of a row the catalog
+    /// lacks too). Empty when everything came back.
+    #[serde(default)]
+    pub catalog_not_restored: Vec<String>,
     /// Other findings, one sentence each.
     pub problems: Vec<String>,
     /// Findings of `problems` that repair fixed.
@@ -147,7 +155,9 @@ impl VerifyReport {
     /// Whether damage remains: damaged streams or packs, or problems, not all fixed.
     pub fn damage_remains(&self) -> bool {
         if self.repair {
-            !self.lost_streams.is_empty() || self.problems.len() > self.fixed.len()
+            !self.lost_streams.is_empty()
+                || self.problems.len() > self.fixed.len()
+                || !self.catalog_not_restored.is_empty()
         } else {
             !self.damaged_streams.is_empty() || !self.damaged_packs.is_empty() || !self.problems.is_empty()
         }
@@ -309,6 +319,7 @@ impl Engine {
             repair: opts.repair,
             ..Default::default()
         };
+        self.check_catalog_records(opts, &mut report)?;
         let groups = self.catalog().groups()?;
         let mut total = 0;
         for g in &groups {
@@ -325,6 +336,31 @@ impl Engine {
         }
         report.seconds = started.elapsed().as_secs_f64();
         Ok(report)
+    }
+
+    /// Reports a catalog rebuilt at open, and (metadata scope) checks the catalog against its
+    /// redundant records, making them agree on repair (`catalog::reconcile`).
+    fn check_catalog_records(&self, opts: &VerifyOptions, report: &mut VerifyReport) -> Result<()> {
+        if let Some(r) = self.inner.rebuilt.lock().take() {
+            let problem = format!("the catalog could not be opened: {}", r.error);
+            report.problems.push(problem);
+            report.fixed.push(format!(
+                "the catalog was rebuilt from its redundant records and the recipes (the damaged file is kept as {})",
+                r.aside.display()
+            ));
+            report.catalog_restored.extend(r.done.restored);
+            report.catalog_not_restored.extend(r.done.not_restored);
+        }
+        if !opts.scope.metadata() {
+            return Ok(());
+        }
+        let dir = self.dir().to_path_buf();
+        let done = self.catalog().reconcile(opts.repair, &|g, id| crate::engine::recipe_exists(&dir, g, id))?;
+        report.problems.extend(done.problems);
+        report.fixed.extend(done.fixed);
+        report.catalog_restored.extend(done.restored);
+        report.catalog_not_restored.extend(done.not_restored);
+        Ok(())
     }
 
     fn verify_group(
@@ -423,6 +459,19 @@ impl Engine {
                 }
             }
             recipes_ok.push(Some(recipe));
+        }
+        // A pack that recipes name but that is gone is a damaged pack too (counted and named).
+        let mut missing: HashMap<u32, HashSet<usize>> = HashMap::new();
+        for (&(pack, _), (_, users)) in &damaged_refs {
+            if !packs.contains_key(&pack) && Some(pack) != open {
+                missing.entry(pack).or_default().extend(users.iter().copied());
+            }
+        }
+        let mut missing: Vec<(u32, usize)> = missing.into_iter().map(|(p, u)| (p, u.len())).collect();
+        missing.sort_unstable();
+        for (pack, users) in missing {
+            let s = if users == 1 { "" } else { "s" };
+            report.damaged_packs.push(format!("{} pack {pack}: missing (named by {users} stream{s})", g.name));
         }
         let damaged_stream_ids: HashSet<usize> = damaged_refs.values().flat_map(|(_, v)| v.iter().copied()).collect();
         for &i in &damaged_stream_ids {

@@ -33,6 +33,7 @@ use qorestor_core::verify::QuarantinedChunk;
 use qorestor_core::CleanerSchedule;
 use qorestor_core::{ChunkParams, Chunker, Compression, ContainerKind, Engine, Fingerprint, GroupOptions, StatsScope};
 use qorestor_core::{EncryptionMode, EncryptionOptions, Passphrase};
+use qorestor_core::{ErrorKind, NoProgress, VerifyOptions, VerifyScope};
 
 // ---------------------------------------------------------------------------------------------
 // The values the fixtures hold.
@@ -1144,6 +1145,40 @@ fn datadir_v2_opens_and_reads_back() {
     let tmp = tempfile::tempdir().unwrap();
     let dd = tmp.path().join(DATADIR_V2);
     copy_dir(&fixtures().join(DATADIR_V2), &dd);
+    datadir_opens_and_reads_back(&dd);
+}
+
+#[test]
+fn datadir_v2_gets_its_redundant_records_at_open_and_can_then_be_rebuilt_from_them() {
+    // Made before records existed: the first open writes one per catalog row.
+    let tmp = tempfile::tempdir().unwrap();
+    let dd = tmp.path().join(DATADIR_V2);
+    copy_dir(&fixtures().join(DATADIR_V2), &dd);
+    assert!(!dd.join("records").exists());
+    let before = {
+        let engine = Engine::open(&dd).unwrap();
+        (
+            engine.storage_group(DD_GROUP).unwrap(),
+            engine.container(DD_CONTAINER).unwrap(),
+            engine.streams(DD_CONTAINER).unwrap(),
+        )
+    };
+    assert!(dd.join("records/COMPLETE").exists());
+    assert_eq!(std::fs::read_dir(dd.join("records/streams")).unwrap().count(), 2, "one record per stream");
+    // The catalog is lost: a repair rebuilds it from those records.
+    std::fs::write(dd.join("catalog/catalog.redb"), vec![0x5a; 16 << 10]).unwrap();
+    assert_eq!(Engine::open(&dd).err().unwrap().kind(), ErrorKind::Corrupt);
+    let engine = Engine::open_for_repair_as(&dd, "golden test").unwrap();
+    let report = engine.verify(&VerifyOptions { scope: VerifyScope::All, repair: true }, &NoProgress).unwrap();
+    assert!(!report.damage_remains() && report.catalog_not_restored.is_empty(), "{report:?}");
+    assert!(report.catalog_restored.iter().any(|r| r == &format!("storage group {DD_GROUP}")), "{report:?}");
+    let after = (
+        engine.storage_group(DD_GROUP).unwrap(),
+        engine.container(DD_CONTAINER).unwrap(),
+        engine.streams(DD_CONTAINER).unwrap(),
+    );
+    assert_eq!(before, after);
+    drop(engine);
     datadir_opens_and_reads_back(&dd);
 }
 

@@ -119,9 +119,10 @@ fn an_interrupted_pass_resumes_without_sending_again_what_arrived() {
     src.run_replication("c", false, &NoProgress).unwrap();
     let bytes = data(7, 8 << 20);
     put(&src, "c", "big", &bytes);
-    // The pass's first fsync (making the target's packs durable before the stream is
-    // published) fails: the pass stops after sending every chunk.
-    faults::inject(FaultOp::Fsync, 1, Fault::Errno(5));
+    // The pass's third fsync (the first two make its `running` state's redundant record
+    // durable; the third makes the target's packs durable before the stream is published)
+    // fails: the pass stops after sending every chunk.
+    faults::inject(FaultOp::Fsync, 3, Fault::Errno(5));
     let err = src.run_replication("c", false, &NoProgress).unwrap_err();
     assert!(faults::clear(), "the fault fired");
     let failed = src.replication("c").unwrap();
@@ -391,7 +392,9 @@ fn a_store_that_fails_on_the_target_fails_the_pass_and_publishes_nothing() {
     src.add_remote_replication("c", &addr.to_string(), None, WireEncryption::None, &password).unwrap();
     // Stores are not waited for one by one: a pack write failing on the target mid-pass must
     // still fail the pass, with the target's reason, before the stream is published there.
-    faults::inject(FaultOp::Write, 3, Fault::Errno(28));
+    // (The pass's first writes are redundant catalog records of its state; the fifth is a
+    // pack write on the target.)
+    faults::inject(FaultOp::Write, 5, Fault::Errno(28));
     let err = src.run_replication("c", false, &NoProgress).unwrap_err();
     assert!(faults::clear(), "the fault fired");
     let text = err.to_string();

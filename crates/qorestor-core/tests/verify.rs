@@ -227,3 +227,33 @@ fn a_missing_recipe_names_its_stream() {
     assert_eq!(r.damaged_streams.len(), 1, "{r:?}");
     assert!(r.damage_remains());
 }
+
+#[test]
+fn system_settings_come_back_when_the_catalog_is_rebuilt() {
+    // Settings are rows like any other (the space reserve is the setting `space_reserve`): a
+    // change, a removal and a setting changed twice all come back as they were last set.
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let e = Engine::create(dir.path()).unwrap();
+        e.put_setting("space_reserve", &(64u64 << 20)).unwrap();
+        e.put_setting("space_reserve", &(32u64 << 20)).unwrap();
+        e.put_setting("gone", &"soon".to_string()).unwrap();
+        assert!(e.remove_setting("gone").unwrap());
+        e.set_system_name("rebuilt").unwrap();
+    }
+    let file = dir.path().join("catalog/catalog.redb");
+    let len = std::fs::metadata(&file).unwrap().len();
+    OpenOptions::new().write(true).open(&file).unwrap().set_len(len / 2).unwrap();
+    assert!(Engine::open(dir.path()).is_err());
+    let e = Engine::open_for_repair_as(dir.path(), "test").unwrap();
+    let r = e.verify(&VerifyOptions { scope: VerifyScope::All, repair: true }, &NoProgress).unwrap();
+    assert!(!r.damage_remains(), "{r:?}");
+    assert!(r.catalog_restored.iter().any(|x| x == "system setting space_reserve"), "{r:?}");
+    assert_eq!(e.setting::<u64>("space_reserve").unwrap(), Some(32 << 20));
+    assert_eq!(e.setting::<String>("gone").unwrap(), None, "a removed setting stays removed");
+    assert_eq!(e.system_name().unwrap(), "rebuilt");
+    drop(e);
+    let e = Engine::open(dir.path()).unwrap();
+    let r = e.verify(&VerifyOptions { scope: VerifyScope::All, repair: false }, &NoProgress).unwrap();
+    assert!(!r.damage_remains(), "{r:?}");
+}

@@ -7,12 +7,15 @@
 //! entries only ever point at recipes that are already durable: the writer syncs the recipe,
 //! then commits the entry (fsync), then acknowledges.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 mod migrate;
+mod mirror;
+pub(crate) mod reconcile;
+pub mod records;
 pub(crate) mod store;
 
 use redb::{ReadableTable, ReadableTableMetadata, TableHandle};
@@ -21,6 +24,7 @@ use crate::chunker::ChunkParams;
 use crate::compress::Compression;
 use crate::error::{DecodeError, Error, Result};
 use crate::format::*;
+use records::{CatalogRecord, RecordDir};
 use store::{Durability, OrCatalog, Store, Table, TABLES};
 
 /// The type of a container, as in QoreStor.
@@ -194,6 +198,7 @@ pub fn decode_value<T: DeserializeOwned>(kind: u8, b: &[u8]) -> Result<T, Decode
 /// The catalog (see the module documentation).
 pub struct Catalog {
     store: Store,
+    records: RecordDir,
 }
 
 /// Key of a recycle bin entry: the container id, then the stream id (big-endian u64 each).
@@ -220,6 +225,18 @@ const RECYCLE_V1: Table = TABLES[4];
 pub(crate) const CONTAINER_META: Table = TABLES[5];
 /// The recycle bins: key [`bin_key`], value kind [`KIND_BIN_ENTRY`], one entry per kept version.
 const RECYCLE_BIN: Table = TABLES[6];
+
+/// The tables copied to the redundant records (all but the format-1 recycle bins).
+pub(crate) const MIRRORED: [Table; 6] = [GROUPS, CONTAINERS, META, CONTAINER_META, STREAMS, RECYCLE_BIN];
+
+fn record(table: &str, key: &[u8], value: Option<&[u8]>) -> CatalogRecord {
+    CatalogRecord {
+        table: table.to_string(),
+        key: key.to_vec(),
+        value: value.map(<[u8]>::to_vec),
+        written: crate::engine::now_secs(),
+    }
+}
 
 /// The key that holds the id counter in the `meta` table.
 const NEXT_ID: &[u8] = b"next_id";
@@ -252,10 +269,39 @@ impl Catalog {
     /// migration are removed.
     pub fn open(dir: &Path) -> Result<Self> {
         migrate::migrate_if_needed(dir)?;
-        let catalog = Catalog { store: Store::open(dir)? };
+        let catalog = Catalog { store: Store::open(dir)?, records: RecordDir::beside(dir) };
         catalog.migrate_recycle_bins()?;
         catalog.raise_id_counter()?;
+        catalog.backfill_records()?;
         Ok(catalog)
+    }
+
+    /// Moves a catalog file that cannot be opened aside (`catalog.redb.damaged-<time>`) and
+    /// opens a new, empty one in its place; [`reconcile`] then fills it from the redundant
+    /// records. Returns where the damaged file went.
+    pub(crate) fn open_replacing_damaged(dir: &Path) -> Result<(Self, PathBuf)> {
+        let file = dir.join(store::FILE);
+        let aside = dir.join(format!("{}.damaged-{}", store::FILE, crate::engine::now_secs()));
+        std::fs::rename(&file, &aside).map_err(|e| Error::io("rename", &file, e))?;
+        crate::fsutil::sync_dir(dir)?;
+        let catalog = Catalog { store: Store::open(dir)?, records: RecordDir::beside(dir) };
+        Ok((catalog, aside))
+    }
+
+    /// Writes a record of every row once, for a catalog made before records existed (or whose
+    /// backfill was interrupted), then the marker that says it is done.
+    fn backfill_records(&self) -> Result<()> {
+        if self.records.marker().exists() {
+            return Ok(());
+        }
+        for table in MIRRORED {
+            let rows = self.store.read(|tx| scan_prefix(&tx.open_table(table).db()?, b""))?;
+            for (k, v) in rows {
+                self.mirror(table, &k, None, Some(&v))?;
+            }
+        }
+        crate::fsutil::create_dir_durable(self.records.marker().parent().unwrap_or(Path::new(".")))?;
+        crate::fsutil::write_atomic(&self.records.marker(), b"every catalog row has a record\n")
     }
 
     fn path(&self) -> &Path {
@@ -303,7 +349,8 @@ impl Catalog {
         if !needed {
             return Ok(());
         }
-        self.store.write(Durability::Durable, |tx| {
+        let moved = self.store.write(Durability::Durable, |tx| {
+            let mut moved = Vec::new();
             let mut old = tx.open_table(RECYCLE_V1).db()?;
             let mut bin = tx.open_table(RECYCLE_BIN).db()?;
             for (key, value) in scan_prefix(&old, b"")? {
@@ -313,11 +360,17 @@ impl Catalog {
                     return Err(Error::corrupt("recycle bin key", self.path(), format!("{} bytes", key.len())));
                 };
                 let entry = encode_value(KIND_BIN_ENTRY, &r);
-                bin.insert(bin_key(container_id, r.stream.id).as_slice(), entry.as_slice()).db()?;
+                let entry_key = bin_key(container_id, r.stream.id);
+                bin.insert(entry_key.as_slice(), entry.as_slice()).db()?;
                 old.remove(key.as_slice()).db()?;
+                moved.push((entry_key, entry));
             }
-            Ok(())
-        })
+            Ok(moved)
+        })?;
+        for (key, value) in moved {
+            self.mirror(RECYCLE_BIN, &key, None, Some(&value))?;
+        }
+        Ok(())
     }
 
     fn current_id(&self, meta: &impl ReadableTable<&'static [u8], &'static [u8]>) -> Result<u64> {
@@ -343,32 +396,50 @@ impl Catalog {
 
     /// Stores `value` under `key` durably; returns the value it replaced.
     fn put(&self, table: Table, key: &[u8], value: &[u8]) -> Result<Option<Vec<u8>>> {
-        self.store.write(Durability::Durable, |tx| {
-            let mut t = tx.open_table(table).db()?;
-            let old = t.insert(key, value).db()?.map(|v| v.value().to_vec());
-            Ok(old)
-        })
+        let old = self.with_record_ahead(table, key, Some(value), || {
+            self.store.write(Durability::Durable, |tx| {
+                let mut t = tx.open_table(table).db()?;
+                let old = t.insert(key, value).db()?.map(|v| v.value().to_vec());
+                Ok(old)
+            })
+        })?;
+        self.record_gone(table, old.as_deref(), Some(value))?;
+        Ok(old)
     }
 
     /// Stores `value` under `key` durably unless the key is taken; returns whether it did.
     fn insert_new(&self, table: Table, key: &[u8], value: &[u8]) -> Result<bool> {
-        self.store.write(Durability::Durable, |tx| {
-            let mut t = tx.open_table(table).db()?;
-            if t.get(key).db()?.is_some() {
-                return Ok(false);
-            }
-            t.insert(key, value).db()?;
-            Ok(true)
-        })
+        if self.store.read(|tx| get_raw(&tx.open_table(table).db()?, key))?.is_some() {
+            return Ok(false);
+        }
+        let inserted = self.with_record_ahead(table, key, Some(value), || {
+            self.store.write(Durability::Durable, |tx| {
+                let mut t = tx.open_table(table).db()?;
+                if t.get(key).db()?.is_some() {
+                    return Ok(false);
+                }
+                t.insert(key, value).db()?;
+                Ok(true)
+            })
+        })?;
+        if !inserted {
+            // Taken meanwhile: the record is made to say what the catalog has.
+            self.resync_record(table, key, Some(value))?;
+        }
+        Ok(inserted)
     }
 
     /// Removes `key` durably; returns the value it had.
     fn remove(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        self.store.write(Durability::Durable, |tx| {
-            let mut t = tx.open_table(table).db()?;
-            let old = t.remove(key).db()?.map(|v| v.value().to_vec());
-            Ok(old)
-        })
+        let old = self.with_record_ahead(table, key, None, || {
+            self.store.write(Durability::Durable, |tx| {
+                let mut t = tx.open_table(table).db()?;
+                let old = t.remove(key).db()?.map(|v| v.value().to_vec());
+                Ok(old)
+            })
+        })?;
+        self.record_gone(table, old.as_deref(), None)?;
+        Ok(old)
     }
 
     /// A fresh unique id: a counter in the `meta` table. Its commit is not synced on its own: it
@@ -476,17 +547,21 @@ impl Catalog {
     pub fn recycle_stream(&self, container_id: u64, r: &RecycledRecord) -> Result<()> {
         let key = stream_key(container_id, &r.stream.name);
         let value = encode_value(KIND_BIN_ENTRY, r);
+        let entry_key = bin_key(container_id, r.stream.id);
+        self.with_record_ahead(RECYCLE_BIN, &entry_key, Some(&value), || self.move_to_bin(&key, &entry_key, &value, r))
+    }
+
+    fn move_to_bin(&self, key: &[u8], entry_key: &[u8], value: &[u8], r: &RecycledRecord) -> Result<()> {
         self.store.write(Durability::Durable, |tx| {
             let mut streams = tx.open_table(STREAMS).db()?;
-            let same = get_raw(&streams, &key)?
+            let same = get_raw(&streams, key)?
                 .and_then(|v| decode_value::<StreamRecord>(KIND_STREAM, &v).ok())
                 .is_some_and(|s| s.id == r.stream.id);
             if !same {
                 return Err(Error::Conflict(format!("stream {:?} changed while it was being deleted", r.stream.name)));
             }
-            streams.remove(key.as_slice()).db()?;
-            let entry_key = bin_key(container_id, r.stream.id);
-            tx.open_table(RECYCLE_BIN).db()?.insert(entry_key.as_slice(), value.as_slice()).db()?;
+            streams.remove(key).db()?;
+            tx.open_table(RECYCLE_BIN).db()?.insert(entry_key, value).db()?;
             Ok(())
         })
     }
@@ -504,15 +579,40 @@ impl Catalog {
         let key = stream_key(container_id, &s.name);
         let value = encode_value(KIND_STREAM, s);
         let binned = self.next_id()?;
-        self.store.write(Durability::Durable, |tx| {
-            let old =
-                tx.open_table(STREAMS).db()?.insert(key.as_slice(), value.as_slice()).db()?.map(|v| v.value().to_vec());
-            let Some(old) = old else { return Ok(None) };
-            let old: StreamRecord = decode_value(KIND_STREAM, &old).map_err(|e| e.at(self.path()))?;
-            let entry = encode_value(KIND_BIN_ENTRY, &RecycledRecord { stream: old.clone(), deleted, expires, binned });
-            tx.open_table(RECYCLE_BIN).db()?.insert(bin_key(container_id, old.id).as_slice(), entry.as_slice()).db()?;
-            Ok(Some(old))
-        })
+        let bin_entry = |old: &StreamRecord| {
+            let entry = RecycledRecord { stream: old.clone(), deleted, expires, binned };
+            (bin_key(container_id, old.id), encode_value(KIND_BIN_ENTRY, &entry))
+        };
+        // Both records ahead of the commit: the replaced version's, in the bin, and the new one's.
+        let expected = self.stream(container_id, &s.name)?;
+        if let Some(old) = &expected {
+            let (entry_key, entry) = bin_entry(old);
+            self.with_record_ahead(RECYCLE_BIN, &entry_key, Some(&entry), || Ok(()))?;
+        }
+        let replaced = self.with_record_ahead(STREAMS, &key, Some(&value), || {
+            self.store.write(Durability::Durable, |tx| {
+                let mut streams = tx.open_table(STREAMS).db()?;
+                let old = streams.insert(key.as_slice(), value.as_slice()).db()?.map(|v| v.value().to_vec());
+                drop(streams);
+                let Some(old) = old else { return Ok(None) };
+                let old: StreamRecord = decode_value(KIND_STREAM, &old).map_err(|e| e.at(self.path()))?;
+                let (entry_key, entry) = bin_entry(&old);
+                tx.open_table(RECYCLE_BIN).db()?.insert(entry_key.as_slice(), entry.as_slice()).db()?;
+                Ok(Some(old))
+            })
+        });
+        let replaced = replaced.inspect_err(|_| {
+            if let Some(old) = &expected {
+                let _ = self.resync_record(STREAMS, &key, Some(&encode_value(KIND_STREAM, old)));
+            }
+        })?;
+        if replaced.as_ref().map(|r| r.id) != expected.as_ref().map(|r| r.id) {
+            // Another writer replaced the name meanwhile: the records say what the catalog has.
+            for old in replaced.iter().chain(&expected) {
+                self.resync_record(STREAMS, &key, Some(&encode_value(KIND_STREAM, old)))?;
+            }
+        }
+        Ok(replaced)
     }
 
     /// Moves a stream back from the recycle bin to the live streams in one transaction: bin
@@ -536,29 +636,35 @@ impl Catalog {
         let key = stream_key(container_id, name);
         let entry_key = bin_key(container_id, chosen.stream.id);
         let value = encode_value(KIND_STREAM, &chosen.stream);
-        self.store.write(Durability::Durable, |tx| {
-            let mut bin = tx.open_table(RECYCLE_BIN).db()?;
-            let mut streams = tx.open_table(STREAMS).db()?;
-            if bin.get(entry_key.as_slice()).db()?.is_none() {
-                return Err(Error::not_found("stream in the recycle bin", name));
-            }
-            if streams.get(key.as_slice()).db()?.is_some() {
-                return Err(Error::AlreadyExists { what: "live stream", name: name.to_string() });
-            }
-            streams.insert(key.as_slice(), value.as_slice()).db()?;
-            bin.remove(entry_key.as_slice()).db()?;
-            Ok(())
+        self.with_record_ahead(STREAMS, &key, Some(&value), || {
+            self.store.write(Durability::Durable, |tx| {
+                let mut bin = tx.open_table(RECYCLE_BIN).db()?;
+                let mut streams = tx.open_table(STREAMS).db()?;
+                if bin.get(entry_key.as_slice()).db()?.is_none() {
+                    return Err(Error::not_found("stream in the recycle bin", name));
+                }
+                if streams.get(key.as_slice()).db()?.is_some() {
+                    return Err(Error::AlreadyExists { what: "live stream", name: name.to_string() });
+                }
+                streams.insert(key.as_slice(), value.as_slice()).db()?;
+                bin.remove(entry_key.as_slice()).db()?;
+                Ok(())
+            })
         })?;
         Ok(chosen)
     }
 
     /// Removes recycle bin entry `id` of a container durably. Returns whether it was there.
     pub fn remove_recycled_id(&self, container_id: u64, id: u64) -> Result<bool> {
-        self.store.write(Durability::Durable, |tx| {
+        let removed = self.store.write(Durability::Durable, |tx| {
             let mut bin = tx.open_table(RECYCLE_BIN).db()?;
             let old = bin.remove(bin_key(container_id, id).as_slice()).db()?;
             Ok(old.is_some())
-        })
+        })?;
+        if removed {
+            self.records.remove(&self.records.stream_path(id))?;
+        }
+        Ok(removed)
     }
 
     /// Removes a stream entry durably if it is still the stream with id `id` (not one that
@@ -575,15 +681,19 @@ impl Catalog {
         key: &[u8],
         is_it: impl Fn(&[u8]) -> Result<bool, DecodeError>,
     ) -> Result<bool> {
-        self.store.write(Durability::Durable, |tx| {
+        let removed = self.store.write(Durability::Durable, |tx| {
             let mut t = tx.open_table(table).db()?;
-            let Some(current) = get_raw(&t, key)? else { return Ok(false) };
+            let Some(current) = get_raw(&t, key)? else { return Ok(None) };
             if !is_it(&current).map_err(|e| e.at(self.path()))? {
-                return Ok(false);
+                return Ok(None);
             }
             t.remove(key).db()?;
-            Ok(true)
-        })
+            Ok(Some(current))
+        })?;
+        if let Some(old) = &removed {
+            self.mirror(table, key, Some(old), None)?;
+        }
+        Ok(removed.is_some())
     }
 }
 
@@ -605,10 +715,12 @@ mod tests {
 
     #[test]
     fn format_1_recycle_bins_migrate_to_one_entry_per_version() {
-        let dir = tempfile::tempdir().unwrap();
+        let data = tempfile::tempdir().unwrap();
+        let dir = &data.path().join("catalog");
+        std::fs::create_dir(dir).unwrap();
         {
             // A catalog as format 1 left it: one bin entry per name, keyed by the name.
-            let db = migrate::sled_config(dir.path()).open().unwrap();
+            let db = migrate::sled_config(dir).open().unwrap();
             let old = db.open_tree("recycle").unwrap();
             for (cid, id, name) in [(3u64, 40u64, "a"), (3, 41, "b/c"), (9, 42, "a")] {
                 let r = RecycledRecord { stream: stream(id, name), deleted: 1_000 + id, expires: 9_000, binned: 0 };
@@ -620,8 +732,8 @@ mod tests {
             db.flush().unwrap();
         }
         // Opening migrates the sled catalog to redb, then the old bins to the versioned bin.
-        let catalog = Catalog::open(dir.path()).unwrap();
-        assert!(dir.path().join(store::FILE).exists() && !dir.path().join("db").exists());
+        let catalog = Catalog::open(dir).unwrap();
+        assert!(dir.join(store::FILE).exists() && !dir.join("db").exists());
         let ids = |cid| catalog.recycled(cid).unwrap().iter().map(|r| (r.stream.id, r.stream.name.clone())).collect();
         let in_3: Vec<(u64, String)> = ids(3);
         assert_eq!(in_3, [(39, "a".to_string()), (40, "a".to_string()), (41, "b/c".to_string())]);
@@ -633,14 +745,15 @@ mod tests {
         assert!(catalog.next_id().unwrap() > 42, "ids of migrated entries are never handed out again");
         drop(catalog);
         // Opening again changes nothing.
-        let catalog = Catalog::open(dir.path()).unwrap();
+        let catalog = Catalog::open(dir).unwrap();
         assert_eq!(catalog.recycled(3).unwrap().len(), 3);
     }
 
     #[test]
     fn the_bin_keeps_every_version_and_restores_the_one_asked() {
-        let dir = tempfile::tempdir().unwrap();
-        let catalog = Catalog::open(dir.path()).unwrap();
+        let data = tempfile::tempdir().unwrap();
+        let dir = &data.path().join("catalog");
+        let catalog = Catalog::open(dir).unwrap();
         catalog.put_stream(1, &stream(10, "x")).unwrap();
         let binned = catalog.next_id().unwrap();
         catalog

@@ -41,9 +41,12 @@ impl Engine {
         check_key(key)?;
         let c = self.container_record(container)?;
         let value = encode_value(KIND_CONTAINER_META, value);
-        self.catalog().store().write(Durability::Durable, |tx| {
-            tx.open_table(CONTAINER_META).db()?.insert(meta_key(c.id, key).as_slice(), value.as_slice()).db()?;
-            Ok(())
+        let key = meta_key(c.id, key);
+        self.catalog().with_record_ahead(CONTAINER_META, &key, Some(&value), || {
+            self.catalog().store().write(Durability::Durable, |tx| {
+                tx.open_table(CONTAINER_META).db()?.insert(key.as_slice(), value.as_slice()).db()?;
+                Ok(())
+            })
         })
     }
 
@@ -81,22 +84,28 @@ impl Engine {
     pub fn remove_container_meta(&self, container: &str, key: &str) -> Result<bool> {
         check_key(key)?;
         let c = self.container_record(container)?;
-        self.catalog().store().write(Durability::Durable, |tx| {
-            let old = tx.open_table(CONTAINER_META).db()?.remove(meta_key(c.id, key).as_slice()).db()?.is_some();
-            Ok(old)
+        let key = meta_key(c.id, key);
+        self.catalog().with_record_ahead(CONTAINER_META, &key, None, || {
+            self.catalog().store().write(Durability::Durable, |tx| {
+                let old = tx.open_table(CONTAINER_META).db()?.remove(key.as_slice()).db()?.is_some();
+                Ok(old)
+            })
         })
     }
 
     /// Removes every metadata record of a container (when the container is deleted).
     pub(crate) fn remove_all_container_meta(&self, c: &ContainerRecord) -> Result<()> {
         let prefix = c.id.to_be_bytes();
-        self.catalog().store().write(Durability::Durable, |tx| {
-            let mut t = tx.open_table(CONTAINER_META).db()?;
-            for (k, _) in scan_prefix(&t, &prefix)? {
-                t.remove(k.as_slice()).db()?;
-            }
-            Ok(())
-        })
+        let rows = self.catalog().store().read(|tx| scan_prefix(&tx.open_table(CONTAINER_META).db()?, &prefix))?;
+        for (k, _) in rows {
+            self.catalog().with_record_ahead(CONTAINER_META, &k, None, || {
+                self.catalog().store().write(Durability::Durable, |tx| {
+                    tx.open_table(CONTAINER_META).db()?.remove(k.as_slice()).db()?;
+                    Ok(())
+                })
+            })?;
+        }
+        Ok(())
     }
 }
 
