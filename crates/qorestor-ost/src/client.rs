@@ -18,7 +18,7 @@ use qorestor_core::users::KdfParams;
 use crate::auth;
 use crate::codec::{self, caps, FailCode, ImageInfo, LsuInfo, Message, VERSION};
 use crate::error::{Error, Result};
-use crate::frame_io::{receive, Counted};
+use crate::frame_io::{receive, receive_frame, Counted};
 use crate::reader::ImageReader;
 use crate::writer::{ClientMode, ImageSpec, ImageWriter};
 
@@ -107,7 +107,8 @@ impl OstClient {
         let write_half = Counted { inner: tcp, bytes: bytes.clone() };
         let mut client = OstClient {
             server: opts.server.clone(),
-            reader: BufReader::with_capacity(1 << 20, read_half),
+            // Small: a frame's bulk is read past it, straight into the frame's buffer.
+            reader: BufReader::with_capacity(64 << 10, read_half),
             writer: BufWriter::with_capacity(1 << 20, write_half),
             bytes,
             pending: VecDeque::new(),
@@ -176,7 +177,7 @@ impl OstClient {
 
     /// Reads the next answer (flushing requests first); `Failed` becomes [`Error::Refused`].
     pub(crate) fn answer(&mut self) -> Result<Message> {
-        self.writer.flush().map_err(|e| Error::Io { peer: self.server.clone(), op: "write", source: e })?;
+        self.flush()?;
         let m = receive(&mut self.reader, &mut self.buf, codec::MAX_FRAME, &self.server)?;
         match m {
             None => {
@@ -184,6 +185,32 @@ impl OstClient {
             }
             Some(Message::Failed { code, message }) => Err(Error::Refused { peer: self.server.clone(), code, message }),
             Some(m) => Ok(m),
+        }
+    }
+
+    /// Sends the requests written so far.
+    pub(crate) fn flush(&mut self) -> Result<()> {
+        self.writer.flush().map_err(|e| Error::Io { peer: self.server.clone(), op: "write", source: e })
+    }
+
+    /// Reads the next answer, which must be `Data`, into `frame` (the client's receive buffer
+    /// and `frame` are swapped: the bytes are not copied); returns the payload's range in it.
+    pub(crate) fn answer_data(&mut self, frame: &mut Vec<u8>) -> Result<std::ops::Range<usize>> {
+        self.flush()?;
+        if !receive_frame(&mut self.reader, &mut self.buf, codec::MAX_FRAME, &self.server)? {
+            return Err(Error::Protocol {
+                peer: self.server.clone(),
+                detail: "the server closed the connection".into(),
+            });
+        }
+        let wire = |e| Error::Wire { peer: self.server.clone(), source: e };
+        if let Some(range) = codec::data_payload(&self.buf).map_err(wire)? {
+            std::mem::swap(frame, &mut self.buf);
+            return Ok(range);
+        }
+        match codec::decode(&self.buf).map_err(wire)? {
+            Message::Failed { code, message } => Err(Error::Refused { peer: self.server.clone(), code, message }),
+            other => Err(self.unexpected("data", &other)),
         }
     }
 

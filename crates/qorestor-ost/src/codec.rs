@@ -580,6 +580,33 @@ pub fn encode_into(m: &Message, frame: &mut Vec<u8>) {
     *frame = b;
 }
 
+/// Bytes of a [`Message::Data`] frame before its payload: length (4), type (1) and the
+/// payload's length (4).
+pub const DATA_HEAD: usize = 9;
+
+/// Starts a [`Message::Data`] frame in `frame` (cleared; its allocation is reused): the caller
+/// appends the payload (at most [`MAX_DATA`] bytes) straight after the head, then
+/// [`finish_data`] completes the frame. The bytes are those [`encode_into`] gives for the same
+/// `Data` message, without the payload being held anywhere else first.
+pub fn begin_data(frame: &mut Vec<u8>) {
+    frame.clear();
+    frame.extend_from_slice(&[0; 4]);
+    frame.push(tag::DATA);
+    frame.extend_from_slice(&[0; 4]);
+}
+
+/// Completes a frame begun with [`begin_data`] once its payload is appended: the lengths and
+/// the checksum.
+pub fn finish_data(frame: &mut Vec<u8>) {
+    let payload = frame.len() - DATA_HEAD;
+    debug_assert!(payload <= MAX_DATA, "a Data payload of {payload} bytes");
+    frame[5..DATA_HEAD].copy_from_slice(&(payload as u32).to_be_bytes());
+    let len = (frame.len() - 4) as u32;
+    frame[0..4].copy_from_slice(&len.to_be_bytes());
+    let crc = crc32fast::hash(&frame[4..]);
+    frame.extend_from_slice(&crc.to_be_bytes());
+}
+
 /// A cursor over a body that checks every read against the bytes left.
 struct In<'a> {
     b: &'a [u8],
@@ -659,18 +686,7 @@ const MIN_IMAGE: usize = 4 + 8 + 8 + 4 + 4;
 /// Decodes one whole frame (length, type, body, checksum). Pure: no I/O, no allocation beyond
 /// what the frame's own bytes bound.
 pub fn decode(frame: &[u8]) -> Result<Message, WireError> {
-    if frame.len() < 4 {
-        return Err(WireError::Truncated { have: frame.len(), need: 4 });
-    }
-    let need = frame_len(frame[0..4].try_into().expect("4 bytes"))?;
-    if frame.len() != need {
-        return Err(WireError::Truncated { have: frame.len(), need });
-    }
-    let body = &frame[4..need - 4];
-    let crc = u32::from_be_bytes(frame[need - 4..].try_into().expect("4 bytes"));
-    if crc32fast::hash(body) != crc {
-        return Err(WireError::Checksum);
-    }
+    let body = checked_body(frame)?;
     let (t, rest) = (body[0], &body[1..]);
     let name = match t {
         tag::HELLO => "Hello",
@@ -705,6 +721,39 @@ pub fn decode(frame: &[u8]) -> Result<Message, WireError> {
     let m = decode_body(t, &mut i)?;
     i.end()?;
     Ok(m)
+}
+
+/// The payload of a [`Message::Data`] frame as a range of `frame`, decoded in place (a
+/// restore's bytes are not copied out of the frame they came in); `None` when `frame` is a
+/// frame of another type, for [`decode`]. A `Data` frame gets the checks and errors
+/// [`decode`] gives it. Pure, and allocates nothing.
+pub fn data_payload(frame: &[u8]) -> Result<Option<std::ops::Range<usize>>, WireError> {
+    let body = checked_body(frame)?;
+    if body[0] != tag::DATA {
+        return Ok(None);
+    }
+    let mut i = In { b: &body[1..], message: "Data" };
+    let n = i.bytes("data", MAX_DATA)?.len();
+    i.end()?;
+    Ok(Some(DATA_HEAD..DATA_HEAD + n))
+}
+
+/// The body (type and fields) of a whole frame whose length and checksum are right; never
+/// empty.
+fn checked_body(frame: &[u8]) -> Result<&[u8], WireError> {
+    if frame.len() < 4 {
+        return Err(WireError::Truncated { have: frame.len(), need: 4 });
+    }
+    let need = frame_len(frame[0..4].try_into().expect("4 bytes"))?;
+    if frame.len() != need {
+        return Err(WireError::Truncated { have: frame.len(), need });
+    }
+    let body = &frame[4..need - 4];
+    let crc = u32::from_be_bytes(frame[need - 4..].try_into().expect("4 bytes"));
+    if crc32fast::hash(body) != crc {
+        return Err(WireError::Checksum);
+    }
+    Ok(body)
 }
 
 fn decode_body(t: u8, i: &mut In<'_>) -> Result<Message, WireError> {

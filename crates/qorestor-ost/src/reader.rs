@@ -1,10 +1,14 @@
 //! Reading an image: [`ImageReader`] (`impl Read + Seek`), reads at any offset.
 //!
-//! Bytes come in `Read` requests of [`READ_LEN`] bytes; while one is consumed the next one
-//! (sequentially after it) is already asked for, so sequential reads do not wait a round trip
-//! per request. A seek elsewhere drops the prefetched answer.
+//! Bytes come in `Read` requests of [`READ_LEN`] bytes; while one is consumed the next
+//! [`READS_IN_FLIGHT`] (sequentially after it) are already asked for and sent, so the server
+//! reads ahead while the client writes out, and sequential reads never wait a round trip. A
+//! seek elsewhere drops the answers asked for ahead. An answer's bytes stay in the frame they
+//! came in (no copy between the socket's buffer and the caller).
 
+use std::collections::VecDeque;
 use std::io::{self, Read, Seek, SeekFrom};
+use std::ops::Range;
 
 use crate::client::OstClient;
 use crate::codec::{ImageInfo, Message, MAX_DATA};
@@ -12,23 +16,36 @@ use crate::error::{Error, Result};
 
 /// Bytes per `Read` request.
 pub const READ_LEN: usize = MAX_DATA;
+/// `Read` requests sent ahead of the one being consumed.
+pub const READS_IN_FLIGHT: usize = 2;
 
 /// An image open for reading. Dropping it closes the image on the server.
 pub struct ImageReader<'a> {
     client: &'a mut OstClient,
     info: ImageInfo,
     pos: u64,
-    /// Bytes held and the image offset of their first byte.
-    buf: Vec<u8>,
-    buf_start: u64,
-    /// Offset of a `Read` sent and not yet answered.
-    prefetch: Option<u64>,
+    /// The last `Data` frame received, its payload's range in it and the image offset of the
+    /// payload's first byte.
+    frame: Vec<u8>,
+    data: Range<usize>,
+    data_start: u64,
+    /// Offsets of `Read`s sent and not yet answered, oldest first.
+    in_flight: VecDeque<u64>,
     closed: bool,
 }
 
 impl<'a> ImageReader<'a> {
     pub(crate) fn new(client: &'a mut OstClient, info: ImageInfo) -> ImageReader<'a> {
-        ImageReader { client, info, pos: 0, buf: Vec::new(), buf_start: 0, prefetch: None, closed: false }
+        ImageReader {
+            client,
+            info,
+            pos: 0,
+            frame: Vec::new(),
+            data: 0..0,
+            data_start: 0,
+            in_flight: VecDeque::new(),
+            closed: false,
+        }
     }
 
     /// The image's name, length, date, copy number and properties.
@@ -36,62 +53,76 @@ impl<'a> ImageReader<'a> {
         &self.info
     }
 
+    /// Bytes a `Read` at `offset` answers.
+    fn len_at(&self, offset: u64) -> usize {
+        (self.info.logical_bytes - offset).min(READ_LEN as u64) as usize
+    }
+
     fn ask(&mut self, offset: u64) -> Result<()> {
-        let len = (self.info.logical_bytes - offset).min(READ_LEN as u64) as u32;
-        self.client.send(&Message::Read { offset, len })?;
-        self.prefetch = Some(offset);
+        self.client.send(&Message::Read { offset, len: self.len_at(offset) as u32 })?;
+        self.in_flight.push_back(offset);
         Ok(())
     }
 
-    /// Reads the answer of the `Read` in flight.
-    fn take_answer(&mut self) -> Result<Vec<u8>> {
-        self.prefetch = None;
-        match self.client.answer()? {
-            Message::Data(d) => Ok(d),
-            other => Err(self.client.unexpected("data", &other)),
-        }
+    /// Reads the answer of the oldest `Read` in flight into `self.frame` (what was held is
+    /// dropped, whatever happens).
+    fn take_answer(&mut self) -> Result<()> {
+        let offset = self.in_flight.pop_front().expect("a read in flight");
+        self.data = 0..0;
+        self.data = self.client.answer_data(&mut self.frame)?;
+        self.data_start = offset;
+        Ok(())
     }
 
-    /// Fills the buffer with the bytes at `self.pos`.
+    /// Whether the bytes held include the current position.
+    fn holds_pos(&self) -> bool {
+        self.pos >= self.data_start && self.pos < self.data_start + self.data.len() as u64
+    }
+
+    /// Fills the frame with the bytes at `self.pos` and sends the reads after them.
     fn fill(&mut self) -> Result<()> {
         let pos = self.pos;
-        if self.prefetch.is_some_and(|p| p != pos) {
+        // Answers asked for elsewhere (before a seek) are read and dropped.
+        while self.in_flight.front().is_some_and(|&o| o != pos) {
             self.take_answer()?;
         }
-        if self.prefetch.is_none() {
+        if self.in_flight.is_empty() {
             self.ask(pos)?;
         }
-        let data = self.take_answer()?;
-        let expected = (self.info.logical_bytes - pos).min(READ_LEN as u64) as usize;
-        if data.len() != expected {
-            let detail = format!("{} bytes at offset {pos} where {expected} were asked", data.len());
+        self.take_answer()?;
+        let expected = self.len_at(pos);
+        if self.data.len() != expected {
+            let detail = format!("{} bytes at offset {pos} where {expected} were asked", self.data.len());
+            self.data = 0..0;
             return Err(Error::Protocol { peer: self.client.server.clone(), detail });
         }
-        self.buf = data;
-        self.buf_start = pos;
-        let next = pos + self.buf.len() as u64;
-        if next < self.info.logical_bytes {
+        let mut next = match self.in_flight.back() {
+            Some(&last) => last + self.len_at(last) as u64,
+            None => pos + expected as u64,
+        };
+        while self.in_flight.len() < READS_IN_FLIGHT && next < self.info.logical_bytes {
             self.ask(next)?;
+            next += self.len_at(next) as u64;
         }
-        Ok(())
+        // Sent now, so the server works on them while these bytes are consumed.
+        self.client.flush()
     }
 
     /// Writes the rest of the image, from the current position, to `out` (each answer as it
-    /// arrives, with the next one already asked for); returns the bytes written.
+    /// arrives, with the next ones already asked for); returns the bytes written.
     pub fn copy_to(&mut self, out: &mut dyn std::io::Write) -> Result<u64> {
         let start = self.pos;
         while self.pos < self.info.logical_bytes {
-            let in_buf = self.pos >= self.buf_start && self.pos < self.buf_start + self.buf.len() as u64;
-            if !in_buf {
+            if !self.holds_pos() {
                 self.fill()?;
             }
-            let at = (self.pos - self.buf_start) as usize;
-            out.write_all(&self.buf[at..]).map_err(|e| Error::Io {
+            let at = self.data.start + (self.pos - self.data_start) as usize;
+            out.write_all(&self.frame[at..self.data.end]).map_err(|e| Error::Io {
                 peer: "the output".into(),
                 op: "write",
                 source: e,
             })?;
-            self.pos += (self.buf.len() - at) as u64;
+            self.pos += (self.data.end - at) as u64;
         }
         Ok(self.pos - start)
     }
@@ -103,7 +134,7 @@ impl<'a> ImageReader<'a> {
 
     fn finish(&mut self) -> Result<()> {
         self.closed = true;
-        if self.prefetch.is_some() {
+        while !self.in_flight.is_empty() {
             self.take_answer()?;
         }
         match self.client.call(&Message::Close)? {
@@ -118,13 +149,12 @@ impl Read for ImageReader<'_> {
         if self.pos >= self.info.logical_bytes || out.is_empty() {
             return Ok(0);
         }
-        let in_buf = self.pos >= self.buf_start && self.pos < self.buf_start + self.buf.len() as u64;
-        if !in_buf {
+        if !self.holds_pos() {
             self.fill().map_err(io::Error::other)?;
         }
-        let at = (self.pos - self.buf_start) as usize;
-        let n = out.len().min(self.buf.len() - at);
-        out[..n].copy_from_slice(&self.buf[at..at + n]);
+        let at = self.data.start + (self.pos - self.data_start) as usize;
+        let n = out.len().min(self.data.end - at);
+        out[..n].copy_from_slice(&self.frame[at..at + n]);
         self.pos += n as u64;
         Ok(n)
     }

@@ -185,15 +185,13 @@ fn serve_connection(engine: &Engine, busy: &Arc<Busy>, stream: TcpStream, admitt
             }
             Err(e) => return Err(e),
         };
-        let answer = session.handle(request);
+        session.handle_into(request, &mut frame);
         let now = format!("host={host} {}", session.describe());
         if now != state {
             admitted.set_state(&now);
             state = now;
         }
-        codec::encode_into(&answer, &mut frame);
         let sent = conn.get_mut().write_all(&frame).and_then(|_| conn.get_mut().flush());
         sent.map_err(|e| Error::Io { peer: CLIENT.into(), op: "write", source: e })?;
-        session.recycle(answer);
     }
 }

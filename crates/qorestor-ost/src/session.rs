@@ -18,7 +18,7 @@ use qorestor_core::{
     StreamWriter,
 };
 
-use crate::codec::{Chunking, FailCode, ImageInfo, LsuInfo, Message, WireChunk, WriteMode};
+use crate::codec::{self, Chunking, FailCode, ImageInfo, LsuInfo, Message, WireChunk, WriteMode};
 
 /// The images in use by any session, with the number of sessions using each.
 #[derive(Default)]
@@ -78,7 +78,6 @@ pub struct Session {
     engine: Engine,
     busy: Arc<Busy>,
     state: State,
-    scratch: Vec<u8>,
 }
 
 type Answer = Result<Message, (FailCode, String)>;
@@ -101,7 +100,7 @@ fn protocol(detail: impl Into<String>) -> (FailCode, String) {
 impl Session {
     /// A new session on `engine`, sharing the registry of images in use.
     pub fn new(engine: Engine, busy: Arc<Busy>) -> Session {
-        Session { engine, busy, state: State::Idle, scratch: Vec::new() }
+        Session { engine, busy, state: State::Idle }
     }
 
     /// The session's mode and open image, for the server's session list.
@@ -114,6 +113,18 @@ impl Session {
             State::Writing { sink: Sink::Optimized(_), lsu, name, .. } => format!("mode=optimized image={lsu}/{name}"),
             State::Reading { lsu, name, .. } => format!("mode=read image={lsu}/{name}"),
         }
+    }
+
+    /// Carries out one request and encodes its answer as a frame into `frame` (cleared; its
+    /// allocation is reused). A `Read`'s bytes go from the image straight into the frame.
+    pub fn handle_into(&mut self, request: Message, frame: &mut Vec<u8>) {
+        if let Message::Read { offset, len } = request {
+            if let Err((code, message)) = self.read_into(offset, len, frame) {
+                codec::encode_into(&Message::Failed { code, message }, frame);
+            }
+            return;
+        }
+        codec::encode_into(&self.handle(request), frame);
     }
 
     /// Carries out one request; every request gets exactly one answer.
@@ -180,7 +191,11 @@ impl Session {
                 }
             },
             Message::Open { lsu, name } => self.open(lsu, name),
-            Message::Read { offset, len } => self.read(offset, len),
+            Message::Read { offset, len } => {
+                let mut frame = Vec::new();
+                self.read_into(offset, len, &mut frame)?;
+                codec::decode(&frame).map_err(|e| (FailCode::Internal, e.to_string()))
+            }
             Message::Info { lsu, name } => Ok(Message::Image(self.image_info(&self.lsu(&lsu)?, &name)?)),
             Message::List { lsu } => {
                 let owned = self.lsu(&lsu)?;
@@ -283,24 +298,19 @@ impl Session {
         Ok(Message::Opened(info))
     }
 
-    fn read(&mut self, offset: u64, len: u32) -> Answer {
+    /// Encodes the `Data` answer of a `Read` into `frame`, the image's bytes read straight
+    /// after the frame's head (`len` is at most [`codec::MAX_DATA`], as the decoder checked).
+    fn read_into(&mut self, offset: u64, len: u32, frame: &mut Vec<u8>) -> Result<(), (FailCode, String)> {
         let State::Reading { reader, .. } = &mut self.state else {
             return Err(protocol("Read without an image open for reading"));
         };
         let fail = |e: std::io::Error| (FailCode::Internal, e.to_string());
         reader.seek(SeekFrom::Start(offset)).map_err(fail)?;
-        let mut data = std::mem::take(&mut self.scratch);
-        data.clear();
-        data.reserve(len as usize);
-        reader.take(len as u64).read_to_end(&mut data).map_err(fail)?;
-        Ok(Message::Data(data))
-    }
-
-    /// Takes back the buffer of an answer that was sent (a `Data`'s), for the next read.
-    pub fn recycle(&mut self, answer: Message) {
-        if let Message::Data(d) = answer {
-            self.scratch = d;
-        }
+        codec::begin_data(frame);
+        frame.reserve(len as usize + 4);
+        reader.take(len as u64).read_to_end(frame).map_err(fail)?;
+        codec::finish_data(frame);
+        Ok(())
     }
 }
 

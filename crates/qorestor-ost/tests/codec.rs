@@ -1,5 +1,5 @@
 //! Property tests of the OST frame codec: every message round-trips, every truncation and
-//! every flipped bit is refused, arbitrary bytes never panic, and counts beyond the frame are
+//! every flipped bit is refused, the in-place `Data` encoder and decoder agree with the others, arbitrary bytes never panic, and counts beyond the frame are
 //! refused before anything is allocated.
 
 use proptest::prelude::*;
@@ -130,15 +130,38 @@ proptest! {
     }
 
     #[test]
+    fn data_payload_agrees_with_decode(m in message()) {
+        let b = encode(&m);
+        match (&m, data_payload(&b).unwrap()) {
+            (Message::Data(d), Some(r)) => prop_assert_eq!(&b[r], &d[..]),
+            (Message::Data(_), None) => prop_assert!(false, "a Data frame not seen as one"),
+            (_, Some(r)) => prop_assert!(false, "{} seen as Data {:?}", m.name(), r),
+            (_, None) => {}
+        }
+    }
+
+    #[test]
+    fn a_data_frame_built_in_place_is_its_encoding(d in prop::collection::vec(any::<u8>(), 0..4096), old in 0usize..64) {
+        let mut frame = vec![7u8; old];
+        begin_data(&mut frame);
+        prop_assert_eq!(frame.len(), DATA_HEAD);
+        frame.extend_from_slice(&d);
+        finish_data(&mut frame);
+        prop_assert_eq!(frame, encode(&Message::Data(d)));
+    }
+
+    #[test]
     fn truncations_and_flipped_bits_are_refused(m in message(), bit in any::<prop::sample::Index>()) {
         let b = encode(&m);
         for n in 0..b.len() {
             prop_assert!(decode(&b[..n]).is_err(), "truncated to {}", n);
+            prop_assert!(data_payload(&b[..n]).is_err(), "truncated to {}", n);
         }
         let mut c = b.clone();
         let at = bit.index(b.len() * 8);
         c[at / 8] ^= 1 << (at % 8);
         prop_assert!(decode(&c).is_err(), "bit {} flipped", at);
+        prop_assert!(data_payload(&c).is_err(), "bit {} flipped", at);
     }
 
     #[test]
@@ -146,8 +169,16 @@ proptest! {
         let mut frame = (body.len() as u32).to_be_bytes().to_vec();
         frame.extend_from_slice(&body);
         frame.extend_from_slice(&crc32fast::hash(&body).to_be_bytes());
-        if let Ok(m) = decode(&frame) {
-            prop_assert_eq!(encode(&m), frame);
+        let decoded = decode(&frame);
+        if let Ok(m) = &decoded {
+            prop_assert_eq!(&encode(m), &frame);
+        }
+        match (decoded, data_payload(&frame)) {
+            (Ok(Message::Data(d)), Ok(Some(r))) => prop_assert_eq!(&frame[r], &d[..]),
+            (Ok(Message::Data(_)), other) => prop_assert!(false, "Data decoded, data_payload gave {:?}", other),
+            (Err(_), Ok(Some(r))) => prop_assert!(false, "refused by decode, Data {:?} by data_payload", r),
+            (Ok(_), Ok(Some(_))) | (Ok(_), Err(_)) => prop_assert!(false, "another message not left to decode"),
+            _ => {}
         }
     }
 }
