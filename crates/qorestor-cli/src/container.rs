@@ -8,6 +8,7 @@ use serde::Serialize;
 use crate::context::{Ctx, UsageError};
 use crate::output::{self, Align, Table};
 use crate::values::{parse_days, parse_object_name, parse_quota, OnOff, Quota};
+use crate::vtl::Place;
 
 /// `container` subcommands.
 #[derive(Debug, Subcommand)]
@@ -188,10 +189,18 @@ pub fn run(ctx: &Ctx, cmd: ContainerCommand) -> Result<()> {
     match cmd {
         ContainerCommand::Add(args) => {
             let update = args.settings.update()?;
-            let engine = ctx.open("qorestor container add")?;
+            let place = Place::open(ctx, "qorestor container add")?;
+            let engine = place.engine();
+            if args.kind == KindArg::Vtl {
+                crate::vtl::check_iscsi_name(engine, &args.name)?;
+            }
             let mut info = engine.add_container(&args.name, &args.storage_group, args.kind.into())?;
             if let Some(u) = update {
                 info = engine.update_container(&args.name, &u)?;
+            }
+            if let (Place::Live(s), KindArg::Vtl) = (&place, args.kind) {
+                // Served from now on, with the default geometry (as `vtl show` would give it).
+                s.libraries.open(&args.name)?;
             }
             ctx.emit(&info, || format!("created container {}\n{}", info.name, details(&info)))
         }

@@ -11,7 +11,7 @@ use serde::Serialize;
 use crate::output;
 
 /// The global options of one invocation.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Ctx {
     /// The data directory.
     pub data: PathBuf,
@@ -21,6 +21,8 @@ pub struct Ctx {
     pub passphrase_file: Option<PathBuf>,
     /// How long to wait for a data directory another command holds (`--lock-wait`).
     pub lock_wait: Duration,
+    /// The serving process's engine and libraries when the command runs inside the daemon; None for a command run on its own.
+    pub live: Option<crate::serve::Services>,
 }
 
 /// How to choose or make a data directory, for errors about a missing or unusable one.
@@ -32,7 +34,7 @@ const LOCK_RETRY: Duration = Duration::from_millis(100);
 impl Ctx {
     /// Builds the context from the global flags.
     pub fn new(data: PathBuf, json: bool, passphrase_file: Option<PathBuf>, lock_wait: Duration) -> Self {
-        Ctx { data, json, passphrase_file, lock_wait }
+        Ctx { data, json, passphrase_file, lock_wait, live: None }
     }
 
     /// The passphrase of encrypted storage groups, if given (`--passphrase-file`, else

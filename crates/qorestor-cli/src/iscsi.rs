@@ -7,10 +7,10 @@ use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
 use qorestor_iscsi::chap::{ChapConfig, Credential, MICROSOFT_MAX_SECRET_LEN};
 use qorestor_iscsi::config;
-use qorestor_vtl::Libraries;
 use serde::Serialize;
 
 use crate::context::{Ctx, UsageError};
+use crate::vtl::Place;
 
 /// Long help of `iscsi show`.
 const SHOW_ABOUT: &str = "\
@@ -28,7 +28,8 @@ const SET_ABOUT: &str = "\
 Require CHAP for every normal iSCSI session: initiators log in as --user with the secret read \
 from stdin (one line). With --mutual-user and --mutual-password-file the target also \
 authenticates itself to initiators that ask (mutual CHAP; the secret must differ). Discovery \
-sessions stay open unless --discovery-auth. Takes effect at the next serve.
+sessions stay open unless --discovery-auth. A running serve applies it from the next login \
+(sessions already logged in stay); a stopped one from its next start.
 
 Secrets take 12 to 255 characters (RFC 3720 asks for at least 12 bytes); a secret longer than \
 16 characters is accepted with a warning, since Microsoft's iSCSI initiator refuses it.
@@ -115,9 +116,10 @@ fn chap_report(c: &ChapConfig) -> ChapReport {
 
 /// Runs an `iscsi` subcommand.
 pub fn run(ctx: &Ctx, cmd: IscsiCommand) -> Result<()> {
-    let engine = ctx.open("qorestor iscsi")?;
+    let place = Place::open(ctx, "qorestor iscsi")?;
+    let engine = place.engine();
     match cmd {
-        IscsiCommand::Show => show(ctx, &engine),
+        IscsiCommand::Show => show(ctx, &place),
         IscsiCommand::SetPassword(a) => {
             let secret = crate::secret::read_stdin_text("CHAP secret")?;
             let mutual = match (a.mutual_user, a.mutual_password_file) {
@@ -129,7 +131,7 @@ pub fn run(ctx: &Ctx, cmd: IscsiCommand) -> Result<()> {
             };
             let cfg =
                 ChapConfig { initiator: Credential { user: a.user, secret }, mutual, discovery_auth: a.discovery_auth };
-            config::save_chap(&engine, &cfg).map_err(|e| match e.kind() {
+            config::save_chap(engine, &cfg).map_err(|e| match e.kind() {
                 qorestor_iscsi::ErrorKind::Config => anyhow::Error::new(UsageError(e.to_string())),
                 _ => e.into(),
             })?;
@@ -138,10 +140,12 @@ pub fn run(ctx: &Ctx, cmd: IscsiCommand) -> Result<()> {
                 warn_if_too_long_for_microsoft("mutual CHAP secret", &m.secret);
             }
             let report = chap_report(&cfg);
-            ctx.emit(&report, || format!("CHAP set for user {} (applies from the next serve)", report.user))
+            // A running serve reads CHAP at each login; a stopped one at its next start.
+            let from = if ctx.live.is_some() { "the next login" } else { "the next serve" };
+            ctx.emit(&report, || format!("CHAP set for user {} (applies from {from})", report.user))
         }
         IscsiCommand::ClearPassword => {
-            let was = config::clear_chap(&engine)?;
+            let was = config::clear_chap(engine)?;
             let report = serde_json::json!({ "cleared": was });
             ctx.emit(&report, || if was { "CHAP cleared".into() } else { "CHAP was not set".into() })
         }
@@ -159,9 +163,10 @@ fn warn_if_too_long_for_microsoft(what: &str, secret: &str) {
     }
 }
 
-fn show(ctx: &Ctx, engine: &qorestor_core::Engine) -> Result<()> {
+fn show(ctx: &Ctx, place: &Place) -> Result<()> {
+    let engine = place.engine();
     let system_name = engine.system_name()?;
-    let libraries = Libraries::open_all(engine)?;
+    let libraries = place.libraries()?;
     let (targets, _) = config::targets(&system_name, &libraries);
     let mut reports = Vec::new();
     for t in &targets {

@@ -24,6 +24,8 @@ mod handoff;
 mod init;
 mod iscsi;
 mod listen;
+#[cfg(test)]
+mod live_tests;
 mod ndmp;
 mod ost;
 mod output;

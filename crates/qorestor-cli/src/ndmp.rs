@@ -5,11 +5,11 @@ use anyhow::Result;
 use clap::Subcommand;
 use qorestor_ndmp::devices::{self, Device};
 use qorestor_ndmp::{config, Credentials};
-use qorestor_vtl::Libraries;
 use serde::Serialize;
 
 use crate::context::Ctx;
 use crate::output;
+use crate::vtl::Place;
 
 /// `ndmp` subcommands.
 #[derive(Debug, Subcommand)]
@@ -46,14 +46,15 @@ struct NdmpReport {
 
 /// Runs an `ndmp` subcommand.
 pub fn run(ctx: &Ctx, cmd: NdmpCommand) -> Result<()> {
-    let engine = ctx.open("qorestor ndmp")?;
+    let place = Place::open(ctx, "qorestor ndmp")?;
+    let engine = place.engine();
     if let NdmpCommand::Update { user, .. } = cmd {
         let password = crate::secret::read_stdin_text("NDMP password")?;
-        config::save(&engine, &Credentials { user, password })?;
+        config::save(engine, &Credentials { user, password })?;
     }
-    let libraries = Libraries::open_all(&engine)?;
+    let libraries = place.libraries()?;
     let mut slots = Vec::new();
-    for l in libraries.iter() {
+    for l in libraries.list().iter() {
         let info = l.info()?;
         slots.extend(info.slots.into_iter().map(|s| Slot {
             library: info.name.clone(),
@@ -61,7 +62,7 @@ pub fn run(ctx: &Ctx, cmd: NdmpCommand) -> Result<()> {
             barcode: s.barcode,
         }));
     }
-    let report = NdmpReport { user: config::load(&engine)?.map(|c| c.user), devices: devices::all(&libraries)?, slots };
+    let report = NdmpReport { user: config::load(engine)?.map(|c| c.user), devices: devices::all(&libraries)?, slots };
     ctx.emit(&report, || {
         let mut t = output::Table::new(&[
             ("DEVICE", output::Align::Left),

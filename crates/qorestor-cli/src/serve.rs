@@ -98,10 +98,12 @@ pub struct ServeArgs {
 }
 
 /// What the frontends get: the engine and every library.
+#[derive(Clone)]
 pub struct Services {
     /// The engine (the data directory, held by this process).
     pub engine: Engine,
-    /// Every `vtl` container's library, open.
+    /// Every `vtl` container's library, open: the live registry that the frontends serve and
+    /// the `vtl` commands run in the daemon change.
     pub libraries: Arc<Libraries>,
 }
 
@@ -236,11 +238,10 @@ fn start_ost(listener: TcpListener, services: &Services) -> Result<Listening> {
     Ok(Listening { frontend: "ost", addr: server.local_addr(), server: Box::new(server) })
 }
 
-/// Starts the iSCSI target on `listener`: one target per library, CHAP as `iscsi set-password`
-/// stored it.
+/// Starts the iSCSI target on `listener`: one target per library of the live registry, CHAP as
+/// `iscsi set-password` stored it, both read at each discovery and login.
 fn start_iscsi(listener: TcpListener, services: &Services) -> Result<Listening> {
-    let portal = qorestor_iscsi::config::portal(&services.engine, &services.libraries)?;
-    let server = qorestor_iscsi::Server::serve(listener, Arc::new(portal))?;
+    let server = qorestor_iscsi::config::serve(listener, &services.engine, &services.libraries)?;
     Ok(Listening { frontend: "iscsi", addr: server.local_addr(), server: Box::new(server) })
 }
 

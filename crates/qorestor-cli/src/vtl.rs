@@ -1,16 +1,22 @@
 //! `qorestor vtl add|list|show|delete|carts add|import|export|set-rw|load|unload`: the operator's view of a
-//! virtual tape library (the library itself lives in [`qorestor_vtl`]).
+//! virtual tape library (the library itself lives in [`qorestor_vtl`]). Run inside the daemon
+//! (`Ctx::live`), every command acts on the libraries the frontends serve, through the live
+//! registry ([`qorestor_vtl::Libraries`]): a library added is served at once, one deleted has
+//! its sessions ended first.
+
+use std::sync::Arc;
 
 use anyhow::Result;
 use clap::{Args, Subcommand, ValueEnum};
-use qorestor_core::{ContainerKind, DEFAULT_GROUP};
+use qorestor_core::{ContainerKind, Engine, DEFAULT_GROUP};
 use qorestor_vtl::library::CartridgeInfo;
 use qorestor_vtl::model::{MAX_CAPACITY, MIN_OPERATOR_CAPACITY};
-use qorestor_vtl::{LibraryConfig, LibraryInfo, Vtl};
+use qorestor_vtl::{Libraries, LibraryConfig, LibraryInfo, Vtl};
 use serde::Serialize;
 
 use crate::context::Ctx;
 use crate::output::{self, Align, Table};
+use crate::serve::Services;
 use crate::values::{parse_object_name, parse_size};
 
 /// `vtl` subcommands.
@@ -106,7 +112,8 @@ pub enum CartsCommand {
 const ADD_ABOUT: &str = "\
 Create a container of type vtl with its tape library: a changer, storage slots, drives and \
 import/export slots; --tapes cartridges are created in the lowest storage slots, drives start \
-empty. Tape sizes: 10GB to 18TB (LTO-9).
+empty. Tape sizes: 10GB to 18TB (LTO-9). A name is refused when another library's gives the \
+same iSCSI target name (names that differ only in case or in _ versus -).
 
 JSON: the library object, as vtl show prints it.
 
@@ -256,12 +263,73 @@ fn where_is(c: &CartridgeInfo) -> String {
     }
 }
 
+/// Where a command finds the libraries (`vtl`, `iscsi`, `ndmp`): inside the daemon, its live
+/// registry (the one copy of each library the frontends serve: a second copy would keep its
+/// own drive and slot state and corrupt the tapes); on its own, the data directory it opens.
+pub(crate) enum Place {
+    /// The daemon's engine and registry.
+    Live(Services),
+    /// The engine this command opened.
+    Own(Engine),
+}
+
+impl Place {
+    /// The daemon's registry, or the data directory opened as `holder`.
+    pub(crate) fn open(ctx: &Ctx, holder: &str) -> Result<Place> {
+        Ok(match &ctx.live {
+            Some(s) => Place::Live(s.clone()),
+            None => Place::Own(ctx.open(holder)?),
+        })
+    }
+
+    /// The engine.
+    pub(crate) fn engine(&self) -> &Engine {
+        match self {
+            Place::Live(s) => &s.engine,
+            Place::Own(e) => e,
+        }
+    }
+
+    /// The library `name`: the served one (served from now on if it was not yet), or one
+    /// opened for this command.
+    fn library(&self, name: &str) -> Result<Arc<Vtl>> {
+        Ok(match self {
+            Place::Live(s) => s.libraries.open(name)?,
+            Place::Own(e) => Arc::new(Vtl::open(e, name)?),
+        })
+    }
+
+    /// Every library: the registry, or each opened for this command.
+    pub(crate) fn libraries(&self) -> Result<Arc<Libraries>> {
+        Ok(match self {
+            Place::Live(s) => s.libraries.clone(),
+            Place::Own(e) => Arc::new(Libraries::open_all(e)?),
+        })
+    }
+}
+
+/// Refuses a new library (`vtl add`, `container add --type vtl`) whose iSCSI target name an
+/// existing library has: it would not be served, or (first by name) take over the served
+/// target of the other, whose initiators would then write to the wrong library.
+pub(crate) fn check_iscsi_name(engine: &Engine, name: &str) -> Result<()> {
+    let containers = engine.containers(None)?;
+    let libraries = containers.iter().filter(|c| c.kind == ContainerKind::Vtl).map(|c| c.name.as_str());
+    let system = engine.system_name()?;
+    if let Some(other) = qorestor_iscsi::config::name_taken(&system, name, libraries) {
+        anyhow::bail!(
+            "library name {name:?} gives the iSCSI target name {}, which library {other:?} already has \
+             (names that differ only in case or in _ versus - give the same one): choose another name",
+            qorestor_iscsi::target_name(&system, name)
+        );
+    }
+    Ok(())
+}
+
 /// Runs a `vtl` subcommand.
 pub fn run(ctx: &Ctx, cmd: VtlCommand) -> Result<()> {
-    let holder = "qorestor vtl";
+    let place = Place::open(ctx, "qorestor vtl")?;
     match cmd {
         VtlCommand::Add(a) => {
-            let engine = ctx.open(holder)?;
             let config = LibraryConfig {
                 slots: a.slots,
                 drives: a.drives,
@@ -269,32 +337,35 @@ pub fn run(ctx: &Ctx, cmd: VtlCommand) -> Result<()> {
                 tapes: a.tapes,
                 tape_size: a.tape_size,
             };
-            let vtl = Vtl::create(&engine, &a.name, &a.storage_group, &config)?;
+            check_iscsi_name(place.engine(), &a.name)?;
+            let vtl = match &place {
+                Place::Live(s) => s.libraries.create(&a.name, &a.storage_group, &config)?,
+                Place::Own(e) => Arc::new(Vtl::create(e, &a.name, &a.storage_group, &config)?),
+            };
             let info = vtl.info()?;
             ctx.emit(&info, || format!("created library {}\n{}", info.name, show(&info)))
         }
         VtlCommand::List => {
-            let engine = ctx.open(holder)?;
             let mut libraries = Vec::new();
-            for c in engine.containers(None)?.into_iter().filter(|c| c.kind == ContainerKind::Vtl) {
-                libraries.push(Vtl::open(&engine, &c.name)?.info()?);
+            for c in place.engine().containers(None)?.into_iter().filter(|c| c.kind == ContainerKind::Vtl) {
+                libraries.push(place.library(&c.name)?.info()?);
             }
             ctx.emit(&libraries, || list(&libraries))
         }
         VtlCommand::Show { name } => {
-            let engine = ctx.open(holder)?;
-            let info = Vtl::open(&engine, &name)?.info()?;
+            let info = place.library(&name)?.info()?;
             ctx.emit(&info, || show(&info))
         }
         VtlCommand::Delete { name, force } => {
-            let engine = ctx.open(holder)?;
-            Vtl::delete(&engine, &name, force)?;
+            match &place {
+                Place::Live(s) => s.libraries.delete(&name, force)?,
+                Place::Own(e) => Vtl::delete(e, &name, force)?,
+            }
             let report = serde_json::json!({ "name": name, "deleted": true });
             ctx.emit(&report, || format!("deleted library {name}; its space returns when the cleaner runs"))
         }
         VtlCommand::Carts(CartsCommand::Add(a)) => {
-            let engine = ctx.open(holder)?;
-            let vtl = Vtl::open(&engine, &a.name)?;
+            let vtl = place.library(&a.name)?;
             let barcodes = vtl.add_cartridges(a.count, a.tape_size)?;
             let info = vtl.info()?;
             let added: Vec<CartridgeInfo> =
@@ -303,22 +374,19 @@ pub fn run(ctx: &Ctx, cmd: VtlCommand) -> Result<()> {
             ctx.emit(&report, || format!("added {} cartridges to {}: {}", barcodes.len(), a.name, barcodes.join(" ")))
         }
         VtlCommand::Import(a) => {
-            let engine = ctx.open(holder)?;
-            let vtl = Vtl::open(&engine, &a.name)?;
+            let vtl = place.library(&a.name)?;
             vtl.import(&a.barcode)?;
             let r = cartridge(&vtl, &a.barcode)?;
             ctx.emit(&r, || format!("imported {} into {}", a.barcode, where_is(&r.cartridge)))
         }
         VtlCommand::Export(a) => {
-            let engine = ctx.open(holder)?;
-            let vtl = Vtl::open(&engine, &a.name)?;
+            let vtl = place.library(&a.name)?;
             vtl.export(&a.barcode)?;
             let r = cartridge(&vtl, &a.barcode)?;
             ctx.emit(&r, || format!("exported {} to the vault", a.barcode))
         }
         VtlCommand::SetRw(a) => {
-            let engine = ctx.open(holder)?;
-            let vtl = Vtl::open(&engine, &a.name)?;
+            let vtl = place.library(&a.name)?;
             vtl.set_write_protect(&a.barcode, a.mode == OnOff::Off)?;
             let r = cartridge(&vtl, &a.barcode)?;
             ctx.emit(&r, || match a.mode {
@@ -327,15 +395,13 @@ pub fn run(ctx: &Ctx, cmd: VtlCommand) -> Result<()> {
             })
         }
         VtlCommand::Load(a) => {
-            let engine = ctx.open(holder)?;
-            let vtl = Vtl::open(&engine, &a.name)?;
+            let vtl = place.library(&a.name)?;
             vtl.load(&a.barcode, a.drive)?;
             let r = cartridge(&vtl, &a.barcode)?;
             ctx.emit(&r, || format!("loaded {} into drive {} ({})", a.barcode, a.drive, where_is(&r.cartridge)))
         }
         VtlCommand::Unload(a) => {
-            let engine = ctx.open(holder)?;
-            let vtl = Vtl::open(&engine, &a.name)?;
+            let vtl = place.library(&a.name)?;
             let barcode = vtl.unload(a.drive)?;
             let r = cartridge(&vtl, &barcode)?;
             ctx.emit(&r, || format!("unloaded {barcode} from drive {} to {}", a.drive, where_is(&r.cartridge)))

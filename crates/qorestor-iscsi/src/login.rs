@@ -30,6 +30,8 @@ pub mod status {
     pub const MISSING_PARAMETER: (u8, u8) = (0x02, 0x07);
     /// Session does not exist (adding connections is not supported).
     pub const SESSION_DOES_NOT_EXIST: (u8, u8) = (0x02, 0x0a);
+    /// Target error: the target's configuration could not be read.
+    pub const TARGET_ERROR: (u8, u8) = (0x03, 0x00);
 }
 
 /// Discovery or normal session.
@@ -93,6 +95,8 @@ pub struct Login {
     initiator: String,
     kind: SessionKind,
     target: Option<Target>,
+    /// The CHAP configuration, read from the portal at the login's first request.
+    chap: Option<ChapConfig>,
     auth: Auth,
     params: Params,
     stage: u8,
@@ -119,6 +123,7 @@ impl Login {
             initiator: String::new(),
             kind: SessionKind::Normal,
             target: None,
+            chap: None,
             auth: Auth::Pending,
             params,
             stage: stage::SECURITY,
@@ -131,7 +136,7 @@ impl Login {
     }
 
     fn chap(&self) -> Option<&ChapConfig> {
-        self.portal.chap.as_ref()
+        self.chap.as_ref()
     }
 
     fn auth_required(&self) -> bool {
@@ -264,8 +269,14 @@ impl Login {
         Step::Done(resp, Box::new(est))
     }
 
-    /// Reads the leading login's names: InitiatorName, SessionType, TargetName.
+    /// Reads the leading login's names: InitiatorName, SessionType, TargetName; and the
+    /// portal's configuration as it is now (CHAP, the target), for the rest of the login.
     fn identify(&mut self, pairs: &Pairs) -> Result<(), (u8, u8)> {
+        let unreadable = |e: crate::Error| {
+            eprintln!("iscsi: login refused: cannot read the target configuration: {e}");
+            status::TARGET_ERROR
+        };
+        self.chap = self.portal.chap().map_err(unreadable)?;
         let name = pairs.get("InitiatorName").filter(|n| !n.is_empty()).ok_or(status::MISSING_PARAMETER)?;
         self.kind = match pairs.get("SessionType").unwrap_or("Normal") {
             "Normal" => SessionKind::Normal,
@@ -279,7 +290,7 @@ impl Login {
         }
         if self.kind == SessionKind::Normal {
             let t = pairs.get("TargetName").ok_or(status::MISSING_PARAMETER)?;
-            self.target = Some(self.portal.target(t).ok_or(status::NOT_FOUND)?.clone());
+            self.target = Some(self.portal.target(t).map_err(unreadable)?.ok_or(status::NOT_FOUND)?);
         }
         self.initiator = name.to_string();
         Ok(())

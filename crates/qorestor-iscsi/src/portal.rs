@@ -1,5 +1,6 @@
-//! What a portal serves: its targets (one per virtual tape library), the CHAP configuration,
-//! limits and timeouts. Shared by every connection of a server.
+//! What a portal serves: its targets (one per virtual tape library) and CHAP configuration,
+//! read from its [`Configuration`] at each discovery and login, and its limits and timeouts.
+//! Shared by every connection of a server.
 
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::Arc;
@@ -8,6 +9,7 @@ use std::time::Duration;
 use qorestor_vtl::{ScsiResponse, Vtl};
 
 use crate::chap::ChapConfig;
+use crate::error::Result;
 use crate::params::Limits;
 
 /// The logical units behind a target: what SCSI commands are sent to.
@@ -16,6 +18,11 @@ pub trait LogicalUnits: Send + Sync {
     fn lun_count(&self) -> u64;
     /// Runs one command on `lun`; never panics.
     fn execute(&self, lun: u64, cdb: &[u8], data_out: &[u8]) -> ScsiResponse;
+    /// Whether the units are out of service for good (a deleted library): a session that logs
+    /// in to them is ended at once.
+    fn retired(&self) -> bool {
+        false
+    }
 }
 
 impl LogicalUnits for Vtl {
@@ -25,6 +32,38 @@ impl LogicalUnits for Vtl {
 
     fn execute(&self, lun: u64, cdb: &[u8], data_out: &[u8]) -> ScsiResponse {
         Vtl::execute(self, lun, cdb, data_out)
+    }
+
+    fn retired(&self) -> bool {
+        self.is_retired()
+    }
+}
+
+/// Where a portal's targets and CHAP configuration come from. Read at each discovery
+/// (SendTargets) and at each login, so that a target added or removed, or CHAP set or
+/// cleared, is served from the next one without a restart.
+pub trait Configuration: Send + Sync {
+    /// The targets now, by name.
+    fn targets(&self) -> Result<Vec<Target>>;
+    /// The CHAP configuration now; `None` leaves every session open.
+    fn chap(&self) -> Result<Option<ChapConfig>>;
+}
+
+/// A configuration that does not change (tests, tools).
+pub struct Fixed {
+    /// The targets.
+    pub targets: Vec<Target>,
+    /// CHAP; `None` leaves every session open.
+    pub chap: Option<ChapConfig>,
+}
+
+impl Configuration for Fixed {
+    fn targets(&self) -> Result<Vec<Target>> {
+        Ok(self.targets.clone())
+    }
+
+    fn chap(&self) -> Result<Option<ChapConfig>> {
+        Ok(self.chap.clone())
     }
 }
 
@@ -62,10 +101,7 @@ impl Default for Timeouts {
 
 /// Everything connections share.
 pub struct Portal {
-    /// The targets, by name.
-    pub targets: Vec<Target>,
-    /// CHAP; `None` leaves every session open.
-    pub chap: Option<ChapConfig>,
+    config: Box<dyn Configuration>,
     /// TargetPortalGroupTag.
     pub portal_group_tag: u16,
     /// The target's negotiation limits.
@@ -76,11 +112,15 @@ pub struct Portal {
 }
 
 impl Portal {
-    /// A portal serving `targets`.
+    /// A portal serving `targets`, always with `chap`.
     pub fn new(targets: Vec<Target>, chap: Option<ChapConfig>) -> Portal {
+        Portal::with_config(Box::new(Fixed { targets, chap }))
+    }
+
+    /// A portal serving what `config` says at each discovery and login.
+    pub fn with_config(config: Box<dyn Configuration>) -> Portal {
         Portal {
-            targets,
-            chap,
+            config,
             portal_group_tag: 1,
             limits: Limits::default(),
             timeouts: Timeouts::default(),
@@ -88,9 +128,19 @@ impl Portal {
         }
     }
 
-    /// The target named `name`.
-    pub fn target(&self, name: &str) -> Option<&Target> {
-        self.targets.iter().find(|t| t.name == name)
+    /// The targets now, by name.
+    pub fn targets(&self) -> Result<Vec<Target>> {
+        self.config.targets()
+    }
+
+    /// The target named `name` now.
+    pub fn target(&self, name: &str) -> Result<Option<Target>> {
+        Ok(self.targets()?.into_iter().find(|t| t.name == name))
+    }
+
+    /// The CHAP configuration now; `None` leaves every session open.
+    pub fn chap(&self) -> Result<Option<ChapConfig>> {
+        self.config.chap()
     }
 
     /// A fresh target session identifying handle (never 0).

@@ -11,12 +11,19 @@
 //! Session reinstatement (RFC 7143 §6.3.5): a new login with the InitiatorName, ISID and
 //! target of a running session replaces it; the old session's connection is shut down, as
 //! ErrorRecoveryLevel 0 implies (a backup host that restarts logs in again with the same ISID).
+//!
+//! A library taken out of service ([`qorestor_vtl::Vtl::retire`]: deleted, or reopened by
+//! [`qorestor_vtl::Libraries::reload`]) ends its sessions: [`Server::watch`] has the registry
+//! tell the target, which shuts down the connection of every session on retired units (and a
+//! session that logs in to them in the meantime is shut down as it enters). The initiator sees
+//! its connection closed without a Logout; its reconnection finds the target gone (Login
+//! Response "not found") unless the library was reopened.
 
 use std::collections::HashMap;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -26,7 +33,7 @@ use crate::chap::CHALLENGE_LEN;
 use crate::connection::{Connection, Output};
 use crate::error::{Error, Result};
 use crate::frame;
-use crate::portal::Portal;
+use crate::portal::{LogicalUnits, Portal};
 use crate::session::Action;
 
 /// How often a quiet connection checks its timers.
@@ -49,6 +56,7 @@ const MAX_READ: usize = 256 * 1024;
 /// A running iSCSI target: stop it, join it, list its connections.
 pub struct Server {
     inner: listener::Server,
+    sessions: Arc<Registry>,
 }
 
 impl Server {
@@ -63,10 +71,18 @@ impl Server {
     /// and passed down), on background threads, one per connection.
     pub fn serve(listener: TcpListener, portal: Arc<Portal>) -> Result<Server> {
         let limits = Limits { pre_auth_timeout: portal.timeouts.login, ..LIMITS };
-        let handler = Arc::new(Target { portal, registry: Registry::default() });
+        let sessions = Arc::new(Registry::default());
+        let handler = Arc::new(Target { portal, registry: sessions.clone() });
         let inner = listener::Server::spawn("iscsi", listener, limits, handler)
             .map_err(|source| Error::Io { what: "cannot start the iSCSI threads".into(), source })?;
-        Ok(Server { inner })
+        Ok(Server { inner, sessions })
+    }
+
+    /// Ends the sessions on a library as `libraries` takes it out of service (see the module
+    /// documentation).
+    pub fn watch(&self, libraries: &qorestor_vtl::Libraries) {
+        let watcher: Weak<Registry> = Arc::downgrade(&self.sessions);
+        libraries.watch(watcher);
     }
 
     /// The bound address.
@@ -99,7 +115,7 @@ impl Server {
 /// The connection handler.
 struct Target {
     portal: Arc<Portal>,
-    registry: Registry,
+    registry: Arc<Registry>,
 }
 
 impl Handler for Target {
@@ -130,21 +146,36 @@ impl Handler for Target {
 /// What identifies a session: InitiatorName, ISID, TargetName.
 type SessionKey = (String, [u8; 6], String);
 
+/// A running normal session: its number, a handle to shut its connection, its units.
+struct Entered {
+    id: u64,
+    stream: TcpStream,
+    units: Arc<dyn LogicalUnits>,
+}
+
 /// The running normal sessions, with a handle to shut each one's connection.
 #[derive(Default)]
 struct Registry {
     next: AtomicU64,
-    sessions: Mutex<HashMap<SessionKey, (u64, TcpStream)>>,
+    sessions: Mutex<HashMap<SessionKey, Entered>>,
 }
 
 impl Registry {
-    /// Records a session that just logged in, shutting down the one it reinstates.
-    fn enter(&self, key: SessionKey, stream: &TcpStream) -> u64 {
+    /// Records a session on `units` that just logged in, shutting down the one it reinstates;
+    /// a session on retired units is shut down at once (its library left as it logged in).
+    fn enter(&self, key: SessionKey, stream: &TcpStream, units: Arc<dyn LogicalUnits>) -> u64 {
         let id = self.next.fetch_add(1, Ordering::Relaxed);
         let Ok(handle) = stream.try_clone() else { return id };
-        let old = self.sessions.lock().unwrap_or_else(|e| e.into_inner()).insert(key, (id, handle));
-        if let Some((_, old)) = old {
-            let _ = old.shutdown(Shutdown::Both);
+        let mut sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
+        // Checked under the lock that `retired` takes after the units were retired: either
+        // this sees them retired, or `retired` sees this session.
+        if units.retired() {
+            let _ = stream.shutdown(Shutdown::Both);
+            return id;
+        }
+        let old = sessions.insert(key, Entered { id, stream: handle, units });
+        if let Some(old) = old {
+            let _ = old.stream.shutdown(Shutdown::Both);
         }
         id
     }
@@ -152,9 +183,22 @@ impl Registry {
     /// Forgets a session whose connection ended (unless a newer one took its key).
     fn leave(&self, key: &SessionKey, id: u64) {
         let mut sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
-        if sessions.get(key).is_some_and(|(i, _)| *i == id) {
+        if sessions.get(key).is_some_and(|e| e.id == id) {
             sessions.remove(key);
         }
+    }
+}
+
+impl qorestor_vtl::Watcher for Registry {
+    fn retired(&self, _library: &Arc<qorestor_vtl::Vtl>) {
+        let mut sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
+        sessions.retain(|_, e| {
+            if e.units.retired() {
+                let _ = e.stream.shutdown(Shutdown::Both);
+                return false;
+            }
+            true
+        });
     }
 }
 
@@ -214,7 +258,7 @@ fn serve(
                                 return Ok(());
                             }
                             let key = (est.initiator.clone(), est.isid, t.name.clone());
-                            let id = registry.enter(key.clone(), &stream);
+                            let id = registry.enter(key.clone(), &stream, t.units.clone());
                             *entered = Some((key, id));
                         }
                         None => {

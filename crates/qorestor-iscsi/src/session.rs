@@ -555,9 +555,15 @@ impl Session {
         self.send_text(out, lun, itt, text::format(&reply));
     }
 
+    /// SendTargets: the portal's targets as they are now (a discovery session lists a library
+    /// added since it logged in; one deleted is gone).
     fn send_targets(&self, which: &str, reply: &mut Pairs) {
         let own = self.est.target.as_ref().map(|t| t.name.as_str());
-        for t in &self.portal.targets {
+        let targets = self.portal.targets().unwrap_or_else(|e| {
+            eprintln!("iscsi: SendTargets answered with no target: cannot read the target configuration: {e}");
+            Vec::new()
+        });
+        for t in &targets {
             let listed = match (self.est.kind, which) {
                 (SessionKind::Discovery, "All") => true,
                 (SessionKind::Normal, "All" | "") => own == Some(t.name.as_str()),

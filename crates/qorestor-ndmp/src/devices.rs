@@ -74,7 +74,7 @@ pub fn of_library(vtl: &Vtl) -> qorestor_vtl::Result<Vec<Device>> {
 /// Every device of every library.
 pub fn all(libraries: &Libraries) -> qorestor_vtl::Result<Vec<Device>> {
     let mut out = Vec::new();
-    for l in libraries.iter() {
+    for l in libraries.list().iter() {
         out.extend(of_library(l)?);
     }
     Ok(out)
@@ -84,6 +84,6 @@ pub fn all(libraries: &Libraries) -> qorestor_vtl::Result<Vec<Device>> {
 pub fn find(libraries: &Libraries, name: &str) -> Option<(Arc<Vtl>, Device)> {
     let (lib, _) = name.rsplit_once('/')?;
     let vtl = libraries.get(lib)?;
-    let d = of_library(vtl).ok()?.into_iter().find(|d| d.name == name)?;
-    Some((vtl.clone(), d))
+    let d = of_library(&vtl).ok()?.into_iter().find(|d| d.name == name)?;
+    Some((vtl, d))
 }

@@ -7,7 +7,7 @@ use qorestor_core::{ContainerKind, Engine};
 
 use crate::drive::{load_map, segment_name};
 use crate::error::{Error, Result};
-use crate::library::{library_record, Vtl};
+use crate::library::{library_record, LibraryInfo, Vtl};
 
 /// The segments that a library's cartridge maps name but that are missing or shorter than the
 /// map says, as `LIBRARY/BARCODE/NNNNNNNNNN` (the segment stream's address), for every `vtl`
@@ -36,20 +36,26 @@ pub fn damaged_segments(engine: &Engine) -> Result<Vec<String>> {
 
 impl Vtl {
     /// Deletes library `name`: its `vtl` container, its cartridges and their data. Refused
-    /// (naming the cartridges) when a cartridge holds data, unless `force`.
+    /// (naming the cartridges) when a cartridge holds data, unless `force`. For a library no
+    /// server has open; a server deletes through its registry ([`crate::Libraries::delete`]).
     pub fn delete(engine: &Engine, name: &str, force: bool) -> Result<()> {
         let segments = engine.owned_streams(name, ContainerKind::Vtl)?;
         if !force {
-            let info = Vtl::open(engine, name)?.info()?;
-            let used: Vec<String> =
-                info.cartridges.iter().filter(|c| c.used_bytes > 0).map(|c| c.barcode.clone()).collect();
-            if !used.is_empty() {
-                return Err(Error::Conflict(format!(
-                    "library {name:?} has cartridges that hold data ({}); add --force to delete them with the library",
-                    used.join(", ")
-                )));
-            }
+            Vtl::refuse_with_data(&Vtl::open(engine, name)?.info()?)?;
         }
         Ok(segments.delete_container(true)?)
+    }
+
+    /// The refusal of a deletion without `--force`, naming the cartridges that hold data.
+    pub(crate) fn refuse_with_data(info: &LibraryInfo) -> Result<()> {
+        let used: Vec<&str> = info.cartridges.iter().filter(|c| c.used_bytes > 0).map(|c| c.barcode.as_str()).collect();
+        if used.is_empty() {
+            return Ok(());
+        }
+        Err(Error::Conflict(format!(
+            "library {:?} has cartridges that hold data ({}); add --force to delete them with the library",
+            info.name,
+            used.join(", ")
+        )))
     }
 }

@@ -56,7 +56,7 @@ pub use cdb::{parse_cdb, parse_mode_select, Command, DeviceKind};
 pub use check::damaged_segments;
 pub use clock::{Clock, SystemClock};
 pub use error::{Error, ErrorKind, Result};
-pub use libraries::Libraries;
+pub use libraries::{Libraries, Watcher};
 pub use library::{LibraryConfig, LibraryInfo, TapePosition, Vtl};
 pub use map::{CartMap, TapeMap};
 pub use model::{LibraryRecord, Location};

@@ -5,8 +5,11 @@
 //! takes only its drive's lock, so drives stream in parallel. Every change of the library
 //! record (cartridge added, moved, imported, exported, write protection) is written to the
 //! catalog before the call returns. Dropping a [`Vtl`] does not flush buffered tape writes,
-//! exactly like a crash: call [`Vtl::flush_all`] on a clean shutdown.
+//! exactly like a crash: call [`Vtl::flush_all`] on a clean shutdown. A library taken out of
+//! a server's registry ([`crate::Libraries`]) is retired first ([`Vtl::retire`]), so that
+//! the sessions still holding it cannot touch its tapes afterwards.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -159,6 +162,8 @@ pub struct Vtl {
     flush_bytes: u64,
     flush_after: Duration,
     clock: Arc<dyn Clock>,
+    /// Set by [`Vtl::retire`] (with every unit held): every command and operation is refused.
+    retired: AtomicBool,
 }
 
 fn fnv(b: &[u8]) -> u64 {
@@ -303,6 +308,7 @@ impl Vtl {
             clock,
             record: Mutex::new(rec),
             drives,
+            retired: AtomicBool::new(false),
         })
     }
 
@@ -341,6 +347,12 @@ impl Vtl {
                 live.push((m.barcode.clone(), m.used_bytes()));
             }
         }
+        self.info_of(&rec, &live)
+    }
+
+    /// The library as `vtl show` reports it, from its record and the bytes on the cartridges
+    /// mounted in drives (`(barcode, used bytes)`).
+    fn info_of(&self, rec: &LibraryRecord, live: &[(String, u64)]) -> Result<LibraryInfo> {
         let barcode_at = |l: Location| rec.at(l).map(|c| c.barcode.clone());
         let mut cartridges = Vec::new();
         for c in &rec.cartridges {
@@ -394,6 +406,7 @@ impl Vtl {
     /// their barcodes.
     pub fn add_cartridges(&self, count: u16, capacity: u64) -> Result<Vec<String>> {
         let mut rec = self.record.lock();
+        self.check_in_service()?;
         let mut new = rec.clone();
         let added = add_to_record(&mut new, count, capacity)?;
         self.save(&new)?;
@@ -418,6 +431,7 @@ impl Vtl {
         mounted: impl Fn(&mut Mounted),
     ) -> Result<()> {
         let mut rec = self.record.lock();
+        self.check_in_service()?;
         let mut new = rec.clone();
         change(new.cartridge_mut(barcode)?);
         self.save(&new)?;
@@ -434,6 +448,7 @@ impl Vtl {
     /// opening the mail slot: the changer reports IMPORT OR EXPORT ELEMENT ACCESSED).
     pub fn import(&self, barcode: &str) -> Result<u16> {
         let mut changer = self.changer.lock();
+        self.check_in_service()?;
         self.operator_may_open(&changer)?;
         let mut rec = self.record.lock();
         let mut new = rec.clone();
@@ -456,6 +471,7 @@ impl Vtl {
     /// vault.
     pub fn export(&self, barcode: &str) -> Result<()> {
         let mut changer = self.changer.lock();
+        self.check_in_service()?;
         self.operator_may_open(&changer)?;
         let mut rec = self.record.lock();
         let mut new = rec.clone();
@@ -498,6 +514,7 @@ impl Vtl {
     pub fn load(&self, barcode: &str, drive: u16) -> Result<()> {
         let i = self.drive_index(drive)?;
         let mut rec = self.record.lock();
+        self.check_in_service()?;
         let mut new = rec.clone();
         if let Some(c) = new.at(Location::Drive(drive)) {
             return Err(Error::Conflict(format!("drive {drive} already holds cartridge {}", c.barcode)));
@@ -528,6 +545,7 @@ impl Vtl {
         let i = self.drive_index(drive)?;
         let mut rec = self.record.lock();
         let mut d = self.drives[i].lock();
+        self.check_in_service()?;
         let barcode = match rec.at(Location::Drive(drive)) {
             Some(c) => c.barcode.clone(),
             None => return Err(Error::Conflict(format!("drive {drive} of library {} is empty", self.name))),
@@ -558,10 +576,61 @@ impl Vtl {
     pub fn drive_position(&self, drive: u16) -> Result<Option<TapePosition>> {
         let i = self.drive_index(drive)?;
         let d = self.drives[i].lock();
+        self.check_in_service()?;
         Ok(d.mounted.as_ref().map(|m| {
             let (file, block) = m.file_position();
             TapePosition { file, block, capacity: m.capacity, used: m.used_bytes(), write_protected: m.write_protected }
         }))
+    }
+
+    /// Takes the library out of service for good, as its deletion or its replacement by a
+    /// fresh copy needs. Waits for the commands and operations running on it (it holds every
+    /// unit), then lets `allow` look at the library as it is (an error from `allow` leaves it
+    /// in service and is returned). Then the drives' buffered writes are made durable when
+    /// `durable` (else dropped: the library is being deleted), every cartridge is unmounted,
+    /// and from then on every SCSI command is refused (CHECK CONDITION, ILLEGAL REQUEST,
+    /// LOGICAL UNIT NOT SUPPORTED) and every operation fails naming the library. Only the first
+    /// retirement acts; a later one is a conflict. The error of a drive that could not be made
+    /// durable is returned after the library is retired all the same (what its initiator had
+    /// not seen made durable was never acknowledged as such).
+    pub fn retire(&self, durable: bool, allow: impl FnOnce(&LibraryInfo) -> Result<()>) -> Result<()> {
+        let _changer = self.changer.lock();
+        let rec = self.record.lock();
+        let mut drives: Vec<_> = self.drives.iter().map(|d| d.lock()).collect();
+        self.check_in_service()?;
+        let live: Vec<(String, u64)> =
+            drives.iter().filter_map(|d| d.mounted.as_ref().map(|m| (m.barcode.clone(), m.used_bytes()))).collect();
+        allow(&self.info_of(&rec, &live)?)?;
+        let ctx = self.ctx(None);
+        let mut first: Result<()> = Ok(());
+        for d in &mut drives {
+            if let Some(mut m) = d.mounted.take() {
+                if durable {
+                    if let Err(e) = m.make_durable(&ctx) {
+                        first = first.and(Err(e.into()));
+                    }
+                }
+            }
+        }
+        self.retired.store(true, Ordering::Release);
+        first
+    }
+
+    /// Whether [`Vtl::retire`] took the library out of service.
+    pub fn is_retired(&self) -> bool {
+        self.retired.load(Ordering::Acquire)
+    }
+
+    /// An error once the library is retired. Called with one of its units held, so that a
+    /// retirement (which holds them all) either waited for the caller or is seen by it.
+    fn check_in_service(&self) -> Result<()> {
+        if self.is_retired() {
+            return Err(Error::Conflict(format!(
+                "library {} is no longer in service (it was deleted or reopened)",
+                self.name
+            )));
+        }
+        Ok(())
     }
 
     /// Makes every drive's buffered writes durable (clean shutdown).
@@ -596,6 +665,9 @@ impl Vtl {
             self.execute_changer(cdb, data_out)
         } else if let Some(d) = self.drives.get(lun as usize - 1) {
             let mut d = d.lock();
+            if self.is_retired() {
+                return ScsiResponse::check(Sense::lun_not_supported(), Vec::new());
+            }
             self.execute_drive(&mut d, lun as u16 - 1, cdb, data_out)
         } else {
             unknown_lun(self.lun_count(), cdb)
@@ -616,6 +688,9 @@ impl Vtl {
 
     fn execute_changer(&self, cdb: &[u8], data_out: &[u8]) -> ScsiResponse {
         let mut unit = self.changer.lock();
+        if self.is_retired() {
+            return ScsiResponse::check(Sense::lun_not_supported(), Vec::new());
+        }
         let cmd = match parse_cdb(DeviceKind::Changer, cdb) {
             Ok(c) => c,
             Err(s) => return refuse(&mut unit, cdb, s),

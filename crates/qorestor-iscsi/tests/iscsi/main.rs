@@ -1,7 +1,9 @@
 //! Tests of qorestor-iscsi: the codec (round trips, limits, digests, arbitrary bytes), and the
-//! login and full feature state machines driven by an in-process initiator, without sockets.
+//! login and full feature state machines driven by an in-process initiator, without sockets;
+//! the server over sockets; live reconfiguration with the real `iscsi-ls`.
 
 mod codec;
+mod live;
 mod login;
 mod server;
 mod session;

@@ -12,20 +12,24 @@ use qorestor_iscsi::Server;
 
 use crate::{login, login_reply, portal, TARGET};
 
-struct Client {
-    s: TcpStream,
+/// An initiator over a real socket, sending and reading PDUs.
+pub struct Client {
+    /// The connection.
+    pub s: TcpStream,
     buf: Vec<u8>,
     digests: Digests,
 }
 
 impl Client {
-    fn send(&mut self, p: &Pdu) {
+    /// Sends one PDU.
+    pub fn send(&mut self, p: &Pdu) {
         let mut wire = Vec::new();
         encode(&p.to_frame(), self.digests, &mut wire);
         self.s.write_all(&wire).unwrap();
     }
 
-    fn recv(&mut self) -> Pdu {
+    /// Reads one PDU (panics when the connection closes first).
+    pub fn recv(&mut self) -> Pdu {
         loop {
             if let Some((f, used)) = decode(&self.buf, self.digests, 1 << 24).unwrap() {
                 self.buf.drain(..used);
@@ -41,6 +45,14 @@ impl Client {
 
 /// A normal session of `initiator` (ISID 0) logged in to [`TARGET`] without digests.
 fn logged_in(addr: std::net::SocketAddr, initiator: &str) -> Client {
+    let (c, status) = log_in(addr, initiator, TARGET);
+    assert_eq!(status, (0, 0));
+    c
+}
+
+/// A connection that logged in as `initiator` (ISID 0) to `target` without authentication
+/// or digests, and the status of the Login Response.
+pub fn log_in(addr: std::net::SocketAddr, initiator: &str, target: &str) -> (Client, (u8, u8)) {
     let s = TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
     let mut c = Client { s, buf: Vec::new(), digests: Digests::default() };
@@ -48,10 +60,10 @@ fn logged_in(addr: std::net::SocketAddr, initiator: &str) -> Client {
         stage::SECURITY,
         stage::FULL_FEATURE,
         true,
-        &[("InitiatorName", initiator), ("TargetName", TARGET), ("AuthMethod", "None")],
+        &[("InitiatorName", initiator), ("TargetName", target), ("AuthMethod", "None")],
     ));
-    assert_eq!(login_reply(&c.recv()).1, (0, 0));
-    c
+    let status = login_reply(&c.recv()).1;
+    (c, status)
 }
 
 #[test]

@@ -4,13 +4,14 @@
 //! - `decoders`: property tests and golden fixtures of the pure decoders;
 //! - `model`: a model-based property test against an in-memory reference tape;
 //! - `durability`: restarts, crashes, flush interval, dedup across tapes; `operator`: the
-//!   operator's operations and `info`.
+//!   operator's operations and `info`; `registry`: the live registry of a server.
 
 mod cdbs;
 mod decoders;
 mod durability;
 mod model;
 mod operator;
+mod registry;
 mod smc;
 mod spc;
 mod ssc;
