@@ -1,10 +1,13 @@
 //! The live registry ([`Libraries`]): libraries created, opened, reloaded and deleted while
 //! others hold them; a retired library refuses everything; watchers are told.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::{Arc, Mutex, Weak};
+use std::time::Instant;
 
 use qorestor_core::{ContainerKind, Engine, DEFAULT_GROUP};
-use qorestor_vtl::{ErrorKind, Libraries, LibraryConfig, Vtl, Watcher, CHECK_CONDITION, GOOD};
+use qorestor_vtl::{Clock, ErrorKind, Libraries, LibraryConfig, Vtl, Watcher, CHECK_CONDITION, GOOD};
 
 use crate::{bytes, cdbs};
 
@@ -146,4 +149,65 @@ fn flush_all_reaches_a_library_added_later() {
     let engine = Engine::open(dir.path()).unwrap();
     let again = Vtl::open(&engine, "late").unwrap();
     assert_eq!(again.info().unwrap().cartridges[0].used_bytes, data.len() as u64);
+}
+
+/// A clock that, once armed, holds the first caller inside `now` (a drive command, its drive
+/// held) until the test lets it go: a command in flight, without timing.
+struct Gate {
+    armed: AtomicBool,
+    entered: Mutex<Sender<()>>,
+    release: Mutex<Receiver<()>>,
+}
+
+impl Clock for Gate {
+    fn now(&self) -> Instant {
+        if self.armed.swap(false, Ordering::SeqCst) {
+            self.entered.lock().unwrap().send(()).unwrap();
+            self.release.lock().unwrap().recv().unwrap();
+        }
+        Instant::now()
+    }
+}
+
+#[test]
+fn retire_waits_for_a_command_in_flight_and_makes_its_write_durable() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Engine::open_or_create(dir.path()).unwrap();
+    Vtl::create(&engine, "lib", DEFAULT_GROUP, &small()).unwrap();
+    let (entered_tx, entered) = channel();
+    let (release, release_rx) = channel();
+    let gate = Arc::new(Gate {
+        armed: AtomicBool::new(false),
+        entered: Mutex::new(entered_tx),
+        release: Mutex::new(release_rx),
+    });
+    let vtl = Arc::new(Vtl::open_with_clock(&engine, "lib", gate.clone()).unwrap());
+    vtl.load("QS0001L5", 0).unwrap();
+    settle(&vtl);
+
+    // The WRITE stops inside the drive (the first buffered write reads the clock).
+    gate.armed.store(true, Ordering::SeqCst);
+    let data = bytes(11, 3000);
+    let writer = {
+        let (vtl, data) = (vtl.clone(), data.clone());
+        std::thread::spawn(move || vtl.execute(1, &cdbs::write6(false, data.len() as u32), &data))
+    };
+    entered.recv().unwrap();
+    // A retirement now must wait for it: it holds every unit.
+    let retiring = {
+        let vtl = vtl.clone();
+        std::thread::spawn(move || vtl.retire(true, |_| Ok(())))
+    };
+    release.send(()).unwrap();
+    let written = writer.join().unwrap();
+    assert_eq!(written.status, GOOD, "the command in flight ran on a library in service: {:x?}", written.sense_code());
+    retiring.join().unwrap().unwrap();
+    assert!(vtl.is_retired());
+
+    // Its write was made durable by the retirement: a fresh copy reads it back.
+    let fresh = Vtl::open(&engine, "lib").unwrap();
+    settle(&fresh);
+    assert_eq!(fresh.execute(1, &cdbs::rewind(), &[]).status, GOOD);
+    let r = fresh.execute(1, &cdbs::read6(false, true, data.len() as u32), &[]);
+    assert_eq!((r.status, r.data_in), (GOOD, data));
 }
