@@ -9,7 +9,7 @@
 //!   [`mover`] state machine and its data [`pump`];
 //! - the [`server`]: a TCP listener with one thread per connection.
 //!
-//! Device names are in [`devices`], the user and password in [`config`]; [`client`] is a
+//! Device names are in [`devices`], which session has which open in [`claims`], the user and password in [`config`]; [`client`] is a
 //! minimal DMA for tests and tools. `docs/NDMP.md`
 //! lists the protocol coverage.
 //!
@@ -24,6 +24,7 @@
 //! assert_eq!(decode_request(4, code::CONNECT_OPEN, &body).unwrap(), Request::ConnectOpen { version: 4 });
 //! ```
 
+pub mod claims;
 pub mod client;
 pub mod config;
 pub mod devices;

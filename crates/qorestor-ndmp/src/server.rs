@@ -6,10 +6,16 @@
 //! [`PRE_AUTH_MAX_RECORD`] bytes and is closed [`LOGIN_TIMEOUT`] after its accept; a connection
 //! that is not admitted gets NOTIFY_CONNECTION_STATUS REFUSED. At most [`MAX_SESSIONS`]
 //! authenticated sessions are served at once.
+//!
+//! A server has the live registry of its libraries tell it when one is taken out of service
+//! (deleted, or reopened by a reload): every session with one of its devices open is ended
+//! ([`crate::claims`]). Its connection stops taking requests; the session ends as on a
+//! disconnection (mover halted, devices released), then the DMA gets NOTIFY_CONNECTION_STATUS
+//! SHUTDOWN with a text naming the library, and the connection is closed.
 
 use std::io::{Read, Write};
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream};
-use std::sync::Arc;
+use std::net::{IpAddr, Ipv4Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use parking_lot::Mutex;
@@ -23,9 +29,10 @@ use crate::request::decode_request;
 use crate::session::{Outbox, Outcome, Session, Shared};
 use crate::xdr::Decoder;
 
-/// The write side of a control connection.
+/// The write side of a control connection, and a handle to stop its reads.
 struct Control {
     out: Mutex<(TcpStream, Outgoing)>,
+    socket: TcpStream,
 }
 
 impl Control {
@@ -41,6 +48,12 @@ impl Outbox for Control {
     fn post(&self, post: Post) {
         self.send(|o| o.post(&post));
     }
+
+    /// Shuts the reading half: the connection's thread, reading the next request, sees the
+    /// end at once (a reply it is writing is not cut short).
+    fn end(&self) {
+        let _ = self.socket.shutdown(Shutdown::Read);
+    }
 }
 
 /// Authenticated sessions served at once.
@@ -54,6 +67,8 @@ pub const LIMITS: Limits = Limits::with(LOGIN_TIMEOUT, MAX_SESSIONS);
 const PRE_AUTH_READ: usize = 4096;
 const READ: usize = 64 << 10;
 
+/// NOTIFY_CONNECTION_STATUS reason SHUTDOWN.
+const SHUTDOWN: u32 = 1;
 /// NOTIFY_CONNECTION_STATUS reason REFUSED.
 const REFUSED: u32 = 2;
 
@@ -64,8 +79,12 @@ pub fn start(addr: SocketAddr, shared: Arc<Shared>) -> Result<Server> {
 }
 
 /// Serves NDMP on a socket already listening (bound by `qorestor serve`'s supervisor and
-/// passed down), in background threads; returns the server's handle.
+/// passed down), in background threads; returns the server's handle. The registry
+/// `shared.libraries` ends the sessions on a library it takes out of service (see the module
+/// documentation).
 pub fn serve(listener: TcpListener, shared: Arc<Shared>) -> Result<Server> {
+    let watcher: Weak<Shared> = Arc::downgrade(&shared);
+    shared.libraries.watch(watcher);
     Server::spawn("ndmp", listener, LIMITS, Arc::new(Ndmp { shared }))
         .map_err(|e| Error::io("cannot start the NDMP server threads", e))
 }
@@ -109,8 +128,8 @@ fn serve_connection(mut stream: TcpStream, shared: Arc<Shared>, conn: &Conn) -> 
         Ok(IpAddr::V4(ip)) => ip,
         _ => Ipv4Addr::LOCALHOST,
     };
-    let writer = stream.try_clone().map_err(|e| Error::io("cannot clone the control socket", e))?;
-    let control = Arc::new(Control { out: Mutex::new((writer, Outgoing::default())) });
+    let clone = || stream.try_clone().map_err(|e| Error::io("cannot clone the control socket", e));
+    let control = Arc::new(Control { out: Mutex::new((clone()?, Outgoing::default())), socket: clone()? });
     conn.set_state("unauthenticated");
     control.post(Session::greeting());
     let mut session = Session::new(shared, control.clone(), local_ip);
@@ -120,6 +139,9 @@ fn serve_connection(mut stream: TcpStream, shared: Arc<Shared>, conn: &Conn) -> 
     let mut buf: Vec<u8> = Vec::new();
     let mut records = Assembler::default();
     let result = loop {
+        if session.ended().is_some() {
+            break Ok(());
+        }
         let (limit, read) =
             if session.authenticated() { (MAX_RECORD, READ) } else { (PRE_AUTH_MAX_RECORD, PRE_AUTH_READ) };
         let (used, record) = match records.take(&buf, limit) {
@@ -147,6 +169,13 @@ fn serve_connection(mut stream: TcpStream, shared: Arc<Shared>, conn: &Conn) -> 
         }
     };
     session.finish();
+    if let Some(why) = session.ended() {
+        // Ended from outside: the read that saw it is no failure of the connection.
+        eprintln!("ndmp: session from {}: {why}", conn.peer());
+        control.post(Post::ConnectionStatus { reason: SHUTDOWN, version: session.version(), text: why });
+        let _ = stream.shutdown(Shutdown::Both);
+        return Ok(());
+    }
     result
 }
 

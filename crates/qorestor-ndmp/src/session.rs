@@ -5,7 +5,6 @@
 //! authentication (NOT_AUTHORIZED_ERR).
 
 use std::collections::hash_map::RandomState;
-use std::collections::HashSet;
 use std::hash::{BuildHasher, Hasher};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::sync::Arc;
@@ -14,6 +13,7 @@ use std::time::Duration;
 use parking_lot::{Condvar, Mutex};
 use qorestor_vtl::{Libraries, Vtl, GOOD};
 
+use crate::claims::OpenDevices;
 use crate::config::{md5_digest, Credentials};
 use crate::devices::{self, Kind};
 use crate::message::{addr_type, auth_type, mover_mode, tape_mode, NdmpError, MIN_VERSION, VERSION};
@@ -27,6 +27,11 @@ use crate::tape::Tape;
 pub trait Outbox: Send + Sync {
     /// Sends a post to the DMA.
     fn post(&self, post: Post);
+
+    /// Stops taking the DMA's requests, so that whoever runs the session sees
+    /// [`Session::ended`] and ends it ([`Conn::end`]). Nothing by default (a session driven
+    /// without a connection).
+    fn end(&self) {}
 }
 
 /// What every session of a server shares.
@@ -37,8 +42,9 @@ pub struct Shared {
     pub system_name: String,
     /// Reads the configured credentials (`None`: no user set, every authentication refused).
     pub credentials: Box<dyn Fn() -> Option<Credentials> + Send + Sync>,
-    /// Devices opened by some session.
-    pub opened: Mutex<HashSet<String>>,
+    /// The devices open in some session; a library taken out of service ends the sessions
+    /// with its devices open (once [`crate::server`] has the registry tell it).
+    pub opened: OpenDevices,
 }
 
 /// The part of a session the mover's pump threads share.
@@ -57,9 +63,25 @@ pub struct Conn {
     pub accepted: Mutex<Option<TcpStream>>,
     /// The control connection's notifications.
     pub outbox: Arc<dyn Outbox>,
+    /// Why the session was ended from outside ([`Conn::end`]), once it was.
+    ended: Mutex<Option<String>>,
 }
 
 impl Conn {
+    /// The state of a new session whose notifications go to `outbox`.
+    pub(crate) fn new(outbox: Arc<dyn Outbox>) -> Conn {
+        Conn {
+            mover: Mutex::new(MoverState::default()),
+            changed: Condvar::new(),
+            tape: Mutex::new(None),
+            data: Mutex::new(None),
+            listener: Mutex::new(None),
+            accepted: Mutex::new(None),
+            outbox,
+            ended: Mutex::new(None),
+        }
+    }
+
     /// Sends posts.
     pub fn send(&self, posts: Vec<Post>) {
         for p in posts {
@@ -72,6 +94,18 @@ impl Conn {
         let posts = self.mover.lock().halt(reason);
         self.close_data();
         posts
+    }
+
+    /// Ends the session from outside (its library was taken out of service), saying why:
+    /// the connection stops taking requests, and its thread ends the session and closes it.
+    pub fn end(&self, why: &str) {
+        self.ended.lock().get_or_insert_with(|| why.to_string());
+        self.outbox.end();
+    }
+
+    /// Why the session was ended from outside ([`Conn::end`]), if it was.
+    pub fn ended(&self) -> Option<String> {
+        self.ended.lock().clone()
     }
 
     /// Closes the data connection and wakes the pump.
@@ -132,18 +166,9 @@ impl Session {
     /// A new session on a connection whose local address is `local_ip` (the address
     /// MOVER_LISTEN binds, so that the DMA's data service can reach it).
     pub fn new(shared: Arc<Shared>, outbox: Arc<dyn Outbox>, local_ip: Ipv4Addr) -> Session {
-        let conn = Arc::new(Conn {
-            mover: Mutex::new(MoverState::default()),
-            changed: Condvar::new(),
-            tape: Mutex::new(None),
-            data: Mutex::new(None),
-            listener: Mutex::new(None),
-            accepted: Mutex::new(None),
-            outbox,
-        });
         Session {
             shared,
-            conn,
+            conn: Arc::new(Conn::new(outbox)),
             local_ip,
             version: VERSION,
             opened: false,
@@ -163,6 +188,12 @@ impl Session {
     /// The user that authenticated, once one has.
     pub fn user(&self) -> Option<&str> {
         self.user.as_deref()
+    }
+
+    /// Why the session was ended from outside ([`Conn::end`]), if it was: it takes no more
+    /// requests.
+    pub fn ended(&self) -> Option<String> {
+        self.conn.ended()
     }
 
     /// The protocol version (4 until CONNECT_OPEN chose 3).
@@ -367,15 +398,12 @@ impl Session {
         }
     }
 
-    fn claim(&self, name: &str) -> Result<(), NdmpError> {
-        if !self.shared.opened.lock().insert(name.to_string()) {
-            return Err(NdmpError::DeviceBusy);
-        }
-        Ok(())
+    fn claim(&self, name: &str, library: &Arc<Vtl>) -> Result<(), NdmpError> {
+        self.shared.opened.claim(name, library, &self.conn)
     }
 
     fn release(&self, name: &str) {
-        self.shared.opened.lock().remove(name);
+        self.shared.opened.release(name, &self.conn);
     }
 
     fn scsi_open(&mut self, device: &str) -> Result<(), NdmpError> {
@@ -386,7 +414,7 @@ impl Session {
         else {
             return Err(NdmpError::NoDevice);
         };
-        self.claim(&d.name)?;
+        self.claim(&d.name, &vtl)?;
         // Clear the power-on and medium-changed unit attentions, as a host driver does.
         for _ in 0..4 {
             if vtl.execute(0, &[0; 6], &[]).status == GOOD {
@@ -413,7 +441,7 @@ impl Session {
         let Some((vtl, d)) = devices::find(&self.shared.libraries, device).filter(|(_, d)| d.kind == Kind::Tape) else {
             return Err(NdmpError::NoDevice);
         };
-        self.claim(&d.name)?;
+        self.claim(&d.name, &vtl)?;
         match Tape::open(vtl, d.drive, mode != tape_mode::READ, self.version) {
             Ok(t) => {
                 *self.conn.tape.lock() = Some(t);
@@ -514,9 +542,13 @@ impl Session {
 
     /// Ends the session: halts the mover, makes the tape's data durable and frees the
     /// devices, so a client that disconnects mid-backup leaves a readable tape and a free
-    /// drive.
+    /// drive. A session ended from outside ([`Session::ended`]) still has its DMA listening:
+    /// it is told that the mover halted.
     pub fn finish(&mut self) {
-        self.conn.halt(halt::ABORTED);
+        let posts = self.conn.halt(halt::ABORTED);
+        if self.ended().is_some() {
+            self.conn.send(posts);
+        }
         self.conn.tape.lock().take();
         if let Some(name) = self.tape_device.take() {
             self.release(&name);

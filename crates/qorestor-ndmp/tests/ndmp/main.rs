@@ -3,6 +3,7 @@
 
 mod codec;
 mod fixture;
+mod live;
 mod mover;
 mod server;
 mod session;
