@@ -224,7 +224,7 @@ fn start_replication(listener: TcpListener, services: &Services) -> Result<Liste
     if !services.engine.replication_password_set()? {
         eprintln!(
             "qorestor serve: no replication password is set: the replication listener refuses every source \
-             (stop serve, run `qorestor replication set-password`, start it again)"
+             (run `qorestor replication set-password`: accepted from the next login, no restart needed)"
         );
     }
     let server = qorestor_core::replication::serve_listener(services.engine.clone(), listener)

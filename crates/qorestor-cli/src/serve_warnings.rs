@@ -24,20 +24,22 @@ pub fn warnings(engine: &Engine, libraries: &Libraries, listening: &[(&str, Sock
                 if libraries.is_empty() {
                     out.push(format!(
                         "iSCSI on {addr} serves no target: there is no vtl container \
-                         (stop serve, run `qorestor vtl add NAME --storage-group SG`, start it again)"
+                         (run `qorestor vtl add NAME --storage-group SG`: served from the next discovery, \
+                         no restart needed)"
                     ));
                 }
                 if !addr.ip().is_loopback() && qorestor_iscsi::config::load_chap(engine)?.is_none() {
                     out.push(format!(
                         "iSCSI listens on {addr}, beyond loopback, with CHAP off: any initiator that reaches \
-                         it can read and write the tapes (stop serve, run `qorestor iscsi set-password \
-                         --user U --password-stdin`, start it again)"
+                         it can read and write the tapes (run `qorestor iscsi set-password --user U \
+                         --password-stdin`: required from the next login, no restart needed)"
                     ));
                 }
             }
             "ndmp" if qorestor_ndmp::config::load(engine)?.is_none() => out.push(format!(
                 "NDMP on {addr} has no user: it refuses every client's authentication \
-                 (stop serve, run `qorestor ndmp update --user U --password-stdin`, start it again)"
+                 (run `qorestor ndmp update --user U --password-stdin`: accepted from the next \
+                 authentication, no restart needed)"
             )),
             "ost" => {
                 use qorestor_core::users::Role;
@@ -45,13 +47,15 @@ pub fn warnings(engine: &Engine, libraries: &Libraries, listening: &[(&str, Sock
                 if !users.iter().any(|u| matches!(u.role, Role::Ost | Role::Administrator)) {
                     out.push(format!(
                         "OST on {addr} has no user with role ost or administrator: it refuses every client \
-                         (stop serve, run `qorestor user add NAME --role ost --password-stdin`, start it again)"
+                         (run `qorestor user add NAME --role ost --password-stdin`: accepted from the next \
+                         login, no restart needed)"
                     ));
                 }
                 if !engine.containers(None)?.iter().any(|c| c.kind == qorestor_core::ContainerKind::Ost) {
                     out.push(format!(
                         "OST on {addr} has no storage unit: there is no ost container \
-                         (stop serve, run `qorestor container add NAME --storage-group SG --type ost`, start it again)"
+                         (run `qorestor container add NAME --storage-group SG --type ost`: listed from the \
+                         next request, no restart needed)"
                     ));
                 }
             }

@@ -132,6 +132,8 @@ fn serve_warns_when_it_serves_nobody_or_anybody() {
     assert!(seen[0].contains("serves no target: there is no vtl container"), "{seen:#?}");
     assert!(seen[1].contains("beyond loopback, with CHAP off") && seen[1].contains("iscsi set-password"), "{seen:#?}");
     assert!(seen[2].contains("NDMP on 127.0.0.1:") && seen[2].contains("has no user"), "{seen:#?}");
+    // What each asks for takes effect while serve runs.
+    assert!(seen.iter().all(|w| w.contains("no restart needed") && !w.contains("stop serve")), "{seen:#?}");
 
     // On loopback CHAP is not needed; with a library, CHAP and an NDMP user nothing is said.
     let server = Server::start(&data, &["--iscsi-listen", "127.0.0.1:0"]);
