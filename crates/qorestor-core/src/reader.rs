@@ -273,6 +273,56 @@ impl StreamReader {
     }
 }
 
+impl StreamReader {
+    /// Hands the stream's next bytes, from the current position up to `max` of them (fewer
+    /// only at the end of the stream), to `f` as slices of the decoded segments, in order and
+    /// without copying them, then moves the position past them. Every segment they span is
+    /// decoded before `f` is called, so a damaged chunk fails the call with nothing handed
+    /// over and the position unchanged. Returns how many bytes `f` was given, and its result.
+    pub fn with_next<R>(&mut self, max: u64, f: impl FnOnce(&[&[u8]]) -> R) -> Result<(u64, R)> {
+        let start = self.pos;
+        let end = start.saturating_add(max).min(self.len()).max(start);
+        let mut held = Vec::new();
+        if let Err(e) = self.decode_until(end, &mut held) {
+            self.pos = start;
+            self.recycle(held);
+            return Err(e);
+        }
+        let mut slices: Vec<&[u8]> = Vec::with_capacity(held.len() + 1);
+        for (s, d) in held.iter().chain(self.current.iter().filter(|_| end > start)) {
+            let from = (start.max(*s) - s) as usize;
+            let to = (end.min(s + d.len() as u64) - s) as usize;
+            slices.push(&d[from..to]);
+        }
+        let r = f(&slices);
+        self.recycle(held);
+        self.pos = end;
+        Ok((end - start, r))
+    }
+
+    /// Decodes segments from the position on until `current` holds the byte before `end`; the
+    /// segments before it are moved to `held`, in order. Moves the position.
+    fn decode_until(&mut self, end: u64, held: &mut Vec<(u64, Vec<u8>)>) -> Result<()> {
+        while self.pos < end && self.fill()? {
+            let (s, d) = self.current.as_ref().expect("filled");
+            let seg_end = s + d.len() as u64;
+            if seg_end >= end {
+                break;
+            }
+            self.pos = seg_end;
+            held.extend(self.current.take());
+        }
+        Ok(())
+    }
+
+    /// Gives decoded segments back for the workers to reuse.
+    fn recycle(&self, segments: Vec<(u64, Vec<u8>)>) {
+        for (_, d) in segments {
+            self.shared.spare.put(d);
+        }
+    }
+}
+
 impl Read for StreamReader {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         if buf.is_empty() || !self.fill().map_err(io::Error::other)? {

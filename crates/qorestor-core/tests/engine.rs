@@ -167,6 +167,33 @@ proptest! {
     }
 
     #[test]
+    fn with_next_hands_over_the_bytes_read_would_give(seed in any::<u64>(), len in 0usize..3_500_000, steps in prop::collection::vec((any::<bool>(), 0u64..4_000_000, 0u64..5_000_000), 1..10)) {
+        // Streams over several 1 MiB segments; reads from wherever a seek or the last read
+        // left the position, of up to more than the stream holds.
+        let bytes = data(seed, len);
+        let dir = tempfile::tempdir().unwrap();
+        let e = engine_with_small_chunks(dir.path());
+        put(&e, "c", "s", &bytes, 1 << 20);
+        let mut r = e.open_stream("c", "s").unwrap();
+        let mut pos = 0u64;
+        for (jump, to, max) in steps {
+            if jump {
+                pos = r.seek(SeekFrom::Start(to)).unwrap();
+            }
+            let (n, got) = r.with_next(max, |parts| parts.concat()).unwrap();
+            let start = (pos as usize).min(bytes.len());
+            let end = (start as u64 + max).min(bytes.len() as u64) as usize;
+            prop_assert_eq!(n as usize, got.len());
+            prop_assert!(got == bytes[start..end], "{} bytes at {}", got.len(), start);
+            pos = pos.max(start as u64) + n;
+            prop_assert_eq!(r.stream_position().unwrap(), pos);
+        }
+        let mut rest = Vec::new();
+        r.read_to_end(&mut rest).unwrap();
+        prop_assert!(rest == bytes[(pos as usize).min(bytes.len())..]);
+    }
+
+    #[test]
     fn an_edit_changes_only_nearby_chunks(seed in any::<u64>(), at in 0usize..20_000, insert in 1usize..100, delete in any::<bool>()) {
         let c = Chunker::new(SMALL).unwrap();
         let original = data(seed, 300_000);
@@ -355,22 +382,43 @@ fn a_torn_pack_tail_is_dropped_on_open() {
     assert!(repaired == file_bytes, "recovery re-seals the pack exactly as it was");
 }
 
-#[test]
-fn damaged_chunks_are_reported_not_returned() {
-    let dir = tempfile::tempdir().unwrap();
+/// A data directory holding stream c/s (returned) with a bit flipped inside its first chunk's
+/// record, opened.
+fn store_with_a_damaged_chunk(dir: &Path) -> (Engine, Vec<u8>) {
     let bytes = data(5, 300_000);
     {
-        let e = engine_with_small_chunks(dir.path());
+        let e = engine_with_small_chunks(dir);
         put(&e, "c", "s", &bytes, 1 << 16);
     }
-    let pack = only_pack(dir.path());
+    let pack = only_pack(dir);
     let mut b = std::fs::read(&pack).unwrap();
     b[32 + 48 + 10] ^= 0x40; // inside the first record's payload
     std::fs::write(&pack, &b).unwrap();
-    let e = Engine::open(dir.path()).unwrap();
+    (Engine::open(dir).unwrap(), bytes)
+}
+
+#[test]
+fn damaged_chunks_are_reported_not_returned() {
+    let dir = tempfile::tempdir().unwrap();
+    let (e, _) = store_with_a_damaged_chunk(dir.path());
     let mut out = Vec::new();
     let err = e.open_stream("c", "s").unwrap().read_to_end(&mut out).unwrap_err();
     assert!(err.to_string().contains("c/s"), "{err}");
+}
+
+#[test]
+fn with_next_hands_over_nothing_from_a_damaged_stretch() {
+    let dir = tempfile::tempdir().unwrap();
+    let (e, bytes) = store_with_a_damaged_chunk(dir.path());
+    let mut r = e.open_stream("c", "s").unwrap();
+    r.seek(SeekFrom::Start(1000)).unwrap();
+    let mut called = false;
+    let err = r.with_next(bytes.len() as u64, |_| called = true).unwrap_err();
+    assert!(err.to_string().contains("c/s"), "{err}");
+    assert!(!called, "bytes were handed over from a stream with a damaged chunk");
+    assert_eq!(r.stream_position().unwrap(), 1000);
+    // Decoding is by whole segments (this stream is one): a smaller read fails the same way.
+    assert!(r.with_next(10, |_| called = true).is_err() && !called);
 }
 
 /// The one pack file of a small test data directory.

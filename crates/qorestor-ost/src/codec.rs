@@ -8,6 +8,8 @@
 //! The first byte of a connection is the high byte of a length below [`MAX_FRAME`], so never
 //! `0x16`: a later TLS handshake (which starts with `0x16`) is told apart by its first byte.
 
+use std::io::{IoSlice, Write};
+
 use qorestor_core::Fingerprint;
 
 /// The wire version this build speaks.
@@ -584,27 +586,36 @@ pub fn encode_into(m: &Message, frame: &mut Vec<u8>) {
 /// payload's length (4).
 pub const DATA_HEAD: usize = 9;
 
-/// Starts a [`Message::Data`] frame in `frame` (cleared; its allocation is reused): the caller
-/// appends the payload (at most [`MAX_DATA`] bytes) straight after the head, then
-/// [`finish_data`] completes the frame. The bytes are those [`encode_into`] gives for the same
-/// `Data` message, without the payload being held anywhere else first.
-pub fn begin_data(frame: &mut Vec<u8>) {
-    frame.clear();
-    frame.extend_from_slice(&[0; 4]);
-    frame.push(tag::DATA);
-    frame.extend_from_slice(&[0; 4]);
-}
-
-/// Completes a frame begun with [`begin_data`] once its payload is appended: the lengths and
-/// the checksum.
-pub fn finish_data(frame: &mut Vec<u8>) {
-    let payload = frame.len() - DATA_HEAD;
+/// Writes the [`Message::Data`] frame whose payload is `parts` joined (at most [`MAX_DATA`]
+/// bytes in all) to `out`, with vectored writes: the payload is not assembled anywhere first.
+/// The bytes are those [`encode`] gives for the same message.
+pub fn write_data(out: &mut dyn Write, parts: &[&[u8]]) -> std::io::Result<()> {
+    let payload: usize = parts.iter().map(|p| p.len()).sum();
     debug_assert!(payload <= MAX_DATA, "a Data payload of {payload} bytes");
-    frame[5..DATA_HEAD].copy_from_slice(&(payload as u32).to_be_bytes());
-    let len = (frame.len() - 4) as u32;
-    frame[0..4].copy_from_slice(&len.to_be_bytes());
-    let crc = crc32fast::hash(&frame[4..]);
-    frame.extend_from_slice(&crc.to_be_bytes());
+    let mut head = [0u8; DATA_HEAD];
+    head[0..4].copy_from_slice(&((DATA_HEAD - 4 + payload) as u32).to_be_bytes());
+    head[4] = tag::DATA;
+    head[5..DATA_HEAD].copy_from_slice(&(payload as u32).to_be_bytes());
+    let mut crc = crc32fast::Hasher::new();
+    crc.update(&head[4..]);
+    for p in parts {
+        crc.update(p);
+    }
+    let tail = crc.finalize().to_be_bytes();
+    let mut slices: Vec<IoSlice<'_>> = Vec::with_capacity(parts.len() + 2);
+    slices.push(IoSlice::new(&head));
+    slices.extend(parts.iter().filter(|p| !p.is_empty()).map(|p| IoSlice::new(p)));
+    slices.push(IoSlice::new(&tail));
+    let mut left = &mut slices[..];
+    while !left.is_empty() {
+        match out.write_vectored(left) {
+            Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+            Ok(n) => IoSlice::advance_slices(&mut left, n),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 /// A cursor over a body that checks every read against the bytes left.

@@ -185,13 +185,19 @@ fn serve_connection(engine: &Engine, busy: &Arc<Busy>, stream: TcpStream, admitt
             }
             Err(e) => return Err(e),
         };
-        session.handle_into(request, &mut frame);
-        let now = format!("host={host} {}", session.describe());
-        if now != state {
-            admitted.set_state(&now);
-            state = now;
-        }
-        let sent = conn.get_mut().write_all(&frame).and_then(|_| conn.get_mut().flush());
+        let sent = match request {
+            // Reading changes no state; the bytes go out without being assembled in a frame.
+            Message::Read { offset, len } => session.read_to(offset, len, &mut frame, conn.get_mut()),
+            request => {
+                session.handle_into(request, &mut frame);
+                let now = format!("host={host} {}", session.describe());
+                if now != state {
+                    admitted.set_state(&now);
+                    state = now;
+                }
+                conn.get_mut().write_all(&frame)
+            }
+        };
         sent.map_err(|e| Error::Io { peer: CLIENT.into(), op: "write", source: e })?;
     }
 }

@@ -1,5 +1,6 @@
-//! One authenticated OST session's state and requests, without I/O: [`Session::handle`] takes
-//! a request and gives its answer.
+//! One authenticated OST session's state and requests: [`Session::handle`] takes a request and
+//! gives its answer, without I/O; [`Session::read_to`] writes a `Read`'s answer to the
+//! connection (a restore's bytes go there straight from the engine's decoded segments).
 //!
 //! A session has at most one image open: being written (passthrough through the engine's
 //! stream writer, or optimized through its client ingest) or being read. Images in use are
@@ -8,7 +9,7 @@
 //! server stopped) drops the writer, which leaves no image.
 
 use std::collections::HashMap;
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::io::{Seek, SeekFrom, Write};
 use std::sync::Arc;
 
 use parking_lot::Mutex;
@@ -116,15 +117,23 @@ impl Session {
     }
 
     /// Carries out one request and encodes its answer as a frame into `frame` (cleared; its
-    /// allocation is reused). A `Read`'s bytes go from the image straight into the frame.
+    /// allocation is reused). A `Read` is better answered by [`Session::read_to`].
     pub fn handle_into(&mut self, request: Message, frame: &mut Vec<u8>) {
-        if let Message::Read { offset, len } = request {
-            if let Err((code, message)) = self.read_into(offset, len, frame) {
-                codec::encode_into(&Message::Failed { code, message }, frame);
-            }
-            return;
-        }
         codec::encode_into(&self.handle(request), frame);
+    }
+
+    /// Answers a `Read` of `len` bytes at `offset` by writing its `Data` frame to `out`, the
+    /// bytes straight from the engine's decoded segments ([`codec::write_data`]), or its
+    /// `Failed` frame, encoded in `frame`. Only writing to `out` can fail.
+    pub fn read_to(&mut self, offset: u64, len: u32, frame: &mut Vec<u8>, out: &mut dyn Write) -> std::io::Result<()> {
+        let mut sent = Ok(());
+        match self.read_with(offset, len, |parts| sent = codec::write_data(out, parts)) {
+            Ok(()) => sent,
+            Err((code, message)) => {
+                codec::encode_into(&Message::Failed { code, message }, frame);
+                out.write_all(frame)
+            }
+        }
     }
 
     /// Carries out one request; every request gets exactly one answer.
@@ -192,9 +201,9 @@ impl Session {
             },
             Message::Open { lsu, name } => self.open(lsu, name),
             Message::Read { offset, len } => {
-                let mut frame = Vec::new();
-                self.read_into(offset, len, &mut frame)?;
-                codec::decode(&frame).map_err(|e| (FailCode::Internal, e.to_string()))
+                let mut data = Vec::new();
+                self.read_with(offset, len, |parts| data = parts.concat())?;
+                Ok(Message::Data(data))
             }
             Message::Info { lsu, name } => Ok(Message::Image(self.image_info(&self.lsu(&lsu)?, &name)?)),
             Message::List { lsu } => {
@@ -298,18 +307,15 @@ impl Session {
         Ok(Message::Opened(info))
     }
 
-    /// Encodes the `Data` answer of a `Read` into `frame`, the image's bytes read straight
-    /// after the frame's head (`len` is at most [`codec::MAX_DATA`], as the decoder checked).
-    fn read_into(&mut self, offset: u64, len: u32, frame: &mut Vec<u8>) -> Result<(), (FailCode, String)> {
+    /// Hands the image's bytes a `Read` asks for (`len` is at most [`codec::MAX_DATA`], as the
+    /// decoder checked; fewer at the image's end) to `f`, as slices of the engine's decoded
+    /// segments. Nothing is handed over when the bytes cannot all be read.
+    fn read_with(&mut self, offset: u64, len: u32, f: impl FnOnce(&[&[u8]])) -> Result<(), (FailCode, String)> {
         let State::Reading { reader, .. } = &mut self.state else {
             return Err(protocol("Read without an image open for reading"));
         };
-        let fail = |e: std::io::Error| (FailCode::Internal, e.to_string());
-        reader.seek(SeekFrom::Start(offset)).map_err(fail)?;
-        codec::begin_data(frame);
-        frame.reserve(len as usize + 4);
-        reader.take(len as u64).read_to_end(frame).map_err(fail)?;
-        codec::finish_data(frame);
+        reader.seek(SeekFrom::Start(offset)).map_err(|e| (FailCode::Internal, e.to_string()))?;
+        reader.with_next(len as u64, f).map_err(engine_failure)?;
         Ok(())
     }
 }

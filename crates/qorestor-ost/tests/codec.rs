@@ -1,6 +1,7 @@
 //! Property tests of the OST frame codec: every message round-trips, every truncation and
-//! every flipped bit is refused, the in-place `Data` encoder and decoder agree with the others, arbitrary bytes never panic, and counts beyond the frame are
-//! refused before anything is allocated.
+//! every flipped bit is refused, the vectored `Data` writer and the in-place `Data` decoder
+//! agree with the others, arbitrary bytes never panic, and counts beyond the frame are refused
+//! before anything is allocated.
 
 use proptest::prelude::*;
 use qorestor_core::Fingerprint;
@@ -141,13 +142,19 @@ proptest! {
     }
 
     #[test]
-    fn a_data_frame_built_in_place_is_its_encoding(d in prop::collection::vec(any::<u8>(), 0..4096), old in 0usize..64) {
-        let mut frame = vec![7u8; old];
-        begin_data(&mut frame);
-        prop_assert_eq!(frame.len(), DATA_HEAD);
-        frame.extend_from_slice(&d);
-        finish_data(&mut frame);
-        prop_assert_eq!(frame, encode(&Message::Data(d)));
+    fn a_data_frame_written_from_parts_is_its_encoding(d in prop::collection::vec(any::<u8>(), 0..4096), cuts in prop::collection::vec(any::<prop::sample::Index>(), 0..6), limit in 1usize..64) {
+        // The payload in parts (some empty) written to a writer that takes few bytes a call.
+        let mut at: Vec<usize> = cuts.iter().map(|c| c.index(d.len() + 1)).collect();
+        at.sort_unstable();
+        let mut parts = Vec::new();
+        let mut from = 0;
+        for &to in at.iter().chain(std::iter::once(&d.len())) {
+            parts.push(&d[from..to]);
+            from = to;
+        }
+        let mut out = Trickle { bytes: Vec::new(), limit };
+        write_data(&mut out, &parts).unwrap();
+        prop_assert_eq!(out.bytes, encode(&Message::Data(d.clone())));
     }
 
     #[test]
@@ -216,4 +223,33 @@ fn counts_beyond_the_frame_or_the_limits_are_refused() {
     append.extend_from_slice(&3u32.to_be_bytes());
     append.extend_from_slice(b"abc");
     assert!(decode(&framed(&append)).unwrap_err().to_string().contains("payload"));
+}
+
+/// A writer that takes at most `limit` bytes a call (as a socket may).
+struct Trickle {
+    bytes: Vec<u8>,
+    limit: usize,
+}
+
+impl std::io::Write for Trickle {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = buf.len().min(self.limit);
+        self.bytes.extend_from_slice(&buf[..n]);
+        Ok(n)
+    }
+    fn write_vectored(&mut self, bufs: &[std::io::IoSlice<'_>]) -> std::io::Result<usize> {
+        let mut n = 0;
+        for b in bufs {
+            let k = (self.limit - n).min(b.len());
+            self.bytes.extend_from_slice(&b[..k]);
+            n += k;
+            if n == self.limit {
+                break;
+            }
+        }
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
