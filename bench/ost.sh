@@ -11,12 +11,13 @@
 #      of passthrough (wall-time ratio reported too);
 #   5. restore (`ost get` of generation 5) reaches at least 80% of `qorestor get`'s throughput;
 #   6. the server's peak RSS stays under 256 MiB with 8 optimized writers at once.
-# Server CPU is utime+stime of the serve process from /proc; stored bytes are the storage
-# unit's physical bytes (`ost ls --json`, the group's pack bytes).
+# Server CPU is utime+stime of serve's serving process (the supervisor's child) from /proc;
+# client CPU (get, ost get) is GNU time's user+system; stored bytes are the storage unit's
+# physical bytes (`ost ls --json`, the group's pack bytes).
 #
 # Usage: bench/ost.sh
 # Needs: the dataset (python3 bench/gen_dataset.py /tmp/qorestor-bench/ds --size-gib 1 --gens 5
-# --seed 42), python3, b3sum. Work files go to $WORK (removed at the end unless KEEP=1).
+# --seed 42), python3, b3sum, GNU time (/usr/bin/time). Work files go to $WORK (removed at the end unless KEEP=1).
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 DS=${DS:-/tmp/qorestor-bench/ds}
@@ -52,6 +53,8 @@ start() {
   serve_pids+=("$pid")
   for _ in $(seq 300); do grep -q "listening ost" "$dir.serve.out" && break; sleep 0.1; done
   addr=$(awk '/listening ost/ {print $3}' "$dir.serve.out")
+  # serve is a supervisor; the server's work is done by its serving process.
+  srv=$(pgrep -P "$pid" | head -n 1)
 }
 
 stop() {
@@ -72,10 +75,10 @@ write_gens() {
   : > "$WORK/$mode.tsv"
   for g in 1 2 3 4 5; do
     local before c0 t0 out t1 c1 after
-    before=$(physical); c0=$(cpu "$pid"); t0=$(now)
+    before=$(physical); c0=$(cpu "$srv"); t0=$(now)
     out=$("$QS" --json ost put --server "$addr" --user bench --password-file "$pw" --lsu lsu --image "gen$g" \
       --mode "$mode" "$DS/tars/gen$g.tar")
-    t1=$(now); c1=$(cpu "$pid"); after=$(physical)
+    t1=$(now); c1=$(cpu "$srv"); after=$(physical)
     local logical sent
     logical=$(echo "$out" | json 'd["logical_bytes"]')
     sent=$(echo "$out" | json 'd["bytes_sent"]')
@@ -85,7 +88,7 @@ write_gens() {
 }
 
 write_gens dedupe
-opt_pid=$pid opt_addr=$addr
+opt_pid=$pid opt_addr=$addr opt_srv=$srv
 write_gens passthrough
 stop "$pid"
 
@@ -96,13 +99,17 @@ local_dir=$WORK/local
 t0=$(now); "$QS" --data "$local_dir" put c/gen1 "$DS/tars/gen1.tar"; t1=$(now)
 put_secs=$(echo "$t1 - $t0" | bc -l)
 for g in 2 3 4 5; do "$QS" --data "$local_dir" put "c/gen$g" "$DS/tars/gen$g.tar"; done
-t0=$(now); "$QS" --data "$local_dir" get c/gen5 - | b3sum --no-names > "$WORK/get.b3"; t1=$(now)
+t0=$(now)
+/usr/bin/time -f "%U %S" -o "$WORK/get.time" "$QS" --data "$local_dir" get c/gen5 - | b3sum --no-names > "$WORK/get.b3"
+t1=$(now)
 get_secs=$(echo "$t1 - $t0" | bc -l)
 addr=$opt_addr
-t0=$(now)
-"$QS" ost get --server "$addr" --user bench --password-file "$pw" --lsu lsu --image gen5 - | b3sum --no-names > "$WORK/ostget.b3"
-t1=$(now)
+c0=$(cpu "$opt_srv"); t0=$(now)
+/usr/bin/time -f "%U %S" -o "$WORK/ostget.time" \
+  "$QS" ost get --server "$addr" --user bench --password-file "$pw" --lsu lsu --image gen5 - | b3sum --no-names > "$WORK/ostget.b3"
+t1=$(now); c1=$(cpu "$opt_srv")
 ostget_secs=$(echo "$t1 - $t0" | bc -l)
+echo "$c1 - $c0" | bc -l > "$WORK/ostget.server_cpu"
 want=$(b3sum --no-names "$DS/tars/gen5.tar")
 [ "$(cat "$WORK/ostget.b3")" = "$want" ] || { echo "ost get of gen5 differs from gen5.tar" >&2; exit 1; }
 [ "$(cat "$WORK/get.b3")" = "$want" ] || { echo "get of gen5 differs from gen5.tar" >&2; exit 1; }
@@ -119,7 +126,7 @@ for i in 1 2 3 4 5 6 7 8; do
   writers+=($!)
 done
 for w in "${writers[@]}"; do wait "$w"; done
-rss_kib=$(awk '/VmHWM/ {print $2}' "/proc/$pid/status")
+rss_kib=$(awk '/VmHWM/ {print $2}' "/proc/$srv/status")
 stop "$pid"
 
 python3 - "$WORK" "$put_secs" "$get_secs" "$ostget_secs" "$rss_kib" "$DS/tars/gen5.tar" << 'EOF'
@@ -158,7 +165,11 @@ checks.append((f"4. server CPU per GB, gens 2-5: optimized {cpu_o:.2f} s, passth
                cpu_o <= 0.3 * cpu_p))
 size5 = os.path.getsize(gen5)
 r_ost, r_get = size5 / ostget_secs, size5 / get_secs
-checks.append((f"5. restore gen 5: ost get {r_ost/1e6:.0f} MB/s against get {r_get/1e6:.0f} MB/s ({r_ost/r_get:.2f}x, >= 0.8)", r_ost >= 0.8 * r_get))
+cpu_of = lambda name: sum(map(float, open(os.path.join(work, name)).read().split()))
+cpu_get, cpu_client, cpu_server = cpu_of("get.time"), cpu_of("ostget.time"), cpu_of("ostget.server_cpu")
+checks.append((f"5. restore gen 5: ost get {r_ost/1e6:.0f} MB/s against get {r_get/1e6:.0f} MB/s ({r_ost/r_get:.2f}x, >= 0.8); "
+               f"CPU s per GB: get {cpu_get/(size5/GB):.2f}, ost get client {cpu_client/(size5/GB):.2f} + server {cpu_server/(size5/GB):.2f}",
+               r_ost >= 0.8 * r_get))
 checks.append((f"6. server peak RSS with 8 optimized writers: {rss_kib/1024:.0f} MiB (< 256)", rss_kib < 256 * 1024))
 print()
 for text, ok in checks:
