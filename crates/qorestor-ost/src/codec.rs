@@ -454,8 +454,8 @@ pub fn encode(m: &Message) -> Vec<u8> {
     frame
 }
 
-/// Encodes a message as one frame into `frame` (cleared first; its allocation is reused, so a
-/// server answering 4 MiB reads does not allocate a frame per answer).
+/// Encodes a message as one frame into `frame` (cleared first; its allocation is reused from
+/// answer to answer).
 pub fn encode_into(m: &Message, frame: &mut Vec<u8>) {
     frame.clear();
     let payload = match m {

@@ -10,7 +10,7 @@ use qorestor_core::listener::Server;
 use qorestor_core::users::Role;
 use qorestor_core::{CleanerOptions, ContainerKind, Engine, NoProgress, Passphrase, StatsScope, DEFAULT_GROUP};
 use qorestor_ost::codec::{self, Message};
-use qorestor_ost::{ClientMode, ConnectOptions, Error, FailCode, ImageSpec, OstClient};
+use qorestor_ost::{ClientMode, ConnectOptions, Error, FailCode, ImageSpec, OstClient, READ_LEN};
 
 const PASSWORD: &[u8] = b"correct horse battery";
 
@@ -107,7 +107,8 @@ fn every_mode_reads_back_bit_exact_at_any_offset() {
     // Reads at offsets and seeks, across the reader's request boundaries.
     let mut r = client.open("lsu1", "dedupe").unwrap();
     assert_eq!(r.info().logical_bytes, second.len() as u64);
-    for &at in &[0u64, 1, 4_194_303, 4_194_304, 5_000_000, 9_000_000, (9 << 20) - 10] {
+    let edge = READ_LEN as u64;
+    for &at in &[0u64, 1, edge - 1, edge, 3 * edge + 7, 4_194_303, 4_194_304, 5_000_000, 9_000_000, (9 << 20) - 10] {
         r.seek(SeekFrom::Start(at)).unwrap();
         let mut got = vec![0u8; 100_000];
         let n = r.read(&mut got).unwrap();
