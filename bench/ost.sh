@@ -48,6 +48,7 @@ start() {
     "$QS" --data "$dir" container add lsu --type ost > /dev/null
     "$QS" --data "$dir" user add bench --role ost --password-stdin < "$pw" > /dev/null
   fi
+  : > "$dir.serve.out"
   "$QS" --data "$dir" serve --ost-listen 127.0.0.1:0 > "$dir.serve.out" 2> "$dir.serve.err" &
   pid=$!
   serve_pids+=("$pid")
