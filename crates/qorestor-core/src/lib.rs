@@ -36,6 +36,7 @@ mod catalog;
 pub mod chunker;
 pub mod cleaner;
 pub mod compress;
+pub mod counted;
 pub mod crypto;
 mod engine;
 pub mod error;

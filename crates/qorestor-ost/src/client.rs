@@ -13,12 +13,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use qorestor_core::counted::Counted;
 use qorestor_core::users::KdfParams;
 
 use crate::auth;
 use crate::codec::{self, caps, FailCode, ImageInfo, LsuInfo, Message, VERSION};
 use crate::error::{Error, Result};
-use crate::frame_io::{receive, receive_frame, Counted};
+use crate::frame_io::{receive, receive_frame};
 use crate::reader::ImageReader;
 use crate::writer::{ClientMode, ImageSpec, ImageWriter};
 

@@ -1,8 +1,6 @@
-//! Reading and writing whole frames on a byte stream, and a stream that counts its bytes.
+//! Reading and writing whole frames on a byte stream.
 
 use std::io::{Read, Write};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
 
 use crate::codec::{self, Message};
 use crate::error::{Error, Result};
@@ -59,31 +57,4 @@ pub(crate) fn receive_frame(r: &mut impl Read, buf: &mut Vec<u8>, max: usize, pe
     }
     buf.truncate(len);
     Ok(true)
-}
-
-/// A stream that counts every byte read from it and written to it.
-pub(crate) struct Counted<S> {
-    /// The stream.
-    pub inner: S,
-    /// Bytes both ways.
-    pub bytes: Arc<AtomicU64>,
-}
-
-impl<S: Read> Read for Counted<S> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.bytes.fetch_add(n as u64, Ordering::Relaxed);
-        Ok(n)
-    }
-}
-
-impl<S: Write> Write for Counted<S> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.bytes.fetch_add(n as u64, Ordering::Relaxed);
-        Ok(n)
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.inner.flush()
-    }
 }

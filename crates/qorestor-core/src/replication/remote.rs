@@ -215,7 +215,7 @@ impl RemoteReplica {
         stream.set_write_timeout(Some(IO_TIMEOUT)).map_err(io)?;
         stream.set_nodelay(true).map_err(io)?;
         let bytes = Arc::new(AtomicU64::new(0));
-        let counted = tls::Counted { tcp: stream, bytes: bytes.clone() };
+        let counted = tls::Counted { inner: stream, bytes: bytes.clone() };
         let transport: Box<dyn Transport> =
             if enc == WireEncryption::None { Box::new(counted) } else { Box::new(tls::client(counted, enc)?) };
         let mut r = RemoteReplica {

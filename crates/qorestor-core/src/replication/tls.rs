@@ -13,7 +13,6 @@
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
@@ -71,32 +70,7 @@ impl Transport for TcpStream {
 }
 
 /// A socket that counts the bytes crossing it both ways (TLS records and handshake included).
-pub(crate) struct Counted {
-    /// The socket.
-    pub(crate) tcp: TcpStream,
-    /// Bytes read and written so far.
-    pub(crate) bytes: Arc<AtomicU64>,
-}
-
-impl Read for Counted {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.tcp.read(buf)?;
-        self.bytes.fetch_add(n as u64, Ordering::Relaxed);
-        Ok(n)
-    }
-}
-
-impl Write for Counted {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let n = self.tcp.write(buf)?;
-        self.bytes.fetch_add(n as u64, Ordering::Relaxed);
-        Ok(n)
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.tcp.flush()
-    }
-}
+pub(crate) type Counted = crate::counted::Counted<TcpStream>;
 
 impl Transport for Counted {
     fn channel_binding(&self) -> Result<[u8; 32]> {
@@ -237,7 +211,7 @@ mod tests {
     fn asking_for_tls_without_a_suite_is_an_internal_error() {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let tcp = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
-        let counted = Counted { tcp, bytes: Arc::new(std::sync::atomic::AtomicU64::new(0)) };
+        let counted = Counted { inner: tcp, bytes: Arc::new(std::sync::atomic::AtomicU64::new(0)) };
         let e = client(counted, WireEncryption::None).err().unwrap();
         assert_eq!(e.kind(), crate::ErrorKind::Internal, "{e}");
         assert!(e.to_string().starts_with("internal error: replication TLS"), "{e}");
