@@ -1,6 +1,7 @@
 //! Container replication to another data directory: only missing chunks travel, the replica is
 //! bit-exact and read-only, deletions follow, an interrupted pass resumes without sending again
-//! what arrived, and an encrypted group's replica opens with the same passphrase.
+//! what arrived, an encrypted group's replica opens with the same passphrase, and an OST
+//! image's metadata reaches the replica's recipe.
 
 mod common;
 
@@ -15,7 +16,7 @@ use qorestor_core::test_support::faults::{self, Fault, FaultOp};
 use qorestor_core::test_support::recipe::read_recipe;
 use qorestor_core::{
     ChunkParams, Compression, ContainerKind, EncryptionMode, EncryptionOptions, Engine, ErrorKind, Fingerprint,
-    GroupOptions, NoProgress, Passphrase,
+    GroupOptions, ImageMeta, NoProgress, Passphrase,
 };
 
 /// Fault injection is process-wide: the tests of this file run one at a time.
@@ -473,4 +474,44 @@ fn before_authentication_a_frame_over_the_budget_closes_the_connection_at_its_he
     let mut ok = std::net::TcpStream::connect(listener.local_addr()).unwrap();
     ok.write_all(&wire::encode(&wire::Message::Hello { version: wire::VERSION, nonce: [1; 32] })).unwrap();
     assert!(read_until_closed(&mut ok) > 0, "no answer to a Hello");
+}
+
+#[test]
+fn an_ost_image_reaches_the_replica_with_its_date_copy_and_properties() {
+    let _serial = SERIAL.lock();
+    let (src_dir, dst_dir, far_dir) =
+        (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let src = Engine::create(src_dir.path()).unwrap();
+    src.add_container("lsu", qorestor_core::DEFAULT_GROUP, ContainerKind::Ost).unwrap();
+    let owned = src.owned_streams("lsu", ContainerKind::Ost).unwrap();
+    let meta = ImageMeta { date: 1_700_000_123, copy: 2, properties: "policy=nightly\nclient=db01".into() };
+    let bytes = data(7, 300_000);
+    let mut w = owned.create_image("img", &meta).unwrap();
+    w.write_all(&bytes).unwrap();
+    w.finish().unwrap();
+    // A stream that is not an image stays one without metadata.
+    let mut w = owned.create_stream("plain").unwrap();
+    w.write_all(&bytes[..1000]).unwrap();
+    w.finish().unwrap();
+
+    // To a directory, and over TCP to a listener.
+    let target = dst_dir.path().join("replica");
+    src.add_replication("lsu", target.to_str().unwrap(), None).unwrap();
+    assert_eq!(src.run_replication("lsu", false, &NoProgress).unwrap().last.unwrap().streams_sent, 2);
+    let far = Engine::create(far_dir.path()).unwrap();
+    let password = || Passphrase::new(b"s3cret replication".to_vec()).unwrap();
+    far.set_replication_password(&password()).unwrap();
+    let listener = qorestor_core::replication::listen(far.clone(), "127.0.0.1:0".parse().unwrap()).unwrap();
+    src.delete_replication("lsu").unwrap();
+    let addr = listener.local_addr().to_string();
+    src.add_remote_replication("lsu", &addr, None, WireEncryption::None, &password()).unwrap();
+    assert_eq!(src.run_replication("lsu", false, &NoProgress).unwrap().last.unwrap().streams_sent, 2);
+    drop(src);
+
+    for replica in [Engine::open(&target).unwrap(), far] {
+        let owned = replica.owned_streams("lsu", ContainerKind::Ost).unwrap();
+        assert_eq!(owned.image_meta("img").unwrap(), Some(meta.clone()));
+        assert_eq!(owned.image_meta("plain").unwrap(), None);
+        assert!(get(&replica, "lsu", "img").unwrap() == bytes);
+    }
 }

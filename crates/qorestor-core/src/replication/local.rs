@@ -14,7 +14,7 @@ use crate::fingerprint::Fingerprint;
 use crate::format::RECORD_HEADER_LEN;
 use crate::group::{GroupStore, Lookup, NewChunk, WriterPin};
 use crate::pack::{check_record_payload, decode_chunk, decode_record_header};
-use crate::recipe::{RecipeEntry, RecipeHeader, RecipeWriter};
+use crate::recipe::{ImageMeta, RecipeEntry, RecipeHeader, RecipeWriter};
 
 /// Bytes counted per fingerprint asked, per recipe entry, and per stream header (the
 /// in-process exchange has no wire; these are what the network protocol moves).
@@ -96,7 +96,7 @@ impl ReplicaTarget for LocalReplica {
         Ok(self.engine.catalog().streams(c.id)?.into_iter().map(|s| s.name).collect())
     }
 
-    fn begin_stream(&mut self, name: &str, created: u64) -> Result<()> {
+    fn begin_stream(&mut self, name: &str, created: u64, image: Option<&ImageMeta>) -> Result<()> {
         // The source's names, as they are (one stored before control characters were refused
         // is replicated too).
         crate::engine::check_stream_address(name)?;
@@ -109,7 +109,7 @@ impl ReplicaTarget for LocalReplica {
             created,
             container: c.name.clone(),
             stream: name.into(),
-            image: None,
+            image: image.cloned(),
         };
         let recipe = RecipeWriter::create(store.recipes_dir(), &header)?;
         let pin = store.pin_writer();
@@ -127,6 +127,10 @@ impl ReplicaTarget for LocalReplica {
             records_expected: 0,
         });
         self.bytes += STREAM_HEADER_BYTES + name.len() as u64;
+        if let Some(i) = image {
+            // Its date, copy number and properties, as the wire's BeginImage carries them.
+            self.bytes += 16 + i.properties.len() as u64;
+        }
         Ok(())
     }
 
@@ -288,7 +292,7 @@ mod tests {
         let container = src.container_record("c").unwrap();
         let mut replica = LocalReplica::open(b.path()).unwrap();
         replica.prepare(&group, &container, "source").unwrap();
-        replica.begin_stream("s", 0).unwrap();
+        replica.begin_stream("s", 0, None).unwrap();
         // A record with a right header and checksum, but other bytes than the fingerprint's.
         let claimed = Fingerprint::of(b"the bytes the fingerprint names");
         let forged = b"other bytes of the same length!";
@@ -302,7 +306,7 @@ mod tests {
         let right = b"the bytes the fingerprint names";
         let header = encode_record_header(&claimed, right.len() as u32, Codec::Raw, right);
         let record = [&header[..], &right[..]].concat();
-        replica.begin_stream("s", 0).unwrap();
+        replica.begin_stream("s", 0, None).unwrap();
         assert_eq!(replica.missing(&[(claimed, right.len() as u32)]).unwrap(), vec![true]);
         replica.store(&[&record]).unwrap();
         assert_eq!(replica.end_stream().unwrap(), right.len() as u64);

@@ -15,7 +15,8 @@
 //!    target), then only the missing chunk records travel, as stored (compressed, sealed if
 //!    encrypted; never decrypted), each checked (header, fingerprint, CRC) before it is stored.
 //!    The stream is published on the target like a local write: packs durable, recipe synced,
-//!    catalog entry last. The source's record notes it right after.
+//!    catalog entry last. The source's record notes it right after. An OST image's metadata
+//!    (date, copy number, properties) goes with it into the replica's recipe.
 //! 3. Streams deleted at the source are deleted from the replica.
 //!
 //! A pass interrupted at any point is resumed by the next one: published streams are skipped
@@ -41,7 +42,7 @@ use crate::format::RECORD_HEADER_LEN;
 use crate::group::GroupStore;
 use crate::pack::{check_record_payload, decode_record_header, ChunkLoc};
 use crate::progress::Progress;
-use crate::recipe::{recipe_path, visit_recipe, RecipeEntry};
+use crate::recipe::{read_recipe_header, recipe_path, visit_recipe, ImageMeta, RecipeEntry};
 
 mod local;
 mod remote;
@@ -176,8 +177,9 @@ pub(crate) trait ReplicaTarget {
     fn prepare(&mut self, group: &GroupRecord, container: &ContainerRecord, origin: &str) -> Result<()>;
     /// Names of the streams the replica container holds.
     fn stream_names(&mut self) -> Result<Vec<String>>;
-    /// Starts receiving stream `name` (replacing the replica's stream of that name when it ends).
-    fn begin_stream(&mut self, name: &str, created: u64) -> Result<()>;
+    /// Starts receiving stream `name` (replacing the replica's stream of that name when it ends);
+    /// `image` is the metadata of an OST image, written into the replica's recipe as well.
+    fn begin_stream(&mut self, name: &str, created: u64, image: Option<&ImageMeta>) -> Result<()>;
     /// For a batch of the stream's chunks (fingerprint, raw length), in order: whether the
     /// target wants the record (it lacks the chunk, and this is its first mention in the batch).
     fn missing(&mut self, entries: &[(Fingerprint, u32)]) -> Result<Vec<bool>>;
@@ -470,12 +472,13 @@ impl StreamSender<'_> {
         run: &mut ReplicationRun,
         progress: &dyn Progress,
     ) -> Result<()> {
-        target.begin_stream(&s.name, s.created)?;
+        let path = recipe_path(self.src.recipes_dir(), s.id);
+        let image = read_recipe_header(&path)?.image;
+        target.begin_stream(&s.name, s.created, image.as_ref())?;
         let mut batch = Vec::with_capacity(BATCH);
         let mut batch_bytes = 0;
         let most_bytes = self.limiter.batch_bytes();
         let mut failed = None;
-        let path = recipe_path(self.src.recipes_dir(), s.id);
         visit_recipe(&path, |e| {
             if failed.is_none() {
                 batch.push(*e);

@@ -34,6 +34,7 @@ use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::fingerprint::Fingerprint;
 use crate::listener::{is_timeout, Conn, Handler, Limits, Refusal, Server};
+use crate::recipe::ImageMeta;
 
 /// Engine state key of the listener's password key.
 const SECRET_KEY: &str = "replication/listener";
@@ -322,8 +323,12 @@ impl ReplicaTarget for RemoteReplica {
         }
     }
 
-    fn begin_stream(&mut self, name: &str, created: u64) -> Result<()> {
-        self.call_done(&Message::Begin { created, name: name.into() })
+    fn begin_stream(&mut self, name: &str, created: u64, image: Option<&ImageMeta>) -> Result<()> {
+        let name = name.to_string();
+        self.call_done(&match image {
+            Some(image) => Message::BeginImage { created, name, image: image.clone() },
+            None => Message::Begin { created, name },
+        })
     }
 
     fn missing(&mut self, entries: &[(Fingerprint, u32)]) -> Result<Vec<bool>> {
@@ -492,7 +497,11 @@ fn answer(replica: &mut LocalReplica, request: Message) -> Result<Message> {
         }
         Message::ListStreams => Message::Names(replica.stream_names()?),
         Message::Begin { created, name } => {
-            replica.begin_stream(&name, created)?;
+            replica.begin_stream(&name, created, None)?;
+            Message::Done
+        }
+        Message::BeginImage { created, name, image } => {
+            replica.begin_stream(&name, created, Some(&image))?;
             Message::Done
         }
         Message::Missing(entries) => Message::Wanted(replica.missing(&entries)?),

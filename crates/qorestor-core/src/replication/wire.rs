@@ -8,6 +8,7 @@
 
 use crate::error::DecodeError;
 use crate::fingerprint::Fingerprint;
+use crate::recipe::{ImageMeta, MAX_IMAGE_PROPERTIES};
 
 /// Protocol version sent in [`Message::Hello`].
 pub const VERSION: u16 = 1;
@@ -55,6 +56,16 @@ pub enum Message {
         created: u64,
         /// Stream name.
         name: String,
+    },
+    /// Source: start receiving a stream that is an OST image, with the metadata its recipe
+    /// carries (the replica's recipe carries it too).
+    BeginImage {
+        /// Creation time of the source stream.
+        created: u64,
+        /// Stream name.
+        name: String,
+        /// The image's date, copy number and properties.
+        image: ImageMeta,
     },
     /// Source: which of these chunks (fingerprint, raw length) are missing?
     Missing(Vec<(Fingerprint, u32)>),
@@ -106,6 +117,7 @@ impl Message {
             Message::Prepare { .. } => "Prepare",
             Message::ListStreams => "ListStreams",
             Message::Begin { .. } => "Begin",
+            Message::BeginImage { .. } => "BeginImage",
             Message::Missing(_) => "Missing",
             Message::Store(_) => "Store",
             Message::End => "End",
@@ -131,6 +143,7 @@ mod tag {
     pub const STORE: u8 = 7;
     pub const END: u8 = 8;
     pub const DELETE: u8 = 9;
+    pub const BEGIN_IMAGE: u8 = 10;
     pub const CHALLENGE: u8 = 64;
     pub const WELCOME: u8 = 65;
     pub const DONE: u8 = 66;
@@ -168,6 +181,14 @@ pub fn encode(m: &Message) -> Vec<u8> {
             b.push(tag::BEGIN);
             b.extend_from_slice(&created.to_be_bytes());
             put_str(&mut b, name.as_bytes());
+        }
+        Message::BeginImage { created, name, image } => {
+            b.push(tag::BEGIN_IMAGE);
+            b.extend_from_slice(&created.to_be_bytes());
+            put_str(&mut b, name.as_bytes());
+            b.extend_from_slice(&image.date.to_be_bytes());
+            b.extend_from_slice(&image.copy.to_be_bytes());
+            put_str(&mut b, image.properties.as_bytes());
         }
         Message::Missing(entries) => {
             b.push(tag::MISSING);
@@ -285,6 +306,17 @@ pub fn decode(frame: &[u8]) -> Result<Message, DecodeError> {
         tag::PREPARE => Message::Prepare { group: r.string()?, container: r.string()?, origin: r.string()? },
         tag::LIST_STREAMS => Message::ListStreams,
         tag::BEGIN => Message::Begin { created: r.u64()?, name: r.string()? },
+        tag::BEGIN_IMAGE => {
+            let (created, name, date, copy) = (r.u64()?, r.string()?, r.u64()?, r.u32()?);
+            let properties = r.string()?;
+            if properties.len() > MAX_IMAGE_PROPERTIES {
+                return Err(err(format!(
+                    "image properties of {} bytes, over the limit of {MAX_IMAGE_PROPERTIES}",
+                    properties.len()
+                )));
+            }
+            Message::BeginImage { created, name, image: ImageMeta { date, copy, properties } }
+        }
         tag::MISSING => {
             let n = r.count(36, MAX_BATCH)?;
             let mut v = Vec::with_capacity(n);
@@ -411,6 +443,13 @@ mod tests {
             }),
             Just(Message::ListStreams),
             (any::<u64>(), ".{0,30}").prop_map(|(created, name)| Message::Begin { created, name }),
+            (any::<u64>(), ".{0,30}", any::<u64>(), any::<u32>(), ".{0,60}").prop_map(
+                |(created, name, date, copy, properties)| Message::BeginImage {
+                    created,
+                    name,
+                    image: ImageMeta { date, copy, properties }
+                }
+            ),
             proptest::collection::vec((fp, any::<u32>()), 0..50).prop_map(Message::Missing),
             proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..300), 0..10).prop_map(Message::Store),
             Just(Message::End),
@@ -495,5 +534,15 @@ mod tests {
         frame.extend_from_slice(&crc.to_be_bytes());
         let e = decode(&frame).unwrap_err();
         assert!(e.to_string().contains("count"), "{e}");
+    }
+
+    #[test]
+    fn image_properties_over_the_recipe_limit_are_refused() {
+        let image = |n| ImageMeta { date: 1, copy: 1, properties: "p".repeat(n) };
+        let at_limit = Message::BeginImage { created: 0, name: "i".into(), image: image(MAX_IMAGE_PROPERTIES) };
+        assert_eq!(decode(&encode(&at_limit)).unwrap(), at_limit);
+        let over = Message::BeginImage { created: 0, name: "i".into(), image: image(MAX_IMAGE_PROPERTIES + 1) };
+        let e = decode(&encode(&over)).unwrap_err();
+        assert!(e.to_string().contains("image properties of 4097 bytes"), "{e}");
     }
 }
