@@ -71,7 +71,7 @@ impl Entry {
 pub fn run(ctx: &Ctx, cmd: AlertsCommand) -> Result<()> {
     let AlertsCommand::List(args) = cmd;
     ctx.check_initialised()?;
-    let log = read_events(ctx.data())?;
+    let log = read_events(ctx.data_dir())?;
     let entries: Vec<Entry> = log.events.into_iter().rev().take(args.count as usize).map(Entry::of).collect();
     ctx.emit(&entries, || {
         if entries.is_empty() {

@@ -85,8 +85,9 @@ pub fn run(ctx: &Ctx, cmd: CleanerCommand) -> Result<()> {
     match cmd {
         CleanerCommand::Run(args) => {
             let opts = CleanerOptions { dry_run: args.dry_run, compact_below: args.compact_below };
-            let progress = crate::progress::transfer(crate::progress::enabled(ctx.json), Some(0), None);
-            let report = engine.run_cleaner(&opts, progress.as_ref())?;
+            let progress = crate::progress::transfer(ctx, crate::progress::enabled(ctx), Some(0), None);
+            // Inside the daemon, a client that ends stops the run at its next pack.
+            let report = engine.run_cleaner_until(&opts, ctx.io.cancel_flag(), progress.as_ref())?;
             ctx.emit(&report, || render_report(&report))
         }
         CleanerCommand::Status => {

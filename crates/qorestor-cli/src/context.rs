@@ -8,7 +8,7 @@ use anyhow::{anyhow, bail, Result};
 use qorestor_core::{DirLock, Engine, Passphrase};
 use serde::Serialize;
 
-use crate::output;
+use crate::cmdio::{self, Io};
 
 /// The global options of one invocation.
 #[derive(Clone)]
@@ -21,8 +21,13 @@ pub struct Ctx {
     pub passphrase_file: Option<PathBuf>,
     /// How long to wait for a data directory another command holds (`--lock-wait`).
     pub lock_wait: Duration,
+    /// The command's stdin, stdout, stderr, named files and environment.
+    pub io: Io,
     /// The serving process's engine and libraries when the command runs inside the daemon; None for a command run on its own.
     pub live: Option<crate::serve::Services>,
+    /// Why the daemon serving the directory could not be reached, for a command that would have
+    /// been handed to it (said when `qorestor serve` is found holding the directory).
+    pub daemon_unreachable: Option<String>,
 }
 
 /// How to choose or make a data directory, for errors about a missing or unusable one.
@@ -34,18 +39,23 @@ const LOCK_RETRY: Duration = Duration::from_millis(100);
 impl Ctx {
     /// Builds the context from the global flags.
     pub fn new(data: PathBuf, json: bool, passphrase_file: Option<PathBuf>, lock_wait: Duration) -> Self {
-        Ctx { data, json, passphrase_file, lock_wait, live: None }
+        Ctx { data, json, passphrase_file, lock_wait, io: Io::own(), live: None, daemon_unreachable: None }
     }
 
     /// The passphrase of encrypted storage groups, if given (`--passphrase-file`, else
     /// `QORESTOR_PASSPHRASE`).
     pub fn passphrase(&self) -> Result<Option<Vec<u8>>> {
-        crate::secret::passphrase(self.passphrase_file.as_deref())
+        crate::secret::passphrase(&self.io, self.passphrase_file.as_deref())
     }
 
-    /// The data directory.
+    /// The data directory (as given: inside the daemon, as the client gave it).
     pub fn data(&self) -> &Path {
         &self.data
+    }
+
+    /// The data directory as this process reaches it (inside the daemon, the live engine's).
+    pub fn data_dir(&self) -> &Path {
+        self.live.as_ref().map_or(&self.data, |l| l.engine.dir())
     }
 
     /// Opens the initialised data directory, holding it as `holder` (other processes name the
@@ -53,14 +63,22 @@ impl Ctx {
     /// [`Ctx::hold`]). A missing or never-initialised directory is an error that says how to
     /// choose another. Encrypted storage groups are unlocked with the passphrase, if one is
     /// given.
+    /// Inside the daemon, the live engine.
     pub fn open(&self, holder: &str) -> Result<Engine> {
+        if let Some(live) = &self.live {
+            return Ok(live.engine.clone());
+        }
         self.check_initialised()?;
         self.unlocked(self.hold(|| Engine::open_as(&self.data, holder))?)
     }
 
     /// Like [`Ctx::open`], for `verify --repair`: a catalog that cannot be opened is rebuilt
     /// from its redundant records ([`Engine::open_for_repair_as`]).
+    /// Inside the daemon, the live engine (whose catalog is open).
     pub fn open_for_repair(&self, holder: &str) -> Result<Engine> {
+        if let Some(live) = &self.live {
+            return Ok(live.engine.clone());
+        }
         self.check_initialised()?;
         self.unlocked(self.hold(|| Engine::open_for_repair_as(&self.data, holder))?)
     }
@@ -126,18 +144,22 @@ impl Ctx {
             };
             let waited = started.elapsed();
             if holder.starts_with("qorestor serve") || waited >= self.lock_wait {
+                let serving = holder.starts_with("qorestor serve");
                 let e = qorestor_core::Error::Locked { path, holder };
+                if let Some(note) = self.daemon_unreachable.as_ref().filter(|_| serving) {
+                    bail!("{e}; {note}");
+                }
                 if told {
                     bail!("{e}: gave up after waiting {} (--lock-wait)", humantime(waited));
                 }
                 return Err(e.into());
             }
             if !told {
-                eprintln!(
+                self.io.eprintln(&format!(
                     "qorestor: data directory {} is in use by {holder}; waiting for it (at most {}, --lock-wait)",
                     path.display(),
                     humantime(self.lock_wait)
-                );
+                ));
                 told = true;
             }
             std::thread::sleep(LOCK_RETRY.min(self.lock_wait - waited));
@@ -161,9 +183,10 @@ impl Ctx {
     /// Prints a result: `value` as JSON with `--json`, else the human rendering `human` writes.
     pub fn emit<T: Serialize + ?Sized>(&self, value: &T, human: impl FnOnce() -> String) -> Result<()> {
         if self.json {
-            output::print_json(value)
+            self.io.with_stdout(|out| cmdio::write_json(out, value))
         } else {
-            output::print_text(&human())
+            let text = human();
+            self.io.with_stdout(|out| cmdio::write_text(out, &text))
         }
     }
 }

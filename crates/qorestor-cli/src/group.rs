@@ -189,7 +189,7 @@ impl AddArgs {
         let days = self.key_rotation.unwrap_or(DEFAULT_KEY_ROTATION_DAYS);
         let days = u32::try_from(days).map_err(|_| UsageError(format!("--key-rotation {days}: too many days")))?;
         let pass = if self.passphrase_stdin {
-            crate::secret::read_stdin_line("passphrase")?
+            crate::secret::read_stdin_line(&ctx.io, "passphrase")?
         } else {
             ctx.passphrase()?.ok_or_else(|| {
                 UsageError(

@@ -4,7 +4,9 @@
 //! serving process sends back, `ready`, once it serves.
 //!
 //! The message is `QSRV1` followed by one byte per listening socket naming its frontend (`i`
-//! iSCSI, `n` NDMP, `r` replication), with the descriptors in the same order after the lock's.
+//! iSCSI, `n` NDMP, `r` replication, `o` OST) and then `c` for the control socket
+//! (`DATA/control`, see [`crate::control_socket`]), with the descriptors in the same order after
+//! the lock's.
 //! The serving process is told its supervisor's pid in [`SUPERVISOR_ENV`]; it asks the kernel
 //! to send it SIGTERM when the supervisor dies, then checks that the supervisor is still its
 //! parent (it may have died before the request).
@@ -13,7 +15,7 @@ use std::io::{IoSlice, IoSliceMut, Read, Write};
 use std::mem::MaybeUninit;
 use std::net::TcpListener;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::os::unix::net::UnixStream;
+use std::os::unix::net::{UnixListener, UnixStream};
 
 use anyhow::{bail, Context, Result};
 use rustix::net::{
@@ -26,8 +28,10 @@ use rustix::net::{
 pub const SUPERVISOR_ENV: &str = "QORESTOR_SERVE_SUPERVISOR";
 /// The start of the hand-off message.
 const MAGIC: &[u8] = b"QSRV1";
-/// Most listening sockets handed over (one per frontend).
-const MAX_LISTENERS: usize = 4;
+/// Most listening sockets handed over (one per frontend, and the control socket).
+const MAX_LISTENERS: usize = 5;
+/// The code of the control socket in the message.
+const CONTROL_CODE: u8 = b'c';
 /// What the serving process sends once it serves.
 const READY: &[u8] = b"ready\n";
 
@@ -81,6 +85,8 @@ pub struct Handed {
     pub lock: OwnedFd,
     /// The listening sockets, in the order the supervisor bound them.
     pub listeners: Vec<(Frontend, TcpListener)>,
+    /// The control socket.
+    pub control: UnixListener,
 }
 
 /// A connected pair: the supervisor's end and the serving process's end (for its stdin).
@@ -89,12 +95,19 @@ pub fn channel() -> Result<(UnixStream, OwnedFd)> {
     Ok((ours, theirs.into()))
 }
 
-/// Sends the hold and the listening sockets over `to`.
-pub fn send(to: &UnixStream, lock: BorrowedFd<'_>, listeners: &[(Frontend, &TcpListener)]) -> Result<()> {
+/// Sends the hold, the listening sockets and the control socket over `to`.
+pub fn send(
+    to: &UnixStream,
+    lock: BorrowedFd<'_>,
+    listeners: &[(Frontend, &TcpListener)],
+    control: &UnixListener,
+) -> Result<()> {
     let mut payload = MAGIC.to_vec();
     payload.extend(listeners.iter().map(|(f, _)| f.code()));
+    payload.push(CONTROL_CODE);
     let mut fds = vec![lock];
     fds.extend(listeners.iter().map(|(_, l)| l.as_fd()));
+    fds.push(control.as_fd());
     let mut space = [MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(1 + MAX_LISTENERS))];
     let mut control = SendAncillaryBuffer::new(&mut space);
     if !control.push(SendAncillaryMessage::ScmRights(&fds)) {
@@ -122,18 +135,19 @@ pub fn receive(from: BorrowedFd<'_>) -> Result<Handed> {
         }
     }
     let payload = &payload[..got.bytes.min(payload.len())];
-    let Some(codes) = payload.strip_prefix(MAGIC) else {
-        bail!("the supervisor's message does not start with {MAGIC:?}");
+    let Some(codes) = payload.strip_prefix(MAGIC).and_then(|c| c.strip_suffix(&[CONTROL_CODE])) else {
+        bail!("the supervisor's message does not start with {MAGIC:?} or end with the control socket");
     };
     let frontends: Option<Vec<Frontend>> = codes.iter().map(|&c| Frontend::from_code(c)).collect();
     let Some(frontends) = frontends else { bail!("the supervisor's message names an unknown frontend") };
-    if frontends.len() > MAX_LISTENERS || fds.len() != 1 + frontends.len() {
-        bail!("the supervisor passed {} descriptors for {} listeners", fds.len(), frontends.len());
+    if frontends.len() >= MAX_LISTENERS || fds.len() != 2 + frontends.len() {
+        bail!("the supervisor passed {} descriptors for {} listeners", fds.len(), frontends.len() + 1);
     }
+    let control = UnixListener::from(fds.pop().context("no control socket")?);
     let mut fds = fds.into_iter();
     let lock = fds.next().context("no lock descriptor")?;
     let listeners = frontends.into_iter().zip(fds.map(TcpListener::from)).collect();
-    Ok(Handed { lock, listeners })
+    Ok(Handed { lock, listeners, control })
 }
 
 /// Tells the supervisor the serving process serves (on its stdin's socket).

@@ -29,13 +29,10 @@ struct InitReport {
 /// Runs `init`.
 pub fn run(ctx: &Ctx) -> Result<()> {
     const HOLDER: &str = "qorestor init";
-    let created = match ctx.hold(|| Engine::create_as(ctx.data(), HOLDER)) {
-        Ok(_) => true,
-        Err(e) if e.downcast_ref::<qorestor_core::Error>().is_some_and(|e| e.kind() == ErrorKind::AlreadyExists) => {
-            ctx.hold(|| Engine::open_as(ctx.data(), HOLDER))?;
-            false
-        }
-        Err(e) => return Err(e),
+    let created = match ctx.live {
+        // Inside the daemon: the directory is initialised and open.
+        Some(_) => false,
+        None => created(ctx, HOLDER)?,
     };
     let report = InitReport { data_dir: ctx.data().display().to_string(), created };
     ctx.emit(&report, || {
@@ -44,5 +41,17 @@ pub fn run(ctx: &Ctx) -> Result<()> {
         } else {
             format!("data directory {} is already initialised", report.data_dir)
         }
+    })
+}
+
+/// Creates the data directory; false if it was initialised already.
+fn created(ctx: &Ctx, holder: &str) -> Result<bool> {
+    Ok(match ctx.hold(|| Engine::create_as(ctx.data(), holder)) {
+        Ok(_) => true,
+        Err(e) if e.downcast_ref::<qorestor_core::Error>().is_some_and(|e| e.kind() == ErrorKind::AlreadyExists) => {
+            ctx.hold(|| Engine::open_as(ctx.data(), holder))?;
+            false
+        }
+        Err(e) => return Err(e),
     })
 }

@@ -121,10 +121,10 @@ pub fn run(ctx: &Ctx, cmd: IscsiCommand) -> Result<()> {
     match cmd {
         IscsiCommand::Show => show(ctx, &place),
         IscsiCommand::SetPassword(a) => {
-            let secret = crate::secret::read_stdin_text("CHAP secret")?;
+            let secret = crate::secret::read_stdin_text(&ctx.io, "CHAP secret")?;
             let mutual = match (a.mutual_user, a.mutual_password_file) {
                 (Some(user), Some(file)) => {
-                    let secret = crate::secret::read_file_text(&file, "mutual CHAP secret")?;
+                    let secret = crate::secret::read_file_text(&ctx.io, &file, "mutual CHAP secret")?;
                     Some(Credential { user, secret })
                 }
                 _ => None,
@@ -135,9 +135,9 @@ pub fn run(ctx: &Ctx, cmd: IscsiCommand) -> Result<()> {
                 qorestor_iscsi::ErrorKind::Config => anyhow::Error::new(UsageError(e.to_string())),
                 _ => e.into(),
             })?;
-            warn_if_too_long_for_microsoft("CHAP secret", &cfg.initiator.secret);
+            warn_if_too_long_for_microsoft(ctx, "CHAP secret", &cfg.initiator.secret);
             if let Some(m) = &cfg.mutual {
-                warn_if_too_long_for_microsoft("mutual CHAP secret", &m.secret);
+                warn_if_too_long_for_microsoft(ctx, "mutual CHAP secret", &m.secret);
             }
             let report = chap_report(&cfg);
             // A running serve reads CHAP at each login; a stopped one at its next start.
@@ -153,13 +153,13 @@ pub fn run(ctx: &Ctx, cmd: IscsiCommand) -> Result<()> {
 }
 
 /// Warns on stderr when a secret is longer than Microsoft's initiator accepts.
-fn warn_if_too_long_for_microsoft(what: &str, secret: &str) {
+fn warn_if_too_long_for_microsoft(ctx: &Ctx, what: &str, secret: &str) {
     let chars = secret.chars().count();
     if chars > MICROSOFT_MAX_SECRET_LEN {
-        eprintln!(
+        ctx.io.eprintln(&format!(
             "qorestor: warning: the {what} has {chars} characters: Microsoft's iSCSI initiator refuses \
              secrets longer than {MICROSOFT_MAX_SECRET_LEN}"
-        );
+        ));
     }
 }
 

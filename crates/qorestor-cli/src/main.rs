@@ -17,8 +17,12 @@
 mod alerts;
 mod bench;
 mod cleaner;
+mod cmdio;
 mod container;
 mod context;
+mod control_server;
+mod control_socket;
+mod forward;
 mod group;
 mod handoff;
 mod init;
@@ -88,7 +92,8 @@ With --json every command prints exactly one JSON document on stdout (lists are 
         streams in a container, addressed CONTAINER/STREAM). Only `qorestor init` creates a data \
         directory (and `serve` the default one): other commands refuse a missing or \
         never-initialised one. A command that finds the directory in use by another command \
-        waits for it (--lock-wait).",
+        waits for it (--lock-wait); on a directory `qorestor serve` serves, commands run inside \
+        the daemon (see `qorestor serve --help`).",
     after_help = AFTER_HELP,
     subcommand_required = true,
     arg_required_else_help = true
@@ -114,7 +119,8 @@ pub struct Cli {
     pub passphrase_file: Option<PathBuf>,
 
     /// How long to wait for a data directory another command holds (e.g. 90s, 10m, 1h; 0
-    /// fails at once). A directory held by `qorestor serve` is never waited for.
+    /// fails at once). On a directory `qorestor serve` holds, the command is handed to the
+    /// daemon instead: this bounds the wait for the daemon to take it (at least 1 s).
     #[arg(long, global = true, value_name = "DURATION", default_value = "10m", value_parser = values::parse_duration)]
     pub lock_wait: std::time::Duration,
 
@@ -192,31 +198,30 @@ pub enum Command {
     Serve(serve::ServeArgs),
 }
 
-/// Runs one parsed command line.
-fn run(cli: Cli) -> anyhow::Result<()> {
-    let ctx = Ctx::new(cli.data, cli.json, cli.passphrase_file, cli.lock_wait);
-    match cli.command {
-        Command::Init => init::run(&ctx),
-        Command::StorageGroup(cmd) => group::run(&ctx, cmd),
-        Command::Container(cmd) => container::run(&ctx, cmd),
-        Command::Put(args) => stream::put(&ctx, args),
-        Command::Get(args) => stream::get(&ctx, args),
-        Command::Ls(args) => stream::ls(&ctx, args),
-        Command::Rm(args) => stream::rm(&ctx, args),
-        Command::Stats(args) => stats::run(&ctx, args),
-        Command::Cleaner(cmd) => cleaner::run(&ctx, cmd),
-        Command::RecycleBin(cmd) => recycle::run(&ctx, cmd),
-        Command::Verify(args) => verify::run(&ctx, args),
-        Command::Bench(args) => bench::run(&ctx, &args),
-        Command::Vtl(cmd) => vtl::run(&ctx, cmd),
-        Command::Replication(cmd) => replication::run(&ctx, cmd),
-        Command::System(cmd) => system::run(&ctx, cmd),
-        Command::Ndmp(cmd) => ndmp::run(&ctx, cmd),
-        Command::Iscsi(cmd) => iscsi::run(&ctx, cmd),
-        Command::User(cmd) => user::run(&ctx, cmd),
-        Command::Ost(cmd) => ost::run(&ctx, cmd),
-        Command::Alerts(cmd) => alerts::run(&ctx, cmd),
-        Command::Serve(args) => serve::run(&ctx, args),
+/// Runs one parsed command with `ctx`.
+fn run(ctx: &Ctx, command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Init => init::run(ctx),
+        Command::StorageGroup(cmd) => group::run(ctx, cmd),
+        Command::Container(cmd) => container::run(ctx, cmd),
+        Command::Put(args) => stream::put(ctx, args),
+        Command::Get(args) => stream::get(ctx, args),
+        Command::Ls(args) => stream::ls(ctx, args),
+        Command::Rm(args) => stream::rm(ctx, args),
+        Command::Stats(args) => stats::run(ctx, args),
+        Command::Cleaner(cmd) => cleaner::run(ctx, cmd),
+        Command::RecycleBin(cmd) => recycle::run(ctx, cmd),
+        Command::Verify(args) => verify::run(ctx, args),
+        Command::Bench(args) => bench::run(ctx, &args),
+        Command::Vtl(cmd) => vtl::run(ctx, cmd),
+        Command::Replication(cmd) => replication::run(ctx, cmd),
+        Command::System(cmd) => system::run(ctx, cmd),
+        Command::Ndmp(cmd) => ndmp::run(ctx, cmd),
+        Command::Iscsi(cmd) => iscsi::run(ctx, cmd),
+        Command::User(cmd) => user::run(ctx, cmd),
+        Command::Ost(cmd) => ost::run(ctx, cmd),
+        Command::Alerts(cmd) => alerts::run(ctx, cmd),
+        Command::Serve(args) => serve::run(ctx, args),
     }
 }
 
@@ -290,19 +295,35 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_USAGE);
         }
     };
-    match run(cli) {
-        Ok(()) => ExitCode::SUCCESS,
+    let mut unreachable = None;
+    if forward::forwardable(&cli.command) {
+        match control_socket::connect(&cli.data) {
+            Ok(Some(conn)) => return ExitCode::from(forward::run(conn, &cli)),
+            Ok(None) => unreachable = Some(forward::unreachable_note(&cli.data, "nothing listens there")),
+            Err(e) => unreachable = Some(forward::unreachable_note(&cli.data, &e.to_string())),
+        }
+    }
+    let mut ctx = Ctx::new(cli.data, cli.json, cli.passphrase_file, cli.lock_wait);
+    ctx.daemon_unreachable = unreachable;
+    ExitCode::from(execute(&ctx, cli.command))
+}
+
+/// Runs one parsed command with `ctx` (its streams, files and engine) and returns its exit code;
+/// a failure is reported on `ctx`'s stderr.
+pub fn execute(ctx: &Ctx, command: Command) -> u8 {
+    match run(ctx, command) {
+        Ok(()) => 0,
         // The reader of our output went away (`qorestor get c/s | head`): stop quietly, as
         // ripgrep and cat do.
-        Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
+        Err(e) if is_broken_pipe(&e) => 0,
         Err(e) => {
-            eprintln!("qorestor: {}", error_line(&e));
+            ctx.io.eprintln(&format!("qorestor: {}", error_line(&e)));
             if e.downcast_ref::<UsageError>().is_some() || refused_value(&e) {
-                ExitCode::from(EXIT_USAGE)
+                EXIT_USAGE
             } else if e.downcast_ref::<DamageFound>().is_some() {
-                ExitCode::from(EXIT_DAMAGE)
+                EXIT_DAMAGE
             } else {
-                ExitCode::from(EXIT_FAILED)
+                EXIT_FAILED
             }
         }
     }

@@ -49,7 +49,7 @@ pub fn run(ctx: &Ctx, cmd: NdmpCommand) -> Result<()> {
     let place = Place::open(ctx, "qorestor ndmp")?;
     let engine = place.engine();
     if let NdmpCommand::Update { user, .. } = cmd {
-        let password = crate::secret::read_stdin_text("NDMP password")?;
+        let password = crate::secret::read_stdin_text(&ctx.io, "NDMP password")?;
         config::save(engine, &Credentials { user, password })?;
     }
     let libraries = place.libraries()?;

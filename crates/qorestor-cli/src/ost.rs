@@ -94,9 +94,11 @@ fn parse_mode(s: &str) -> Result<ClientMode, String> {
     s.parse::<ClientMode>().map_err(|e| e.to_string())
 }
 
+/// The OST password (the network-client commands always run in their own process, never
+/// through the daemon: the process's own files and environment).
 fn password(file: Option<&Path>) -> Result<Vec<u8>> {
     if let Some(f) = file {
-        return crate::secret::read_file_line(f, "OST password");
+        return crate::secret::read_file_line(&crate::cmdio::Io::own(), f, "OST password");
     }
     match std::env::var(PASSWORD_ENV) {
         Ok(p) if !p.is_empty() => Ok(p.into_bytes()),

@@ -1,32 +1,5 @@
 //! Rendering of results: JSON documents, aligned tables, human-readable sizes, ratios, times.
 
-use std::io::Write;
-
-use anyhow::{Context, Result};
-use serde::Serialize;
-
-/// Prints `value` as one (pretty-printed) JSON document on stdout, followed by a newline.
-pub fn print_json<T: Serialize + ?Sized>(value: &T) -> Result<()> {
-    let mut out = std::io::stdout().lock();
-    serde_json::to_writer_pretty(&mut out, value).context("write JSON to stdout")?;
-    writeln!(out).context("write to stdout")?;
-    out.flush().context("write to stdout")
-}
-
-/// Prints human-readable text on stdout (a newline is added unless `text` is empty or already
-/// ends with one).
-pub fn print_text(text: &str) -> Result<()> {
-    if text.is_empty() {
-        return Ok(());
-    }
-    let mut out = std::io::stdout().lock();
-    out.write_all(text.as_bytes()).context("write to stdout")?;
-    if !text.ends_with('\n') {
-        out.write_all(b"\n").context("write to stdout")?;
-    }
-    out.flush().context("write to stdout")
-}
-
 /// `n` and a noun, plural unless `n` is 1: "1 stream", "2 streams".
 pub fn count(n: u64, noun: &str) -> String {
     if n == 1 {

@@ -1,9 +1,9 @@
 //! Progress bars on stderr: an indicatif implementation of [`qorestor_core::Progress`].
 //!
-//! Bars are shown only when stderr is a terminal and the output is not JSON; otherwise the
-//! commands pass [`NoProgress`] and nothing is drawn.
+//! Bars are shown only when the command's stderr is a terminal and the output is not JSON;
+//! otherwise the commands pass [`NoProgress`] and nothing is drawn. They are drawn on the
+//! command's own stderr (a client's, when the daemon runs the command).
 
-use std::io::IsTerminal;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,9 +11,12 @@ use std::time::Duration;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
 use qorestor_core::{NoProgress, Progress, WriteCounters};
 
-/// Whether progress bars may be drawn: stderr is a terminal and `--json` was not given.
-pub fn enabled(json: bool) -> bool {
-    !json && std::io::stderr().is_terminal()
+use crate::context::Ctx;
+
+/// Whether progress bars may be drawn: the command's stderr is a terminal and `--json` was not
+/// given.
+pub fn enabled(ctx: &Ctx) -> bool {
+    !ctx.json && ctx.io.stderr_is_terminal()
 }
 
 /// A byte-transfer progress bar on stderr.
@@ -52,11 +55,13 @@ fn reduction_key(
 }
 
 /// A progress display for a transfer of `len` bytes (when known); with `counters`, the
-/// reduction of the stream being written is shown too. Draws nothing unless `show`.
-pub fn transfer(show: bool, len: Option<u64>, counters: Option<Arc<WriteCounters>>) -> Box<dyn Progress> {
-    if !show {
-        return Box::new(NoProgress);
-    }
+/// reduction of the stream being written is shown too. Draws nothing unless `show`, on
+/// `ctx`'s stderr.
+pub fn transfer(ctx: &Ctx, show: bool, len: Option<u64>, counters: Option<Arc<WriteCounters>>) -> Box<dyn Progress> {
+    let term = match ctx.io.stderr_term() {
+        Ok(term) if show => term,
+        _ => return Box::new(NoProgress),
+    };
     let extra = if counters.is_some() { " {reduction}" } else { "" };
     let template = if len.is_some() {
         format!(
@@ -71,7 +76,7 @@ pub fn transfer(show: bool, len: Option<u64>, counters: Option<Arc<WriteCounters
     if let Some(c) = counters {
         style = style.with_key("reduction", reduction_key(c));
     }
-    let bar = ProgressBar::with_draw_target(len, ProgressDrawTarget::stderr()).with_style(style);
+    let bar = ProgressBar::with_draw_target(len, ProgressDrawTarget::term(term, 20)).with_style(style);
     bar.enable_steady_tick(Duration::from_millis(200));
     Box::new(Bar { bar })
 }

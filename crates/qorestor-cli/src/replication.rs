@@ -104,13 +104,13 @@ pub const PASSWORD_ENV: &str = "QORESTOR_REPLICATION_PASSWORD";
 
 impl PasswordArgs {
     /// The password: from stdin or the file if asked, else from [`PASSWORD_ENV`], else none.
-    fn read(&self) -> Result<Option<Passphrase>> {
+    fn read(&self, ctx: &Ctx) -> Result<Option<Passphrase>> {
         let bytes = if self.password_stdin {
-            Some(secret::read_stdin_line("replication password")?)
+            Some(secret::read_stdin_line(&ctx.io, "replication password")?)
         } else if let Some(f) = &self.password_file {
-            Some(secret::read_file_line(f, "replication password")?)
+            Some(secret::read_file_line(&ctx.io, f, "replication password")?)
         } else {
-            std::env::var_os(PASSWORD_ENV).map(|v| v.as_encoded_bytes().to_vec())
+            ctx.io.var_os(PASSWORD_ENV).map(|v| v.as_encoded_bytes().to_vec())
         };
         bytes.map(|b| Ok(Passphrase::new(b)?)).transpose()
     }
@@ -168,15 +168,16 @@ fn parse_rate(s: &str) -> Result<u64, String> {
 /// Checks the password with a HOST:PORT target that answers (a wrong one fails the command);
 /// says on stderr when the target could not be reached to check it.
 fn check_target(
+    ctx: &Ctx,
     target: &str,
     encryption: qorestor_core::replication::WireEncryption,
     password: &Passphrase,
 ) -> Result<()> {
     if let Some(why) = qorestor_core::replication::check_target(target, encryption, password)? {
-        eprintln!(
+        ctx.io.eprintln(&format!(
             "qorestor: warning: the password could not be checked with {target} ({why}); \
              it is checked when a replication pass starts"
-        );
+        ));
     }
     Ok(())
 }
@@ -203,7 +204,7 @@ pub fn run(ctx: &Ctx, cmd: ReplicationCommand) -> Result<()> {
                 }
                 engine.add_replication(&args.container, &args.target, args.limit)?
             } else {
-                let Some(password) = args.password.read()? else {
+                let Some(password) = args.password.read(ctx)? else {
                     return Err(UsageError(format!(
                         "{} is a HOST:PORT target: give its replication password (--password-stdin, --password-file or {PASSWORD_ENV})",
                         args.target
@@ -212,12 +213,12 @@ pub fn run(ctx: &Ctx, cmd: ReplicationCommand) -> Result<()> {
                 };
                 let encryption = args.encryption.unwrap_or(WireEncryption::None).into();
                 engine.container(&args.container)?;
-                check_target(&args.target, encryption, &password)?;
+                check_target(ctx, &args.target, encryption, &password)?;
                 engine.add_remote_replication(&args.container, &args.target, args.limit, encryption, &password)?
             }
         }
         ReplicationCommand::SetPassword(args) => {
-            let Some(password) = args.read()? else {
+            let Some(password) = args.read(ctx)? else {
                 return Err(UsageError(format!(
                     "give the password with --password-stdin, --password-file or {PASSWORD_ENV}"
                 ))
@@ -242,7 +243,7 @@ pub fn run(ctx: &Ctx, cmd: ReplicationCommand) -> Result<()> {
 
 /// Runs one pass with a progress bar on a terminal.
 fn pass(ctx: &Ctx, engine: &qorestor_core::Engine, container: &str, resync: bool) -> Result<ReplicationInfo> {
-    let bar = progress::transfer(progress::enabled(ctx.json), None, None);
+    let bar = progress::transfer(ctx, progress::enabled(ctx), None, None);
     Ok(engine.run_replication(container, resync, &*bar)?)
 }
 

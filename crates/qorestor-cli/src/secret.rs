@@ -7,6 +7,7 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 
+use crate::cmdio::Io;
 use crate::context::UsageError;
 
 /// Longest secret line read, in bytes.
@@ -31,20 +32,18 @@ fn first_line(bytes: &[u8], what: &str, source: &str) -> Result<Vec<u8>> {
 }
 
 /// Reads one line from stdin.
-pub fn read_stdin_line(what: &str) -> Result<Vec<u8>> {
+pub fn read_stdin_line(io: &Io, what: &str) -> Result<Vec<u8>> {
     let mut buf = Vec::new();
-    std::io::stdin()
-        .lock()
-        .take(MAX_SECRET_LEN as u64 + 3)
-        .read_to_end(&mut buf)
+    io.stdin_file()
+        .and_then(|f| f.take(MAX_SECRET_LEN as u64 + 3).read_to_end(&mut buf))
         .with_context(|| format!("cannot read the {what} from stdin"))?;
     first_line(&buf, what, "stdin")
 }
 
 /// Reads the first line of a file.
-pub fn read_file_line(path: &Path, what: &str) -> Result<Vec<u8>> {
+pub fn read_file_line(io: &Io, path: &Path, what: &str) -> Result<Vec<u8>> {
     let mut buf = Vec::new();
-    std::fs::File::open(path)
+    io.open_input(path)
         .and_then(|f| f.take(MAX_SECRET_LEN as u64 + 3).read_to_end(&mut buf))
         .with_context(|| format!("cannot read the {what} file {}", path.display()))?;
     first_line(&buf, what, &path.display().to_string())
@@ -55,22 +54,22 @@ fn text(bytes: Vec<u8>, what: &str) -> Result<String> {
 }
 
 /// Reads one line of UTF-8 text from stdin (a password, a CHAP secret).
-pub fn read_stdin_text(what: &str) -> Result<String> {
-    text(read_stdin_line(what)?, what)
+pub fn read_stdin_text(io: &Io, what: &str) -> Result<String> {
+    text(read_stdin_line(io, what)?, what)
 }
 
 /// Reads the first line of a file as UTF-8 text.
-pub fn read_file_text(path: &Path, what: &str) -> Result<String> {
-    text(read_file_line(path, what)?, what)
+pub fn read_file_text(io: &Io, path: &Path, what: &str) -> Result<String> {
+    text(read_file_line(io, path, what)?, what)
 }
 
 /// The passphrase of encrypted storage groups: from `file` if given, else from
 /// `QORESTOR_PASSPHRASE`, else none.
-pub fn passphrase(file: Option<&Path>) -> Result<Option<Vec<u8>>> {
+pub fn passphrase(io: &Io, file: Option<&Path>) -> Result<Option<Vec<u8>>> {
     if let Some(f) = file {
-        return read_file_line(f, "passphrase").map(Some);
+        return read_file_line(io, f, "passphrase").map(Some);
     }
-    match std::env::var_os(PASSPHRASE_ENV) {
+    match io.var_os(PASSPHRASE_ENV) {
         Some(v) => first_line(v.as_encoded_bytes(), "passphrase", PASSPHRASE_ENV).map(Some),
         None => Ok(None),
     }

@@ -47,8 +47,15 @@ up and exits 1 (leave the next attempt to the service manager). Connections made
 serving process runs wait in the listen queue. If the supervisor is killed the serving process \
 gets SIGTERM and stops too.
 
-While serve runs it owns the data directory: other qorestor commands on it fail with \
-\"data directory DIR is in use by qorestor serve (pid N)\" (N: the supervisor). SIGTERM or \
+While serve runs it owns the data directory, and every other qorestor command on it is handed \
+to the daemon: the command parses its arguments and opens the files it names itself, then runs \
+inside the serving process (against the engine the frontends use) with its own stdin, stdout, \
+stderr and files, and exits with the code the daemon answers; output and exit code are those \
+it gives on its own. serve, bench and the ost network-client commands always run on their own. \
+The commands reach the daemon through DIR/control (a Unix socket, mode 0600, taking commands \
+from serve's own user or root); while a serving process restarts they wait (at most \
+--lock-wait). See docs/DAEMON.md. A second serve on the directory fails with \"data directory \
+DIR is in use by qorestor serve (pid N)\" (N: the supervisor). SIGTERM or \
 SIGINT, to the supervisor or to the whole process group, stops it cleanly (exit 0): the \
 listeners stop first (open sessions are ended), then every tape drive's buffered data is made \
 durable.
@@ -188,6 +195,7 @@ fn serve(ctx: &Ctx, supervisor: u32) -> Result<()> {
     for warning in crate::serve_warnings::warnings(&services.engine, &libraries, &bound)? {
         eprintln!("qorestor serve: warning: {warning}");
     }
+    crate::control_server::start(handed.control, services.clone())?;
     handoff::send_ready(stdin.as_fd())?;
     let ticked = libraries.clone();
     thread::Builder::new().name("tick".into()).spawn(move || loop {

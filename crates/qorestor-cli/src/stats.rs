@@ -56,7 +56,8 @@ pub fn run(ctx: &Ctx, args: StatsArgs) -> Result<()> {
     let stats = engine.stats(&scope)?;
     ctx.emit(&report(&stats)?, || render(&stats))?;
     for s in &stats.skipped_streams {
-        eprintln!("warning: left out of the statistics, its recipe cannot be read: {}", output::name(s));
+        ctx.io
+            .eprintln(&format!("warning: left out of the statistics, its recipe cannot be read: {}", output::name(s)));
     }
     Ok(())
 }

@@ -7,9 +7,9 @@
 
 use std::ffi::OsString;
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, IsTerminal, Write};
-use std::os::fd::AsFd;
+use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
@@ -138,10 +138,10 @@ struct PutReport<'a> {
 
 /// Runs `put`.
 pub fn put(ctx: &Ctx, args: PutArgs) -> Result<()> {
-    let mut input = if is_dash(&args.input) {
-        stdin_file()?
+    let input = if is_dash(&args.input) {
+        stdin_file(ctx)?
     } else {
-        File::open(&args.input).with_context(|| format!("cannot open {}", args.input.display()))?
+        ctx.io.open_input(&args.input).with_context(|| format!("cannot open {}", args.input.display()))?
     };
     let len = input.metadata().ok().filter(|m| m.is_file()).map(|m| m.len());
     let engine = ctx.open("qorestor put")?;
@@ -158,11 +158,13 @@ pub fn put(ctx: &Ctx, args: PutArgs) -> Result<()> {
     if exists && !args.replace {
         bail!("stream {} already exists; nothing was read or changed (add --replace to replace it)", args.addr);
     }
-    if is_dash(&args.input) && !ctx.json && io::stdin().is_terminal() {
-        eprintln!("qorestor: reading {} from the terminal; end it with Ctrl-D", args.addr);
+    if is_dash(&args.input) && !ctx.json && ctx.io.stdin_is_terminal() {
+        ctx.io.eprintln(&format!("qorestor: reading {} from the terminal; end it with Ctrl-D", args.addr));
     }
-    let bar = progress::transfer(progress::enabled(ctx.json), len, Some(writer.counters()));
-    let read = writer.write_from(&mut input, &*bar)?;
+    let bar = progress::transfer(ctx, progress::enabled(ctx), len, Some(writer.counters()));
+    // Inside the daemon, a client that ends stops the reading (nothing is published).
+    let mut input = ctx.io.cancellable(input);
+    let read = writer.write_from(&mut *input, &*bar)?;
     if read == 0 && args.replace && !args.allow_empty {
         bar.finish();
         drop(writer);
@@ -202,27 +204,27 @@ pub fn put(ctx: &Ctx, args: PutArgs) -> Result<()> {
 
 /// Standard input as a file, refused when it is closed or unusable (a closed stdin would
 /// otherwise read as empty and store an empty stream).
-fn stdin_file() -> Result<File> {
+fn stdin_file(ctx: &Ctx) -> Result<File> {
     const UNUSABLE: &str = "cannot read standard input (it is closed or unusable)";
-    if stdin_was_closed() {
+    if stdin_was_closed(ctx) {
         bail!("{UNUSABLE}: it was closed when qorestor started (give a FILE, or redirect stdin from it)");
     }
-    let fd = io::stdin().as_fd().try_clone_to_owned().context(UNUSABLE)?;
-    Ok(File::from(fd))
+    ctx.io.stdin_file().context(UNUSABLE)
 }
 
 /// Whether standard input was closed when the process started: Rust's runtime then opens
 /// `/dev/null` read-write in its place (a shell's `< /dev/null` opens it read-only), which would
-/// read as empty input. Linux: the open flags come from `/proc/self/fdinfo/0`.
-fn stdin_was_closed() -> bool {
+/// read as empty input. Linux: the open flags come from `/proc/self/fdinfo/N` (a client's stdin
+/// keeps its open flags when passed to the daemon).
+fn stdin_was_closed(ctx: &Ctx) -> bool {
     use std::os::unix::fs::FileTypeExt;
     use std::os::unix::fs::MetadataExt;
-    let Ok(stdin) = io::stdin().as_fd().try_clone_to_owned().map(File::from) else { return false };
+    let Ok(stdin) = ctx.io.stdin_file() else { return false };
     let (Ok(meta), Ok(null)) = (stdin.metadata(), fs::metadata("/dev/null")) else { return false };
     if !meta.file_type().is_char_device() || meta.rdev() != null.rdev() {
         return false;
     }
-    let Ok(info) = fs::read_to_string("/proc/self/fdinfo/0") else { return false };
+    let Ok(info) = fs::read_to_string(ctx.io.stdin_fdinfo()) else { return false };
     let flags = info.lines().find_map(|l| l.strip_prefix("flags:")).map(str::trim);
     flags.and_then(|f| u32::from_str_radix(f, 8).ok()).is_some_and(|f| f & 0o3 == 0o2)
 }
@@ -244,15 +246,14 @@ pub fn get(ctx: &Ctx, args: GetArgs) -> Result<()> {
     let mut reader = engine.open_stream(&args.addr.container, &args.addr.stream)?;
     let to_stdout = is_dash(&args.output);
     // Don't draw over the data when both go to the same terminal.
-    let show = progress::enabled(ctx.json) && !(to_stdout && io::stdout().is_terminal());
-    let bar = progress::transfer(show, Some(reader.len()), None);
+    let show = progress::enabled(ctx) && !(to_stdout && ctx.io.stdout_is_terminal());
+    let bar = progress::transfer(ctx, show, Some(reader.len()), None);
     let bytes = if to_stdout {
-        let mut out = io::stdout().lock();
-        let n = reader.copy_to(&mut out, &*bar)?;
-        out.flush().context("write to stdout")?;
-        n
+        ctx.io.with_raw_stdout(|out| Ok(reader.copy_to(out, &*bar)?))?
     } else {
-        replace_file(&args.output, |f| Ok(reader.copy_to(f, &*bar)?))?
+        let target =
+            ctx.io.output_path(&args.output).with_context(|| format!("cannot write to {}", args.output.display()))?;
+        replace_file(&args.output, &target, |f| Ok(reader.copy_to(f, &*bar)?))?
     };
     bar.finish();
     let seconds = start.elapsed().as_secs_f64();
@@ -265,7 +266,7 @@ pub fn get(ctx: &Ctx, args: GetArgs) -> Result<()> {
     };
     if to_stdout {
         if ctx.json {
-            eprintln!("{}", serde_json::to_string(&report)?);
+            ctx.io.eprintln(&serde_json::to_string(&report)?);
         }
         return Ok(());
     }
@@ -280,6 +281,9 @@ pub fn get(ctx: &Ctx, args: GetArgs) -> Result<()> {
         )
     })
 }
+
+/// Tells the temporary files of the `get`s one process runs at once apart.
+static TEMP_SERIAL: AtomicU64 = AtomicU64::new(0);
 
 /// Removes a temporary file unless it was renamed into place.
 struct TempFile {
@@ -297,11 +301,12 @@ impl Drop for TempFile {
 
 /// Creates or replaces `path` with what `write` writes: into a temporary file in the same
 /// directory, renamed over `path` when complete (an existing file's permissions are kept).
-/// Devices and pipes are written in place; a symbolic link is followed.
-fn replace_file(path: &Path, write: impl FnOnce(&mut File) -> Result<u64>) -> Result<u64> {
-    let mut target = path.to_path_buf();
-    if fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink()) {
-        if let Ok(resolved) = fs::canonicalize(path) {
+/// Devices and pipes are written in place; a symbolic link is followed. `at` is where `path` is
+/// reached from this process (see [`crate::cmdio::Io::output_path`]); messages name `path`.
+fn replace_file(path: &Path, at: &Path, write: impl FnOnce(&mut File) -> Result<u64>) -> Result<u64> {
+    let mut target = at.to_path_buf();
+    if fs::symlink_metadata(at).is_ok_and(|m| m.file_type().is_symlink()) {
+        if let Ok(resolved) = fs::canonicalize(at) {
             target = resolved;
         }
     }
@@ -323,7 +328,7 @@ fn replace_file(path: &Path, write: impl FnOnce(&mut File) -> Result<u64>) -> Re
     };
     let mut tmp_name = OsString::from(".");
     tmp_name.push(name);
-    tmp_name.push(format!(".qorestor-{}.tmp", std::process::id()));
+    tmp_name.push(format!(".qorestor-{}-{}.tmp", std::process::id(), TEMP_SERIAL.fetch_add(1, Ordering::Relaxed)));
     let tmp = TempFile { path: target.with_file_name(tmp_name), keep: false };
     let mut file = File::create(&tmp.path).with_context(|| format!("cannot create {}", tmp.path.display()))?;
     let n = write(&mut file)?;

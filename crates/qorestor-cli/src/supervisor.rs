@@ -10,7 +10,7 @@ use std::collections::VecDeque;
 use std::io::Write;
 use std::net::TcpListener;
 use std::os::fd::AsFd;
-use std::os::unix::net::UnixStream;
+use std::os::unix::net::{UnixListener, UnixStream};
 use std::os::unix::process::ExitStatusExt;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
@@ -57,6 +57,7 @@ struct Serving {
 struct Supervisor {
     lock: DirLock,
     listeners: Vec<(Frontend, TcpListener)>,
+    control: UnixListener,
     events: EventFile,
     notes: Sender<Note>,
     generation: u64,
@@ -81,15 +82,21 @@ pub fn run(ctx: &Ctx, args: &ServeArgs) -> Result<()> {
     }
     let lock = ctx.hold_dir("qorestor serve")?;
     let mut events = EventFile::open(ctx.data())?;
-    let listeners = match bind(args) {
-        Ok(l) => l,
+    // The control socket first: a command that finds the directory held by serve finds its
+    // daemon too.
+    let bound = crate::control_socket::bind(ctx.data()).and_then(|control| Ok((control, bind(args)?)));
+    let (control, listeners) = match bound {
+        Ok(b) => b,
         Err(e) => {
+            crate::control_socket::remove(ctx.data());
             events.append(&Event::now(Severity::Error, SOURCE, format!("{e:#}")))?;
             return Err(e);
         }
     };
-    let mut sup = Supervisor { lock, listeners, events, notes, generation: 0 };
-    sup.supervise(&inbox)
+    let mut sup = Supervisor { lock, listeners, control, events, notes, generation: 0 };
+    let result = sup.supervise(&inbox);
+    crate::control_socket::remove(ctx.data());
+    result
 }
 
 /// Binds every listener given, in the order iSCSI, NDMP, replication, OST.
@@ -194,7 +201,7 @@ impl Supervisor {
             .context("cannot start the serving process")?;
         let pid = child.id();
         let sockets: Vec<(Frontend, &TcpListener)> = self.listeners.iter().map(|(f, l)| (*f, l)).collect();
-        if let Err(e) = handoff::send(&ours, self.lock.as_fd(), &sockets) {
+        if let Err(e) = handoff::send(&ours, self.lock.as_fd(), &sockets, &self.control) {
             let _ = child.kill();
             let _ = child.wait();
             return Err(e);

@@ -59,8 +59,8 @@ struct UserLine {
     created: Option<u64>,
 }
 
-fn password() -> Result<Passphrase> {
-    let line = crate::secret::read_stdin_line("password")?;
+fn password(ctx: &Ctx) -> Result<Passphrase> {
+    let line = crate::secret::read_stdin_line(&ctx.io, "password")?;
     Passphrase::new(line).map_err(|e| UsageError(e.to_string()).into())
 }
 
@@ -69,7 +69,7 @@ pub fn run(ctx: &Ctx, cmd: UserCommand) -> Result<()> {
     let engine = ctx.open("qorestor user")?;
     match cmd {
         UserCommand::Add { name, role, .. } => {
-            let info = engine.add_user(&name, role, &password()?)?;
+            let info = engine.add_user(&name, role, &password(ctx)?)?;
             ctx.emit(&info, || format!("user {} added with role {}", info.name, info.role))
         }
         UserCommand::Delete { name } => {
@@ -77,7 +77,7 @@ pub fn run(ctx: &Ctx, cmd: UserCommand) -> Result<()> {
             ctx.emit(&serde_json::json!({ "deleted": name }), || format!("user {name} deleted"))
         }
         UserCommand::SetPassword { name, .. } => {
-            engine.set_user_password(&name, &password()?)?;
+            engine.set_user_password(&name, &password(ctx)?)?;
             ctx.emit(&serde_json::json!({ "name": name }), || format!("password of user {name} set"))
         }
         UserCommand::List => {

@@ -83,7 +83,7 @@ pub fn run(ctx: &Ctx, args: VerifyArgs) -> Result<()> {
     };
     let engine =
         if args.repair { ctx.open_for_repair("qorestor verify --repair")? } else { ctx.open("qorestor verify")? };
-    let progress = crate::progress::transfer(crate::progress::enabled(ctx.json), Some(0), None);
+    let progress = crate::progress::transfer(ctx, crate::progress::enabled(ctx), Some(0), None);
     let report = engine.verify(&VerifyOptions { scope, repair: args.repair }, progress.as_ref())?;
     // The engine cannot see tape maps: every library's maps are checked against their segments.
     let damaged_tape_segments = qorestor_vtl::damaged_segments(&engine)?;
@@ -93,9 +93,9 @@ pub fn run(ctx: &Ctx, args: VerifyArgs) -> Result<()> {
     let full = FullReport { report: &report, damaged_tape_segments: &damaged_tape_segments };
     ctx.emit(&full, || lines.clone())?;
     if !ctx.json {
-        eprint!("{}", summary(&report));
+        ctx.io.eprint(&summary(&report));
         for s in &damaged_tape_segments {
-            eprintln!("damaged tape segment (missing or shorter than its tape map): {s}");
+            ctx.io.eprintln(&format!("damaged tape segment (missing or shorter than its tape map): {s}"));
         }
     }
     if report.damage_remains() || !damaged_tape_segments.is_empty() {

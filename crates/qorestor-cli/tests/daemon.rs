@@ -12,7 +12,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
-use common::{qorestor, Server};
+use common::{iscsi_ls_lib1 as iscsi_ls, qorestor, Server};
 use serde_json::Value;
 
 /// A data directory with one tape library, so the iSCSI target has a target to list.
@@ -27,17 +27,6 @@ fn library_dir(tmp: &Path) -> std::path::PathBuf {
 fn events(data: &Path) -> Vec<Value> {
     let out = common::run_ok(data, &["alerts", "list", "--events", "--json"], None);
     serde_json::from_slice::<Value>(&out.stdout).unwrap().as_array().unwrap().clone()
-}
-
-/// Lists the iSCSI target on `portal` with the real libiscsi client (when installed).
-fn iscsi_ls(portal: &str) {
-    if !common::installed("iscsi-ls") {
-        return;
-    }
-    let out = Command::new("iscsi-ls").args(["-s", &format!("iscsi://{portal}")]).output().unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "iscsi-ls: {text} {}", String::from_utf8_lossy(&out.stderr));
-    assert!(text.contains("lib1") && text.contains("Lun:0"), "iscsi-ls lists lib1's changer: {text}");
 }
 
 /// `kill -s SIGNAL -- TARGET` (a pid, or a process group as `-PGID`).

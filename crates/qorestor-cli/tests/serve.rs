@@ -19,8 +19,9 @@ fn serve_owns_the_directory_and_stops_cleanly_on_term_and_int() {
 
     for signal in ["TERM", "INT"] {
         let server = Server::start(&data, &[]);
-        // The daemon holds the lock: another command fails at once, naming it. (With no
-        // frontend there is no `listening` line to wait for: wait until the lock file names it.)
+        // The daemon holds the lock: another command is handed to it, a second serve fails at
+        // once, naming it. (With no frontend there is no `listening` line to wait for: wait
+        // until the lock file names it.)
         let holder = format!("qorestor serve (pid {})", server.pid());
         let deadline = Instant::now() + Duration::from_secs(30);
         while !std::fs::read_to_string(data.join("lock")).unwrap_or_default().contains(&holder) {
@@ -28,8 +29,10 @@ fn serve_owns_the_directory_and_stops_cleanly_on_term_and_int() {
             std::thread::sleep(Duration::from_millis(20));
         }
         let other = qorestor(&data).args(["ls", "lib1"]).stdin(Stdio::null()).output().unwrap();
-        assert_eq!(other.status.code(), Some(1));
-        let err = String::from_utf8_lossy(&other.stderr).to_string();
+        assert!(other.status.success(), "ls through the daemon: {}", String::from_utf8_lossy(&other.stderr));
+        let second = qorestor(&data).arg("serve").stdin(Stdio::null()).output().unwrap();
+        assert_eq!(second.status.code(), Some(1));
+        let err = String::from_utf8_lossy(&second.stderr).to_string();
         assert!(err.contains(&format!("data directory {} is in use by {holder}", data.display())), "{err}");
         let status = server.stop_with(signal);
         assert!(status.success(), "SIG{signal}: exit {status}");

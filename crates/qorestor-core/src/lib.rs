@@ -37,6 +37,7 @@ pub mod chunker;
 pub mod cleaner;
 pub mod compress;
 pub mod counted;
+pub mod control;
 pub mod crypto;
 mod engine;
 pub mod error;
@@ -139,4 +140,19 @@ pub mod test_support {
     /// The environment variable that sets the pack size of test builds.
     #[cfg(feature = "fault-injection")]
     pub use crate::group::PACK_SIZE_ENV;
+
+    /// The environment variable naming the [`fault_point`] at which test builds panic.
+    pub const PANIC_POINT_ENV: &str = "QORESTOR_PANIC_POINT";
+
+    /// A point where builds with the `fault-injection` feature (tests only) panic when
+    /// [`PANIC_POINT_ENV`] names it, so tests can see that a panic is contained. Does nothing in
+    /// other builds.
+    pub fn fault_point(point: &str) {
+        #[cfg(feature = "fault-injection")]
+        if std::env::var(PANIC_POINT_ENV).is_ok_and(|p| p == point) {
+            panic!("injected panic at {point} ({PANIC_POINT_ENV})");
+        }
+        #[cfg(not(feature = "fault-injection"))]
+        let _ = point;
+    }
 }

@@ -25,8 +25,14 @@ pub fn init(data: &Path) {
 
 /// Runs `qorestor --data DATA ARGS`, feeding `stdin` (or nothing), and asserts it succeeded.
 pub fn run_ok(data: &Path, args: &[&str], stdin: Option<&[u8]>) -> Output {
-    let mut child = qorestor(data)
-        .args(args)
+    let out = run(qorestor(data).args(args), stdin);
+    assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    out
+}
+
+/// Runs `command`, feeding `stdin` (or nothing), collecting its output.
+pub fn run(command: &mut Command, stdin: Option<&[u8]>) -> Output {
+    let mut child = command
         .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -35,9 +41,19 @@ pub fn run_ok(data: &Path, args: &[&str], stdin: Option<&[u8]>) -> Output {
     if let Some(bytes) = stdin {
         child.stdin.take().unwrap().write_all(bytes).unwrap();
     }
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    out
+    child.wait_with_output().unwrap()
+}
+
+/// Lists the iSCSI target on `portal` with the real libiscsi client (when installed) and
+/// requires library lib1's changer in the list.
+pub fn iscsi_ls_lib1(portal: &str) {
+    if !installed("iscsi-ls") {
+        return;
+    }
+    let out = Command::new("iscsi-ls").args(["-s", &format!("iscsi://{portal}")]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "iscsi-ls: {text} {}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains("lib1") && text.contains("Lun:0"), "iscsi-ls lists lib1's changer: {text}");
 }
 
 /// Runs a shell script as a user would from `cwd` (`bash BASH_ARGS...`, set up further by
@@ -74,10 +90,16 @@ impl Server {
     /// Starts `qorestor --data DATA serve ARGS...` and waits until it printed one `listening`
     /// line per `--*-listen` flag in `args`.
     pub fn start(data: &Path, args: &[&str]) -> Server {
+        Self::start_with_env(data, args, &[])
+    }
+
+    /// Like [`Server::start`], with environment variables set for the daemon.
+    pub fn start_with_env(data: &Path, args: &[&str], env: &[(&str, &str)]) -> Server {
         let expected = args.iter().filter(|a| a.starts_with("--") && a.ends_with("-listen")).count();
         let mut child = qorestor(data)
             .arg("serve")
             .args(args)
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
