@@ -63,10 +63,10 @@ impl Ctx {
     /// [`Ctx::hold`]). A missing or never-initialised directory is an error that says how to
     /// choose another. Encrypted storage groups are unlocked with the passphrase, if one is
     /// given.
-    /// Inside the daemon, the live engine.
+    /// Inside the daemon, the live engine (see [`Ctx::live_engine`]).
     pub fn open(&self, holder: &str) -> Result<Engine> {
         if let Some(live) = &self.live {
-            return Ok(live.engine.clone());
+            return self.live_engine(live);
         }
         self.check_initialised()?;
         self.unlocked(self.hold(|| Engine::open_as(&self.data, holder))?)
@@ -77,7 +77,7 @@ impl Ctx {
     /// Inside the daemon, the live engine (whose catalog is open).
     pub fn open_for_repair(&self, holder: &str) -> Result<Engine> {
         if let Some(live) = &self.live {
-            return Ok(live.engine.clone());
+            return self.live_engine(live);
         }
         self.check_initialised()?;
         self.unlocked(self.hold(|| Engine::open_for_repair_as(&self.data, holder))?)
@@ -121,6 +121,20 @@ impl Ctx {
     /// encrypted storage groups as [`Ctx::open`] does.
     pub fn open_held(&self, lock: DirLock) -> Result<Engine> {
         self.unlocked(Engine::open_held(&self.data, lock).map_err(|e| self.with_hint(e))?)
+    }
+
+    /// The daemon's engine, for a command it runs: its encrypted groups are unlocked with the
+    /// passphrase serve was started with; a passphrase the client gives must be the same one.
+    fn live_engine(&self, live: &crate::serve::Services) -> Result<Engine> {
+        if let Some(p) = self.passphrase()?.map(Passphrase::new).transpose()? {
+            live.engine.check_same_passphrase(&p).map_err(|e| {
+                anyhow!(
+                    "{e}: it is not the passphrase qorestor serve was started with (commands through the daemon \
+                     use the daemon's; give that one, or none)"
+                )
+            })?;
+        }
+        Ok(live.engine.clone())
     }
 
     /// Gives the engine the passphrase, if one is given.

@@ -54,7 +54,10 @@ stderr and files, and exits with the code the daemon answers; output and exit co
 it gives on its own. serve, bench and the ost network-client commands always run on their own. \
 The commands reach the daemon through DIR/control (a Unix socket, mode 0600, taking commands \
 from serve's own user or root); while a serving process restarts they wait (at most \
---lock-wait). See docs/DAEMON.md. A second serve on the directory fails with \"data directory \
+--lock-wait). Encrypted storage groups are unlocked with the passphrase serve was started with \
+(QORESTOR_PASSPHRASE or --passphrase-file): a command through the daemon needs none, and one it \
+gives must be that same passphrase (else it fails, exit 1, naming the group). See \
+docs/DAEMON.md. A second serve on the directory fails with \"data directory \
 DIR is in use by qorestor serve (pid N)\" (N: the supervisor). SIGTERM or \
 SIGINT, to the supervisor or to the whole process group, stops it cleanly (exit 0): the \
 listeners stop first (open sessions are ended), then every tape drive's buffered data is made \

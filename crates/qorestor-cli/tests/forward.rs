@@ -257,3 +257,32 @@ fn the_control_socket_is_private_and_a_missing_one_is_named() {
     assert!(err.contains(&format!("is in use by {holder}; its daemon cannot be reached on")), "{err}");
     server.stop();
 }
+
+#[test]
+fn encrypted_groups_use_the_daemons_passphrase_and_a_clients_must_match_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    common::init(&data);
+    let add = ["storage-group", "add", "vault", "--encryption", "static", "--passphrase-stdin"];
+    common::run_ok(&data, &add, Some(b"right phrase\n"));
+    common::run_ok(&data, &["container", "add", "v", "--storage-group", "vault", "--type", "object"], None);
+    let server =
+        Server::start_with_env(&data, &["--iscsi-listen", "127.0.0.1:0"], &[("QORESTOR_PASSPHRASE", "right phrase")]);
+    // No passphrase: the daemon's unlocks the group.
+    common::run_ok(&data, &["put", "v/s", "-"], Some(b"secret data"));
+    // The same passphrase, from the environment or a file: accepted.
+    let out = common::run(qorestor(&data).args(["get", "v/s"]).env("QORESTOR_PASSPHRASE", "right phrase"), None);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.stdout, b"secret data");
+    std::fs::write(tmp.path().join("pass"), "right phrase\n").unwrap();
+    let file = tmp.path().join("pass");
+    let out = common::run(qorestor(&data).arg("--passphrase-file").arg(&file).args(["ls", "v"]), None);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // Another one: refused, naming the group.
+    let out = common::run(qorestor(&data).args(["get", "v/s"]).env("QORESTOR_PASSPHRASE", "guess"), None);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("\"vault\"") && err.contains("passphrase qorestor serve was started with"), "{err}");
+    assert!(out.stdout.is_empty());
+    server.stop();
+}

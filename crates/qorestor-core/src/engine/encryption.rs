@@ -28,6 +28,22 @@ impl Engine {
         Ok(())
     }
 
+    /// Checks that `pass` is the passphrase this engine was given with
+    /// [`Engine::set_passphrase`] (compared in constant time): `Ok` when they are equal or no
+    /// storage group is encrypted, else [`Error::WrongPassphrase`] naming the first encrypted
+    /// group. The daemon checks a client's passphrase with it: its groups are unlocked with its
+    /// own.
+    pub fn check_same_passphrase(&self, pass: &Passphrase) -> Result<()> {
+        let ours = self.inner.passphrase.lock().clone();
+        if ours.is_some_and(|o| crate::users::equal_in_constant_time(o.as_bytes(), pass.as_bytes())) {
+            return Ok(());
+        }
+        match self.catalog().groups()?.into_iter().find(|g| g.encryption.is_some()) {
+            Some(g) => Err(Error::WrongPassphrase { group: g.name }),
+            None => Ok(()),
+        }
+    }
+
     /// Creates an encrypted storage group. Its keys are wrapped by `enc.passphrase`, which
     /// every later process needs to read or write it. Encryption cannot be removed later.
     pub fn add_encrypted_storage_group(
