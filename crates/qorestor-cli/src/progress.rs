@@ -11,6 +11,7 @@ use std::time::Duration;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
 use qorestor_core::{NoProgress, Progress, WriteCounters};
 
+use crate::cmdio::Io;
 use crate::context::Ctx;
 
 /// Whether progress bars may be drawn: the command's stderr is a terminal and `--json` was not
@@ -39,6 +40,32 @@ impl Progress for Bar {
     }
 }
 
+/// A progress display that asks the operation to stop once the command's client is gone
+/// (inside the daemon; see [`crate::cmdio::Io::cancel_flag`]): verify and replication stop at
+/// their next cancel point.
+struct Watched {
+    shown: Box<dyn Progress>,
+    io: Io,
+}
+
+impl Progress for Watched {
+    fn set_length(&self, len: u64) {
+        self.shown.set_length(len);
+    }
+
+    fn inc(&self, n: u64) {
+        self.shown.inc(n);
+    }
+
+    fn finish(&self) {
+        self.shown.finish();
+    }
+
+    fn stop_requested(&self) -> bool {
+        self.io.cancel_flag().load(Ordering::Relaxed)
+    }
+}
+
 /// Writes the live dedup and compression reduction of a stream being written.
 fn reduction_key(
     counters: Arc<WriteCounters>,
@@ -58,10 +85,15 @@ fn reduction_key(
 /// reduction of the stream being written is shown too. Draws nothing unless `show`, on
 /// `ctx`'s stderr.
 pub fn transfer(ctx: &Ctx, show: bool, len: Option<u64>, counters: Option<Arc<WriteCounters>>) -> Box<dyn Progress> {
-    let term = match ctx.io.stderr_term() {
-        Ok(term) if show => term,
-        _ => return Box::new(NoProgress),
+    let shown: Box<dyn Progress> = match ctx.io.stderr_term() {
+        Ok(term) if show => Box::new(bar(term, len, counters)),
+        _ => Box::new(NoProgress),
     };
+    Box::new(Watched { shown, io: ctx.io.clone() })
+}
+
+/// A bar drawn on `term`.
+fn bar(term: console::Term, len: Option<u64>, counters: Option<Arc<WriteCounters>>) -> Bar {
     let extra = if counters.is_some() { " {reduction}" } else { "" };
     let template = if len.is_some() {
         format!(
@@ -78,5 +110,5 @@ pub fn transfer(ctx: &Ctx, show: bool, len: Option<u64>, counters: Option<Arc<Wr
     }
     let bar = ProgressBar::with_draw_target(len, ProgressDrawTarget::term(term, 20)).with_style(style);
     bar.enable_steady_tick(Duration::from_millis(200));
-    Box::new(Bar { bar })
+    Bar { bar }
 }

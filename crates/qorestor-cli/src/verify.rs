@@ -21,7 +21,9 @@ data. --scope all (the default) does both.
 copy), quarantines what it cannot heal (never used for dedup again: the next backup of the same
 data stores a fresh copy, and a later repair heals from it), rebuilds the fingerprint index from
 the packs, rebuilds damaged pack footers and corrects catalog entries from recipes. It never
-deletes a chunk.
+deletes a chunk. While qorestor serve runs, verify --repair runs inside it and pauses writes for
+its duration: every writer (put, tape drives, OST and replication ingest) waits at its next
+batch of chunks until the repair is done (an initiator sees a slow WRITE, not an error).
 
 Every catalog row (storage groups with their encryption key wraps, containers, system settings,
 cleaner schedules, replication links, tape libraries and cartridge maps, streams and recycle-bin

@@ -107,3 +107,26 @@ fn a_daemon_that_dies_mid_command_makes_its_client_exit_1_saying_so() {
     assert!(names(&data, "c").is_empty());
     server.stop();
 }
+
+#[test]
+fn verify_repair_through_the_daemon_runs_beside_a_put_in_progress() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (data, server) = served_dir(tmp.path());
+    common::run_ok(&data, &["put", "c/before", "-"], Some(&random(1 << 20, 5)));
+    // A put mid-stream (its producer keeps the pipe open): the repair closes the write gate,
+    // waits for no writer between batches, and ends; the put then goes on and completes.
+    let (client, mut producer) = streaming_put(&data, "during");
+    let repair = common::run_ok(&data, &["--json", "verify", "--repair"], None);
+    let report: Value = serde_json::from_slice(&repair.stdout).unwrap();
+    assert_eq!(report["repair"], true);
+    producer.write_all(b"the end").unwrap();
+    drop(producer);
+    let out = client.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let mut want = random(4 << 20, 3);
+    want.extend_from_slice(b"the end");
+    assert_eq!(common::run_ok(&data, &["get", "c/during"], None).stdout, want);
+    assert_eq!(names(&data, "c"), ["before", "during"]);
+    common::run_ok(&data, &["verify"], None);
+    server.stop();
+}

@@ -345,6 +345,8 @@ pub(crate) struct EngineInner {
     pub(crate) passphrase: Mutex<Option<crate::crypto::Passphrase>>,
     /// The space reserve new data leaves free (see [`crate::space`]).
     pub(crate) reserve: Arc<crate::space::Reserve>,
+    /// Closed while a repair runs: new stream data waits (see [`crate::write_gate`]).
+    pub(crate) write_gate: Arc<crate::write_gate::WriteGate>,
     /// A rebuild of the catalog done at open, until a verify reports it.
     pub(crate) rebuilt: Mutex<Option<CatalogRebuild>>,
     _lock: DirLock,
@@ -378,7 +380,12 @@ impl EngineInner {
         if let Some(g) = groups.get(&record.id) {
             return Ok(g.clone());
         }
-        let g = Arc::new(GroupStore::open(&self.group_dir(record.id), record.clone(), self.reserve.clone())?);
+        let g = Arc::new(GroupStore::open(
+            &self.group_dir(record.id),
+            record.clone(),
+            self.reserve.clone(),
+            self.write_gate.clone(),
+        )?);
         if let (Some(enc), Some(pass)) = (&record.encryption, &*self.passphrase.lock()) {
             match g.unlock(enc, pass) {
                 // Remembered by the store: reading or writing the group reports it.
@@ -562,6 +569,7 @@ impl Engine {
                 group_update: Mutex::new(()),
                 passphrase: Mutex::new(None),
                 reserve: Arc::new(crate::space::Reserve::new(None)),
+                write_gate: Arc::default(),
                 rebuilt: Mutex::new(rebuilt),
                 _lock: lock,
             }),
@@ -619,6 +627,13 @@ impl Engine {
     /// The data directory.
     pub fn dir(&self) -> &Path {
         &self.inner.dir
+    }
+
+    /// Pauses new stream data (every writer's next batch append waits; one appending finishes
+    /// first) until the result is dropped. [`Engine::verify`] with `repair` does this for its
+    /// duration.
+    pub fn pause_writes(&self) -> crate::WritesPaused<'_> {
+        self.inner.write_gate.close()
     }
 
     /// Seals the open pack of every storage group opened so far, as closing the engine does:

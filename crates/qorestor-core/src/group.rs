@@ -30,6 +30,7 @@ use crate::fsutil::sync_dir;
 use crate::index::FingerprintIndex;
 use crate::pack::{self, ChunkLoc, FooterEntry, PackWriter};
 use crate::space::Reserve;
+use crate::write_gate::WriteGate;
 
 /// Packs are sealed once they reach this size.
 pub const PACK_TARGET_LEN: u64 = 32 << 20;
@@ -269,6 +270,8 @@ pub struct GroupStore {
     crypto: Mutex<CryptoState>,
     /// The space reserve new data must leave free (see [`crate::space`]).
     reserve: Arc<Reserve>,
+    /// The engine's write gate, passed by every batch append.
+    gate: Arc<WriteGate>,
 }
 
 /// Whether a group's chunks can be named and sealed now.
@@ -301,8 +304,9 @@ pub struct NewChunk<'a> {
 
 impl GroupStore {
     /// Opens a group's directory (creating it), recovering torn packs and re-indexing packs
-    /// written since the index's last checkpoint. New data stored in it leaves `reserve` free.
-    pub(crate) fn open(dir: &Path, record: GroupRecord, reserve: Arc<Reserve>) -> Result<Self> {
+    /// written since the index's last checkpoint. New data stored in it leaves `reserve` free
+    /// and passes `gate` (closed while a repair runs).
+    pub(crate) fn open(dir: &Path, record: GroupRecord, reserve: Arc<Reserve>, gate: Arc<WriteGate>) -> Result<Self> {
         let packs_dir = dir.join("packs");
         let recipes_dir = dir.join("recipes");
         for d in [dir, &packs_dir, &recipes_dir] {
@@ -387,6 +391,7 @@ impl GroupStore {
                 CryptoState::Ready(GroupCrypto::default())
             }),
             reserve,
+            gate,
         })
     }
 
@@ -584,6 +589,7 @@ impl GroupStore {
         chunks: &[(Lookup, Option<NewChunk<'_>>)],
         out: &mut Vec<(ChunkLoc, bool)>,
     ) -> Result<()> {
+        let _passing = self.gate.pass();
         let quota = *self.quota.lock();
         let mut st = self.state.lock();
         out.clear();

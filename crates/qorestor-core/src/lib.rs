@@ -66,6 +66,7 @@ pub mod stats;
 mod test_data;
 pub mod users;
 pub mod verify;
+mod write_gate;
 mod writer;
 
 pub use catalog::ContainerKind;
@@ -89,6 +90,7 @@ pub use schedule::{parse_day, parse_hhmm, CleanerSchedule};
 pub use space::SpaceInfo;
 pub use stats::{Stats, StatsScope};
 pub use verify::{VerifyOptions, VerifyReport, VerifyScope};
+pub use write_gate::WritesPaused;
 pub use writer::{StreamWriter, WriteCounters};
 
 /// The engine's internals that its own tests, benches and fuzz targets exercise directly: the

@@ -8,6 +8,18 @@ pub trait Progress: Send + Sync {
     fn inc(&self, n: u64);
     /// The operation ended.
     fn finish(&self) {}
+    /// Whether whoever watches asks the operation to stop: verify (at its next pack) and
+    /// replication (at its next stream) then end with a [`crate::Error::Conflict`] saying they
+    /// stopped. Never, by default.
+    fn stop_requested(&self) -> bool {
+        false
+    }
+}
+
+/// The error of an operation that stopped at a cancel point because [`Progress::stop_requested`]
+/// said so (a [`crate::Error::Conflict`]: what it did so far stands).
+pub(crate) fn stopped(what: &str) -> crate::Error {
+    crate::Error::Conflict(format!("{what} stopped before it was done: asked to stop"))
 }
 
 /// A [`Progress`] that shows nothing.

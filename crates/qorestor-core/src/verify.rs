@@ -200,6 +200,9 @@ fn check_packs(
     let mut buf = Vec::new();
     let mut out = Vec::new();
     for id in store.pack_ids()? {
+        if progress.stop_requested() {
+            return Err(crate::progress::stopped("verify"));
+        }
         if Some(id) == open {
             // Being appended to: its records are checked once it is sealed.
             continue;
@@ -308,6 +311,8 @@ impl Engine {
             .maintenance
             .try_lock()
             .ok_or_else(|| Error::Conflict("the cleaner or a repair is already running".into()))?;
+        // A repair in a running daemon: frontends' and clients' writes wait until it is done.
+        let _paused = opts.repair.then(|| self.pause_writes());
         let started = Instant::now();
         let mut report = VerifyReport {
             scope: match opts.scope {

@@ -390,6 +390,9 @@ impl Engine {
         progress.set_length(todo.iter().map(|s| s.logical_len).sum());
         let limiter = Limiter { rate: r.limit_bytes_per_s, started: Instant::now() };
         for s in todo {
+            if progress.stop_requested() {
+                return Err(crate::progress::stopped("replication"));
+            }
             let sender = StreamSender { src: &src_store, limiter: &limiter };
             sender.send(target, s, run, progress)?;
             r.sent.insert(s.name.clone(), s.id);
