@@ -12,7 +12,9 @@ use std::os::unix::net::{UnixListener, UnixStream};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
+use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use clap::Parser;
@@ -23,9 +25,56 @@ use crate::context::Ctx;
 use crate::serve::Services;
 use crate::{control_socket, forward, Cli, EXIT_FAILED, EXIT_USAGE};
 
+/// The commands running, and whether the daemon is stopping (new ones are refused then).
+#[derive(Default)]
+struct Running {
+    count: Mutex<(usize, bool)>,
+    ended: Condvar,
+}
+
+/// The control socket's server: [`ControlServer::stop`] refuses new commands,
+/// [`ControlServer::join_within`] waits for the running ones.
+pub struct ControlServer {
+    running: Arc<Running>,
+}
+
+impl ControlServer {
+    /// Refuses the commands that come from now on (exit 1, saying the daemon stops).
+    pub fn stop(&self) {
+        self.running.count.lock().unwrap_or_else(|e| e.into_inner()).1 = true;
+    }
+
+    /// Waits at most `limit` for the running commands to end; whether they all did.
+    pub fn join_within(&self, limit: Duration) -> bool {
+        let count = self.running.count.lock().unwrap_or_else(|e| e.into_inner());
+        let (count, _) =
+            self.running.ended.wait_timeout_while(count, limit, |c| c.0 > 0).unwrap_or_else(|e| e.into_inner());
+        count.0 == 0
+    }
+}
+
+impl Running {
+    /// Counts a command in; false when the daemon is stopping.
+    fn enter(&self) -> bool {
+        let mut count = self.count.lock().unwrap_or_else(|e| e.into_inner());
+        if count.1 {
+            return false;
+        }
+        count.0 += 1;
+        true
+    }
+
+    fn leave(&self) {
+        self.count.lock().unwrap_or_else(|e| e.into_inner()).0 -= 1;
+        self.ended.notify_all();
+    }
+}
+
 /// Accepts commands on `listener` for as long as the process lives, each on a thread of its
 /// own.
-pub fn start(listener: UnixListener, services: Services) -> Result<()> {
+pub fn start(listener: UnixListener, services: Services) -> Result<ControlServer> {
+    let running = Arc::new(Running::default());
+    let counted = running.clone();
     thread::Builder::new().name("control".into()).spawn(move || {
         for conn in listener.incoming() {
             let conn = match conn {
@@ -37,8 +86,9 @@ pub fn start(listener: UnixListener, services: Services) -> Result<()> {
                 }
             };
             let services = services.clone();
+            let running = counted.clone();
             let spawned = thread::Builder::new().name("command".into()).spawn(move || {
-                if let Err(e) = serve_one(&conn, services) {
+                if let Err(e) = serve_one(&conn, services, &running) {
                     eprintln!("qorestor serve: control socket: {e:#}");
                 }
             });
@@ -47,16 +97,23 @@ pub fn start(listener: UnixListener, services: Services) -> Result<()> {
             }
         }
     })?;
-    Ok(())
+    Ok(ControlServer { running })
 }
 
 /// Takes one command from `conn`, runs it, answers with its exit code.
-fn serve_one(conn: &UnixStream, services: Services) -> Result<()> {
+fn serve_one(conn: &UnixStream, services: Services, running: &Running) -> Result<()> {
     let peer = control_socket::check_peer(conn);
     let Some((frame, fds)) = control_socket::recv_frame(conn, MAX_REQUEST_BODY)? else { return Ok(()) };
     let request = decode_request(&frame, fds.len()).context("refused a command")?;
     let io = client_io(&request, fds, conn.try_clone().context("cannot watch the client")?)?;
     reply(conn, Reply::Accepted)?;
+    if !running.enter() {
+        io.eprintln(
+            "qorestor: the daemon is stopping; run the command again once serve is back, or on its own once it \
+             has stopped",
+        );
+        return reply(conn, Reply::Exit(EXIT_FAILED));
+    }
     let code = match (peer, command_line(&request, &io)) {
         (Err(e), _) => {
             io.eprintln(&format!("qorestor: {e}"));
@@ -65,6 +122,7 @@ fn serve_one(conn: &UnixStream, services: Services) -> Result<()> {
         (Ok(()), Err(code)) => code,
         (Ok(()), Ok(cli)) => run(cli, io, services, &panic_point(&request)),
     };
+    running.leave();
     reply(conn, Reply::Exit(code))
 }
 

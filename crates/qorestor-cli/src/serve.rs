@@ -60,8 +60,8 @@ gives must be that same passphrase (else it fails, exit 1, naming the group). Se
 docs/DAEMON.md. A second serve on the directory fails with \"data directory \
 DIR is in use by qorestor serve (pid N)\" (N: the supervisor). SIGTERM or \
 SIGINT, to the supervisor or to the whole process group, stops it cleanly (exit 0): the \
-listeners stop first (open sessions are ended), then every tape drive's buffered data is made \
-durable.
+listeners stop first (open sessions are ended) and commands of clients still running finish \
+(at most 20 s; new ones are refused), then every tape drive's buffered data is made durable.
 
 Starts, stops, restarts (with how the serving process ended) and listeners that cannot bind \
 are recorded in the event log DIR/events: see `qorestor alerts list`.
@@ -198,7 +198,7 @@ fn serve(ctx: &Ctx, supervisor: u32) -> Result<()> {
     for warning in crate::serve_warnings::warnings(&services.engine, &libraries, &bound)? {
         eprintln!("qorestor serve: warning: {warning}");
     }
-    crate::control_server::start(handed.control, services.clone())?;
+    let control = crate::control_server::start(handed.control, services.clone())?;
     handoff::send_ready(stdin.as_fd())?;
     let ticked = libraries.clone();
     thread::Builder::new().name("tick".into()).spawn(move || loop {
@@ -215,6 +215,14 @@ fn serve(ctx: &Ctx, supervisor: u32) -> Result<()> {
     // ends its sessions (what they had acknowledged is durable already), then its threads end.
     for l in &listening {
         l.server.stop();
+    }
+    // Commands handed over by clients: new ones are refused, running ones end first.
+    control.stop();
+    if !control.join_within(SESSION_END) {
+        eprintln!(
+            "qorestor serve: commands of clients still running after {} s; making tape data durable anyway",
+            SESSION_END.as_secs()
+        );
     }
     for l in &listening {
         if !l.server.join_within(SESSION_END) {

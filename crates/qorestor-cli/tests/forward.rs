@@ -286,3 +286,31 @@ fn encrypted_groups_use_the_daemons_passphrase_and_a_clients_must_match_it() {
     assert!(out.stdout.is_empty());
     server.stop();
 }
+
+#[test]
+fn the_daemon_takes_commands_only_from_its_own_user_or_root() {
+    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::process::CommandExt;
+    if !rustix::process::getuid().is_root() {
+        assert!(std::env::var("CI").as_deref() != Ok("true"), "CI=true: this test needs root");
+        eprintln!("skipped: needs root to run a client as another user");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    common::init(&data);
+    let server = serve(&data);
+    // Open the way to the socket for another user (mode 0600 would stop it at connect).
+    for (path, mode) in [(tmp.path(), 0o755), (data.as_path(), 0o755), (&data.join("control"), 0o666)] {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+    let out = qorestor(&data).arg("ls").uid(65534).gid(65534).stdin(Stdio::null()).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("refused: the daemon (uid 0) takes commands only from uid 0 or root, not from uid 65534"),
+        "{err}"
+    );
+    assert!(out.stdout.is_empty());
+    server.stop();
+}

@@ -130,3 +130,24 @@ fn verify_repair_through_the_daemon_runs_beside_a_put_in_progress() {
     common::run_ok(&data, &["verify"], None);
     server.stop();
 }
+
+#[test]
+fn a_stopping_daemon_lets_a_running_command_finish() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (data, server) = served_dir(tmp.path());
+    let (client, mut producer) = streaming_put(&data, "last");
+    let stop = Command::new("kill").args(["-s", "TERM", &server.pid().to_string()]).status().unwrap();
+    assert!(stop.success());
+    // The serving process has begun stopping (listeners first), and waits for the put.
+    server.wait_for_stderr("stopping the listeners");
+    producer.write_all(b"tail").unwrap();
+    drop(producer);
+    let out = client.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    server.wait_for_stderr_end();
+    // serve has stopped: the directory is idle and holds the stream.
+    assert_eq!(names(&data, "c"), ["last"]);
+    let mut want = random(4 << 20, 3);
+    want.extend_from_slice(b"tail");
+    assert_eq!(common::run_ok(&data, &["get", "c/last"], None).stdout, want);
+}
