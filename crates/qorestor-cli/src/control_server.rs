@@ -25,6 +25,9 @@ use crate::context::Ctx;
 use crate::serve::Services;
 use crate::{control_socket, forward, Cli, EXIT_FAILED, EXIT_USAGE};
 
+/// How long the daemon waits for a connected client's request.
+const REQUEST_WAIT: Duration = Duration::from_secs(30);
+
 /// The commands running, and whether the daemon is stopping (new ones are refused then).
 #[derive(Default)]
 struct Running {
@@ -103,6 +106,8 @@ pub fn start(listener: UnixListener, services: Services) -> Result<ControlServer
 /// Takes one command from `conn`, runs it, answers with its exit code.
 fn serve_one(conn: &UnixStream, services: Services, running: &Running) -> Result<()> {
     let peer = control_socket::check_peer(conn);
+    // A client sends its request at once; one that does not is dropped.
+    conn.set_read_timeout(Some(REQUEST_WAIT)).context("cannot set the control socket's timeout")?;
     let Some((frame, fds)) = control_socket::recv_frame(conn, MAX_REQUEST_BODY)? else { return Ok(()) };
     let request = decode_request(&frame, fds.len()).context("refused a command")?;
     let io = client_io(&request, fds, conn.try_clone().context("cannot watch the client")?)?;
@@ -122,8 +127,10 @@ fn serve_one(conn: &UnixStream, services: Services, running: &Running) -> Result
         (Ok(()), Err(code)) => code,
         (Ok(()), Ok(cli)) => run(cli, io, services, &panic_point(&request)),
     };
+    // Answered before it counts as ended: a stopping daemon exits once none is running.
+    let answered = reply(conn, Reply::Exit(code));
     running.leave();
-    reply(conn, Reply::Exit(code))
+    answered
 }
 
 fn reply(conn: &UnixStream, r: Reply) -> Result<()> {

@@ -49,9 +49,13 @@ fn serve(data: &Path) -> Server {
     server
 }
 
-/// `text` with every data directory path, duration, rate and time replaced by a placeholder.
+/// `text` with every data directory path and free-space figure, duration, rate and time replaced by a placeholder.
 fn mask_text(text: &str, data: &Path) -> String {
     let text = text.replace(&data.display().to_string(), "<DATA>");
+    // Free space moves with the file system (other processes write to it).
+    if text.trim_start().starts_with("Free:") {
+        return "Free: <FREE>".into();
+    }
     let mut out = String::new();
     let words: Vec<&str> = text.split(' ').collect();
     let mut i = 0;
@@ -67,6 +71,13 @@ fn mask_text(text: &str, data: &Path) -> String {
                 i += 2;
             }
             out.push(' ');
+            continue;
+        }
+        // Any other duration: "Time: 0.1 s".
+        let seconds = |next: &str| next.trim_end_matches([',', ';', ')', '.']) == "s";
+        if is_number(w) && w.contains('.') && words.get(i + 1).is_some_and(|n| seconds(n)) {
+            out.push_str("<T> ");
+            i += 1;
             continue;
         }
         out.push_str(&mask_serial(&mask_times(w)));

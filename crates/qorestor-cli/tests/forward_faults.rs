@@ -143,8 +143,8 @@ fn a_stopping_daemon_lets_a_running_command_finish() {
     producer.write_all(b"tail").unwrap();
     drop(producer);
     let out = client.wait_with_output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    server.wait_for_stderr_end();
+    let rest = server.wait_for_stderr_end();
+    assert!(out.status.success(), "{} (serve then said: {rest:?})", String::from_utf8_lossy(&out.stderr));
     // serve has stopped: the directory is idle and holds the stream.
     assert_eq!(names(&data, "c"), ["last"]);
     let mut want = random(4 << 20, 3);
