@@ -277,7 +277,11 @@ impl Place {
     /// The daemon's registry, or the data directory opened as `holder`.
     pub(crate) fn open(ctx: &Ctx, holder: &str) -> Result<Place> {
         Ok(match &ctx.live {
-            Some(s) => Place::Live(s.clone()),
+            Some(s) => {
+                // A passphrase the client gives is checked as for every command.
+                ctx.open(holder)?;
+                Place::Live(s.clone())
+            }
             None => Place::Own(ctx.open(holder)?),
         })
     }
