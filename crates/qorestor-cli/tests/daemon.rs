@@ -2,7 +2,8 @@
 //! restarted on the same port and the restart is an event `alerts list` shows; SIGTERM stops
 //! both with exit 0; a supervisor killed takes its serving process along (the port and the
 //! data directory are free again); a serving process that cannot start again makes the
-//! supervisor give up as its help says.
+//! supervisor give up as its help says; a library added or deleted through the daemon is
+//! served, or no longer served, by the same serving process.
 
 mod common;
 
@@ -149,4 +150,44 @@ fn a_listener_that_cannot_bind_is_an_error_event_and_exit_1() {
     assert_eq!(events[0]["severity"], "error", "{events:?}");
     let message = events[0]["message"].as_str().unwrap();
     assert!(message.contains(&format!("cannot listen for iscsi on {addr}")), "{message}");
+}
+
+/// The target names `iscsi-ls -s` lists (its `Target:NAME Portal:ADDR` lines), or `None` when
+/// the client is not installed.
+fn targets(portal: &str) -> Option<Vec<String>> {
+    let text = common::iscsi_ls(portal)?;
+    let names = text.lines().filter_map(|l| l.trim().strip_prefix("Target:"));
+    Some(names.filter_map(|t| t.split_whitespace().next()).map(str::to_string).collect())
+}
+
+#[test]
+fn a_library_added_through_the_daemon_is_served_without_a_restart_and_a_deleted_one_no_longer() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = library_dir(tmp.path());
+    let server = Server::start(&data, &["--iscsi-listen", "127.0.0.1:0"]);
+    let portal = server.listening["iscsi"].clone();
+    let serving = server.serving_pid();
+    let served = |name: &str, listed: &[String]| listed.iter().any(|t| t.ends_with(&format!(":{name}")));
+    if let Some(listed) = targets(&portal) {
+        assert!(served("lib1", &listed) && !served("lib2", &listed), "{listed:?}");
+    }
+    // The real CLI commands, handed to the daemon (the serving process holds the directory).
+    let out = common::run_ok(&data, &["--json", "vtl", "add", "lib2", "--storage-group", "DefaultGroup"], None);
+    let added: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(added["name"], "lib2", "{added}");
+    let holder = std::fs::read_to_string(data.join("lock")).unwrap();
+    assert!(holder.contains(&format!("qorestor serve (pid {})", server.pid())), "{holder}");
+    if let Some(listed) = targets(&portal) {
+        assert!(served("lib1", &listed) && served("lib2", &listed), "lib2 is served at once: {listed:?}");
+    }
+    assert_eq!(server.serving_pid(), serving, "no restart for an added library");
+
+    common::run_ok(&data, &["vtl", "delete", "lib2", "--force"], None);
+    if let Some(listed) = targets(&portal) {
+        assert!(served("lib1", &listed) && !served("lib2", &listed), "lib2 is no longer served: {listed:?}");
+    }
+    assert_eq!(server.serving_pid(), serving, "no restart for a deleted library");
+    let lines = server.stderr_lines();
+    assert!(!lines.iter().any(|l| l.contains("restarted as pid")), "{lines:?}");
+    server.stop();
 }

@@ -44,16 +44,24 @@ pub fn run(command: &mut Command, stdin: Option<&[u8]>) -> Output {
     child.wait_with_output().unwrap()
 }
 
+/// Lists the iSCSI targets on `portal` with the real libiscsi client: `iscsi-ls -s`'s stdout,
+/// or `None` (the check is skipped) when the client is not installed.
+pub fn iscsi_ls(portal: &str) -> Option<String> {
+    if !installed("iscsi-ls") {
+        return None;
+    }
+    let out = Command::new("iscsi-ls").args(["-s", &format!("iscsi://{portal}")]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "iscsi-ls: {text} {}", String::from_utf8_lossy(&out.stderr));
+    Some(text)
+}
+
 /// Lists the iSCSI target on `portal` with the real libiscsi client (when installed) and
 /// requires library lib1's changer in the list.
 pub fn iscsi_ls_lib1(portal: &str) {
-    if !installed("iscsi-ls") {
-        return;
+    if let Some(text) = iscsi_ls(portal) {
+        assert!(text.contains("lib1") && text.contains("Lun:0"), "iscsi-ls lists lib1's changer: {text}");
     }
-    let out = Command::new("iscsi-ls").args(["-s", &format!("iscsi://{portal}")]).output().unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "iscsi-ls: {text} {}", String::from_utf8_lossy(&out.stderr));
-    assert!(text.contains("lib1") && text.contains("Lun:0"), "iscsi-ls lists lib1's changer: {text}");
 }
 
 /// Runs a shell script as a user would from `cwd` (`bash BASH_ARGS...`, set up further by
