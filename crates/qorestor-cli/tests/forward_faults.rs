@@ -1,16 +1,138 @@
 //! Commands through the daemon when things go wrong: a command that panics inside the daemon
-//! ends with exit 1 while the daemon (its serving process, its iSCSI target) goes on; a `put`
+//! ends with exit 1 while the daemon (its serving process, an iSCSI session held open across
+//! the panic) goes on; a `put`
 //! whose client is killed mid-stream is cancelled and publishes nothing; a daemon that dies
 //! mid-command makes its client exit 1 saying so.
 
 mod common;
 
 use std::io::{Read, Write};
+use std::net::TcpStream;
 use std::path::Path;
 use std::process::{Child, ChildStdin, Command, Stdio};
 
 use common::{iscsi_ls_lib1 as iscsi_ls, qorestor, random, Server};
+use qorestor_iscsi::frame::{decode, encode, Digests};
+use qorestor_iscsi::pdu::{stage, LoginHead, Pdu, RESERVED_TAG};
+use qorestor_iscsi::text::{self, Pairs};
 use serde_json::Value;
+
+/// A raw iSCSI initiator on one TCP connection (the crate's own PDU codec), logged in to one
+/// target without authentication or digests: it holds its session open as long as it lives.
+struct Initiator {
+    stream: TcpStream,
+    buf: Vec<u8>,
+    cmd_sn: u32,
+    itt: u32,
+}
+
+impl Initiator {
+    /// Connects to `portal` and logs in to `target` straight to full feature phase.
+    fn log_in(portal: &str, target: &str) -> Initiator {
+        let stream = TcpStream::connect(portal).unwrap();
+        // Bounds a hang only: every read waits for the target's answer.
+        stream.set_read_timeout(Some(std::time::Duration::from_secs(30))).unwrap();
+        let mut i = Initiator { stream, buf: Vec::new(), cmd_sn: 1, itt: 1 };
+        let mut keys = Pairs::default();
+        for (k, v) in [("InitiatorName", "iqn.2024-01.test.cli:faults"), ("TargetName", target), ("AuthMethod", "None")]
+        {
+            keys.push(k, v);
+        }
+        let head = LoginHead {
+            transit: true,
+            cont: false,
+            csg: stage::SECURITY,
+            nsg: stage::FULL_FEATURE,
+            version_max: 0,
+            version: 0,
+            isid: [0x80, 0, 0, 0, 0, 7],
+            tsih: 0,
+        };
+        i.send(&Pdu::Login { head, itt: 0, cid: 0, cmd_sn: 1, exp_stat_sn: 0, data: text::format(&keys) });
+        match i.recv() {
+            Pdu::LoginResponse { status_class: 0, status_detail: 0, head, .. } => {
+                assert!(head.transit && head.nsg == stage::FULL_FEATURE && head.tsih != 0, "{head:?}");
+            }
+            other => panic!("login to {target} refused: {other:?}"),
+        }
+        i
+    }
+
+    fn send(&mut self, pdu: &Pdu) {
+        let mut wire = Vec::new();
+        encode(&pdu.to_frame(), Digests::default(), &mut wire);
+        self.stream.write_all(&wire).unwrap();
+    }
+
+    /// The next PDU; the target's keep-alive pings are answered on the way.
+    fn recv(&mut self) -> Pdu {
+        loop {
+            if let Some((frame, used)) = decode(&self.buf, Digests::default(), 1 << 24).unwrap() {
+                self.buf.drain(..used);
+                match Pdu::from_frame(frame).unwrap() {
+                    Pdu::NopIn { ttt, lun, .. } if ttt != RESERVED_TAG => {
+                        let (cmd_sn, exp_stat_sn, data) = (self.cmd_sn, 0, Vec::new());
+                        self.send(&Pdu::NopOut {
+                            immediate: true,
+                            lun,
+                            itt: RESERVED_TAG,
+                            ttt,
+                            cmd_sn,
+                            exp_stat_sn,
+                            data,
+                        });
+                    }
+                    pdu => return pdu,
+                }
+                continue;
+            }
+            let mut chunk = [0u8; 65536];
+            let n = self.stream.read(&mut chunk).expect("the target answers");
+            assert!(n > 0, "the target closed the session");
+            self.buf.extend_from_slice(&chunk[..n]);
+        }
+    }
+
+    /// INQUIRY of LUN 0 (the changer) on the open session: its vendor and product.
+    fn inquiry(&mut self) -> String {
+        let (itt, cmd_sn) = (self.itt, self.cmd_sn);
+        self.itt += 1;
+        self.cmd_sn += 1;
+        self.send(&Pdu::ScsiCommand {
+            immediate: false,
+            final_: true,
+            read: true,
+            write: false,
+            attr: 1,
+            lun: 0,
+            itt,
+            expected_len: 36,
+            cmd_sn,
+            exp_stat_sn: 0,
+            cdb: vec![0x12, 0, 0, 0, 36, 0],
+            data: Vec::new(),
+        });
+        let mut data = Vec::new();
+        loop {
+            match self.recv() {
+                Pdu::DataIn { itt: got, data: part, status, .. } if got == itt => {
+                    data.extend_from_slice(&part);
+                    if let Some(status) = status {
+                        assert_eq!(status, 0, "INQUIRY status");
+                        break;
+                    }
+                }
+                Pdu::ScsiResponse { itt: got, status, .. } if got == itt => {
+                    assert_eq!(status, 0, "INQUIRY status");
+                    break;
+                }
+                other => panic!("unexpected answer to INQUIRY: {other:?}"),
+            }
+        }
+        assert!(data.len() >= 32, "short INQUIRY data: {data:?}");
+        String::from_utf8_lossy(&data[8..32]).into_owned()
+    }
+}
 
 /// A data directory with container `c`, served (a listener, so the start can be waited for).
 fn served_dir(tmp: &Path) -> (std::path::PathBuf, Server) {
@@ -58,10 +180,19 @@ fn a_command_that_panics_in_the_daemon_exits_1_and_the_daemon_serves_on() {
     let portal = server.listening["iscsi"].clone();
     iscsi_ls(&portal);
     let serving = server.serving_pid();
+    // An iSCSI session of library lib1, open before the panic and used on both sides of it.
+    let system = common::run_ok(&data, &["--json", "system", "show"], None);
+    let system: Value = serde_json::from_slice(&system.stdout).unwrap();
+    let target = qorestor_iscsi::target_name(system["name"].as_str().unwrap(), "lib1");
+    let mut session = Initiator::log_in(&portal, &target);
+    let changer = session.inquiry();
+    assert!(changer.starts_with("STK"), "{changer:?}");
     let out = qorestor(&data).args(["ls", "boom"]).stdin(Stdio::null()).output().unwrap();
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("internal error: the command panicked in the daemon"), "{err}");
+    // The session stays up: the same connection answers the next command.
+    assert_eq!(session.inquiry(), changer);
     // The same serving process serves the target and takes commands.
     iscsi_ls(&portal);
     assert_eq!(server.serving_pid(), serving, "the serving process was not restarted");
