@@ -1,7 +1,8 @@
 //! Commands through the daemon when things go wrong: a command that panics inside the daemon
 //! ends with exit 1 while the daemon (its serving process, an iSCSI session held open across
 //! the panic) goes on; a `put`
-//! whose client is killed mid-stream is cancelled and publishes nothing; a daemon that dies
+//! whose client is killed mid-stream is cancelled and publishes nothing; a `cleaner run` or a
+//! `verify` whose client is killed stops at its next cancel point; a daemon that dies
 //! mid-command makes its client exit 1 saying so.
 
 mod common;
@@ -136,11 +137,31 @@ impl Initiator {
 
 /// A data directory with container `c`, served (a listener, so the start can be waited for).
 fn served_dir(tmp: &Path) -> (std::path::PathBuf, Server) {
+    served_dir_with_env(tmp, &[])
+}
+
+/// [`served_dir`] with serve started with `env` besides.
+fn served_dir_with_env(tmp: &Path, env: &[(&str, &str)]) -> (std::path::PathBuf, Server) {
     let data = tmp.join("data");
     common::init(&data);
     common::run_ok(&data, &["container", "add", "c", "--type", "object"], None);
-    let server = Server::start(&data, &["--iscsi-listen", "127.0.0.1:0"]);
+    let server = Server::start_with_env(&data, &["--iscsi-listen", "127.0.0.1:0"], env);
     (data, server)
+}
+
+/// Runs `ARGS` through a daemon started with `QORESTOR_HOLD_POINT=POINT`: once the command
+/// holds there, its client is SIGKILLed; returns what the daemon wrote to the client's stderr
+/// (it holds it until the command has ended, so this returns once the command ended).
+fn killed_at_hold_point(data: &Path, server: &Server, args: &[&str], point: &str) -> String {
+    let mut client =
+        qorestor(data).args(args).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+    let mut stderr = client.stderr.take().unwrap();
+    server.wait_for_stderr(&format!("holding at {point}"));
+    client.kill().unwrap();
+    client.wait().unwrap();
+    let mut said = String::new();
+    stderr.read_to_string(&mut said).unwrap();
+    said
 }
 
 /// Starts `put c/NAME -` through the daemon and feeds it 4 MiB from a pipe this test keeps
@@ -281,4 +302,52 @@ fn a_stopping_daemon_lets_a_running_command_finish() {
     let mut want = random(4 << 20, 3);
     want.extend_from_slice(b"tail");
     assert_eq!(common::run_ok(&data, &["get", "c/last"], None).stdout, want);
+}
+
+#[test]
+fn a_cleaner_run_whose_client_is_killed_stops_at_its_next_cancel_point() {
+    let tmp = tempfile::tempdir().unwrap();
+    let point = "cleaner condemned packs";
+    let (data, server) = served_dir_with_env(tmp.path(), &[("QORESTOR_HOLD_POINT", point)]);
+    let kept = random(2 << 20, 11);
+    common::run_ok(&data, &["put", "c/kept", "-"], Some(&kept));
+    // Compaction of every pack: the run holds once it has condemned them, and its client is
+    // killed there.
+    let said = killed_at_hold_point(&data, &server, &["cleaner", "run", "--compact-below", "1.0"], point);
+    // The run stopped at its next cancel point: every condemned pack left for a later run.
+    let status = common::run_ok(&data, &["--json", "cleaner", "status"], None);
+    let status: Value = serde_json::from_slice(&status.stdout).unwrap();
+    let report = &status["last_report"];
+    assert_eq!(status["state"], "idle", "{status}");
+    assert_eq!(report["stopped_early"], true, "{status} (the client was told: {said:?})");
+    assert!(report["packs_deferred"].as_u64().unwrap() >= 1, "{status}");
+    assert_eq!(report["packs_compacted"], 0, "{status}");
+    // The daemon goes on: the store verifies clean, the data reads back, and a following run
+    // (not held) compacts the packs the stopped one left.
+    common::run_ok(&data, &["verify"], None);
+    assert_eq!(common::run_ok(&data, &["get", "c/kept"], None).stdout, kept);
+    let out = common::run_ok(&data, &["--json", "cleaner", "run", "--compact-below", "1.0"], None);
+    let again: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(again["stopped_early"], false, "{again}");
+    assert!(again["packs_compacted"].as_u64().unwrap() >= 1, "{again}");
+    assert_eq!(common::run_ok(&data, &["get", "c/kept"], None).stdout, kept);
+    server.stop();
+}
+
+#[test]
+fn a_verify_whose_client_is_killed_stops_at_its_next_cancel_point() {
+    let tmp = tempfile::tempdir().unwrap();
+    let point = "verify pack";
+    let (data, server) = served_dir_with_env(tmp.path(), &[("QORESTOR_HOLD_POINT", point)]);
+    let kept = random(2 << 20, 13);
+    common::run_ok(&data, &["put", "c/kept", "-"], Some(&kept));
+    let said = killed_at_hold_point(&data, &server, &["verify"], point);
+    // It stopped at the next pack (the daemon's message to the gone client says so) ...
+    assert!(said.contains("verify stopped before it was done: asked to stop"), "{said}");
+    // ... and a following verify is not blocked by it and finds the store clean.
+    let out = common::run_ok(&data, &["--json", "verify"], None);
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(report["packs_checked"].as_u64().unwrap() >= 1, "{report}");
+    assert_eq!(common::run_ok(&data, &["get", "c/kept"], None).stdout, kept);
+    server.stop();
 }

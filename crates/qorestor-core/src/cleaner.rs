@@ -409,6 +409,7 @@ fn sweep(
         condemned.iter().partition(|id| survey.dangling.is_empty() && survey.packs[*id].live_bytes() == 0);
     ctl.progress.set_length(condemned.iter().map(|id| survey.packs[id].file_len).sum());
     let ctx = BatchContext { store, recipes: &recipes, names: &names };
+    crate::test_support::hold_point("cleaner condemned packs", || ctl.stop.load(Ordering::Relaxed));
     if ctl.stop.load(Ordering::Relaxed) {
         // Asked to stop before anything was done: everything is left for a later run.
         store.release(condemned);

@@ -157,4 +157,28 @@ pub mod test_support {
         #[cfg(not(feature = "fault-injection"))]
         let _ = point;
     }
+
+    /// The environment variable naming the [`hold_point`] at which test builds wait.
+    pub const HOLD_POINT_ENV: &str = "QORESTOR_HOLD_POINT";
+
+    /// A point where builds with the `fault-injection` feature (tests only) wait, the first time
+    /// a process reaches it while [`HOLD_POINT_ENV`] names it, until `released` says so (at most
+    /// 60 s), after saying so on stderr: a test can then cancel a long run at a known place and
+    /// see it stop at its next cancel point. Does nothing in other builds.
+    pub fn hold_point(point: &str, released: impl Fn() -> bool) {
+        #[cfg(feature = "fault-injection")]
+        if std::env::var(HOLD_POINT_ENV).is_ok_and(|p| p == point) {
+            static HELD: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+            if HELD.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                return;
+            }
+            eprintln!("qorestor: holding at {point} ({HOLD_POINT_ENV})");
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+            while !released() && std::time::Instant::now() < deadline {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+        }
+        #[cfg(not(feature = "fault-injection"))]
+        let _ = (point, released);
+    }
 }

@@ -200,6 +200,7 @@ fn check_packs(
     let mut buf = Vec::new();
     let mut out = Vec::new();
     for id in store.pack_ids()? {
+        crate::test_support::hold_point("verify pack", || progress.stop_requested());
         if progress.stop_requested() {
             return Err(crate::progress::stopped("verify"));
         }
