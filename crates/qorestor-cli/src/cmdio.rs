@@ -272,6 +272,18 @@ impl Io {
         }
     }
 
+    /// The command's working directory: the process's own, or the one the client gave (the
+    /// daemon's own is never used for a client's relative path).
+    pub fn current_dir(&self) -> io::Result<PathBuf> {
+        match &self.passed {
+            None => std::env::current_dir(),
+            Some(p) => match p.env.iter().find(|(k, _)| k == crate::forward::CWD_ENV) {
+                Some((_, cwd)) if Path::new(cwd).is_absolute() => Ok(PathBuf::from(cwd)),
+                _ => Err(io::Error::other("the client did not give its working directory")),
+            },
+        }
+    }
+
     /// Whether these are a client's (the command runs inside the daemon).
     pub fn is_passed(&self) -> bool {
         self.passed.is_some()

@@ -26,6 +26,9 @@ use crate::{Cli, Command, EXIT_FAILED};
 pub const FORWARDED_ENV: [&str; 2] = [crate::secret::PASSPHRASE_ENV, crate::replication::PASSWORD_ENV];
 /// The name under which the client's data directory (as it gave it, for messages) travels.
 pub const DATA_ENV: &str = "QORESTOR_DATA";
+/// The name under which the client's working directory travels (for a path argument that is
+/// not a file the client opens, such as `replication add --target DIR`).
+pub const CWD_ENV: &str = "PWD";
 /// The shortest wait for the daemon to take a command (with `--lock-wait 0` too).
 const MIN_ACCEPT_WAIT: Duration = Duration::from_secs(1);
 
@@ -107,6 +110,10 @@ fn hand_over(conn: &UnixStream, cli: &Cli) -> Result<u8, String> {
         .filter_map(|k| std::env::var_os(k).map(|v| (k.as_bytes().to_vec(), v.as_bytes().to_vec())))
         .collect();
     env.push((DATA_ENV.as_bytes().to_vec(), cli.data.as_os_str().as_bytes().to_vec()));
+    if let Ok(cwd) = std::env::current_dir() {
+        env.retain(|(k, _)| k != CWD_ENV.as_bytes());
+        env.push((CWD_ENV.as_bytes().to_vec(), cwd.as_os_str().as_bytes().to_vec()));
+    }
     let request = Request {
         version: env!("CARGO_PKG_VERSION").as_bytes().to_vec(),
         args: std::env::args_os().map(|a| a.as_bytes().to_vec()).collect(),

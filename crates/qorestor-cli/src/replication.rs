@@ -1,6 +1,6 @@
 //! `qorestor replication add|start|stop|status|resync|delete`.
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::{Args, Subcommand, ValueEnum};
 use qorestor_core::{Passphrase, ReplicationInfo};
 
@@ -142,7 +142,8 @@ impl From<WireEncryption> for qorestor_core::replication::WireEncryption {
 pub struct AddArgs {
     /// The source container.
     pub container: String,
-    /// The target: a data directory (PATH) or HOST:PORT.
+    /// The target: a data directory (PATH; a relative one is stored as an absolute path) or
+    /// HOST:PORT.
     #[arg(long, value_name = "PATH|HOST:PORT")]
     pub target: String,
     /// Encryption on the wire (HOST:PORT targets only).
@@ -154,6 +155,22 @@ pub struct AddArgs {
     /// The target's replication password (HOST:PORT targets).
     #[command(flatten)]
     pub password: PasswordArgs,
+}
+
+/// A directory target as an absolute path: a relative one is taken from the command's working
+/// directory (the client's, for a command run inside the daemon), so later passes (`replication
+/// start` from anywhere, serve's scheduler) reach the same directory.
+fn directory_target(ctx: &Ctx, target: &str) -> Result<String> {
+    let path = std::path::Path::new(target);
+    if path.is_absolute() || target.is_empty() {
+        return Ok(target.to_string());
+    }
+    let cwd = ctx.io.current_dir().context("cannot resolve the relative replication target")?;
+    let absolute = cwd.join(path);
+    absolute
+        .to_str()
+        .map(str::to_string)
+        .ok_or_else(|| anyhow::anyhow!("the replication target {} is not UTF-8", absolute.display()))
 }
 
 /// Parses RATE: a SIZE followed by `/s`.
@@ -202,7 +219,8 @@ pub fn run(ctx: &Ctx, cmd: ReplicationCommand) -> Result<()> {
                     ))
                     .into());
                 }
-                engine.add_replication(&args.container, &args.target, args.limit)?
+                let target = directory_target(ctx, &args.target)?;
+                engine.add_replication(&args.container, &target, args.limit)?
             } else {
                 let Some(password) = args.password.read(ctx)? else {
                     return Err(UsageError(format!(

@@ -232,6 +232,36 @@ fn commands_through_the_daemon_match_a_twin_directory_nobody_serves() {
 }
 
 #[test]
+fn a_relative_replication_target_is_the_clients_not_the_daemons() {
+    // `replication add --target DIR` names no file the client opens: the daemon resolves a
+    // relative DIR against the client's working directory (never its own), and stores it
+    // absolute, as a command run on its own does, so later passes reach the same directory.
+    let tmp = tempfile::tempdir().unwrap();
+    let served = Side::new(tmp.path(), "served", b"x");
+    let idle = Side::new(tmp.path(), "idle", b"x");
+    let server = serve(&served.data);
+    for side in [&served, &idle] {
+        let out = side.run(&["container", "add", "c", "--type", "object"], None);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let out = side.run(&["put", "c/s", "in.bin"], None);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let out = side.run(&["replication", "add", "c", "--target", "replica"], None);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let out = side.run(&["--json", "replication", "status", "c"], None);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let shown: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(shown["target"].as_str(), side.cwd.join("replica").to_str(), "{shown}");
+        let out = side.run(&["replication", "start", "c"], None);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+    let holder = std::fs::read_to_string(served.data.join("lock")).unwrap();
+    assert!(holder.contains(&format!("qorestor serve (pid {})", server.pid())), "{holder}");
+    server.stop();
+    let out = common::run(qorestor(&served.cwd.join("replica")).args(["get", "c/s"]).current_dir(&served.cwd), None);
+    assert_eq!(out.stdout, b"x", "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
 fn a_data_directory_path_longer_than_a_socket_address_works() {
     let tmp = tempfile::tempdir().unwrap();
     let mut data = tmp.path().to_path_buf();
