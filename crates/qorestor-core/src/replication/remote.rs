@@ -447,8 +447,8 @@ fn serve_session(engine: &Engine, conn: TcpStream, admitted: &Conn) -> Result<()
         return reply(&mut conn, &failed(m));
     }
     let Some((salt, key)) = engine.listener_secret()? else {
-        let m = "no replication password is set on the target (stop its qorestor serve, run qorestor replication \
-                 set-password there, start serve again)"
+        let m = "no replication password is set on the target (run qorestor replication set-password there; \
+                 no restart needed)"
             .to_string();
         return reply(&mut conn, &failed(m));
     };
