@@ -192,6 +192,7 @@ fn panic_point(request: &Request) -> String {
 /// watcher that cancels it when the client ends.
 fn run(cli: Cli, io: Io, services: Services, panic_point: &str) -> u8 {
     let data = io.var_os(forward::DATA_ENV).map_or(cli.data.clone(), PathBuf::from);
+    let writes_streams = matches!(cli.command, crate::Command::Put(_));
     let mut ctx = Ctx::new(data, cli.json, cli.passphrase_file, cli.lock_wait);
     ctx.io = io.clone();
     ctx.live = Some(services.clone());
@@ -210,10 +211,14 @@ fn run(cli: Cli, io: Io, services: Services, panic_point: &str) -> u8 {
         io.eprintln("qorestor: internal error: the command panicked in the daemon (the daemon goes on serving)");
         EXIT_FAILED
     });
-    // As the command's own process would have closed the engine.
-    if let Err(e) = services.engine.seal_open_packs() {
-        io.eprintln(&format!("qorestor: cannot seal the open packs after the command: {e}"));
-        return EXIT_FAILED;
+    // After a put, as its own process would have closed the engine. Only then: sealing also
+    // ends the packs frontends are appending to (a tape or OST write starts a new one), so a
+    // read-only command (`ls`, `stats` polled during a backup) must not leave small packs.
+    if writes_streams {
+        if let Err(e) = services.engine.seal_open_packs() {
+            io.eprintln(&format!("qorestor: cannot seal the open packs after the command: {e}"));
+            return EXIT_FAILED;
+        }
     }
     code
 }

@@ -638,8 +638,8 @@ impl Engine {
 
     /// Seals the open pack of every storage group opened so far, as closing the engine does:
     /// the directory is left as a process that ends would leave it (the daemon does this after
-    /// each command it runs for a client, so that the command leaves the directory as it would
-    /// have run on its own; a writer still appending starts a new pack).
+    /// a `put` it runs for a client, so that the command leaves the directory as it would have
+    /// run on its own; a writer still appending starts a new pack).
     pub fn seal_open_packs(&self) -> Result<()> {
         for store in self.inner.open_groups() {
             store.seal_open()?;
